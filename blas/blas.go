@@ -1,0 +1,171 @@
+package blas
+
+import "math"
+
+// Batch describes Count row-major products
+//
+//	C_i = Alpha·A_i·op(B_i) + Beta·C_i + 1·biasᵀ,   i = 0 … Count−1
+//
+// where A_i (M×K) starts at A[i*StrideA] with leading dimension LDA, B_i starts
+// at B[i*StrideB] with leading dimension LDB and is K×N, or N×K with op(B) = Bᵀ
+// when TransB, and C_i (M×N) starts at C[i*StrideC] with leading dimension LDC.
+// Bias, if not nil, holds N values added to every row of every C_i; with
+// Beta = 0, C is never read, so it may hold anything (NaN included) before.
+//
+// The C_i must not overlap each other, A or B. A head of a [T, Heads·HeadDim]
+// matrix is a column block: LDA = Heads·HeadDim and StrideA = HeadDim.
+type Batch struct {
+	Count, M, N, K            int
+	TransB                    bool
+	Alpha, Beta               float32
+	A, B, C                   []float32
+	LDA, LDB, LDC             int
+	StrideA, StrideB, StrideC int
+	Bias                      []float32
+}
+
+// Rows describes one call of the fused softmax row pass over an M×N block of
+// scores S (leading dimension LDS): mask, running max, exponentiation in place
+// and running sum, as documented on
+// [github.com/xattn/xattn/pure.SoftmaxRows]. Bias and Keep are optional M×N views with
+// leading dimensions LDBias and LDKeep (0 repeats their first row); Causal
+// limits row r to its first clamp(Lim0+r, 0, N) columns. Max, Sum and Corr
+// have at least M elements.
+type Rows struct {
+	M, N           int
+	S              []float32
+	LDS            int
+	Bias           []float32
+	LDBias         int
+	Keep           []bool
+	LDKeep         int
+	Causal         bool
+	Lim0           int
+	Max, Sum, Corr []float32
+}
+
+// Attention describes the attention core of a multi-head layer over a batch:
+// for every batch b, query head h and query row i,
+//
+//	O[b,i,h,:] = Σ_j softmax_j(Scale·Q[b,i,h,:]·K[b,j,g,:] + bias[b,h,i,j]) · V[b,j,g,:]
+//
+// over the keys j that are not masked, with g = h / (Heads/KVHeads) the key and
+// value head shared by query head h. A row with no unmasked key gets O = 0.
+//
+// Element d of head h in row i of batch b lives at
+//
+//	Q[b*BatchQ + i*LDQ + h*DK + d]   (Tq rows, d < DK)
+//	K[b*BatchK + j*LDK + g*DK + d]   (Tk rows, d < DK)
+//	V[b*BatchV + j*LDV + g*DV + d]   (Tk rows, d < DV)
+//	O[b*BatchO + i*LDO + h*DV + d]   (Tq rows, d < DV)
+//
+// so heads are column blocks of row-major matrices and are never copied. Masks
+// combine: key j is seen by query i of batch b and head h only if
+//
+//	j < KeyLen[b]                      (when KeyLen != nil)
+//	j ≤ i + CausalOffset               (when Causal)
+//	Keep[b*KeepStride[0] + h*KeepStride[1] + i*KeepStride[2] + j]   (when Keep != nil)
+//
+// and Bias, laid out as Keep, is added to the scaled scores when not nil. A
+// zero stride broadcasts that dimension.
+//
+// The work is split in Tasks() tasks, one per (b, h, block of QBlock query
+// rows); the query block is the fastest-moving index, so consecutive tasks
+// share K and V. Each task walks the keys in blocks of KVBlock with online
+// softmax, so no Tq×Tk matrix is ever formed. O must not overlap Q, K or V.
+type Attention struct {
+	Batch, Heads, KVHeads, Tq, Tk, DK, DV int
+
+	Scale float32
+
+	Q, K, V, O             []float32
+	LDQ, LDK, LDV, LDO     int
+	BatchQ, BatchK, BatchV int
+	BatchO                 int
+
+	KeyLen       []int32
+	Causal       bool
+	CausalOffset int
+	Keep         []bool
+	KeepStride   [3]int
+	Bias         []float32
+	BiasStride   [3]int
+
+	QBlock, KVBlock int
+}
+
+// Tasks returns the number of (batch, head, query block) tasks of a.
+func (a *Attention) Tasks() int {
+	if a.QBlock <= 0 {
+		return 0
+	}
+	return a.Batch * a.Heads * ceilDiv(a.Tq, a.QBlock)
+}
+
+// ScratchLen returns the number of float32 scratch values one worker needs
+// for [Backend.Attend] on a.
+func (a *Attention) ScratchLen() int {
+	return a.QBlock*a.KVBlock + 3*a.QBlock
+}
+
+// task returns the batch, head and first query row of task t.
+func (a *Attention) task(t int) (b, h, q0 int) {
+	nqb := ceilDiv(a.Tq, a.QBlock)
+	qb := t % nqb
+	bh := t / nqb
+	return bh / a.Heads, bh % a.Heads, qb * a.QBlock
+}
+
+// keys returns how many leading keys the query rows [q0, q0+mq) of batch b
+// can see at all: the key length and the causal diagonal cut the walk short.
+func (a *Attention) keys(b, q0, mq int) int {
+	nk := a.Tk
+	if a.KeyLen != nil {
+		nk = min(nk, max(int(a.KeyLen[b]), 0))
+	}
+	if a.Causal {
+		nk = min(nk, max(q0+mq+a.CausalOffset, 0))
+	}
+	return nk
+}
+
+// Backend computes the products and row passes of a layer. Both
+// implementations compute the same function to float32 rounding; they differ
+// in speed and in what they link against. Every method panics with a "blas: "
+// message on a malformed argument (a programmer error: package xattn checks
+// caller data before it gets here), and runs on the calling goroutine only.
+type Backend interface {
+	// Name is "openblas" or "pure".
+	Name() string
+	// Sgemm computes the products of g.
+	Sgemm(g *Batch)
+	// SoftmaxRows runs the fused softmax row pass described by r.
+	SoftmaxRows(r *Rows)
+	// ScaleRows multiplies row i of the m×n matrix c (leading dimension ldc)
+	// by f[i]; a factor of 0 stores exact zeros whatever the row held.
+	ScaleRows(m, n int, c []float32, ldc int, f []float32)
+	// Attend runs tasks [t0, t1) of a, using scratch, of length at least
+	// a.ScratchLen(), as its working memory.
+	Attend(a *Attention, t0, t1 int, scratch []float32)
+}
+
+// Default returns the fastest backend compiled into this binary: OpenBLAS when
+// built with cgo and without the purego tag, else [Pure].
+func Default() Backend {
+	if haveOpenBLAS {
+		return openBLASBackend()
+	}
+	return Pure()
+}
+
+// All returns every backend compiled into this binary, [Default] first.
+func All() []Backend {
+	if haveOpenBLAS {
+		return []Backend{openBLASBackend(), Pure()}
+	}
+	return []Backend{Pure()}
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+var negInf = float32(math.Inf(-1))

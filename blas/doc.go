@@ -1,0 +1,41 @@
+// Package blas is the seam between package xattn and the kernels that do its
+// arithmetic: strided batched SGEMM, the fused softmax row pass of online
+// softmax, row rescaling, and the whole attention core of a task list.
+//
+// # Backends
+//
+// A [Backend] has two implementations, chosen per xattn.Layer (there is no
+// global switch):
+//
+//   - "openblas": OpenBLAS through cgo. Single products go through
+//     gonum.org/v1/netlib; batches, the row pass (AVX-512, AVX2+FMA or scalar
+//     C, picked at run time from the CPU) and the attention core run in a small
+//     C shim, one cgo crossing per batch or task list, never per row.
+//   - "pure": package github.com/xattn/xattn/pure, portable Go on gonum.
+//
+// [Default] is OpenBLAS when it is compiled in, else pure; [All] lists what
+// the binary has, and tests run every backend side by side.
+//
+// # Build
+//
+// The OpenBLAS backend is compiled when cgo is enabled and the purego tag is
+// not set. It needs the C library and its headers, found through pkg-config
+// (Debian and Ubuntu: apt-get install libopenblas-dev pkg-config). The link
+// flags live in link.go as "#cgo pkg-config: openblas"; PKG_CONFIG_PATH
+// points pkg-config at another build, and CGO_CFLAGS / CGO_LDFLAGS add to or
+// override the flags it gives. With CGO_ENABLED=0 or -tags purego only the
+// pure backend exists and nothing is linked.
+//
+// # Threads
+//
+// Every method runs on the calling goroutine. The OpenBLAS backend sets
+// OpenBLAS to one thread (openblas_set_num_threads, process-wide) when it is
+// first used, so that parallelism has one level only: the caller's. It also
+// caps how many goroutines are inside OpenBLAS at once, below the number of
+// memory buffers OpenBLAS keeps for concurrent callers.
+//
+// # Errors
+//
+// Methods panic with a constant "blas: " message on malformed arguments, the
+// same for both backends, before any arithmetic and before C is entered.
+package blas

@@ -1,0 +1,17 @@
+package blas
+
+// Info describes the OpenBLAS library a binary runs with, for reports.
+type Info struct {
+	// Linked is false in builds without OpenBLAS (CGO_ENABLED=0 or -tags purego).
+	Linked bool
+	// Config is openblas_get_config(): version and build options.
+	Config string
+	// CoreName is openblas_get_corename(): the kernel set in use, such as
+	// "SkylakeX" or "Haswell" (OPENBLAS_CORETYPE overrides OpenBLAS's choice).
+	CoreName string
+	// Threads is openblas_get_num_threads() as set by this package.
+	Threads int
+	// RowPass names the variant of the C softmax row pass chosen for this CPU:
+	// "avx512", "avx2" or "scalar".
+	RowPass string
+}

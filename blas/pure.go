@@ -1,0 +1,141 @@
+package blas
+
+import "github.com/xattn/xattn/pure"
+
+// Pure returns the portable backend: package pure's kernels, on gonum's Go
+// SGEMM. It is in every binary.
+func Pure() Backend { return pureBackend{} }
+
+type pureBackend struct{}
+
+func (pureBackend) Name() string { return "pure" }
+
+func (pureBackend) Sgemm(g *Batch) {
+	if !checkBatch(g) {
+		return
+	}
+	for i := 0; i < g.Count; i++ {
+		c := g.C[i*g.StrideC:]
+		beta := g.Beta
+		if g.Bias != nil {
+			addBias(g.M, g.N, c, g.LDC, beta, g.Bias)
+			beta = 1
+		}
+		if g.K == 0 {
+			if g.Bias == nil {
+				scaleAll(g.M, g.N, c, g.LDC, beta)
+			}
+			continue
+		}
+		pure.Sgemm(g.TransB, g.M, g.N, g.K, g.Alpha, g.A[i*g.StrideA:], g.LDA, g.B[i*g.StrideB:], g.LDB, beta, c, g.LDC)
+	}
+}
+
+func (pureBackend) SoftmaxRows(r *Rows) {
+	if !checkRows(r) {
+		return
+	}
+	pure.SoftmaxRows(r.M, r.N, r.S, r.LDS, r.Bias, r.LDBias, r.Keep, r.LDKeep, r.Causal, r.Lim0, r.Max, r.Sum, r.Corr)
+}
+
+func (pureBackend) ScaleRows(m, n int, c []float32, ldc int, f []float32) {
+	if !checkScale(m, n, c, ldc, f) {
+		return
+	}
+	pure.ScaleRows(m, n, c, ldc, f)
+}
+
+func (pureBackend) Attend(a *Attention, t0, t1 int, scratch []float32) {
+	if !checkAttention(a, t0, t1, scratch) {
+		return
+	}
+	for t := t0; t < t1; t++ {
+		attendTask(a, t, scratch)
+	}
+}
+
+// attendTask is one task of the attention core in Go; the C shim of the
+// OpenBLAS backend runs the same steps.
+func attendTask(a *Attention, t int, scratch []float32) {
+	b, h, q0 := a.task(t)
+	mq := min(a.QBlock, a.Tq-q0)
+	g := h / (a.Heads / a.KVHeads)
+	qb := a.BatchQ*b + a.LDQ*q0 + a.DK*h
+	ob := a.BatchO*b + a.LDO*q0 + a.DV*h
+	kb := a.BatchK*b + a.DK*g
+	vb := a.BatchV*b + a.DV*g
+	o := a.O[ob:]
+
+	s := scratch[:a.QBlock*a.KVBlock]
+	mx := scratch[a.QBlock*a.KVBlock:][:mq]
+	sum := scratch[a.QBlock*a.KVBlock+a.QBlock:][:mq]
+	corr := scratch[a.QBlock*a.KVBlock+2*a.QBlock:][:mq]
+	for r := range mq {
+		mx[r] = negInf
+		sum[r] = 0
+	}
+
+	nk := a.keys(b, q0, mq)
+	for k0 := 0; k0 < nk; k0 += a.KVBlock {
+		nb := min(a.KVBlock, nk-k0)
+		pure.Sgemm(true, mq, nb, a.DK, a.Scale, a.Q[qb:], a.LDQ, a.K[kb+k0*a.LDK:], a.LDK, 0, s, nb)
+		var bias []float32
+		if a.Bias != nil {
+			bias = a.Bias[a.BiasStride[0]*b+a.BiasStride[1]*h+a.BiasStride[2]*q0+k0:]
+		}
+		var keep []bool
+		if a.Keep != nil {
+			keep = a.Keep[a.KeepStride[0]*b+a.KeepStride[1]*h+a.KeepStride[2]*q0+k0:]
+		}
+		pure.SoftmaxRows(mq, nb, s, nb, bias, a.BiasStride[2], keep, a.KeepStride[2],
+			a.Causal, q0+a.CausalOffset+1-k0, mx, sum, corr)
+		beta := float32(0)
+		if k0 > 0 {
+			pure.ScaleRows(mq, a.DV, o, a.LDO, corr)
+			beta = 1
+		}
+		pure.Sgemm(false, mq, a.DV, nb, 1, s, nb, a.V[vb+k0*a.LDV:], a.LDV, beta, o, a.LDO)
+	}
+	// Normalise; a row that saw no key (sum 0, or no block at all) becomes 0.
+	for r := range mq {
+		if nk > 0 && sum[r] > 0 {
+			corr[r] = 1 / sum[r]
+		} else {
+			corr[r] = 0
+		}
+	}
+	pure.ScaleRows(mq, a.DV, o, a.LDO, corr)
+}
+
+// addBias sets row i of the m×n matrix c to beta·c[i] + bias; with beta = 0, c
+// is not read.
+func addBias(m, n int, c []float32, ldc int, beta float32, bias []float32) {
+	bias = bias[:n]
+	for i := 0; i < m; i++ {
+		row := c[i*ldc : i*ldc+n]
+		if beta == 0 {
+			copy(row, bias)
+			continue
+		}
+		for j, v := range bias {
+			row[j] = beta*row[j] + v
+		}
+	}
+}
+
+// scaleAll multiplies the m×n matrix c by beta; beta = 0 stores zeros.
+func scaleAll(m, n int, c []float32, ldc int, beta float32) {
+	if beta == 1 {
+		return
+	}
+	for i := 0; i < m; i++ {
+		row := c[i*ldc : i*ldc+n]
+		if beta == 0 {
+			clear(row)
+			continue
+		}
+		for j := range row {
+			row[j] *= beta
+		}
+	}
+}

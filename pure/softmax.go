@@ -1,0 +1,94 @@
+package pure
+
+import "math"
+
+// SoftmaxRows is the fused row pass of online softmax over one m×n block of
+// attention scores s (leading dimension lds), already scaled. For each row r
+// it masks, takes the running maximum, exponentiates in place and updates the
+// running sum:
+//
+//	valid(j) = j < lim(r) && (keep == nil || keep[r*ldkeep+j])
+//	v_j      = s[r,j] + bias[r*ldbias+j]     (bias term only if bias != nil)
+//	mNew     = max(mx[r], max_{valid j} v_j)
+//	s[r,j]   = exp(v_j − mNew) if valid(j), else 0
+//	corr[r]  = exp(mx[r] − mNew)
+//	sum[r]   = sum[r]·corr[r] + Σ_j s[r,j]
+//	mx[r]    = mNew
+//
+// where lim(r) = n, or clamp(lim0+r, 0, n) when causal. ldbias and ldkeep may
+// be 0 to use one row for every row. A row with no valid score so far (mNew =
+// −Inf) gets s = 0, corr = 1 and keeps sum = 0, so −Inf never meets −Inf in a
+// subtraction and no NaN is made. mx, sum and corr have length ≥ m; before the
+// first block of a row, mx[r] = −Inf and sum[r] = 0.
+//
+// Callers rescale their output rows by corr and add P·V; after the last block
+// a row with sum 0 had no valid key and its output is 0.
+func SoftmaxRows(m, n int, s []float32, lds int, bias []float32, ldbias int, keep []bool, ldkeep int, causal bool, lim0 int, mx, sum, corr []float32) {
+	negInf := float32(math.Inf(-1))
+	for r := 0; r < m; r++ {
+		row := s[r*lds : r*lds+n]
+		lim := n
+		if causal {
+			lim = min(max(lim0+r, 0), n)
+		}
+		var b []float32
+		if bias != nil {
+			b = bias[r*ldbias : r*ldbias+lim]
+		}
+		var k []bool
+		if keep != nil {
+			k = keep[r*ldkeep : r*ldkeep+lim]
+		}
+		v := row[:lim]
+		rowMax := negInf
+		for j := range v {
+			x := v[j]
+			if b != nil {
+				x += b[j]
+			}
+			if k != nil && !k[j] {
+				x = negInf
+			}
+			v[j] = x
+			rowMax = max(rowMax, x)
+		}
+		mOld := mx[r]
+		mNew := max(mOld, rowMax)
+		if mNew == negInf {
+			clear(row)
+			corr[r] = 1
+			continue
+		}
+		var acc float32
+		for j := range v {
+			p := Exp(v[j] - mNew)
+			v[j] = p
+			acc += p
+		}
+		clear(row[lim:])
+		c := Exp(mOld - mNew)
+		corr[r] = c
+		sum[r] = sum[r]*c + acc
+		mx[r] = mNew
+	}
+}
+
+// ScaleRows multiplies row r of the m×n matrix c (leading dimension ldc) by
+// f[r]. A factor of 0 stores exact zeros, whatever the row held before (an
+// uninitialised or non-finite row included); a factor of 1 leaves it alone.
+func ScaleRows(m, n int, c []float32, ldc int, f []float32) {
+	for r := 0; r < m; r++ {
+		fr := f[r]
+		if fr == 1 {
+			continue
+		}
+		row := c[r*ldc : r*ldc+n]
+		if fr == 0 {
+			clear(row)
+			continue
+		}
+		for j := range row {
+			row[j] *= fr
+		}
+	}
+}

@@ -1,0 +1,50 @@
+// Package xattn implements multi-head cross-attention on the CPU: queries
+// from one sequence attend over keys and values from another, as in Stable
+// Diffusion's UNet (image queries, text context), Transformer decoders
+// (target queries, encoder output) and Perceiver IO (a small latent array
+// reading a huge input). Self-attention is the case context = x.
+//
+// # Layout
+//
+// Everything is float32 and row-major. For a call of [Shape] {Batch, Tq, Tk}:
+//
+//	x        [Batch, Tq, QueryDim]     queries' source
+//	context  [Batch, Tk, ContextDim]   keys' (and values') source
+//	y        [Batch, Tq, OutDim]       output, Tq rows like x
+//
+// Weights use PyTorch's nn.Linear layout ([out, in]); see [Weights].
+//
+// # Algorithm
+//
+// The projections are GEMMs over all Batch·T rows, split by rows across the
+// layer's workers; keys and values from one source are one GEMM against the
+// stacked [Wk; Wv]. Heads are column blocks of the projected matrices, passed
+// to the kernels by stride and never copied. The attention core runs tasks of
+// (batch, head, block of queries); each walks the keys block by block with
+// online softmax — scores of one tile, a fused mask/max/exp/sum row pass,
+// rescaling of the partial output only when the maximum moves, and O += P·V —
+// so the Tq×Tk score matrix never exists, and the scratch of a worker is one
+// tile. The output projection writes straight into y.
+//
+// # Backends and build tags
+//
+// The arithmetic runs on a [blas.Backend]: OpenBLAS through cgo by default,
+// or the portable Go kernels of package pure with -tags purego or
+// CGO_ENABLED=0 (the only backend then). [WithBackend] picks one per Layer;
+// both give the same results to float32 rounding.
+//
+// # Concurrency
+//
+// A [Layer] is immutable after [New] and safe for concurrent use. One forward
+// pass uses up to Plan.Threads goroutines: the caller's and helpers from one
+// process-wide pool shared by every Layer, so many concurrent callers do not
+// multiply threads. Scratch comes from a per-Layer pool: once warm, a stream
+// of [Layer.ForwardInto] calls allocates nothing.
+//
+// # Errors
+//
+// Every problem caused by caller data — lengths, shapes, masks, configs,
+// weights — is an error wrapping [ErrShape], [ErrMask], [ErrConfig] or
+// [ErrWeights], never a panic. Fully masked query rows give zeros, never NaN
+// (see [Mask]).
+package xattn

@@ -1,0 +1,19 @@
+package xattn
+
+import "errors"
+
+// Sentinel errors. Every error returned by this package wraps exactly one of
+// them, with the offending values in the message; test with [errors.Is].
+var (
+	// ErrConfig reports an invalid Config or Option.
+	ErrConfig = errors.New("xattn: invalid configuration")
+	// ErrWeights reports weights whose sizes do not fit the Config, or that
+	// hold NaN or infinite values.
+	ErrWeights = errors.New("xattn: invalid weights")
+	// ErrShape reports inputs or outputs whose lengths do not match the
+	// Shape and the Config.
+	ErrShape = errors.New("xattn: shape mismatch")
+	// ErrMask reports a Mask that does not fit the Shape, or holds values it
+	// must not (NaN or +Inf bias, key lengths out of range).
+	ErrMask = errors.New("xattn: invalid mask")
+)

@@ -1,0 +1,67 @@
+package xattn
+
+import (
+	"fmt"
+
+	"github.com/xattn/xattn/blas"
+)
+
+// Option adjusts how New builds a Layer. Options validate their arguments:
+// New returns an error wrapping ErrConfig for a bad value, never ignores it.
+type Option func(*settings) error
+
+type settings struct {
+	backend blas.Backend
+	plan    Plan
+}
+
+// WithBackend makes the layer compute with b instead of [blas.Default], for
+// instance [blas.Pure] to use the portable Go kernels in a binary that also
+// has OpenBLAS.
+func WithBackend(b blas.Backend) Option {
+	return func(s *settings) error {
+		if b == nil {
+			return fmt.Errorf("%w: WithBackend(nil)", ErrConfig)
+		}
+		s.backend = b
+		return nil
+	}
+}
+
+// WithThreads sets how many goroutines, the caller's included, share one
+// forward pass. The default is the number of physical cores, at most
+// GOMAXPROCS.
+func WithThreads(n int) Option {
+	return func(s *settings) error {
+		if n < 1 || n > 1<<16 {
+			return fmt.Errorf("%w: WithThreads(%d)", ErrConfig, n)
+		}
+		s.plan.Threads = n
+		return nil
+	}
+}
+
+// WithTile sets the tile of the attention core: qBlock query rows against
+// kvBlock keys at a time. The default comes from the CPU's cache sizes.
+func WithTile(qBlock, kvBlock int) Option {
+	return func(s *settings) error {
+		if qBlock < 1 || kvBlock < 1 || qBlock > 1<<14 || kvBlock > 1<<16 {
+			return fmt.Errorf("%w: WithTile(%d, %d)", ErrConfig, qBlock, kvBlock)
+		}
+		s.plan.QBlock, s.plan.KVBlock = qBlock, kvBlock
+		return nil
+	}
+}
+
+// WithSerialFLOPs sets the work, in floating-point operations, below which a
+// forward pass runs on the calling goroutine alone. 0 hands every call to the
+// workers; the default is about 2 MFLOP.
+func WithSerialFLOPs(flops float64) Option {
+	return func(s *settings) error {
+		if !(flops >= 0) || flops > 1e300 {
+			return fmt.Errorf("%w: WithSerialFLOPs(%v)", ErrConfig, flops)
+		}
+		s.plan.SerialFLOPs = flops
+		return nil
+	}
+}

@@ -1,0 +1,5 @@
+//go:build race
+
+package xattn_test
+
+const raceEnabled = true
