@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/xattn/xattn/xattn"
 	"github.com/xattn/xattn/blas"
+	"github.com/xattn/xattn/xattn"
 )
 
 // tolerance is the bound the differential tests hold every backend to:

@@ -65,8 +65,8 @@ const (
 	maxKVBlock    = 1024
 	minQBlock     = 8
 	maxQBlock     = 256
-	serialFLOPs   = 2e6  // about 10–20 µs of work: below it a hand-off costs more than it saves
-	maxAutoThread = 256  // never start more workers than this by default
+	serialFLOPs   = 2e6 // about 10–20 µs of work: below it a hand-off costs more than it saves
+	maxAutoThread = 256 // never start more workers than this by default
 )
 
 // tune derives a plan from the CPU, the GOMAXPROCS value procs and the head
