@@ -1,0 +1,75 @@
+//go:build cgo && !purego
+
+/*
+ * The C shim of the OpenBLAS backend of package blas (see cblas.go): loops
+ * that run a whole batch, row block or task list per cgo crossing, the fused
+ * softmax row pass and row rescaling in scalar, AVX2+FMA and AVX-512 C, and
+ * the attention core.
+ *
+ * Every function trusts its arguments: package blas checks them in Go before
+ * calling. All matrices are row-major; sizes and leading dimensions fit an
+ * int, offsets are computed in int64_t. No function keeps a pointer after it
+ * returns or calls back into Go.
+ */
+#ifndef XATTN_SHIM_H
+#define XATTN_SHIM_H
+
+#include <stdint.h>
+
+/* Variants of the row pass, the values of the isa field of Go's openBLAS. */
+enum {
+	XATTN_ISA_SCALAR = 0,
+	XATTN_ISA_AVX2 = 1,   /* AVX2 and FMA */
+	XATTN_ISA_AVX512 = 2, /* AVX-512 F, DQ, BW and VL */
+};
+
+/*
+ * The plain-integer part of blas.Attention; the slices travel as separate
+ * pointer arguments of xattn_attend. Field names follow the Go ones.
+ */
+typedef struct {
+	int batch, heads, kv_heads, tq, tk, dk, dv;
+	float scale;
+	int ldq, ldk, ldv, ldo;
+	int64_t batch_q, batch_k, batch_v, batch_o;
+	int causal;
+	int64_t causal_offset;
+	int64_t keep_stride[3];
+	int64_t bias_stride[3];
+	int q_block, kv_block;
+} xattn_attention;
+
+/*
+ * xattn_sgemm_batch computes, for i = 0 … count−1,
+ *
+ *	C_i = alpha·A_i·op(B_i) + beta·C_i (+ 1·biasᵀ when bias != NULL)
+ *
+ * with A_i = a + i·sa, B_i = b + i·sb, C_i = c + i·sc, op(B) = Bᵀ if transb:
+ * blas.Batch, one cblas_sgemm per item.
+ */
+void xattn_sgemm_batch(int count, int transb, int m, int n, int k, float alpha,
+		const float *a, int lda, int64_t sa, const float *b, int ldb, int64_t sb,
+		float beta, float *c, int ldc, int64_t sc, const float *bias);
+
+/* xattn_softmax_rows is pure.SoftmaxRows in the variant isa; keep holds Go bools. */
+void xattn_softmax_rows(int isa, int m, int n, float *s, int lds,
+		const float *bias, int ldbias, const unsigned char *keep, int ldkeep,
+		int causal, int64_t lim0, float *mx, float *sum, float *corr);
+
+/* xattn_scale_rows is pure.ScaleRows in the variant isa. */
+void xattn_scale_rows(int isa, int m, int n, float *c, int ldc, const float *f);
+
+/*
+ * xattn_attend runs tasks [t0, t1) of the attention p, the steps of Go's
+ * attendTask, with the row pass of the variant isa. scratch holds
+ * q_block·kv_block + 3·q_block floats.
+ */
+void xattn_attend(int isa, const xattn_attention *p, const float *q,
+		const float *k, const float *v, float *o, const int32_t *key_len,
+		const unsigned char *keep, const float *bias, float *scratch,
+		int64_t t0, int64_t t1);
+
+/* xattn_exp sets y[i] = e^x[i] for i < n with the exponential of variant isa (for tests). */
+void xattn_exp(int isa, int n, const float *x, float *y);
+
+#endif
