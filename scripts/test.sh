@@ -1,0 +1,39 @@
+#!/bin/sh
+# test.sh is the project's test matrix, run by CI and by the README's test
+# command. Every step must pass.
+set -eu
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "gofmt"
+bad=$(gofmt -l .)
+if [ -n "$bad" ]; then
+	echo "gofmt needed on: $bad" >&2
+	exit 1
+fi
+
+step "go vet (cgo, CGO_ENABLED=0, purego)"
+go vet ./...
+CGO_ENABLED=0 go vet ./...
+go vet -tags purego ./...
+
+step "go test, cgo with OpenBLAS required"
+XATTN_REQUIRE_OPENBLAS=1 go test ./...
+
+step "go test, CGO_ENABLED=0"
+CGO_ENABLED=0 go test ./...
+
+step "go test, -tags purego"
+go test -tags purego ./...
+
+step "go test -race -cpu=1,4"
+XATTN_REQUIRE_OPENBLAS=1 go test -race -short -cpu=1,4 ./...
+
+step "cgocheck2"
+XATTN_REQUIRE_OPENBLAS=1 GOEXPERIMENT=cgocheck2 go test -short ./blas/... ./xattn/...
+
+step "benchmarks, one iteration each"
+go test -short -run '^$' -bench . -benchtime 1x ./...
+
+step "all steps passed"
