@@ -36,7 +36,12 @@ type Layer struct {
 	// are then views into them.
 	wkv, bkv []float32
 
-	work sync.Pool // *workspace
+	// free holds the workspaces of finished calls. Unlike a sync.Pool it is
+	// not emptied by the garbage collector, so a service that allocates
+	// elsewhere still reuses its scratch; it holds at most as many workspaces
+	// as calls ever ran at once on this Layer.
+	mu   sync.Mutex
+	free []*workspace
 }
 
 // New returns a layer with the shapes of cfg and a copy of the weights w, in

@@ -40,7 +40,12 @@ type gemm struct {
 type chunk struct{ g, r0, r1 int }
 
 func (l *Layer) getWorkspace() *workspace {
-	if ws, ok := l.work.Get().(*workspace); ok {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := len(l.free); n > 0 {
+		ws := l.free[n-1]
+		l.free[n-1] = nil
+		l.free = l.free[:n-1]
 		return ws
 	}
 	return &workspace{}
@@ -54,7 +59,9 @@ func (l *Layer) putWorkspace(ws *workspace) {
 	clear(ws.batches)
 	ws.att.Keep, ws.att.Bias, ws.att.KeyLen = nil, nil, nil
 	ws.backend = nil
-	l.work.Put(ws)
+	l.mu.Lock()
+	l.free = append(l.free, ws)
+	l.mu.Unlock()
 }
 
 // grow returns s resliced to n, reallocated only if its capacity is short.
