@@ -7,8 +7,8 @@ import "math"
 // high part exact in float32 and a low correction (Cody–Waite), so that
 // r = x − n·ln2 is computed without cancellation error.
 const (
-	expHi   = 88.72283935546875  // largest x with e^x finite in float32 (rounds to MaxFloat32)
-	expLo   = -103.97208404541016 // below this e^x rounds to 0 in float32
+	expHi   = 88.72283935546875   // smallest float32 x whose e^x rounds to +Inf in float32
+	expLo   = -103.97208404541016 // largest float32 x whose e^x rounds to 0 in float32
 	log2e   = 1.44269504088896341
 	ln2Hi   = 0.693359375
 	ln2Lo   = -2.12194440e-4

@@ -25,8 +25,37 @@ const (
 // Sgemm panics, like gonum, on negative sizes, short leading dimensions or
 // short slices.
 func Sgemm(transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	// Check the whole product here: gonum checks each tile only, so it would
+	// miss negative sizes (no tile at all) and a leading dimension of B or C
+	// that is shorter than n but not than the tile width.
+	switch {
+	case m < 0:
+		panic("blas: m < 0")
+	case n < 0:
+		panic("blas: n < 0")
+	case k < 0:
+		panic("blas: k < 0")
+	case lda < max(1, k):
+		panic("blas: bad leading dimension of A")
+	case transB && ldb < max(1, k), !transB && ldb < max(1, n):
+		panic("blas: bad leading dimension of B")
+	case ldc < max(1, n):
+		panic("blas: bad leading dimension of C")
+	}
 	if m == 0 || n == 0 {
 		return
+	}
+	rowsB, colsB := k, n
+	if transB {
+		rowsB, colsB = n, k
+	}
+	switch {
+	case len(a) < (m-1)*lda+k:
+		panic("blas: insufficient length of a")
+	case len(b) < (rowsB-1)*ldb+colsB:
+		panic("blas: insufficient length of b")
+	case len(c) < (m-1)*ldc+n:
+		panic("blas: insufficient length of c")
 	}
 	tB := blas.NoTrans
 	if transB {
@@ -40,9 +69,10 @@ func Sgemm(transB bool, m, n, k int, alpha float32, a []float32, lda int, b []fl
 		for j := 0; j < n; j += tileN {
 			nj := min(tileN, n-j)
 			var bj []float32
-			if transB {
+			switch {
+			case transB:
 				bj = b[j*ldb:]
-			} else {
+			case k > 0: // with k = 0, B has no rows and may be empty
 				bj = b[j:]
 			}
 			impl.Sgemm(blas.NoTrans, tB, mi, nj, k, alpha, ai, lda, bj, ldb, beta, ci[j:], ldc)
