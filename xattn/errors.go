@@ -16,4 +16,6 @@ var (
 	// ErrMask reports a Mask that does not fit the Shape, or holds values it
 	// must not (NaN or +Inf bias, key lengths out of range).
 	ErrMask = errors.New("xattn: invalid mask")
+	// ErrFormat reports a malformed safetensors file (see [ReadSafetensors]).
+	ErrFormat = errors.New("xattn: malformed safetensors file")
 )
