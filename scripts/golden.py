@@ -1,0 +1,319 @@
+#!/usr/bin/python3
+"""Writes the PyTorch golden files of xattn's parity tests (xattn/parity_test.go).
+
+Run it with Debian's python3-torch (torch 1.13) and numpy, from the repository root:
+
+    /usr/bin/python3 scripts/golden.py [outdir]      # default xattn/testdata/golden
+
+For each module it writes two safetensors files, with plain struct/json (the
+safetensors package is not needed):
+
+    <module>.safetensors      the module's state_dict (under a prefix for some),
+                              as F32, F16 or BF16
+    <module>_io.safetensors   inputs, masks in PyTorch's own form, and PyTorch's
+                              float32 outputs, one per case; its __metadata__
+                              "golden" entry (JSON) tells the Go test how to
+                              load the weights and run each case
+
+The modules: torch.nn.MultiheadAttention (packed in_proj_weight, separate
+q/k/v_proj_weight for kdim/vdim, and bias=False), a module equivalent to
+diffusers' Attention with AttnProcessor2_0 (to_q, to_k, to_v, to_out[0]), and a
+plain q_proj/k_proj/v_proj/out_proj module. torch 1.13 has neither diffusers
+nor F.scaled_dot_product_attention, so `sdpa` below writes out the math that
+PyTorch 2 documents for it. Everything is seeded; rerunning gives the same
+files.
+"""
+import json
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+OUT = sys.argv[1] if len(sys.argv) > 1 else "xattn/testdata/golden"
+B, L, S = 2, 5, 7  # batch, queries, keys
+
+
+def tensor_bytes(t, dtype):
+    """The little-endian bytes of t as a safetensors dtype."""
+    t = t.detach().contiguous()
+    if dtype == "F32":
+        return t.to(torch.float32).numpy().astype("<f4").tobytes()
+    if dtype == "F16":
+        return t.to(torch.float16).view(torch.int16).numpy().astype("<i2").tobytes()
+    if dtype == "BF16":
+        return t.to(torch.bfloat16).view(torch.int16).numpy().astype("<i2").tobytes()
+    if dtype == "BOOL":
+        return t.to(torch.bool).numpy().astype(np.uint8).tobytes()
+    raise ValueError(dtype)
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """tensors: list of (name, torch tensor, dtype)."""
+    header, blobs, off = {}, [], 0
+    if metadata:
+        header["__metadata__"] = metadata
+    for name, t, dtype in tensors:
+        data = tensor_bytes(t, dtype)
+        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [off, off + len(data)]}
+        blobs.append(data)
+        off += len(data)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def round_weights(module, dtype):
+    """Rounds the module's parameters to F16 or BF16, in place (kept float32)."""
+    tdt = {"F16": torch.float16, "BF16": torch.bfloat16}[dtype]
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(p.to(tdt).to(torch.float32))
+
+
+def sdpa(q, k, v, attn_mask=None, is_causal=False):
+    """PyTorch 2's F.scaled_dot_product_attention, its documented math. q [N,H,L,E]."""
+    Lq, Sk = q.size(-2), k.size(-2)
+    bias = torch.zeros(Lq, Sk, dtype=q.dtype)
+    if is_causal:
+        bias.masked_fill_(torch.ones(Lq, Sk, dtype=torch.bool).tril(diagonal=0).logical_not(), float("-inf"))
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            bias = bias + torch.zeros(attn_mask.shape).masked_fill(attn_mask.logical_not(), float("-inf"))
+        else:
+            bias = bias + attn_mask
+    w = q @ k.transpose(-2, -1) * (1 / math.sqrt(q.size(-1))) + bias
+    return torch.softmax(w, dim=-1) @ v
+
+
+class Projected(nn.Module):
+    """Linear q/k/v projections, per-head SDPA, output Linear: diffusers'
+    Attention with AttnProcessor2_0 (names to_q, to_k, to_v, to_out.0) or a
+    plain block (q_proj, k_proj, v_proj, out_proj)."""
+
+    def __init__(self, names, query_dim, context_dim, heads, dim_head, bias, out_dim):
+        super().__init__()
+        inner = heads * dim_head
+        self.heads, self.dim_head, self.names = heads, dim_head, names
+        q, k, v, o = names
+        setattr(self, q, nn.Linear(query_dim, inner, bias=bias))
+        setattr(self, k, nn.Linear(context_dim, inner, bias=bias))
+        setattr(self, v, nn.Linear(context_dim, inner, bias=bias))
+        if o == "to_out":
+            self.to_out = nn.ModuleList([nn.Linear(inner, out_dim), nn.Dropout(0.0)])
+        else:
+            setattr(self, o, nn.Linear(inner, out_dim))
+
+    def forward(self, x, ctx, attn_mask=None, is_causal=False):
+        q, k, v, o = (getattr(self, n) for n in self.names)
+        n, lq, _ = x.shape
+        sk = ctx.shape[1]
+        split = lambda t, t_len: t.view(n, t_len, self.heads, self.dim_head).transpose(1, 2)
+        a = sdpa(split(q(x), lq), split(k(ctx), sk), split(v(ctx), sk), attn_mask, is_causal)
+        a = a.transpose(1, 2).reshape(n, lq, self.heads * self.dim_head)
+        if isinstance(o, nn.ModuleList):
+            return o[1](o[0](a))
+        return o(a)
+
+
+# Which path MultiheadAttention took: the fast path does not call
+# F.multi_head_attention_forward.
+_slow_calls = [0]
+_mha_forward = F.multi_head_attention_forward
+
+
+def _counting_mha_forward(*args, **kwargs):
+    _slow_calls[0] += 1
+    return _mha_forward(*args, **kwargs)
+
+
+F.multi_head_attention_forward = _counting_mha_forward
+
+
+def mha_call(m, q, k, v, kpm, am):
+    before = _slow_calls[0]
+    y, _ = m(q, k, v, key_padding_mask=kpm, attn_mask=am, need_weights=False)
+    return y, ("slow" if _slow_calls[0] > before else "fast")
+
+
+def keep_prefix(lens, s):
+    return torch.arange(s)[None, :] < torch.tensor(lens)[:, None]
+
+
+def golden(name, module, cfg, mapping, prefix, wdtype, inputs, cases, convention, extra=()):
+    """Writes <name>.safetensors and <name>_io.safetensors."""
+    pre = prefix + "." if prefix else ""
+    state = [(pre + k, t, wdtype) for k, t in module.state_dict().items()]
+    write_safetensors(os.path.join(OUT, name + ".safetensors"), list(extra) + state, {"format": "pt"})
+    tensors = [(k, t, "F32") for k, t in inputs.items()]
+    meta_cases = []
+    for c in cases:
+        entry = {"name": c["name"], "route": c["route"], "key_padding_mask": "", "attn_mask": "",
+                 "is_causal": bool(c.get("is_causal", False)), "y": c["name"] + ".y",
+                 "torch_path": c.get("path", "")}
+        for key in ("key_padding_mask", "attn_mask"):
+            t = c.get(key)
+            if t is not None:
+                tname = c["name"] + "." + key
+                tensors.append((tname, t, "BOOL" if t.dtype == torch.bool else "F32"))
+                entry[key] = tname
+        tensors.append((entry["y"], c["y"], "F32"))
+        entry["nan_rows"] = int(torch.isnan(c["y"]).any(dim=-1).sum())
+        meta_cases.append(entry)
+    meta = {"module": type(module).__name__ if not isinstance(module, Projected) else name,
+            "torch": torch.__version__, "mapping": mapping, "weights": name + ".safetensors",
+            "prefix": prefix, "config": cfg, "convention": convention, "cases": meta_cases}
+    write_safetensors(os.path.join(OUT, name + "_io.safetensors"), tensors,
+                      {"golden": json.dumps(meta, separators=(",", ":"))})
+
+
+def projected_cases(m, x, ctx, heads, full=True):
+    """SDPA-convention cases for a Projected module (cross-attention)."""
+    g = torch.Generator().manual_seed(7)
+    cases = []
+
+    def add(name, attn_mask=None, is_causal=False):
+        with torch.no_grad():
+            y = m(x, ctx, attn_mask, is_causal)
+        cases.append({"name": name, "route": "cross", "attn_mask": attn_mask, "is_causal": is_causal, "y": y})
+
+    add("none")
+    add("keypad", keep_prefix([S, 3], S).view(B, 1, 1, S))  # True = attend
+    if not full:
+        return cases
+    holes = torch.rand(B, 1, 1, S, generator=g) < 0.6
+    holes[:, :, :, 0] = True
+    add("keyholes", holes)
+    add("causal", is_causal=True)
+    m2 = torch.rand(L, S, generator=g) < 0.5
+    m2[:, 1] = True
+    m2[2, :] = False  # query 2 sees no key
+    add("bool2d", m2)
+    f4 = torch.randn(B, heads, L, S, generator=g)
+    f4[0, 1, 3, 2] = float("-inf")
+    f4[1, 0, 0, 4] = -10000.0
+    add("float4d", f4)
+    # diffusers' own form: (1 - mask) * -10000 over the keys, for every head and query
+    add("float_bcast", (1.0 - keep_prefix([5, S], S).float()).mul(-10000.0).view(B, 1, 1, S).expand(B, heads, 1, S).contiguous())
+    add("keypad_empty", keep_prefix([S, 0], S).view(B, 1, 1, S))  # batch 1 sees no key
+    return cases
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    torch.set_grad_enabled(False)
+    gen = torch.Generator().manual_seed(1234)
+    randn = lambda *shape: torch.randn(*shape, generator=gen)
+
+    # diffusers' Attention as attn2 of a UNet transformer block: query_dim 8,
+    # cross_attention_dim 6, heads 2, dim_head 5, bias False, out_bias True.
+    for name, seed, wdtype, prefix in (("diffusers", 1, "F32", "mid_block.attentions.0.transformer_blocks.0.attn2"),
+                                       ("diffusers_f16", 2, "F16", "")):
+        torch.manual_seed(seed)
+        m = Projected(("to_q", "to_k", "to_v", "to_out"), 8, 6, 2, 5, False, 8).eval()
+        if wdtype != "F32":
+            round_weights(m, wdtype)
+        x, ctx = randn(B, L, 8), randn(B, S, 6)
+        extra = ()
+        if prefix:  # other tensors of the checkpoint, which the loader must skip
+            extra = (("mid_block.attentions.0.transformer_blocks.0.attn1.to_q.weight", randn(10, 8), wdtype),
+                     ("mid_block.attentions.0.transformer_blocks.0.norm2.weight", randn(8), wdtype))
+        cfg = {"QueryDim": 8, "ContextDim": 6, "Heads": 2, "HeadDim": 5, "OutDim": 8, "Bias": False}
+        golden(name, m, cfg, "diffusers", prefix, wdtype, {"x": x, "context": ctx},
+               projected_cases(m, x, ctx, 2, full=(wdtype == "F32")), "sdpa", extra)
+
+    # A plain block, named like transformers' BART/Whisper attention: query 8,
+    # context 6, heads 2, head 4, out 7, biases everywhere.
+    for name, seed, wdtype, prefix in (("plain", 3, "F32", "model.decoder.layers.0.encoder_attn"),
+                                       ("plain_bf16", 4, "BF16", "")):
+        torch.manual_seed(seed)
+        m = Projected(("q_proj", "k_proj", "v_proj", "out_proj"), 8, 6, 2, 4, True, 7).eval()
+        if wdtype != "F32":
+            round_weights(m, wdtype)
+        x, ctx = randn(B, L, 8), randn(B, S, 6)
+        cfg = {"QueryDim": 8, "ContextDim": 6, "Heads": 2, "HeadDim": 4, "OutDim": 7, "Bias": True}
+        golden(name, m, cfg, "plain", prefix, wdtype, {"x": x, "context": ctx},
+               projected_cases(m, x, ctx, 2, full=(wdtype == "F32")), "sdpa")
+
+    # torch.nn.MultiheadAttention, embed_dim 8, 2 heads, packed in_proj_weight.
+    torch.manual_seed(5)
+    m = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    nn.init.uniform_(m.in_proj_bias, -0.5, 0.5)  # PyTorch starts them at 0
+    nn.init.uniform_(m.out_proj.bias, -0.5, 0.5)
+    x, ctx = randn(B, L, 8), randn(B, S, 8)
+    g = torch.Generator().manual_seed(11)
+    cases = []
+
+    def mha_case(name, route, kpm=None, am=None):
+        q, k = (x, x) if route == "self" else (x, ctx)
+        y, path = mha_call(m, q, k, k, kpm, am)
+        cases.append({"name": name, "route": route, "key_padding_mask": kpm, "attn_mask": am, "y": y, "path": path})
+
+    mha_case("self_none", "self")
+    self_kpm = ~keep_prefix([4, 0], L)  # True = ignore; batch 1 fully masked
+    mha_case("self_kpm", "self", kpm=self_kpm)
+    mha_case("cross_none", "cross")
+    mha_case("cross_kpm_suffix", "cross", kpm=~keep_prefix([S, 3], S))
+    holes = torch.rand(B, S, generator=g) < 0.4
+    holes[:, 1] = False
+    mha_case("cross_kpm_holes", "cross", kpm=holes)
+    a2 = torch.rand(L, S, generator=g) < 0.4
+    a2[:, 0] = False
+    a2[3, :] = True  # query 3 sees no key
+    mha_case("cross_attn2d_bool", "cross", am=a2)
+    a3 = torch.rand(B * 2, L, S, generator=g) < 0.4
+    a3[:, :, 2] = False
+    mha_case("cross_attn3d_bool", "cross", am=a3)
+    mha_case("cross_causal_float", "cross", am=torch.triu(torch.full((L, S), float("-inf")), diagonal=1))
+    mha_case("cross_causal_bool", "cross", am=torch.ones(L, S, dtype=torch.bool).triu(1))
+    f3 = torch.randn(B * 2, L, S, generator=g)
+    f3[1, 2, 3] = float("-inf")
+    mha_case("cross_kpm_attn3d_float", "cross", kpm=holes, am=f3)
+    mha_case("cross_kpm_attn2d_bool", "cross", kpm=holes, am=a2)
+    cfg = {"QueryDim": 8, "Heads": 2, "HeadDim": 4, "Bias": True}
+    golden("mha", m, cfg, "torch-mha", "", "F32", {"x": x, "context": ctx}, cases, "mha")
+
+    # kdim 6, vdim 5: q_proj_weight, k_proj_weight, v_proj_weight.
+    torch.manual_seed(6)
+    m = nn.MultiheadAttention(8, 2, kdim=6, vdim=5, batch_first=True).eval()
+    nn.init.uniform_(m.in_proj_bias, -0.5, 0.5)
+    nn.init.uniform_(m.out_proj.bias, -0.5, 0.5)
+    x, key, value = randn(B, L, 8), randn(B, S, 6), randn(B, S, 5)
+    cases = []
+
+    def kv_case(name, kpm=None, am=None):
+        y, path = mha_call(m, x, key, value, kpm, am)
+        cases.append({"name": name, "route": "qkv", "key_padding_mask": kpm, "attn_mask": am, "y": y, "path": path})
+
+    kv_case("none")
+    kv_case("kpm_holes", kpm=holes)
+    kv_case("attn3d_float", am=f3)
+    kpm_f = torch.randn(B, S, generator=g)
+    kpm_f[0, 5] = float("-inf")
+    kv_case("kpm_float", kpm=kpm_f)
+    kv_case("attn2d_bool", am=a2)
+    cfg = {"QueryDim": 8, "ContextDim": 6, "ValueDim": 5, "Heads": 2, "HeadDim": 4, "Bias": True}
+    golden("mha_kvdim", m, cfg, "torch-mha", "attn", "F32", {"x": x, "key": key, "value": value}, cases, "mha")
+
+    # bias=False: no in_proj_bias, no out_proj.bias.
+    torch.manual_seed(8)
+    m = nn.MultiheadAttention(8, 2, bias=False, batch_first=True).eval()
+    x, ctx = randn(B, L, 8), randn(B, S, 8)
+    cases = []
+    for name, kpm in (("none", None), ("kpm_suffix", ~keep_prefix([2, S], S))):
+        y, path = mha_call(m, x, ctx, ctx, kpm, None)
+        cases.append({"name": name, "route": "cross", "key_padding_mask": kpm, "y": y, "path": path})
+    cfg = {"QueryDim": 8, "Heads": 2, "HeadDim": 4, "Bias": False}
+    golden("mha_nobias", m, cfg, "torch-mha", "", "F32", {"x": x, "context": ctx}, cases, "mha")
+
+
+if __name__ == "__main__":
+    main()
