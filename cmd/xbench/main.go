@@ -1,0 +1,202 @@
+// Command xbench benchmarks xattn's multi-head cross-attention layer on this
+// CPU and says how fast it is and how close to the machine's limit.
+//
+//	go run ./cmd/xbench                      # the four presets, a table
+//	go run ./cmd/xbench -preset sd_unet64 -peers torch,ort
+//	go run ./cmd/xbench -preset decoder -sweep threads=1,2 -plot threads.svg
+//	go run ./cmd/xbench -sweep tk=64..4096 -preset sd_unet64 -o tk.json
+//	go run ./cmd/xbench -compare old.json new.json
+//
+// # What it measures
+//
+// Each case (a preset, a shape given by flags, or a point of a sweep) is
+// run on each backend asked for: a Layer with those weights, warm-up calls,
+// then timed calls of Layer.ForwardInto into a preallocated output (a fixed
+// count, or adaptively at least 3 and about a second's worth). It reports
+// the median, min and max time, GFLOP/s by xattn.FLOPs over the median, Go
+// heap allocations per call (counted in a separate pass), the process's peak
+// resident memory during the case, and efficiency against a peak probe
+// measured at the same thread count: concurrent large SGEMMs through the
+// OpenBLAS backend, the achievable peak of this machine's FMA units (see
+// Peak). The header names the CPU, its caches and vector ISA, the Go
+// version and GOMAXPROCS, OpenBLAS's config and core, and the
+// OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE variables, which force OpenBLAS's
+// kernels when set.
+//
+// # Peers
+//
+// -peers torch,ort runs PyTorch and ONNX Runtime on the same weights and
+// inputs, at the same thread count and repeat count, through the scripts in
+// scripts/ (install them with scripts/peers-setup.sh), prints their times as
+// ratios to xattn's, and checks that their outputs agree with xattn's to
+// 1e-4·max(1, ‖y‖∞). A peer missing on the machine is reported absent.
+//
+// # Output
+//
+// -format table (default), json or csv; -o writes to a file. -compare reads
+// two JSON (or CSV) reports and prints the time ratios, for regressions.
+// -plot draws a sweep with gonum.org/v1/plot.
+//
+// xbench exits 0 on success, 1 when a run fails or an output disagrees, and
+// 2 on a usage error.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/xattn/xattn/blas"
+)
+
+func main() {
+	os.Exit(xbench(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// xbench runs the command with args and returns its exit status.
+func xbench(args []string, stdout, stderr io.Writer) int {
+	o, err := parseArgs(args, stderr)
+	if errors.Is(err, errHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "xbench:", err)
+		return 2
+	}
+	if o.compare != nil {
+		if err := runCompare(o, stdout); err != nil {
+			fmt.Fprintln(stderr, "xbench:", err)
+			return 1
+		}
+		return 0
+	}
+	cases, err := buildCases(o)
+	if err != nil {
+		fmt.Fprintln(stderr, "xbench:", err)
+		return 2
+	}
+	backends, err := pickBackends(o.backend)
+	if err != nil {
+		fmt.Fprintln(stderr, "xbench:", err)
+		return 2
+	}
+	rep, failed := measure(o, cases, backends, stderr)
+
+	if o.out != "" {
+		if err := writeFile(o.out, rep, o.format); err != nil {
+			fmt.Fprintln(stderr, "xbench:", err)
+			return 1
+		}
+		fmt.Fprintf(stderr, "xbench: wrote %s\n", o.out)
+		if err := writeTable(stdout, rep); err != nil {
+			return 1
+		}
+	} else if err := writeReport(stdout, rep, o.format); err != nil {
+		fmt.Fprintln(stderr, "xbench:", err)
+		return 1
+	}
+	if o.plot != "" {
+		if err := writePlot(o.plot, rep, o.plotY); err != nil {
+			fmt.Fprintln(stderr, "xbench:", err)
+			return 1
+		}
+		fmt.Fprintf(stderr, "xbench: wrote %s\n", o.plot)
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+// measure runs every case on every backend, then the peers, and returns the
+// report and whether anything failed (an error, or outputs that disagree).
+func measure(o *options, cases []benchCase, backends []blas.Backend, stderr io.Writer) (*Report, bool) {
+	rep := &Report{Env: collectEnv()}
+	probe := newPeakProbe(o.peakN, o.peakRounds)
+	var peers *peerSet
+	if len(o.peers) > 0 {
+		peers = newPeerSet(o)
+	}
+	prog := newProgress(stderr, o.progress, len(cases)*(len(backends)+len(o.peers)))
+	defer prog.finish()
+	failed := false
+	for _, c := range cases {
+		p, err := newProblem(c, o.seed)
+		if err != nil {
+			fmt.Fprintf(stderr, "xbench: %s: %v\n", c.name, err)
+			failed = true
+			continue
+		}
+		var ref *Result
+		var refY []float32
+		for _, be := range backends {
+			prog.begin(fmt.Sprintf("%s %s", c.name, be.Name()))
+			r, y, err := benchLayer(p, be, o, prog)
+			if err != nil {
+				r.State, r.Detail = stateError, err.Error()
+				failed = true
+			} else {
+				prog.begin("peak probe")
+				if pk := probe.machine(r.Threads); pk != nil {
+					r.PeakGFLOPs, r.PctPeak = pk.GFLOPs, 100*r.GFLOPs/pk.GFLOPs
+				}
+				if pk := probe.get(be, r.Threads); pk != nil {
+					r.GemmGFLOPs, r.PctGemm = pk.GFLOPs, 100*r.GFLOPs/pk.GFLOPs
+				}
+				if ref == nil {
+					r.Agree, r.VsRef = "ref", 1
+				} else {
+					setAgreement(&r, refY, y)
+					r.VsRef = r.MedianMs / ref.MedianMs
+					failed = failed || r.Agree == "FAIL"
+				}
+			}
+			rep.Results = append(rep.Results, r)
+			if ref == nil && r.State == stateOK {
+				ref, refY = &r, y
+			}
+			prog.end()
+		}
+		if peers == nil {
+			continue
+		}
+		if ref == nil {
+			fmt.Fprintf(stderr, "xbench: %s: no xattn result to run the peers against\n", c.name)
+			continue
+		}
+		threads, warmup, repeats, refMs := ref.Threads, ref.Warmup, ref.Repeats, ref.MedianMs
+		for _, r := range peers.run(p, threads, warmup, repeats, refY, refMs, prog) {
+			if r.State == stateOK {
+				if pk := probe.machine(r.Threads); pk != nil {
+					r.PeakGFLOPs, r.PctPeak = pk.GFLOPs, 100*r.GFLOPs/pk.GFLOPs
+				}
+				failed = failed || r.Agree == "FAIL"
+			} else if r.State == stateError {
+				failed = true
+			}
+			rep.Results = append(rep.Results, r)
+		}
+	}
+	rep.Peaks = probe.list()
+	return rep, failed
+}
+
+// writeFile writes rep to path in format.
+func writeFile(path string, rep *Report, format string) error {
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := writeReport(f, rep, format); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"fmt"
+	"image/color"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// sweepAxis labels the swept variable.
+var sweepAxis = map[string]string{
+	"threads": "threads (workers of one call; peers and peak probe alike)",
+	"tk":      "Tk: keys per sequence",
+	"tq":      "Tq: queries per sequence",
+	"batch":   "B: batch size",
+}
+
+// series is one line of a plot: an implementation on one case.
+type series struct {
+	name string
+	xy   plotter.XYs
+}
+
+// sweepSeries groups the successful results of a sweep into lines, one per
+// implementation (and case, when the sweep covers several), with y the
+// GFLOP/s or the median ms.
+func sweepSeries(results []Result, metric string) []series {
+	cases := map[string]bool{}
+	for _, r := range results {
+		cases[r.Case] = true
+	}
+	byName := map[string]*series{}
+	var order []string
+	for _, r := range results {
+		if r.State != stateOK || r.Sweep == "" {
+			continue
+		}
+		name := r.Impl
+		if r.Kind == "xattn" {
+			name = "xattn " + r.Impl
+		}
+		if len(cases) > 1 {
+			name = r.Case + ": " + name
+		}
+		s, ok := byName[name]
+		if !ok {
+			s = &series{name: name}
+			byName[name] = s
+			order = append(order, name)
+		}
+		y := r.GFLOPs
+		if metric == "ms" {
+			y = r.MedianMs
+		}
+		s.xy = append(s.xy, plotter.XY{X: float64(r.Value), Y: y})
+	}
+	out := make([]series, 0, len(order))
+	for _, n := range order {
+		s := byName[n]
+		sort.Slice(s.xy, func(i, j int) bool { return s.xy[i].X < s.xy[j].X })
+		out = append(out, *s)
+	}
+	return out
+}
+
+// writePlot draws the sweep of rep into path (.svg, .png or .pdf, by its
+// extension): y (GFLOP/s or median ms) against the swept value, one line per
+// implementation, and for GFLOP/s the machine's measured peak as a dashed
+// line.
+func writePlot(path string, rep *Report, metric string) error {
+	lines := sweepSeries(rep.Results, metric)
+	if len(lines) == 0 {
+		return fmt.Errorf("plot %s: the sweep has no successful result", path)
+	}
+	key, cases, threads := "", map[string]bool{}, map[int]bool{}
+	var caseNames []string
+	for _, r := range rep.Results {
+		if r.Sweep != "" {
+			key = r.Sweep
+		}
+		if !cases[r.Case] {
+			cases[r.Case] = true
+			caseNames = append(caseNames, r.Case)
+		}
+		if r.State == stateOK {
+			threads[r.Threads] = true
+		}
+	}
+
+	p := plot.New()
+	what := "GFLOP/s"
+	p.Y.Label.Text = "GFLOP/s (xattn.FLOPs of the call / median time)"
+	if metric == "ms" {
+		what = "time per call"
+		p.Y.Label.Text = "median time per call (ms)"
+	}
+	p.Title.Text = fmt.Sprintf("xattn %s vs %s: %s", what, key, strings.Join(caseNames, ", "))
+	if key != "threads" && len(threads) == 1 {
+		for t := range threads {
+			p.Title.Text += fmt.Sprintf(", %d thread(s)", t)
+		}
+	}
+	p.X.Label.Text = sweepAxis[key]
+	p.Add(plotter.NewGrid())
+
+	// x ticks at the swept values; a log scale when they span a wide range.
+	var xs []float64
+	seen := map[float64]bool{}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	ylo, yhi := math.Inf(1), math.Inf(-1)
+	for _, s := range lines {
+		for _, pt := range s.xy {
+			if !seen[pt.X] {
+				seen[pt.X] = true
+				xs = append(xs, pt.X)
+			}
+			lo, hi = math.Min(lo, pt.X), math.Max(hi, pt.X)
+			ylo, yhi = math.Min(ylo, pt.Y), math.Max(yhi, pt.Y)
+		}
+	}
+	sort.Float64s(xs)
+	var ticks []plot.Tick
+	for _, x := range xs {
+		ticks = append(ticks, plot.Tick{Value: x, Label: strconv.FormatFloat(x, 'f', -1, 64)})
+	}
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	if lo > 0 && hi/lo >= 8 {
+		p.X.Scale = plot.LogScale{}
+	}
+	if metric == "ms" && ylo > 0 && yhi/ylo >= 30 {
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	} else {
+		p.Y.Min = 0
+	}
+
+	for i, s := range lines {
+		l, pts, err := plotter.NewLinePoints(s.xy)
+		if err != nil {
+			return err
+		}
+		l.Color = plotutil.Color(i)
+		l.Width = vg.Points(1.5)
+		pts.Color = plotutil.Color(i)
+		pts.Shape = plotutil.Shape(i)
+		p.Add(l, pts)
+		p.Legend.Add(s.name, l, pts)
+	}
+	if metric == "gflops" {
+		if err := addPeakLine(p, rep.Peaks, key, threads, lo, hi); err != nil {
+			return err
+		}
+	}
+	p.Legend.Top = true
+	p.Legend.Left = true
+	return p.Save(8*vg.Inch, 5*vg.Inch, path)
+}
+
+// addPeakLine draws the machine's measured peak: against threads for a
+// threads sweep, else flat at the thread count of the sweep.
+func addPeakLine(p *plot.Plot, peaks []Peak, key string, threads map[int]bool, lo, hi float64) error {
+	var xy plotter.XYs
+	label := ""
+	for _, pk := range peaks {
+		if !pk.Machine || !threads[pk.Threads] {
+			continue
+		}
+		label = fmt.Sprintf("measured peak: %s %d³ SGEMM per thread", pk.Backend, pk.N)
+		if key == "threads" {
+			xy = append(xy, plotter.XY{X: float64(pk.Threads), Y: pk.GFLOPs})
+		} else if len(threads) == 1 {
+			xy = plotter.XYs{{X: lo, Y: pk.GFLOPs}, {X: hi, Y: pk.GFLOPs}}
+		}
+	}
+	if len(xy) == 0 {
+		return nil
+	}
+	sort.Slice(xy, func(i, j int) bool { return xy[i].X < xy[j].X })
+	l, err := plotter.NewLine(xy)
+	if err != nil {
+		return err
+	}
+	l.Color = color.Gray{Y: 96}
+	l.Dashes = []vg.Length{vg.Points(6), vg.Points(4)}
+	l.Width = vg.Points(1.2)
+	p.Add(l)
+	p.Legend.Add(label, l)
+	return nil
+}

@@ -1,0 +1,410 @@
+package main
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// Report is everything one xbench run measured; it is what -format json
+// writes and what -compare reads.
+type Report struct {
+	Env     Env      `json:"env"`
+	Peaks   []Peak   `json:"peaks,omitempty"`
+	Results []Result `json:"results"`
+}
+
+// Result is one implementation on one case: an xattn backend (Kind "xattn")
+// or a peer (Kind "peer").
+type Result struct {
+	Case  string `json:"case"`
+	Impl  string `json:"impl"` // openblas, pure, torch, ort
+	Kind  string `json:"kind"` // xattn or peer
+	State string `json:"state"`
+	// Detail says why a peer is absent or failed, or what it runs.
+	Detail string `json:"detail,omitempty"`
+
+	Batch      int  `json:"batch"`
+	Tq         int  `json:"tq"`
+	Tk         int  `json:"tk"`
+	QueryDim   int  `json:"query_dim"`
+	ContextDim int  `json:"context_dim"`
+	Heads      int  `json:"heads"`
+	HeadDim    int  `json:"head_dim"`
+	OutDim     int  `json:"out_dim"`
+	Bias       bool `json:"bias"`
+
+	// Threads is the worker count; QBlock, KVBlock and ISA the rest of the
+	// layer's plan (peers have none).
+	Threads int    `json:"threads"`
+	QBlock  int    `json:"q_block,omitempty"`
+	KVBlock int    `json:"kv_block,omitempty"`
+	ISA     string `json:"isa,omitempty"`
+	Plan    string `json:"plan,omitempty"`
+
+	Warmup   int     `json:"warmup"`
+	Repeats  int     `json:"repeats"`
+	MedianMs float64 `json:"median_ms"`
+	MinMs    float64 `json:"min_ms"`
+	MaxMs    float64 `json:"max_ms"`
+	// FLOPs is xattn.FLOPs of the case; GFLOPs is FLOPs over the median.
+	FLOPs  float64 `json:"flops"`
+	GFLOPs float64 `json:"gflops"`
+
+	// AllocsPerOp and BytesPerOp are the Go heap allocations of one call
+	// (xattn only); PeakRSSMiB is the process's peak resident memory while
+	// the case ran (for a peer: its own process).
+	AllocsPerOp float64 `json:"allocs_per_op"`
+	BytesPerOp  float64 `json:"bytes_per_op"`
+	PeakRSSMiB  float64 `json:"peak_rss_mib"`
+
+	// PeakGFLOPs is the machine's measured peak at Threads (see Peak) and
+	// PctPeak = 100·GFLOPs/PeakGFLOPs. GemmGFLOPs and PctGemm are the same
+	// against the SGEMM probe of the result's own backend.
+	PeakGFLOPs float64 `json:"peak_gflops,omitempty"`
+	PctPeak    float64 `json:"pct_peak,omitempty"`
+	GemmGFLOPs float64 `json:"gemm_gflops,omitempty"`
+	PctGemm    float64 `json:"pct_gemm,omitempty"`
+
+	// VsRef is MedianMs over the reference's (the first xattn backend of
+	// the case): above 1 is slower than xattn.
+	VsRef float64 `json:"vs_ref,omitempty"`
+	// Agree compares the output with the reference's: "ref", "ok" or
+	// "FAIL"; MaxAbsDiff is max|Δ| and Tol the bound
+	// 1e-4·max(1, ‖ref‖∞).
+	Agree      string  `json:"agree,omitempty"`
+	MaxAbsDiff float64 `json:"max_abs_diff,omitempty"`
+	Tol        float64 `json:"tol,omitempty"`
+
+	Sweep string `json:"sweep,omitempty"`
+	Value int    `json:"value,omitempty"`
+}
+
+// Result states.
+const (
+	stateOK     = "ok"
+	stateAbsent = "absent"
+	stateError  = "error"
+)
+
+// key identifies a result across reports, for -compare.
+func (r *Result) key() string {
+	return fmt.Sprintf("%s|%s|B=%d,Tq=%d,Tk=%d,%d/%d/%d,h=%dx%d,bias=%t|threads=%d|%s=%d",
+		r.Case, r.Impl, r.Batch, r.Tq, r.Tk, r.QueryDim, r.ContextDim, r.OutDim, r.Heads, r.HeadDim, r.Bias,
+		r.Threads, r.Sweep, r.Value)
+}
+
+// shapeString describes the case's shape in one short line.
+func (r *Result) shapeString() string {
+	b := ""
+	if r.Bias {
+		b = " +bias"
+	}
+	return fmt.Sprintf("B=%d Tq=%d Tk=%d  %d,%d→%d  %d heads × %d%s",
+		r.Batch, r.Tq, r.Tk, r.QueryDim, r.ContextDim, r.OutDim, r.Heads, r.HeadDim, b)
+}
+
+// writeReport writes rep in format to w.
+func writeReport(w io.Writer, rep *Report, format string) error {
+	switch format {
+	case "json":
+		return writeJSON(w, rep)
+	case "csv":
+		return writeCSV(w, rep.Results)
+	default:
+		return writeTable(w, rep)
+	}
+}
+
+// writeJSON writes rep as indented JSON.
+func writeJSON(w io.Writer, rep *Report) error {
+	e := json.NewEncoder(w)
+	e.SetIndent("", "  ")
+	return e.Encode(rep)
+}
+
+// readReport reads a report written as JSON, or the results of one written
+// as CSV (by the file's extension, or its first byte).
+func readReport(path string) (*Report, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if strings.EqualFold(filepath.Ext(path), ".csv") || (len(data) > 0 && data[0] != '{') {
+		res, err := readCSV(strings.NewReader(string(data)))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return &Report{Results: res}, nil
+	}
+	var rep Report
+	if err := json.Unmarshal(data, &rep); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &rep, nil
+}
+
+// csvColumn is one column of the CSV format: its header, and how to format
+// and parse it.
+type csvColumn struct {
+	name string
+	get  func(*Result) string
+	set  func(*Result, string) error
+}
+
+func strCol(name string, f func(*Result) *string) csvColumn {
+	return csvColumn{name,
+		func(r *Result) string { return *f(r) },
+		func(r *Result, s string) error { *f(r) = s; return nil }}
+}
+
+func intCol(name string, f func(*Result) *int) csvColumn {
+	return csvColumn{name,
+		func(r *Result) string { return strconv.Itoa(*f(r)) },
+		func(r *Result, s string) (err error) { *f(r), err = strconv.Atoi(s); return err }}
+}
+
+func floatCol(name string, f func(*Result) *float64) csvColumn {
+	return csvColumn{name,
+		func(r *Result) string { return strconv.FormatFloat(*f(r), 'g', -1, 64) },
+		func(r *Result, s string) (err error) { *f(r), err = strconv.ParseFloat(s, 64); return err }}
+}
+
+func boolCol(name string, f func(*Result) *bool) csvColumn {
+	return csvColumn{name,
+		func(r *Result) string { return strconv.FormatBool(*f(r)) },
+		func(r *Result, s string) (err error) { *f(r), err = strconv.ParseBool(s); return err }}
+}
+
+// csvColumns are the columns of the CSV format, one per Result field, named
+// as in the JSON format.
+var csvColumns = []csvColumn{
+	strCol("case", func(r *Result) *string { return &r.Case }),
+	strCol("impl", func(r *Result) *string { return &r.Impl }),
+	strCol("kind", func(r *Result) *string { return &r.Kind }),
+	strCol("state", func(r *Result) *string { return &r.State }),
+	strCol("detail", func(r *Result) *string { return &r.Detail }),
+	intCol("batch", func(r *Result) *int { return &r.Batch }),
+	intCol("tq", func(r *Result) *int { return &r.Tq }),
+	intCol("tk", func(r *Result) *int { return &r.Tk }),
+	intCol("query_dim", func(r *Result) *int { return &r.QueryDim }),
+	intCol("context_dim", func(r *Result) *int { return &r.ContextDim }),
+	intCol("heads", func(r *Result) *int { return &r.Heads }),
+	intCol("head_dim", func(r *Result) *int { return &r.HeadDim }),
+	intCol("out_dim", func(r *Result) *int { return &r.OutDim }),
+	boolCol("bias", func(r *Result) *bool { return &r.Bias }),
+	intCol("threads", func(r *Result) *int { return &r.Threads }),
+	intCol("q_block", func(r *Result) *int { return &r.QBlock }),
+	intCol("kv_block", func(r *Result) *int { return &r.KVBlock }),
+	strCol("isa", func(r *Result) *string { return &r.ISA }),
+	strCol("plan", func(r *Result) *string { return &r.Plan }),
+	intCol("warmup", func(r *Result) *int { return &r.Warmup }),
+	intCol("repeats", func(r *Result) *int { return &r.Repeats }),
+	floatCol("median_ms", func(r *Result) *float64 { return &r.MedianMs }),
+	floatCol("min_ms", func(r *Result) *float64 { return &r.MinMs }),
+	floatCol("max_ms", func(r *Result) *float64 { return &r.MaxMs }),
+	floatCol("flops", func(r *Result) *float64 { return &r.FLOPs }),
+	floatCol("gflops", func(r *Result) *float64 { return &r.GFLOPs }),
+	floatCol("allocs_per_op", func(r *Result) *float64 { return &r.AllocsPerOp }),
+	floatCol("bytes_per_op", func(r *Result) *float64 { return &r.BytesPerOp }),
+	floatCol("peak_rss_mib", func(r *Result) *float64 { return &r.PeakRSSMiB }),
+	floatCol("peak_gflops", func(r *Result) *float64 { return &r.PeakGFLOPs }),
+	floatCol("pct_peak", func(r *Result) *float64 { return &r.PctPeak }),
+	floatCol("gemm_gflops", func(r *Result) *float64 { return &r.GemmGFLOPs }),
+	floatCol("pct_gemm", func(r *Result) *float64 { return &r.PctGemm }),
+	floatCol("vs_ref", func(r *Result) *float64 { return &r.VsRef }),
+	strCol("agree", func(r *Result) *string { return &r.Agree }),
+	floatCol("max_abs_diff", func(r *Result) *float64 { return &r.MaxAbsDiff }),
+	floatCol("tol", func(r *Result) *float64 { return &r.Tol }),
+	strCol("sweep", func(r *Result) *string { return &r.Sweep }),
+	intCol("value", func(r *Result) *int { return &r.Value }),
+}
+
+// writeCSV writes one header line and one line per result.
+func writeCSV(w io.Writer, results []Result) error {
+	cw := csv.NewWriter(w)
+	row := make([]string, len(csvColumns))
+	for i, c := range csvColumns {
+		row[i] = c.name
+	}
+	if err := cw.Write(row); err != nil {
+		return err
+	}
+	for i := range results {
+		for j, c := range csvColumns {
+			row[j] = c.get(&results[i])
+		}
+		if err := cw.Write(row); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// readCSV reads what writeCSV wrote. Columns are matched by header name;
+// unknown columns are ignored, missing ones stay zero.
+func readCSV(r io.Reader) ([]Result, error) {
+	rows, err := csv.NewReader(r).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("no CSV header")
+	}
+	cols := map[string]csvColumn{}
+	for _, c := range csvColumns {
+		cols[c.name] = c
+	}
+	var out []Result
+	for n, row := range rows[1:] {
+		var r Result
+		for i, name := range rows[0] {
+			c, ok := cols[name]
+			if !ok || i >= len(row) {
+				continue
+			}
+			if err := c.set(&r, row[i]); err != nil {
+				return nil, fmt.Errorf("line %d, column %s: %w", n+2, name, err)
+			}
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// writeTable writes the human-readable report: the machine, the peak
+// probes, one row per result, and the notes that say how to read them.
+func writeTable(w io.Writer, rep *Report) error {
+	writeHeader(w, &rep.Env, rep.Peaks)
+	// Cases, once each, with their shape and work.
+	fmt.Fprintln(w)
+	seen := map[string]bool{}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "case\tshape\tGFLOP/call\t")
+	for i := range rep.Results {
+		r := &rep.Results[i]
+		k := r.Case + "|" + r.shapeString()
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		fmt.Fprintf(tw, "%s\t%s\t%.3g\t\n", r.Case, r.shapeString(), r.FLOPs/1e9)
+	}
+	tw.Flush()
+
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	sweep := ""
+	for _, r := range rep.Results {
+		if r.Sweep != "" {
+			sweep = r.Sweep
+		}
+	}
+	head := "case\t"
+	if sweep != "" {
+		head += sweep + "\t"
+	}
+	head += "impl\tthreads\ttile\tisa\tms median\tmin\tmax\treps\tGFLOP/s\t%peak\t%gemm\tallocs/op\tpeak RSS\t×xattn\toutput\t"
+	fmt.Fprintln(tw, head)
+	var notes []string
+	for i := range rep.Results {
+		r := &rep.Results[i]
+		row := r.Case + "\t"
+		if sweep != "" {
+			row += strconv.Itoa(r.Value) + "\t"
+		}
+		row += r.Impl + "\t" + strconv.Itoa(r.Threads) + "\t"
+		if r.State != stateOK {
+			row += "-\t-\t" + r.State + "\t\t\t\t\t\t\t\t\t\t\t\t"
+			fmt.Fprintln(tw, row)
+			notes = append(notes, fmt.Sprintf("%s %s: %s: %s", r.Case, r.Impl, r.State, r.Detail))
+			continue
+		}
+		tile := "-"
+		if r.QBlock > 0 {
+			tile = fmt.Sprintf("%dx%d", r.QBlock, r.KVBlock)
+		}
+		isa := r.ISA
+		if isa == "" {
+			isa = "-"
+		}
+		allocs := "-"
+		if r.Kind == "xattn" {
+			allocs = fmt.Sprintf("%.3g", r.AllocsPerOp)
+		}
+		row += fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d\t%.4g\t%s\t%s\t%s\t%s\t%s\t%s\t",
+			tile, isa, fmtMs(r.MedianMs), fmtMs(r.MinMs), fmtMs(r.MaxMs), r.Repeats, r.GFLOPs,
+			fmtPct(r.PctPeak), fmtPct(r.PctGemm), allocs, fmtMiB(r.PeakRSSMiB), fmtRatio(r.VsRef), fmtAgree(r))
+		fmt.Fprintln(tw, row)
+	}
+	tw.Flush()
+
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "ms: median, min and max of the timed calls (reps) after warm-up; each call is ForwardInto on preallocated buffers.")
+	fmt.Fprintln(w, "GFLOP/s = xattn.FLOPs / median; FLOPs = 2·B·(Tq·Dq·H·dh + 2·Tk·Dc·H·dh + Tq·H·dh·Do) + 4·B·H·Tq·Tk·dh (exponentials not counted).")
+	io.WriteString(w, "%peak: against the machine's measured peak at the same thread count (see peak above); %gemm: against the SGEMM probe of the row's own backend.\n")
+	fmt.Fprintln(w, "×xattn: median time over the first xattn backend's (above 1 is slower than xattn). output: max|Δ| against that backend's y, bound 1e-4·max(1,‖y‖∞).")
+	fmt.Fprintf(w, "peak RSS: %s.\n", rep.Env.RSSSource)
+	for _, n := range notes {
+		fmt.Fprintln(w, n)
+	}
+	for i := range rep.Results {
+		if r := &rep.Results[i]; r.Agree == "FAIL" {
+			fmt.Fprintf(w, "OUTPUT MISMATCH: %s %s differs from xattn by %.3g > %.3g\n", r.Case, r.Impl, r.MaxAbsDiff, r.Tol)
+		}
+	}
+	return nil
+}
+
+func fmtMs(ms float64) string {
+	switch {
+	case ms >= 100:
+		return fmt.Sprintf("%.0f", ms)
+	case ms >= 10:
+		return fmt.Sprintf("%.1f", ms)
+	case ms >= 1:
+		return fmt.Sprintf("%.2f", ms)
+	default:
+		return fmt.Sprintf("%.3f", ms)
+	}
+}
+
+func fmtPct(p float64) string {
+	if p <= 0 || math.IsNaN(p) {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", p)
+}
+
+func fmtMiB(m float64) string {
+	if m <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f MiB", m)
+}
+
+func fmtRatio(x float64) string {
+	if x <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", x)
+}
+
+func fmtAgree(r *Result) string {
+	switch r.Agree {
+	case "":
+		return "-"
+	case "ref":
+		return "ref"
+	default:
+		return fmt.Sprintf("%s %.1e", r.Agree, r.MaxAbsDiff)
+	}
+}

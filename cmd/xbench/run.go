@@ -1,0 +1,248 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime/debug"
+	"runtime/metrics"
+	"slices"
+	"time"
+
+	"github.com/xattn/xattn/blas"
+	"github.com/xattn/xattn/xattn"
+)
+
+// problem is one case's weights and inputs, shared by every backend and
+// peer that runs it.
+type problem struct {
+	c      benchCase
+	w      *xattn.Weights
+	x, ctx []float32
+	scale  float32 // the resolved Config.Scale, 1/√HeadDim
+}
+
+// newProblem draws the weights (PyTorch's nn.Linear distribution) and inputs
+// (uniform in [−1, 1]) of c from seed.
+func newProblem(c benchCase, seed uint64) (*problem, error) {
+	w, err := xattn.NewWeights(c.cfg, seed)
+	if err != nil {
+		return nil, err
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x78626e63)) // "xbnc"
+	fill := func(n int) []float32 {
+		s := make([]float32, n)
+		for i := range s {
+			s[i] = float32(2*rng.Float64() - 1)
+		}
+		return s
+	}
+	sh := c.shape
+	p := &problem{c: c, w: w,
+		x:     fill(sh.Batch * sh.Tq * c.cfg.QueryDim),
+		ctx:   fill(sh.Batch * sh.Tk * contextDim(c.cfg)),
+		scale: c.cfg.Scale,
+	}
+	if p.scale == 0 {
+		p.scale = float32(1 / math.Sqrt(float64(c.cfg.HeadDim)))
+	}
+	return p, nil
+}
+
+// contextDim and outDim resolve the defaults of Config.
+func contextDim(c xattn.Config) int {
+	if c.ContextDim == 0 {
+		return c.QueryDim
+	}
+	return c.ContextDim
+}
+
+func outDim(c xattn.Config) int {
+	if c.OutDim == 0 {
+		return c.QueryDim
+	}
+	return c.OutDim
+}
+
+// baseResult fills the fields of a result that depend on the case only.
+func baseResult(c benchCase, impl, kind string) Result {
+	return Result{
+		Case: c.name, Impl: impl, Kind: kind,
+		Batch: c.shape.Batch, Tq: c.shape.Tq, Tk: c.shape.Tk,
+		QueryDim: c.cfg.QueryDim, ContextDim: contextDim(c.cfg), Heads: c.cfg.Heads,
+		HeadDim: c.cfg.HeadDim, OutDim: outDim(c.cfg), Bias: c.cfg.Bias,
+		FLOPs: xattn.FLOPs(c.cfg, c.shape),
+		Sweep: c.sweep, Value: c.value,
+	}
+}
+
+// maxRepeats bounds adaptive repeats, and the preallocated timing buffer.
+const maxRepeats = 1000
+
+// benchLayer measures the xattn layer of p on be: o.warmup untimed calls,
+// then timed calls of ForwardInto into a preallocated y (o.repeats of them,
+// or adaptively at least 3 and until o.budget is spent), then a separate
+// pass that counts heap allocations per call. It returns the result and the
+// output y of the last call.
+func benchLayer(p *problem, be blas.Backend, o *options, prog *progress) (Result, []float32, error) {
+	c := p.c
+	r := baseResult(c, be.Name(), "xattn")
+	opts := []xattn.Option{xattn.WithBackend(be)}
+	if c.threads > 0 {
+		opts = append(opts, xattn.WithThreads(c.threads))
+	}
+	if o.tileQ > 0 {
+		opts = append(opts, xattn.WithTile(o.tileQ, o.tileKV))
+	}
+	debug.FreeOSMemory() // drop the previous case's garbage before measuring the peak
+	resetPeakRSS()
+	l, err := xattn.New(c.cfg, p.w, opts...)
+	if err != nil {
+		return r, nil, err
+	}
+	plan := l.Plan()
+	r.Threads, r.QBlock, r.KVBlock, r.ISA, r.Plan = plan.Threads, plan.QBlock, plan.KVBlock, plan.ISA, l.String()
+	if be.Name() == "pure" {
+		// Plan.ISA is what the CPU offers; the pure kernels are Go with
+		// gonum's SSE assembly whatever it says.
+		r.ISA = "go/sse"
+	}
+	// The plan's tiles are clamped to the real lengths when a call runs.
+	r.QBlock, r.KVBlock = min(r.QBlock, c.shape.Tq), min(r.KVBlock, c.shape.Tk)
+	y := make([]float32, c.shape.Batch*c.shape.Tq*outDim(c.cfg))
+	sh := c.shape
+	for range o.warmup {
+		if err := l.ForwardInto(y, p.x, p.ctx, sh, nil); err != nil {
+			return r, nil, err
+		}
+		prog.tick()
+	}
+
+	limit := maxRepeats
+	if o.repeats > 0 {
+		limit = min(o.repeats, maxRepeats)
+	}
+	times := make([]time.Duration, limit)
+	var spent time.Duration
+	n := 0
+	for n < limit {
+		t0 := time.Now()
+		err := l.ForwardInto(y, p.x, p.ctx, sh, nil)
+		d := time.Since(t0)
+		if err != nil {
+			return r, nil, err
+		}
+		times[n] = d
+		n++
+		spent += d
+		prog.tick() // outside the timed call
+		if o.repeats == 0 && n >= 3 && spent >= o.budget {
+			break
+		}
+	}
+	times = times[:n]
+	r.Warmup, r.Repeats = o.warmup, n
+	r.MedianMs, r.MinMs, r.MaxMs = summarize(times)
+	r.GFLOPs = r.FLOPs / (r.MedianMs * 1e6)
+
+	// Allocations per call, counted apart from the timed loop so that the
+	// progress bar's own allocations stay out: ~200 ms worth of calls.
+	k := int(min(max(200/r.MedianMs, 1), 20))
+	allocs, bytes := heapAllocs()
+	for range k {
+		if err := l.ForwardInto(y, p.x, p.ctx, sh, nil); err != nil {
+			return r, nil, err
+		}
+	}
+	a2, b2 := heapAllocs()
+	r.AllocsPerOp = float64(a2-allocs) / float64(k)
+	r.BytesPerOp = float64(b2-bytes) / float64(k)
+	r.PeakRSSMiB = float64(peakRSS()) / (1 << 20)
+	r.State = stateOK
+	return r, y, nil
+}
+
+// summarize returns the median, minimum and maximum of ts in milliseconds.
+func summarize(ts []time.Duration) (median, lo, hi float64) {
+	if len(ts) == 0 {
+		return 0, 0, 0
+	}
+	s := slices.Clone(ts)
+	slices.Sort(s)
+	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	n := len(s)
+	median = ms(s[n/2])
+	if n%2 == 0 {
+		median = (ms(s[n/2-1]) + ms(s[n/2])) / 2
+	}
+	return median, ms(s[0]), ms(s[n-1])
+}
+
+// heapAllocs returns the cumulative count and bytes of heap allocations.
+func heapAllocs() (objects, bytes uint64) {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:objects"}, {Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		objects = s[0].Value.Uint64()
+	}
+	if s[1].Value.Kind() == metrics.KindUint64 {
+		bytes = s[1].Value.Uint64()
+	}
+	return objects, bytes
+}
+
+// agreement compares got with the reference output: max|Δ| and the bound
+// 1e-4·max(1, ‖ref‖∞). The layer's outputs are sums of products rounded to
+// float32 in orders that differ between implementations; their errors
+// relative to ‖y‖∞ stay orders of magnitude under 1e-4 for these sizes, so a
+// wrong result (a swapped head, a missing scale) fails it clearly. A NaN or
+// a length mismatch fails.
+func agreement(ref, got []float32) (maxAbs, tol float64, ok bool) {
+	norm := 0.0
+	for _, v := range ref {
+		norm = math.Max(norm, math.Abs(float64(v)))
+	}
+	tol = 1e-4 * math.Max(1, norm)
+	if len(ref) != len(got) {
+		return math.Inf(1), tol, false
+	}
+	for i, v := range got {
+		d := math.Abs(float64(v) - float64(ref[i]))
+		if math.IsNaN(d) {
+			return math.NaN(), tol, false
+		}
+		maxAbs = math.Max(maxAbs, d)
+	}
+	return maxAbs, tol, maxAbs <= tol
+}
+
+// setAgreement records in r how out compares with the reference output.
+func setAgreement(r *Result, ref, out []float32) {
+	d, tol, ok := agreement(ref, out)
+	r.MaxAbsDiff, r.Tol = d, tol
+	r.Agree = "ok"
+	if !ok {
+		r.Agree = "FAIL"
+	}
+	if math.IsNaN(d) || math.IsInf(d, 0) { // not representable in JSON
+		r.MaxAbsDiff = -1
+		r.Detail = "output has NaN or the wrong length"
+	}
+}
+
+// pickBackends returns the backends -backend names.
+func pickBackends(name string) ([]blas.Backend, error) {
+	switch name {
+	case "":
+		return []blas.Backend{blas.Default()}, nil
+	case "all":
+		return blas.All(), nil
+	}
+	for _, b := range blas.All() {
+		if b.Name() == name {
+			return []blas.Backend{b}, nil
+		}
+	}
+	return nil, fmt.Errorf("-backend=%s: not in this binary (built with CGO_ENABLED=0 or -tags purego?); have %s",
+		name, collectEnv().Backends)
+}
