@@ -115,8 +115,8 @@ func TestSgemm(t *testing.T) {
 	forBackends(t, func(t *testing.T, be Backend) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				if testing.Short() && tc.shape.m*tc.shape.n*tc.shape.k > 1<<20 {
-					t.Skip("large in -short")
+				if (testing.Short() || raceEnabled) && tc.shape.m*tc.shape.n*tc.shape.k > 1<<20 {
+					t.Skip("large: not in -short or -race runs")
 				}
 				testSgemm(t, be, tc.shape, tc.transB, tc.pad, tc.sc.alpha, tc.sc.beta, tc.sc.bias)
 			})

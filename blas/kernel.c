@@ -1,0 +1,113 @@
+//go:build cgo && !purego
+
+/*
+ * The AVX-512 GEMM microkernel of the OpenBLAS backend, for the products
+ * where OpenBLAS is measurably slow: small M against a constant right-hand
+ * side (it packs all of B on every call, which costs more than the product
+ * when M is a few rows), and the tiles of the attention core (a few thousand
+ * multiply-adds each, where its per-call set-up dominates).
+ *
+ *	C[m×n] = alpha·A[m×k]·B[k×n] + beta·C + 1·biasᵀ
+ *
+ * A is row-major with leading dimension lda. B is row-major in column panels
+ * of 64: columns j … j+63 of row p start at b + (j/64)·pstride + p·ldb +
+ * j%64. A plain row-major B has pstride = 64 and ldb = its row length; B
+ * packed by xattn_pack_panels has ldb = 64 and pstride = 64·k, so that a panel
+ * is one contiguous k×64 block that streams from L2 without set conflicts.
+ * With beta = 0, C is not read. bias may be NULL.
+ *
+ * Register blocking is 6 rows × 64 columns: 24 zmm accumulators, 4 loads of
+ * B and 6 broadcasts of A for 24 FMAs per step of k. Rows past m re-read the
+ * last row and are not stored; columns past n are masked.
+ */
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "shim.h"
+
+#define KTGT __attribute__((target("avx512f,avx512dq")))
+
+static inline KTGT __m512 kfinish(__m512 acc, __mmask16 m, __m512 va, float beta, __m512 vb,
+		const float *c, const float *bias) {
+	__m512 x = _mm512_mul_ps(acc, va);
+	if (beta != 0.0f)
+		x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, c), x);
+	if (bias)
+		x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, bias));
+	return x;
+}
+
+#define KDECL(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = c##r##0, c##r##2 = c##r##0, c##r##3 = c##r##0;
+#define KFMA(r)                                                    \
+	x = _mm512_set1_ps(a##r[p]);                                   \
+	c##r##0 = _mm512_fmadd_ps(x, b0, c##r##0);                     \
+	if (NV > 1) c##r##1 = _mm512_fmadd_ps(x, b1, c##r##1);         \
+	if (NV > 2) c##r##2 = _mm512_fmadd_ps(x, b2, c##r##2);         \
+	if (NV > 3) c##r##3 = _mm512_fmadd_ps(x, b3, c##r##3);
+#define KST1(r, v)                                                                    \
+	if (NV > v) {                                                                     \
+		__mmask16 msk = (v == NV - 1) ? lm : (__mmask16)0xffff;                       \
+		_mm512_mask_storeu_ps(cr + 16 * v, msk,                                       \
+			kfinish(c##r##v, msk, va, beta, vb, cr + 16 * v, bias ? bias + 16 * v : 0)); \
+	}
+#define KSTORE(r)                                                  \
+	if (mr > r) {                                              \
+		float *cr = c + (int64_t)r * ldc;                          \
+		KST1(r, 0) KST1(r, 1) KST1(r, 2) KST1(r, 3)                \
+	}
+
+/* kern6xNV: up to 6 rows against NV vectors of 16 columns, the last masked by lm. */
+#define KERN(NV_)                                                                         \
+static KTGT __attribute__((noinline)) void kern6x##NV_(int mr, __mmask16 lm, int k,       \
+		float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,            \
+		float beta, float *c, int64_t ldc, const float *bias) {                           \
+	enum { NV = NV_ };                                                                    \
+	const float *a0 = a, *a1 = a + (mr > 1 ? 1 : 0) * lda,                                \
+		*a2 = a + (mr > 2 ? 2 : mr - 1) * lda, *a3 = a + (mr > 3 ? 3 : mr - 1) * lda,     \
+		*a4 = a + (mr > 4 ? 4 : mr - 1) * lda, *a5 = a + (mr > 5 ? 5 : mr - 1) * lda;     \
+	KDECL(0) KDECL(1) KDECL(2) KDECL(3) KDECL(4) KDECL(5)                                 \
+	for (int p = 0; p < k; p++) {                                                         \
+		const float *bp = b + p * ldb;                                                    \
+		__m512 b0, b1 = _mm512_setzero_ps(), b2 = b1, b3 = b1, x;                         \
+		if (NV == 1) b0 = _mm512_maskz_loadu_ps(lm, bp); else b0 = _mm512_loadu_ps(bp);   \
+		if (NV == 2) b1 = _mm512_maskz_loadu_ps(lm, bp + 16);                             \
+		else if (NV > 2) b1 = _mm512_loadu_ps(bp + 16);                                   \
+		if (NV == 3) b2 = _mm512_maskz_loadu_ps(lm, bp + 32);                             \
+		else if (NV > 3) b2 = _mm512_loadu_ps(bp + 32);                                   \
+		if (NV == 4) b3 = _mm512_maskz_loadu_ps(lm, bp + 48);                             \
+		KFMA(0) KFMA(1) KFMA(2) KFMA(3) KFMA(4) KFMA(5)                                   \
+	}                                                                                     \
+	__m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);                         \
+	KSTORE(0) KSTORE(1) KSTORE(2) KSTORE(3) KSTORE(4) KSTORE(5)                           \
+}
+
+KERN(1)
+KERN(2)
+KERN(3)
+KERN(4)
+
+KTGT void xattn_gemm_avx512(int m, int n, int k, float alpha, const float *a, int64_t lda,
+		const float *b, int64_t ldb, int64_t pstride, float beta, float *c, int64_t ldc,
+		const float *bias) {
+	for (int j = 0; j < n; j += 64) {
+		const int w = n - j < 64 ? n - j : 64;
+		const int nv = (w + 15) / 16;
+		const int rem = w - 16 * (nv - 1);
+		const __mmask16 lm = (__mmask16)(rem == 16 ? 0xffff : (1u << rem) - 1);
+		const float *bj = b + (int64_t)(j / 64) * pstride;
+		const float *biasj = bias ? bias + j : 0;
+		for (int i = 0; i < m; i += 6) {
+			const int mr = m - i < 6 ? m - i : 6;
+			const float *ai = a + (int64_t)i * lda;
+			float *ci = c + (int64_t)i * ldc + j;
+			switch (nv) {
+			case 4: kern6x4(mr, lm, k, alpha, ai, lda, bj, ldb, beta, ci, ldc, biasj); break;
+			case 3: kern6x3(mr, lm, k, alpha, ai, lda, bj, ldb, beta, ci, ldc, biasj); break;
+			case 2: kern6x2(mr, lm, k, alpha, ai, lda, bj, ldb, beta, ci, ldc, biasj); break;
+			default: kern6x1(mr, lm, k, alpha, ai, lda, bj, ldb, beta, ci, ldc, biasj); break;
+			}
+		}
+	}
+}
+#endif
