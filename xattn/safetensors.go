@@ -114,7 +114,7 @@ func ReadSafetensors(r io.ReaderAt, size int64) (*SafetensorsFile, error) {
 		return nil, fmt.Errorf("%w: %d bytes is too short for the 8-byte header size", ErrFormat, size)
 	}
 	var head [8]byte
-	if _, err := r.ReadAt(head[:], 0); err != nil {
+	if err := readFull(r, head[:], 0); err != nil {
 		return nil, fmt.Errorf("%w: reading the header size: %w", ErrFormat, err)
 	}
 	n := binary.LittleEndian.Uint64(head[:])
@@ -125,7 +125,7 @@ func ReadSafetensors(r io.ReaderAt, size int64) (*SafetensorsFile, error) {
 		return nil, fmt.Errorf("%w: header of %d bytes does not fit a file of %d bytes", ErrFormat, n, size)
 	}
 	hdr := make([]byte, n)
-	if _, err := r.ReadAt(hdr, 8); err != nil {
+	if err := readFull(r, hdr, 8); err != nil {
 		return nil, fmt.Errorf("%w: reading the header: %w", ErrFormat, err)
 	}
 	f, err := parseHeader(hdr, 8+int64(n), size)
@@ -134,6 +134,22 @@ func ReadSafetensors(r io.ReaderAt, size int64) (*SafetensorsFile, error) {
 	}
 	f.r = r
 	return f, nil
+}
+
+// readFull fills b from r at off. io.ReaderAt may report io.EOF with a full
+// read that ends at the end of the input; that is success here.
+func readFull(r io.ReaderAt, b []byte, off int64) error {
+	if len(b) == 0 {
+		return nil
+	}
+	n, err := r.ReadAt(b, off)
+	if n == len(b) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // headerEntry is a tensor as the header gives it, before validation.
@@ -196,8 +212,12 @@ func parseHeader(hdr []byte, dataStart, size int64) (*SafetensorsFile, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: tensor %q has unknown dtype %q", ErrFormat, e.name, e.dtype)
 		}
-		if e.begin > e.end || e.end > dataLen {
-			return nil, fmt.Errorf("%w: tensor %q has data_offsets [%d, %d] outside the %d-byte buffer",
+		if e.begin > e.end {
+			return nil, fmt.Errorf("%w: tensor %q has data_offsets [%d, %d] that end before they begin",
+				ErrFormat, e.name, e.begin, e.end)
+		}
+		if e.end > dataLen {
+			return nil, fmt.Errorf("%w: tensor %q has data_offsets [%d, %d] beyond the %d-byte buffer",
 				ErrFormat, e.name, e.begin, e.end, dataLen)
 		}
 		// The product of the dimensions, zeros counted as ones, must fit an
@@ -436,7 +456,7 @@ func (f *SafetensorsFile) Bytes(name string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: no tensor %q in the file", ErrWeights, name)
 	}
 	b := make([]byte, t.Size) // checked against the file size
-	if _, err := f.r.ReadAt(b, t.Offset); err != nil {
+	if err := readFull(f.r, b, t.Offset); err != nil {
 		return nil, fmt.Errorf("%w: reading tensor %q: %w", ErrFormat, name, err)
 	}
 	return b, nil
