@@ -212,8 +212,12 @@ func (b *maskBuilder) add(p part, keyLen bool) {
 	if p.keep != nil {
 		if keyLen && b.m.KeyLen == nil && p.heads == 1 && p.rows == 1 {
 			if lens, ok := prefixLens(p.keep, p.batch, b.tk); ok {
-				for len(lens) < b.batch { // broadcast over the batch
-					lens = append(lens, lens[0])
+				if p.batch != b.batch { // broadcast over the batch
+					n := lens[0]
+					lens = make([]int, b.batch)
+					for i := range lens {
+						lens[i] = n
+					}
 				}
 				b.m.KeyLen = lens
 				return

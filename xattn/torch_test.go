@@ -355,3 +355,28 @@ func TestTorchMaskFullyMasked(t *testing.T) {
 		t.Errorf("fully masked row = %s, want the output bias %v", got, w.OutBias)
 	}
 }
+
+// TestMaskFromTorchEmpty runs the helpers on empty calls.
+func TestMaskFromTorchEmpty(t *testing.T) {
+	for _, s := range []xattn.Shape{{Batch: 0, Tq: 2, Tk: 3}, {Batch: 2, Tq: 0, Tk: 3}, {Batch: 2, Tq: 2, Tk: 0}} {
+		cfg := xattn.Config{QueryDim: 4, Heads: 2, HeadDim: 2}
+		w, _ := xattn.NewWeights(cfg, 1)
+		l, _ := xattn.New(cfg, w)
+		x, ctx := make([]float32, s.Batch*s.Tq*4), make([]float32, s.Batch*s.Tk*4)
+		m, err := xattn.MaskFromTorchSDPA(s, 2, &xattn.TorchMask{Shape: []int{1, 1, 1, s.Tk}, Bool: make([]bool, s.Tk)}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Forward(x, ctx, s, m); err != nil {
+			t.Errorf("%+v: %v", s, err)
+		}
+		kpm := &xattn.TorchMask{Shape: []int{s.Batch, s.Tk}, Bool: make([]bool, s.Batch*s.Tk)}
+		am := &xattn.TorchMask{Shape: []int{s.Batch * 2, s.Tq, s.Tk}, Float: make([]float32, s.Batch*2*s.Tq*s.Tk)}
+		if m, err = xattn.MaskFromTorchMHA(s, 2, kpm, am); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Forward(x, ctx, s, m); err != nil {
+			t.Errorf("%+v: %v", s, err)
+		}
+	}
+}
