@@ -42,6 +42,7 @@ type options struct {
 	scripts     string
 	peerTimeout time.Duration
 
+	from      string   // a saved report to print and plot instead of measuring
 	compare   []string // old and new result files
 	threshold float64  // relative change compare calls a regression
 
@@ -102,6 +103,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.scripts, "scripts", "", "folder of peer_torch.py and peer_ort.js (default: scripts/ of the repository around the working directory)")
 	fs.DurationVar(&o.peerTimeout, "peer-timeout", 10*time.Minute, "time limit of one peer run")
 	fs.StringVar(&compare, "compare", "", "compare two result files: -compare old.json new.json (or old.json,new.json)")
+	fs.StringVar(&o.from, "from", "", "print (and with -plot, plot) a saved JSON or CSV report instead of measuring")
 	fs.Float64Var(&o.threshold, "threshold", 0.05, "relative time change that -compare reports as slower or faster")
 	fs.IntVar(&o.peakN, "peak-n", 1536, "side n of the n³ SGEMM the peak probe runs per thread; 0 skips the probe")
 	fs.IntVar(&o.peakRounds, "peak-rounds", 5, "timed rounds of the peak probe (best is kept)")
@@ -182,7 +184,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 		o.sweep = s
 	}
 	if o.plot != "" {
-		if o.sweep == nil {
+		if o.sweep == nil && o.from == "" {
 			return nil, errors.New("-plot needs -sweep")
 		}
 		switch strings.ToLower(filepath.Ext(o.plot)) {

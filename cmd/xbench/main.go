@@ -72,17 +72,26 @@ func xbench(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	cases, err := buildCases(o)
-	if err != nil {
-		fmt.Fprintln(stderr, "xbench:", err)
-		return 2
+	var rep *Report
+	failed := false
+	if o.from != "" {
+		if rep, err = readReport(o.from); err != nil {
+			fmt.Fprintln(stderr, "xbench:", err)
+			return 1
+		}
+	} else {
+		cases, err := buildCases(o)
+		if err != nil {
+			fmt.Fprintln(stderr, "xbench:", err)
+			return 2
+		}
+		backends, err := pickBackends(o.backend)
+		if err != nil {
+			fmt.Fprintln(stderr, "xbench:", err)
+			return 2
+		}
+		rep, failed = measure(o, cases, backends, stderr)
 	}
-	backends, err := pickBackends(o.backend)
-	if err != nil {
-		fmt.Fprintln(stderr, "xbench:", err)
-		return 2
-	}
-	rep, failed := measure(o, cases, backends, stderr)
 
 	if o.out != "" {
 		if err := writeFile(o.out, rep, o.format); err != nil {

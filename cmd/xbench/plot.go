@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"image/color"
 	"math"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,6 +14,8 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgsvg"
 )
 
 // sweepAxis labels the swept variable.
@@ -96,11 +100,12 @@ func writePlot(path string, rep *Report, metric string) error {
 
 	p := plot.New()
 	what := "GFLOP/s"
-	p.Y.Label.Text = "GFLOP/s (xattn.FLOPs of the call / median time)"
+	p.Y.Label.Text = "GFLOP/s (xattn.FLOPs / median time)"
 	if metric == "ms" {
 		what = "time per call"
 		p.Y.Label.Text = "median time per call (ms)"
 	}
+	p.Title.Padding = vg.Points(6)
 	p.Title.Text = fmt.Sprintf("xattn %s vs %s: %s", what, key, strings.Join(caseNames, ", "))
 	if key != "threads" && len(threads) == 1 {
 		for t := range threads {
@@ -158,9 +163,42 @@ func writePlot(path string, rep *Report, metric string) error {
 			return err
 		}
 	}
+	// Room above the highest line or the peak for the legend, top left.
+	if p.Y.Scale == nil || isLinear(p.Y.Scale) {
+		top := yhi
+		for _, pk := range rep.Peaks {
+			if pk.Machine && threads[pk.Threads] && metric == "gflops" {
+				top = math.Max(top, pk.GFLOPs)
+			}
+		}
+		p.Y.Max = top * (1.12 + 0.06*float64(len(lines)+1))
+	}
 	p.Legend.Top = true
 	p.Legend.Left = true
-	return p.Save(8*vg.Inch, 5*vg.Inch, path)
+	p.Legend.XOffs = vg.Points(8)
+	p.Legend.YOffs = -vg.Points(4)
+	return savePlot(p, path)
+}
+
+// savePlot writes p into path in the format its extension names. An SVG
+// embeds its fonts (gonum's Liberation fonts), so it looks the same in a
+// viewer that lacks them.
+func savePlot(p *plot.Plot, path string) error {
+	const w, h = 8 * vg.Inch, 5 * vg.Inch
+	if !strings.EqualFold(filepath.Ext(path), ".svg") {
+		return p.Save(w, h, path)
+	}
+	c := vgsvg.NewWith(vgsvg.UseWH(w, h), vgsvg.EmbedFonts(true))
+	p.Draw(draw.New(c))
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := c.WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // addPeakLine draws the machine's measured peak: against threads for a
@@ -193,4 +231,10 @@ func addPeakLine(p *plot.Plot, peaks []Peak, key string, threads map[int]bool, l
 	p.Add(l)
 	p.Legend.Add(label, l)
 	return nil
+}
+
+// isLinear reports whether s is gonum's default linear scale.
+func isLinear(s plot.Normalizer) bool {
+	_, ok := s.(plot.LinearScale)
+	return ok
 }

@@ -353,6 +353,12 @@ func writeTable(w io.Writer, rep *Report) error {
 	io.WriteString(w, "%peak: against the machine's measured peak at the same thread count (see peak above); %gemm: against the SGEMM probe of the row's own backend.\n")
 	fmt.Fprintln(w, "×xattn: median time over the first xattn backend's (above 1 is slower than xattn). output: max|Δ| against that backend's y, bound 1e-4·max(1,‖y‖∞).")
 	fmt.Fprintf(w, "peak RSS: %s.\n", rep.Env.RSSSource)
+	for i := range rep.Results {
+		if rep.Results[i].PctPeak > 100 {
+			io.WriteString(w, "A %peak above 100% means the peak probe ran while the machine was busier than during that case (a shared machine): run again.\n")
+			break
+		}
+	}
 	for _, n := range notes {
 		fmt.Fprintln(w, n)
 	}

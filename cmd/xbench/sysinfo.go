@@ -103,6 +103,10 @@ func collectEnv() Env {
 
 // writeHeader prints the machine, the build and the peak probes.
 func writeHeader(w io.Writer, e *Env, peaks []Peak) {
+	if e.Time == "" {
+		fmt.Fprintln(w, "xbench  (results read from CSV: no machine description or peak probes)")
+		return
+	}
 	fmt.Fprintf(w, "xbench  %s\n", e.Time)
 	fmt.Fprintf(w, "cpu       %s: %d cores, %d logical CPUs (%d per core); L1d %s, L2 %s, L3 %s",
 		e.CPU, e.PhysicalCores, e.LogicalCores, e.ThreadsPerCore, fmtBytes(e.L1D), fmtBytes(e.L2), fmtBytes(e.L3))
