@@ -155,7 +155,7 @@ func measure(o *options, cases []benchCase, backends []blas.Backend, stderr io.W
 					r.GemmGFLOPs, r.PctGemm = pk.GFLOPs, 100*r.GFLOPs/pk.GFLOPs
 				}
 				if ref == nil {
-					r.Agree, r.VsRef = "ref", 1
+					r.Agree, r.VsRef, r.YNorm = "ref", 1, maxAbs(y)
 				} else {
 					setAgreement(&r, refY, y)
 					r.VsRef = r.MedianMs / ref.MedianMs

@@ -82,6 +82,8 @@ type Result struct {
 	Agree      string  `json:"agree,omitempty"`
 	MaxAbsDiff float64 `json:"max_abs_diff,omitempty"`
 	Tol        float64 `json:"tol,omitempty"`
+	// YNorm is ‖y‖∞ of the reference's output (reference rows only).
+	YNorm float64 `json:"y_norm,omitempty"`
 
 	Sweep string `json:"sweep,omitempty"`
 	Value int    `json:"value,omitempty"`
@@ -223,6 +225,7 @@ var csvColumns = []csvColumn{
 	strCol("agree", func(r *Result) *string { return &r.Agree }),
 	floatCol("max_abs_diff", func(r *Result) *float64 { return &r.MaxAbsDiff }),
 	floatCol("tol", func(r *Result) *float64 { return &r.Tol }),
+	floatCol("y_norm", func(r *Result) *float64 { return &r.YNorm }),
 	strCol("sweep", func(r *Result) *string { return &r.Sweep }),
 	intCol("value", func(r *Result) *int { return &r.Value }),
 }
@@ -288,7 +291,7 @@ func writeTable(w io.Writer, rep *Report) error {
 	fmt.Fprintln(w)
 	seen := map[string]bool{}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "case\tshape\tGFLOP/call\t")
+	fmt.Fprintln(tw, "case\tshape\tGFLOP/call\t‖y‖∞\t")
 	for i := range rep.Results {
 		r := &rep.Results[i]
 		k := r.Case + "|" + r.shapeString()
@@ -296,7 +299,14 @@ func writeTable(w io.Writer, rep *Report) error {
 			continue
 		}
 		seen[k] = true
-		fmt.Fprintf(tw, "%s\t%s\t%.3g\t\n", r.Case, r.shapeString(), r.FLOPs/1e9)
+		norm := "-"
+		for j := i; j < len(rep.Results); j++ {
+			if x := &rep.Results[j]; x.YNorm > 0 && x.Case+"|"+x.shapeString() == k {
+				norm = fmt.Sprintf("%.3g", x.YNorm)
+				break
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.3g\t%s\t\n", r.Case, r.shapeString(), r.FLOPs/1e9, norm)
 	}
 	tw.Flush()
 
@@ -304,7 +314,7 @@ func writeTable(w io.Writer, rep *Report) error {
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	sweep := ""
 	for _, r := range rep.Results {
-		if r.Sweep != "" {
+		if r.Sweep != "" && r.Sweep != "threads" { // threads has its column
 			sweep = r.Sweep
 		}
 	}
@@ -352,7 +362,9 @@ func writeTable(w io.Writer, rep *Report) error {
 	fmt.Fprintln(w, "GFLOP/s = xattn.FLOPs / median; FLOPs = 2·B·(Tq·Dq·H·dh + 2·Tk·Dc·H·dh + Tq·H·dh·Do) + 4·B·H·Tq·Tk·dh (exponentials not counted).")
 	io.WriteString(w, "%peak: against the machine's measured peak at the same thread count (see peak above); %gemm: against the SGEMM probe of the row's own backend.\n")
 	fmt.Fprintln(w, "×xattn: median time over the first xattn backend's (above 1 is slower than xattn). output: max|Δ| against that backend's y, bound 1e-4·max(1,‖y‖∞).")
-	fmt.Fprintf(w, "peak RSS: %s.\n", rep.Env.RSSSource)
+	if rep.Env.RSSSource != "" {
+		fmt.Fprintf(w, "peak RSS: %s.\n", rep.Env.RSSSource)
+	}
 	for i := range rep.Results {
 		if rep.Results[i].PctPeak > 100 {
 			io.WriteString(w, "A %peak above 100% means the peak probe ran while the machine was busier than during that case (a shared machine): run again.\n")

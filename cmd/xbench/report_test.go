@@ -18,7 +18,7 @@ func sampleReport() *Report {
 	ref.Warmup, ref.Repeats, ref.MedianMs, ref.MinMs, ref.MaxMs = 2, 40, 23.5, 20.7, 27.7
 	ref.GFLOPs = ref.FLOPs / (ref.MedianMs * 1e6)
 	ref.PeakRSSMiB, ref.PeakGFLOPs, ref.PctPeak, ref.GemmGFLOPs, ref.PctGemm = 63.25, 350, 52.4, 350, 52.4
-	ref.Agree, ref.VsRef = "ref", 1
+	ref.Agree, ref.VsRef, ref.YNorm = "ref", 1, 0.25
 
 	pure := ref
 	pure.Impl, pure.ISA, pure.MedianMs, pure.AllocsPerOp, pure.BytesPerOp = "pure", "go/sse", 274, 0.5, 12
@@ -132,7 +132,7 @@ func TestTable(t *testing.T) {
 		"OPENBLAS_CORETYPE=Haswell", "unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE together",
 		"not in this binary", // the sample's OpenBLAS info is zero
 		"peak      openblas 2 thread(s):  350.0 GFLOP/s",
-		"B=2 Tq=4096 Tk=77  320,768→320  8 heads × 40",
+		"B=2 Tq=4096 Tk=77  320,768→320  8 heads × 40  4.31        0.25",
 		"ms median", "GFLOP/s", "%peak", "allocs/op", "peak RSS", "×xattn",
 		"80x77", "23.5", "20.7", "27.7", "52%", "63 MiB", "ref", "ok 8.2e-08", "2.13",
 		"sd_unet64 ort: absent: node not found",

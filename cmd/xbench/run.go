@@ -197,12 +197,8 @@ func heapAllocs() (objects, bytes uint64) {
 // relative to ‖y‖∞ stay orders of magnitude under 1e-4 for these sizes, so a
 // wrong result (a swapped head, a missing scale) fails it clearly. A NaN or
 // a length mismatch fails.
-func agreement(ref, got []float32) (maxAbs, tol float64, ok bool) {
-	norm := 0.0
-	for _, v := range ref {
-		norm = math.Max(norm, math.Abs(float64(v)))
-	}
-	tol = 1e-4 * math.Max(1, norm)
+func agreement(ref, got []float32) (diff, tol float64, ok bool) {
+	tol = 1e-4 * math.Max(1, maxAbs(ref))
 	if len(ref) != len(got) {
 		return math.Inf(1), tol, false
 	}
@@ -211,9 +207,18 @@ func agreement(ref, got []float32) (maxAbs, tol float64, ok bool) {
 		if math.IsNaN(d) {
 			return math.NaN(), tol, false
 		}
-		maxAbs = math.Max(maxAbs, d)
+		diff = math.Max(diff, d)
 	}
-	return maxAbs, tol, maxAbs <= tol
+	return diff, tol, diff <= tol
+}
+
+// maxAbs returns ‖y‖∞.
+func maxAbs(y []float32) float64 {
+	m := 0.0
+	for _, v := range y {
+		m = math.Max(m, math.Abs(float64(v)))
+	}
+	return m
 }
 
 // setAgreement records in r how out compares with the reference output.

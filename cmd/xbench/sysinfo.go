@@ -32,12 +32,21 @@ type Env struct {
 	GOMAXPROCS int    `json:"gomaxprocs"`
 	Backends   string `json:"backends"`
 
-	OpenBLAS blas.Info `json:"openblas"`
+	OpenBLAS OpenBLASEnv `json:"openblas"`
 	// EnvVars holds the environment variables that change OpenBLAS's or the
 	// peers' behaviour and were set.
 	EnvVars map[string]string `json:"env_vars,omitempty"`
 
 	RSSSource string `json:"rss_source"`
+}
+
+// OpenBLASEnv is [blas.Info] with the field names of the JSON report.
+type OpenBLASEnv struct {
+	Linked   bool   `json:"linked"`
+	Config   string `json:"config,omitempty"`
+	CoreName string `json:"core_name,omitempty"`
+	Threads  int    `json:"threads,omitempty"`
+	RowPass  string `json:"row_pass,omitempty"`
 }
 
 // isaFlags are the CPU features worth printing for an SGEMM-bound program.
@@ -74,7 +83,7 @@ func collectEnv() Env {
 		GOOS:           runtime.GOOS,
 		GOARCH:         runtime.GOARCH,
 		GOMAXPROCS:     runtime.GOMAXPROCS(0),
-		OpenBLAS:       blas.OpenBLASInfo(),
+		OpenBLAS:       OpenBLASEnv(blas.OpenBLASInfo()),
 		RSSSource:      rssSource,
 	}
 	if e.CPU == "" {
