@@ -49,6 +49,11 @@ type OpenBLASEnv struct {
 	RowPass  string `json:"row_pass,omitempty"`
 }
 
+// openBLASEnv copies the fields of i that the report keeps.
+func openBLASEnv(i blas.Info) OpenBLASEnv {
+	return OpenBLASEnv{Linked: i.Linked, Config: i.Config, CoreName: i.CoreName, Threads: i.Threads, RowPass: i.RowPass}
+}
+
 // isaFlags are the CPU features worth printing for an SGEMM-bound program.
 var isaFlags = []struct {
 	id   cpuid.FeatureID
@@ -83,7 +88,7 @@ func collectEnv() Env {
 		GOOS:           runtime.GOOS,
 		GOARCH:         runtime.GOARCH,
 		GOMAXPROCS:     runtime.GOMAXPROCS(0),
-		OpenBLAS:       OpenBLASEnv(blas.OpenBLASInfo()),
+		OpenBLAS:       openBLASEnv(blas.OpenBLASInfo()),
 		RSSSource:      rssSource,
 	}
 	if e.CPU == "" {
