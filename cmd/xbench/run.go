@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"slices"
@@ -118,6 +119,7 @@ func benchLayer(p *problem, be blas.Backend, o *options, prog *progress) (Result
 		prog.tick()
 	}
 
+	runtime.GC() // no collection of earlier garbage inside the timed calls
 	limit := maxRepeats
 	if o.repeats > 0 {
 		limit = min(o.repeats, maxRepeats)
