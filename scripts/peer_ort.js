@@ -108,7 +108,10 @@ async function main(argv) {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err) => {
-    process.stderr.write(`peer_ort: ${err && err.stack ? err.stack : err}\n`);
+    // The stack first, then the message alone on the last line, which is
+    // what xbench quotes.
+    const msg = String(err && err.message ? err.message : err).split('\n')[0];
+    process.stderr.write(`${err && err.stack ? err.stack : err}\npeer_ort: ${msg}\n`);
     process.exit(1);
   },
 );

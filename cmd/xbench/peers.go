@@ -93,7 +93,7 @@ func newPeerSet(o *options) *peerSet {
 			out, _, perr = ps.command(context.Background(), nil, o.node, filepath.Join(dir, "peer_ort.js"), "probe")
 		}
 		if perr != nil {
-			ps.absent[name] = perr.Error()
+			ps.absent[name] = perr.Error() + " (scripts/peers-setup.sh installs the peers)"
 			continue
 		}
 		var v struct{ Version string }
