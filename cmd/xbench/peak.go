@@ -52,6 +52,8 @@ type peakProbe struct {
 	order     []*Peak
 }
 
+// newPeakProbe returns a probe of n³ SGEMMs, best of at least rounds; n = 0
+// turns probing off.
 func newPeakProbe(n, rounds int) *peakProbe {
 	return &peakProbe{n: n, rounds: rounds, probes: map[string]*Peak{}}
 }

@@ -161,6 +161,8 @@ type csvColumn struct {
 	set  func(*Result, string) error
 }
 
+// strCol, intCol, floatCol and boolCol make the CSV column name of a
+// Result field that f points to.
 func strCol(name string, f func(*Result) *string) csvColumn {
 	return csvColumn{name,
 		func(r *Result) string { return *f(r) },
@@ -382,6 +384,7 @@ func writeTable(w io.Writer, rep *Report) error {
 	return nil
 }
 
+// fmtMs formats milliseconds with about three significant digits.
 func fmtMs(ms float64) string {
 	switch {
 	case ms >= 100:
@@ -395,6 +398,7 @@ func fmtMs(ms float64) string {
 	}
 }
 
+// fmtPct formats a percentage, "-" when unknown.
 func fmtPct(p float64) string {
 	if p <= 0 || math.IsNaN(p) {
 		return "-"
@@ -402,6 +406,7 @@ func fmtPct(p float64) string {
 	return fmt.Sprintf("%.0f%%", p)
 }
 
+// fmtMiB formats a memory size in MiB, "-" when unknown.
 func fmtMiB(m float64) string {
 	if m <= 0 {
 		return "-"
@@ -409,6 +414,7 @@ func fmtMiB(m float64) string {
 	return fmt.Sprintf("%.0f MiB", m)
 }
 
+// fmtRatio formats a time ratio, "-" when unknown.
 func fmtRatio(x float64) string {
 	if x <= 0 {
 		return "-"
@@ -416,6 +422,7 @@ func fmtRatio(x float64) string {
 	return fmt.Sprintf("%.2f", x)
 }
 
+// fmtAgree formats the output check of r: "ref", or the verdict and max|Δ|.
 func fmtAgree(r *Result) string {
 	switch r.Agree {
 	case "":

@@ -50,7 +50,7 @@ func newProblem(c benchCase, seed uint64) (*problem, error) {
 	return p, nil
 }
 
-// contextDim and outDim resolve the defaults of Config.
+// contextDim resolves the default of Config.ContextDim.
 func contextDim(c xattn.Config) int {
 	if c.ContextDim == 0 {
 		return c.QueryDim
@@ -58,6 +58,7 @@ func contextDim(c xattn.Config) int {
 	return c.ContextDim
 }
 
+// outDim resolves the default of Config.OutDim.
 func outDim(c xattn.Config) int {
 	if c.OutDim == 0 {
 		return c.QueryDim
