@@ -252,3 +252,34 @@ func TestGoldenTorchBehaviour(t *testing.T) {
 		}
 	}
 }
+
+// TestParityWithoutKeyBias backs the claim of [xattn.Mapping] that a key bias
+// does not change the output (so Whisper's missing k_proj.bias loads as
+// zero): PyTorch's outputs of the plain module, which has a key bias, are
+// reproduced with the key bias dropped.
+func TestParityWithoutKeyBias(t *testing.T) {
+	for _, g := range loadGolden(t) {
+		if g.name != "plain" {
+			continue
+		}
+		w := *g.w
+		w.KBias = make([]float32, len(w.KBias))
+		l, err := xattn.New(g.meta.Config, &w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, ctx := goldenTensor(t, g.io, "x"), goldenTensor(t, g.io, "context")
+		want := goldenTensor(t, g.io, "none.y").Data
+		s := xattn.Shape{Batch: x.Shape[0], Tq: x.Shape[1], Tk: ctx.Shape[1]}
+		y, err := l.Forward(x.Data, ctx.Data, s, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		diff, norm, _ := compareGolden(t, y, want, w.OutBias)
+		if diff > 1e-5*math.Max(1, norm) {
+			t.Errorf("without the key bias: max |Δ| = %.3g", diff)
+		}
+		return
+	}
+	t.Fatal("no plain golden module")
+}

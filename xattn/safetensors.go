@@ -737,9 +737,12 @@ func writeJSONString(b *bytes.Buffer, s string) {
 //	  q_proj.weight, q_proj.bias, k_proj.…, v_proj.…, out_proj.weight, out_proj.bias
 //
 // Biases of the query, key and value projections are present exactly when
-// Config.Bias is set (in_proj_bias for TorchMHA). The output bias may be
-// absent (diffusers' out_bias=False, MultiheadAttention's bias=False), and is
-// then zero. TorchMHA needs the shapes of a MultiheadAttention: QueryDim =
+// Config.Bias is set (in_proj_bias for TorchMHA), with one exception: Plain's
+// k_proj.bias may be absent, as in Whisper, and is then zero. (A key bias b
+// adds q·b to every score of query q alike, which the softmax cancels, so
+// Whisper's layers compute the same with or without it.) The output bias may
+// be absent (diffusers' out_bias=False, MultiheadAttention's bias=False), and
+// is then zero. TorchMHA needs the shapes of a MultiheadAttention: QueryDim =
 // Heads·HeadDim = Heads·ValueHeadDim = OutDim (embed_dim) and KVHeads = Heads;
 // kdim and vdim are ContextDim and ValueDim. Its in_proj_weight form needs
 // ContextDim = ValueDim = QueryDim, as in PyTorch.
@@ -820,7 +823,8 @@ func (m Mapping) params(c Config, w *Weights) ([]param, error) {
 	if c.Bias {
 		ps = append(ps,
 			param{q + "bias", hq, 0, true, &w.QBias},
-			param{k + "bias", hk, 0, true, &w.KBias},
+			// Plain's k_proj.bias may be absent, as in Whisper (see Mapping).
+			param{k + "bias", hk, 0, m != Plain, &w.KBias},
 			param{v + "bias", hv, 0, true, &w.VBias})
 	}
 	return ps, nil
@@ -942,6 +946,9 @@ func (f *SafetensorsFile) Weights(cfg Config, m Mapping, prefix string) (*Weight
 	}
 	if w.OutBias == nil {
 		w.OutBias = make([]float32, c.OutDim)
+	}
+	if c.Bias && w.KBias == nil {
+		w.KBias = make([]float32, c.KVHeads*c.HeadDim)
 	}
 	for _, name := range f.names {
 		if len(name) >= len(prefix) && name[:len(prefix)] == prefix && !used[name] {

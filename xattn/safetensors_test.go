@@ -624,6 +624,9 @@ func TestLoadWeightsErrors(t *testing.T) {
 	mha := xattn.Config{QueryDim: 8, Heads: 2, HeadDim: 4}
 	wm, _ := xattn.NewWeights(mha, 2)
 	mhaTs, _ := wm.Tensors(mha, xattn.TorchMHA, "")
+	plainTs, _ := w.Tensors(cfg, xattn.Plain, "")
+	plainNoK := slices.DeleteFunc(slices.Clone(plainTs), func(x xattn.Tensor) bool { return x.Name == "k_proj.bias" })
+	plainNoQ := slices.DeleteFunc(slices.Clone(plainTs), func(x xattn.Tensor) bool { return x.Name == "q_proj.bias" })
 	mhaBoth := append(slices.Clone(mhaTs), xattn.Tensor{Name: "q_proj_weight", Shape: []int{8, 8}, Data: make([]float32, 64)})
 
 	for _, c := range []struct {
@@ -654,6 +657,9 @@ func TestLoadWeightsErrors(t *testing.T) {
 		{"config-mismatch", file(base), func() xattn.Config { c := cfg; c.ContextDim = 7; return c }(), xattn.Diffusers, "blk", xattn.ErrWeights},
 		{"nan", file(nan), cfg, xattn.Diffusers, "blk", xattn.ErrWeights},
 		{"int-dtype", i32, xattn.Config{QueryDim: 8, Heads: 2, HeadDim: 5}, xattn.Diffusers, "blk", xattn.ErrWeights},
+		{"plain-no-k-bias", file(plainNoK), cfg, xattn.Plain, "", nil},
+		{"plain-no-q-bias", file(plainNoQ), cfg, xattn.Plain, "", xattn.ErrWeights},
+		{"diffusers-no-k-bias", file(without("blk.to_k.bias")), cfg, xattn.Diffusers, "blk", xattn.ErrWeights},
 		{"mha-ok", file(mhaTs), mha, xattn.TorchMHA, "", nil},
 		{"mha-both-forms", file(mhaBoth), mha, xattn.TorchMHA, "", xattn.ErrWeights},
 		{"mha-config", file(mhaTs), xattn.Config{QueryDim: 8, Heads: 2, HeadDim: 3}, xattn.TorchMHA, "", xattn.ErrConfig},
