@@ -106,7 +106,8 @@ func writePlot(path string, rep *Report, metric string) error {
 		p.Y.Label.Text = "median time per call (ms)"
 	}
 	p.Title.Padding = vg.Points(6)
-	p.Title.Text = fmt.Sprintf("xattn %s vs %s: %s", what, key, strings.Join(caseNames, ", "))
+	short := map[string]string{"threads": "threads", "tk": "Tk", "tq": "Tq", "batch": "batch"}[key]
+	p.Title.Text = fmt.Sprintf("cross-attention %s vs %s: %s", what, short, strings.Join(caseNames, ", "))
 	if key != "threads" && len(threads) == 1 {
 		for t := range threads {
 			p.Title.Text += fmt.Sprintf(", %d thread(s)", t)
