@@ -104,8 +104,13 @@ func (a *Attention) Tasks() int {
 
 // ScratchLen returns the number of float32 scratch values one worker needs
 // for [Backend.Attend] on a.
+//
+// It holds the scores of a query block against a key block, the running
+// maximum, sum and correction of each row, and a key block of DK·KVBlock
+// values (rounded up to whole panels of 64 keys) for backends that repack
+// the keys.
 func (a *Attention) ScratchLen() int {
-	return a.QBlock*a.KVBlock + 3*a.QBlock
+	return a.QBlock*a.KVBlock + 3*a.QBlock + a.DK*ceilDiv(a.KVBlock, 64)*64
 }
 
 // task returns the batch, head and first query row of task t.

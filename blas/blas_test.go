@@ -464,6 +464,10 @@ func attnCases() []attnCase {
 		{name: "sd77", b: 2, h: 2, kvh: 2, tq: 19, tk: 77, dk: 40, dv: 40, qb: 8, kvb: 77, chunks: 2},
 		{name: "sd77blocks", b: 1, h: 2, kvh: 2, tq: 23, tk: 77, dk: 40, dv: 24, qb: 16, kvb: 32, chunks: 1},
 		{name: "long", b: 1, h: 2, kvh: 1, tq: 13, tk: 131, dk: 16, dv: 17, qb: 13, kvb: 29, chunks: 2},
+		// Key blocks over several panels of 64 and head widths over 64, for
+		// the AVX-512 kernel's panel walk and its column tails.
+		{name: "panels", b: 1, h: 2, kvh: 1, tq: 29, tk: 300, dk: 64, dv: 80, qb: 13, kvb: 130, chunks: 2},
+		{name: "wide", b: 1, h: 1, kvh: 1, tq: 9, tk: 70, dk: 160, dv: 161, qb: 7, kvb: 70, chunks: 1},
 		{name: "tk0", b: 2, h: 2, kvh: 2, tq: 3, tk: 0, dk: 4, dv: 4, qb: 2, kvb: 4, chunks: 1},
 		{name: "dk0", b: 1, h: 2, kvh: 1, tq: 3, tk: 5, dk: 0, dv: 3, qb: 2, kvb: 2, chunks: 1},
 		{name: "keylen", b: 3, h: 2, kvh: 1, tq: 5, tk: 11, dk: 4, dv: 5, qb: 3, kvb: 4, keyLen: []int32{0, 7, 20}, chunks: 2},

@@ -110,4 +110,51 @@ KTGT void xattn_gemm_avx512(int m, int n, int k, float alpha, const float *a, in
 		}
 	}
 }
+
+/*
+ * xattn_pack_kt writes the transpose of the nb×dk block K (leading dimension
+ * ldk) into kt in the packed panel layout: kt[(j/64)·64·dk + d·64 + j%64] =
+ * K[j·ldk + d], so that kt is B = Kᵀ (dk×nb) with ldb = 64 and pstride =
+ * 64·dk. It works on 16×16 tiles transposed in registers; the column tail of
+ * each tile is masked, the row tail padded with zeros that are never read.
+ */
+KTGT void xattn_pack_kt(int nb, int dk, const float *k, int64_t ldk, float *kt) {
+	for (int j0 = 0; j0 < nb; j0 += 16) {
+		const int rows = nb - j0 < 16 ? nb - j0 : 16;
+		float *dst = kt + (int64_t)(j0 / 64) * 64 * dk + j0 % 64;
+		for (int d0 = 0; d0 < dk; d0 += 16) {
+			const int cols = dk - d0 < 16 ? dk - d0 : 16;
+			const __mmask16 cm = (__mmask16)(cols == 16 ? 0xffff : (1u << cols) - 1);
+			__m512 r[16];
+			for (int i = 0; i < 16; i++)
+				r[i] = i < rows ? _mm512_maskz_loadu_ps(cm, k + (int64_t)(j0 + i) * ldk + d0) : _mm512_setzero_ps();
+			/* 16×16 transpose: 4 rounds of pairwise interleaves. */
+			__m512 t[16];
+			for (int i = 0; i < 16; i += 2) {
+				t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+				t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+			}
+			for (int i = 0; i < 16; i += 4) {
+				r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+				r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+				r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+				r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+			}
+			for (int i = 0; i < 4; i++) {
+				t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+				t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+				t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+				t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+			}
+			for (int i = 0; i < 4; i++) {
+				r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+				r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+				r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+				r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xdd);
+			}
+			for (int i = 0; i < cols; i++)
+				_mm512_storeu_ps(dst + (int64_t)(d0 + i) * 64, r[i]);
+		}
+	}
+}
 #endif

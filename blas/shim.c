@@ -117,11 +117,16 @@ static inline float row_start(float rowmax, float *row, int n, float *mx, float 
 	return mnew;
 }
 
-/* row_end stores corr, sum and max of a row after its exponentials summing to acc, and zeroes its columns [lim, n). */
-static inline void row_end(float *row, int lim, int n, float mnew, float acc, float *mx, float *sum, float *corr) {
+/*
+ * row_end stores corr, sum and max of a row after its exponentials summing to
+ * acc, and zeroes its columns [lim, n). c is e^(old max − mnew), computed by the
+ * caller with its own variant's exponential: calling the SSE-encoded
+ * exp_scalar from AVX-512 code with live upper register halves costs a
+ * state transition per call, measured at 7% of the attention core.
+ */
+static inline void row_end(float *row, int lim, int n, float mnew, float c, float acc, float *mx, float *sum, float *corr) {
 	if (lim < n)
 		memset(row + lim, 0, (size_t)(n - lim) * sizeof *row);
-	float c = exp_scalar(*mx - mnew);
 	*corr = c;
 	*sum = *sum * c + acc;
 	*mx = mnew;
@@ -155,7 +160,7 @@ static void rows_scalar(int m, int n, float *s, int lds, const float *bias, int 
 			row[j] = p;
 			acc += p;
 		}
-		row_end(row, lim, n, mnew, acc, &mx[r], &sum[r], &corr[r]);
+		row_end(row, lim, n, mnew, exp_scalar(mx[r] - mnew), acc, &mx[r], &sum[r], &corr[r]);
 	}
 }
 
@@ -315,7 +320,8 @@ XATTN_AVX2 static void rows_avx2(int m, int n, float *s, int lds, const float *b
 			_mm256_maskstore_ps(row + j, mask, p);
 			acc1 = _mm256_add_ps(acc1, p);
 		}
-		row_end(row, lim, n, mnew, hsum256(_mm256_add_ps(acc0, acc1)), &mx[r], &sum[r], &corr[r]);
+		row_end(row, lim, n, mnew, _mm256_cvtss_f32(exp256(_mm256_set1_ps(mx[r] - mnew))),
+				hsum256(_mm256_add_ps(acc0, acc1)), &mx[r], &sum[r], &corr[r]);
 	}
 }
 
@@ -438,7 +444,8 @@ XATTN_AVX512 static void rows_avx512(int m, int n, float *s, int lds, const floa
 			_mm512_mask_storeu_ps(row + j, mask, p);
 			acc0 = _mm512_mask_add_ps(acc0, mask, acc0, p);
 		}
-		row_end(row, lim, n, mnew, _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)), &mx[r], &sum[r], &corr[r]);
+		row_end(row, lim, n, mnew, _mm512_cvtss_f32(exp512(_mm512_set1_ps(mx[r] - mnew))),
+				_mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)), &mx[r], &sum[r], &corr[r]);
 	}
 }
 
@@ -510,7 +517,7 @@ void xattn_softmax_rows(int isa, int m, int n, float *s, int lds,
 				corr[r] = 1.0f;
 				continue;
 			}
-			row_end(NULL, 0, 0, mnew, 0.0f, &mx[r], &sum[r], &corr[r]);
+			row_end(NULL, 0, 0, mnew, exp_scalar(mx[r] - mnew), 0.0f, &mx[r], &sum[r], &corr[r]);
 		}
 		return;
 	}
@@ -604,6 +611,15 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 	float *mx = scratch + (int64_t)p->q_block * p->kv_block;
 	float *sum = mx + p->q_block;
 	float *corr = sum + p->q_block;
+	/*
+	 * With AVX-512 both products run on xattn_gemm_avx512, which needs no
+	 * packing of A or of V and reads the key block from its packed transpose
+	 * kt: OpenBLAS packs both operands on every call, which cost about as
+	 * much as the products on these tiles.
+	 */
+	const int own = isa == XATTN_ISA_AVX512;
+	float *kt = corr + p->q_block;
+	(void)kt;
 
 	for (int64_t t = t0; t < t1; t++) {
 		/* The task: batch b, query head h, query rows [q0, q0+mq); key/value head g. */
@@ -631,7 +647,13 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 		for (int64_t k0 = 0; k0 < nk; k0 += p->kv_block) {
 			const int nb = (int)min64(p->kv_block, nk - k0);
 			/* S = Scale·Q_blk·K_blkᵀ, mq×nb with leading dimension nb. */
-			if (p->dk > 0)
+			if (p->dk > 0 && own) {
+#if defined(XATTN_X86)
+				xattn_pack_kt(nb, p->dk, k + kb + k0 * p->ldk, p->ldk, kt);
+				xattn_gemm_avx512(mq, nb, p->dk, p->scale, qt, p->ldq, kt, 64, 64 * (int64_t)p->dk,
+						0.0f, s, nb, NULL);
+#endif
+			} else if (p->dk > 0)
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mq, nb, p->dk, p->scale,
 						qt, p->ldq, k + kb + k0 * p->ldk, p->ldk, 0.0f, s, nb);
 			else
@@ -648,8 +670,14 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 				scale(mq, p->dv, ot, p->ldo, corr);
 				beta = 1.0f;
 			}
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mq, p->dv, nb, 1.0f,
-					s, nb, v + vb + k0 * p->ldv, p->ldv, beta, ot, p->ldo);
+#if defined(XATTN_X86)
+			if (own)
+				xattn_gemm_avx512(mq, p->dv, nb, 1.0f, s, nb, v + vb + k0 * p->ldv, p->ldv, 64,
+						beta, ot, p->ldo, NULL);
+			else
+#endif
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mq, p->dv, nb, 1.0f,
+						s, nb, v + vb + k0 * p->ldv, p->ldv, beta, ot, p->ldo);
 		}
 		if (p->dv == 0)
 			continue;

@@ -62,12 +62,34 @@ void xattn_scale_rows(int isa, int m, int n, float *c, int ldc, const float *f);
 /*
  * xattn_attend runs tasks [t0, t1) of the attention p, the steps of Go's
  * attendTask, with the row pass of the variant isa. scratch holds
- * q_block·kv_block + 3·q_block floats.
+ * q_block·kv_block + 3·q_block + dk·⌈kv_block/64⌉·64 floats (blas.Attention's
+ * ScratchLen); the last part holds the packed transpose of a key block when
+ * the variant is AVX-512, whose products run on xattn_gemm_avx512.
  */
 void xattn_attend(int isa, const xattn_attention *p, const float *q,
 		const float *k, const float *v, float *o, const int32_t *key_len,
 		const unsigned char *keep, const float *bias, float *scratch,
 		int64_t t0, int64_t t1);
+
+#if defined(__x86_64__)
+/*
+ * xattn_gemm_avx512 (kernel.c) computes C = alpha·A·B + beta·C (+ 1·biasᵀ)
+ * for row-major m×k A and k×n B stored in column panels of 64: columns j …
+ * j+63 of row p start at b + (j/64)·pstride + p·ldb. A plain row-major B has
+ * pstride = 64; a packed one ldb = 64 and pstride = 64·k. With beta = 0, C is
+ * not read. Needs AVX-512 F and DQ.
+ */
+void xattn_gemm_avx512(int m, int n, int k, float alpha, const float *a, int64_t lda,
+		const float *b, int64_t ldb, int64_t pstride, float beta, float *c, int64_t ldc,
+		const float *bias);
+
+/*
+ * xattn_pack_kt writes the transpose of the nb×dk matrix K (leading dimension
+ * ldk) to kt as a packed B for xattn_gemm_avx512: dk×nb, ldb = 64, pstride =
+ * 64·dk. kt holds 64·dk·⌈nb/64⌉ floats.
+ */
+void xattn_pack_kt(int nb, int dk, const float *k, int64_t ldk, float *kt);
+#endif
 
 /* xattn_exp sets y[i] = e^x[i] for i < n with the exponential of variant isa (for tests). */
 void xattn_exp(int isa, int n, const float *x, float *y);
