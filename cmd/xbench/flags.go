@@ -51,6 +51,10 @@ type options struct {
 
 	progress string // auto, on or off
 	seed     uint64
+
+	heatmap      string // PNG of the example attention map; nothing is measured
+	heatmapHead  int    // head of the map, -1 for the mean over heads
+	heatmapBatch int    // batch element of the map
 }
 
 // sweepSpec is a -sweep flag: key is threads, tk, tq or batch.
@@ -109,6 +113,9 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.peakRounds, "peak-rounds", 5, "timed rounds of the peak probe (best is kept)")
 	fs.StringVar(&o.progress, "progress", "auto", "progress bar on stderr: auto (when a terminal), on or off")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the weights and inputs")
+	fs.StringVar(&o.heatmap, "heatmap", "", "instead of measuring, write the attention map of a small example layer (see the package doc) to this .png file")
+	fs.IntVar(&o.heatmapHead, "heatmap-head", 0, fmt.Sprintf("head of the -heatmap, 0…%d, or -1 for the mean over heads", len(heatmapHeads)-1))
+	fs.IntVar(&o.heatmapBatch, "heatmap-batch", 0, fmt.Sprintf("batch element of the -heatmap, 0…%d (batch 1 has its keys padded)", heatmapBatch-1))
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: xbench [flags]\n       xbench -compare old.json new.json\n\n"+
 			"Benchmarks xattn's cross-attention layer on this CPU.\n\nflags:\n")
@@ -217,7 +224,31 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	if len(rest) > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", rest)
 	}
+	if err := o.checkHeatmap(); err != nil {
+		return nil, err
+	}
 	return o, nil
+}
+
+// checkHeatmap checks the -heatmap flags: the map is drawn alone, so the
+// flags of a measurement or a report do not go with it.
+func (o *options) checkHeatmap() error {
+	if o.heatmap == "" {
+		return nil
+	}
+	if !strings.EqualFold(filepath.Ext(o.heatmap), ".png") {
+		return fmt.Errorf("-heatmap=%q: want a .png file", o.heatmap)
+	}
+	if o.heatmapHead < -1 || o.heatmapHead >= len(heatmapHeads) {
+		return fmt.Errorf("-heatmap-head=%d: want 0…%d, or -1 for the mean", o.heatmapHead, len(heatmapHeads)-1)
+	}
+	if o.heatmapBatch < 0 || o.heatmapBatch >= heatmapBatch {
+		return fmt.Errorf("-heatmap-batch=%d: want 0…%d", o.heatmapBatch, heatmapBatch-1)
+	}
+	if o.compare != nil || o.from != "" || o.sweep != nil || o.plot != "" || o.peers != nil || o.out != "" {
+		return errors.New("-heatmap draws the example map alone: drop -compare, -from, -sweep, -plot, -peers and -o")
+	}
+	return nil
 }
 
 // shapeSet reports whether any free shape flag was given.

@@ -6,6 +6,7 @@
 //	go run ./cmd/xbench -preset decoder -sweep threads=1,2 -plot threads.svg
 //	go run ./cmd/xbench -sweep tk=64..4096 -preset sd_unet64 -o tk.json
 //	go run ./cmd/xbench -compare old.json new.json
+//	go run ./cmd/xbench -heatmap docs/heatmap.png
 //
 // # What it measures
 //
@@ -37,6 +38,17 @@
 // two JSON (or CSV) reports and prints the time ratios, for regressions.
 // -plot draws a sweep with gonum.org/v1/plot.
 //
+// # Attention heatmap
+//
+// -heatmap out.png measures nothing: it builds a small example layer whose
+// attention pattern is known (24 queries over 32 keys, four heads that each
+// attend to a Gaussian window of keys around the query's aligned position,
+// shifted or widened per head; see heatmapExample), computes its attention
+// probabilities with Layer.AttentionMap and draws one head's 24×32 map
+// (-heatmap-head, or -1 for the mean over heads) of one batch element
+// (-heatmap-batch; batch 1 has its keys padded to 24) as a heat map with
+// query index down, key index across and a colour bar.
+//
 // xbench exits 0 on success, 1 when a run fails or an output disagrees, and
 // 2 on a usage error.
 package main
@@ -64,6 +76,13 @@ func xbench(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "xbench:", err)
 		return 2
+	}
+	if o.heatmap != "" {
+		if err := runHeatmap(o, stderr); err != nil {
+			fmt.Fprintln(stderr, "xbench:", err)
+			return 1
+		}
+		return 0
 	}
 	if o.compare != nil {
 		if err := runCompare(o, stdout); err != nil {
