@@ -125,3 +125,41 @@ func BenchmarkAttend(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkProjection times the products of a layer's projections, C = A·Wᵀ
+// + bias against a weight matrix W (N×K), on every backend: as given and,
+// where the backend packs, against W from Pack. It reports GFLOP/s.
+func BenchmarkProjection(b *testing.B) {
+	for _, v := range variants() {
+		for _, sh := range []struct{ m, n, k int }{
+			{10, 512, 512}, {20, 1024, 512}, {32, 512, 512}, {256, 512, 512},
+			{2048, 320, 320}, {154, 640, 768}, {1500, 1024, 512}, {4096, 1024, 256},
+		} {
+			for _, packed := range []bool{false, true} {
+				name := fmt.Sprintf("isa=%s/M=%d/N=%d/K=%d/packed=%v", v.name, sh.m, sh.n, sh.k, packed)
+				b.Run(name, func(b *testing.B) {
+					if !v.ok {
+						b.Skipf("CPU lacks %s", v.name)
+					}
+					g := &Batch{Count: 1, M: sh.m, N: sh.n, K: sh.k, TransB: true, Alpha: 1,
+						A: make([]float32, sh.m*sh.k), LDA: sh.k, B: make([]float32, sh.n*sh.k), LDB: sh.k,
+						C: make([]float32, sh.m*sh.n), LDC: sh.n, Bias: make([]float32, sh.n)}
+					fill(newRand(1), g.A, -1, 1)
+					fill(newRand(2), g.B, -1, 1)
+					if packed {
+						if g.Packed = v.be.Pack(g.B, sh.n, sh.k); g.Packed == nil {
+							b.Skipf("%s does not pack", v.name)
+						}
+					}
+					v.be.Sgemm(g)
+					b.ReportAllocs()
+					for b.Loop() {
+						v.be.Sgemm(g)
+					}
+					flops := 2 * float64(sh.m*sh.n*sh.k)
+					b.ReportMetric(flops*float64(b.N)/float64(b.Elapsed().Nanoseconds()), "GFLOP/s")
+				})
+			}
+		}
+	}
+}

@@ -14,6 +14,11 @@ import "math"
 //
 // The C_i must not overlap each other, A or B. A head of a [T, Heads·HeadDim]
 // matrix is a column block: LDA = Heads·HeadDim and StrideA = HeadDim.
+//
+// Packed, when not nil, is B as the same backend's [Backend.Pack] returned it
+// for a single product (Count = 1) with TransB and LDB = K: a backend may
+// read it instead of B. B must still be given; it is checked, and read by
+// backends that do not use Packed.
 type Batch struct {
 	Count, M, N, K            int
 	TransB                    bool
@@ -22,6 +27,7 @@ type Batch struct {
 	LDA, LDB, LDC             int
 	StrideA, StrideB, StrideC int
 	Bias                      []float32
+	Packed                    []float32
 }
 
 // Rows describes one call of the fused softmax row pass over an M×N block of
@@ -144,6 +150,12 @@ type Backend interface {
 	Name() string
 	// Sgemm computes the products of g.
 	Sgemm(g *Batch)
+	// Pack returns the n×k row-major matrix w, the right-hand side of
+	// products C = A·wᵀ (TransB), rearranged for this backend's Sgemm to
+	// read as Batch.Packed, or nil if the backend reads w as it is. It is
+	// for a matrix used in many products, such as a layer's weights: the
+	// result is a new slice, never written to after, safe to share.
+	Pack(w []float32, n, k int) []float32
 	// SoftmaxRows runs the fused softmax row pass described by r.
 	SoftmaxRows(r *Rows)
 	// ScaleRows multiplies row i of the m×n matrix c (leading dimension ldc)

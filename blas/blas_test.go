@@ -118,14 +118,95 @@ func TestSgemm(t *testing.T) {
 				if (testing.Short() || raceEnabled) && tc.shape.m*tc.shape.n*tc.shape.k > 1<<20 {
 					t.Skip("large: not in -short or -race runs")
 				}
-				testSgemm(t, be, tc.shape, tc.transB, tc.pad, tc.sc.alpha, tc.sc.beta, tc.sc.bias)
+				testSgemm(t, be, tc.shape, tc.transB, tc.pad, tc.sc.alpha, tc.sc.beta, tc.sc.bias, false)
 			})
 		}
 	})
 }
 
+// TestSgemmPacked runs single products against weights prepared by the
+// backend's Pack, on every variant: row counts around the kernel's 6-row
+// strips, column counts around its 16-lane vectors and 64-column panels.
+func TestSgemmPacked(t *testing.T) {
+	forVariants(t, func(t *testing.T, be Backend) {
+		for _, m := range []int{1, 5, 6, 7, 13, 100} {
+			for _, n := range []int{1, 15, 16, 17, 40, 64, 65, 130, 320} {
+				for _, k := range []int{1, 3, 40, 77, 300} {
+					for _, sc := range []struct {
+						alpha, beta float32
+						bias        bool
+					}{{1, 0, true}, {-0.7, 1.3, false}} {
+						name := fmt.Sprintf("M=%d/N=%d/K=%d/alpha=%g/beta=%g/bias=%v", m, n, k, sc.alpha, sc.beta, sc.bias)
+						t.Run(name, func(t *testing.T) {
+							testSgemm(t, be, sgemmShape{1, m, n, k, false}, true, 0, sc.alpha, sc.beta, sc.bias, true)
+						})
+					}
+				}
+			}
+		}
+	})
+}
+
+// mustPanic fails t unless f panics with want.
+func mustPanic(t *testing.T, want string, f func()) {
+	t.Helper()
+	defer func() {
+		t.Helper()
+		if got := recover(); got != want {
+			t.Errorf("panic %v, want %q", got, want)
+		}
+	}()
+	f()
+}
+
+// TestPack checks what Pack returns: nil where the backend reads B as it
+// is, the AVX-512 kernel's panels otherwise; and its panics.
+func TestPack(t *testing.T) {
+	w := make([]float32, 70*3)
+	fill(newRand(3), w, -1, 1)
+	for _, v := range variants() {
+		if !v.ok {
+			continue
+		}
+		p := v.be.Pack(w, 70, 3)
+		if v.name != "avx512" {
+			if p != nil {
+				t.Errorf("%s: Pack returned %d values, want nil", v.name, len(p))
+			}
+			continue
+		}
+		if len(p) != packedLen(70, 3) {
+			t.Fatalf("avx512: Pack returned %d values, want %d", len(p), packedLen(70, 3))
+		}
+		for j := range 128 {
+			for q := range 3 {
+				want := float32(0)
+				if j < 70 {
+					want = w[j*3+q]
+				}
+				if got := p[j/64*64*3+q*64+j%64]; got != want {
+					t.Fatalf("avx512: packed (%d, %d) = %v, want %v", q, j, got, want)
+				}
+			}
+		}
+		if v.be.Pack(w, 0, 3) != nil || v.be.Pack(nil, 4, 0) != nil {
+			t.Errorf("avx512: Pack of an empty matrix is not nil")
+		}
+	}
+	for _, be := range All() {
+		mustPanic(t, errShortB, func() { be.Pack(w, 71, 3) })
+		mustPanic(t, errDim, func() { be.Pack(w, -1, 3) })
+		g := &Batch{Count: 1, M: 2, N: 70, K: 3, TransB: true, Alpha: 1, A: w[:6], LDA: 3, B: w, LDB: 3,
+			C: make([]float32, 140), LDC: 70, Packed: make([]float32, packedLen(70, 3)-1)}
+		mustPanic(t, errPacked, func() { be.Sgemm(g) })
+		g.Packed, g.TransB, g.LDB = make([]float32, packedLen(70, 3)), false, 70
+		mustPanic(t, errPacked, func() { be.Sgemm(g) })
+	}
+}
+
 // testSgemm runs one Sgemm case on be and holds it against sgemmRef64.
-func testSgemm(t *testing.T, be Backend, sh sgemmShape, transB bool, pad int, alpha, beta float32, withBias bool) {
+// With packed, B goes through be.Pack into Batch.Packed as well.
+func testSgemm(t *testing.T, be Backend, sh sgemmShape, transB bool, pad int, alpha, beta float32, withBias, packed bool) {
 	rng := newRand(uint64(sh.count*1000003 + sh.m*10007 + sh.n*101 + sh.k))
 	g := &Batch{Count: sh.count, M: sh.m, N: sh.n, K: sh.k, TransB: transB, Alpha: alpha, Beta: beta}
 	bRows, bCols := sh.k, sh.n
@@ -179,8 +260,11 @@ func testSgemm(t *testing.T, be Backend, sh sgemmShape, transB bool, pad int, al
 			}
 		}
 	}
+	if packed {
+		g.Packed = be.Pack(g.B, sh.n, sh.k)
+	}
 	var in snapshot
-	in.floats(g.A, g.B, g.Bias)
+	in.floats(g.A, g.B, g.Bias, g.Packed)
 	want, scale := sgemmRef64(g)
 
 	be.Sgemm(g)

@@ -12,6 +12,8 @@ package blas
 #cgo noescape xattn_attend
 #cgo nocallback xattn_attend
 #cgo noescape xattn_exp
+#cgo noescape xattn_gemm_avx512
+#cgo nocallback xattn_gemm_avx512
 #cgo nocallback xattn_exp
 #cgo nocallback openblas_set_num_threads
 #cgo nocallback openblas_get_num_threads
@@ -158,10 +160,28 @@ type openBLAS struct {
 // Name returns "openblas".
 func (openBLAS) Name() string { return "openblas" }
 
+// Pack packs w for the AVX-512 kernel of kernel.c when that is the variant
+// in use, and returns nil otherwise.
+func (o openBLAS) Pack(w []float32, n, k int) []float32 {
+	checkPack(w, n, k)
+	if o.isa != isaAVX512 || n == 0 || k == 0 {
+		return nil
+	}
+	return packPanels(w, n, k)
+}
+
 // Sgemm computes the products of g: the same result as [Pure]'s Sgemm and
 // sgemmRef64 to float32 rounding (OpenBLAS's kernels sum in another order).
+// A product with Packed B runs on the AVX-512 kernel of kernel.c, which reads
+// the packed weights in place where OpenBLAS would copy all of B on every
+// call: the cost that dominates a product of a few rows.
 func (o openBLAS) Sgemm(g *Batch) {
 	if !checkBatch(g) {
+		return
+	}
+	if g.Packed != nil && o.isa == isaAVX512 && g.K > 0 {
+		C.xattn_gemm_avx512(C.int(g.M), C.int(g.N), C.int(g.K), C.float(g.Alpha), fptr(g.A), C.int64_t(g.LDA),
+			fptr(g.Packed), 64, C.int64_t(64*g.K), C.float(g.Beta), fptr(g.C), C.int64_t(g.LDC), fptr(g.Bias))
 		return
 	}
 	enter()

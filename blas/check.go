@@ -32,6 +32,7 @@ const (
 	errKeyLen   = "blas: insufficient length of KeyLen"
 	errTasks    = "blas: task range out of bounds"
 	errScratch  = "blas: insufficient length of scratch"
+	errPacked   = "blas: Packed with Count ≠ 1, without TransB, or of the wrong length"
 )
 
 // maxC is the largest dimension, leading dimension or stride handed to C: the
@@ -86,7 +87,42 @@ func checkBatch(g *Batch) bool {
 	if g.Bias != nil && len(g.Bias) < g.N {
 		panic(errShortBia)
 	}
+	if g.Packed != nil && (g.Count != 1 || !g.TransB || len(g.Packed) != packedLen(g.N, g.K)) {
+		panic(errPacked)
+	}
 	return true
+}
+
+// checkPack panics unless w holds an n×k matrix.
+func checkPack(w []float32, n, k int) {
+	if n < 0 || k < 0 {
+		panic(errDim)
+	}
+	if n > maxC || k > maxC {
+		panic(errTooLarge)
+	}
+	if len(w) < n*k {
+		panic(errShortB)
+	}
+}
+
+// packedLen is the length of an n×k matrix packed in panels of 64 rows.
+func packedLen(n, k int) int { return ceilDiv(n, 64) * 64 * k }
+
+// packPanels returns the n×k matrix w as the k×n matrix wᵀ stored in panels
+// of 64 columns, each a contiguous k×64 block padded with zeros: element
+// (p, j) of wᵀ, that is w[j*k+p], at (j/64)·64·k + p·64 + j%64. It is the
+// packed B of the AVX-512 kernel (kernel.c).
+func packPanels(w []float32, n, k int) []float32 {
+	out := make([]float32, packedLen(n, k))
+	for j := range n {
+		panel := out[j/64*64*k:]
+		row := w[j*k : j*k+k]
+		for p, v := range row {
+			panel[p*64+j%64] = v
+		}
+	}
+	return out
 }
 
 // need returns the length a slice must have to hold count matrices of

@@ -87,25 +87,47 @@ KERN(2)
 KERN(3)
 KERN(4)
 
+#ifndef XATTN_KC
+#define XATTN_KC 128
+#endif
+#ifndef XATTN_MC
+#define XATTN_MC 192
+#endif
+
+/*
+ * xattn_gemm_avx512 blocks the product for the caches: MC rows of A (about
+ * 400 KB at k = 512) stay in L2 while every panel of B passes, and a panel
+ * is cut in KC rows (32 KB) that stay in L1 while the 6-row strips of the
+ * block pass. The k-blocks after the first accumulate into C (beta = 1);
+ * the bias goes in with the first.
+ */
 KTGT void xattn_gemm_avx512(int m, int n, int k, float alpha, const float *a, int64_t lda,
 		const float *b, int64_t ldb, int64_t pstride, float beta, float *c, int64_t ldc,
 		const float *bias) {
-	for (int j = 0; j < n; j += 64) {
-		const int w = n - j < 64 ? n - j : 64;
-		const int nv = (w + 15) / 16;
-		const int rem = w - 16 * (nv - 1);
-		const __mmask16 lm = (__mmask16)(rem == 16 ? 0xffff : (1u << rem) - 1);
-		const float *bj = b + (int64_t)(j / 64) * pstride;
-		const float *biasj = bias ? bias + j : 0;
-		for (int i = 0; i < m; i += 6) {
-			const int mr = m - i < 6 ? m - i : 6;
-			const float *ai = a + (int64_t)i * lda;
-			float *ci = c + (int64_t)i * ldc + j;
-			switch (nv) {
-			case 4: kern6x4(mr, lm, k, alpha, ai, lda, bj, ldb, beta, ci, ldc, biasj); break;
-			case 3: kern6x3(mr, lm, k, alpha, ai, lda, bj, ldb, beta, ci, ldc, biasj); break;
-			case 2: kern6x2(mr, lm, k, alpha, ai, lda, bj, ldb, beta, ci, ldc, biasj); break;
-			default: kern6x1(mr, lm, k, alpha, ai, lda, bj, ldb, beta, ci, ldc, biasj); break;
+	for (int i0 = 0; i0 < m; i0 += XATTN_MC) {
+		const int i1 = m - i0 < XATTN_MC ? m : i0 + XATTN_MC;
+		for (int j = 0; j < n; j += 64) {
+			const int w = n - j < 64 ? n - j : 64;
+			const int nv = (w + 15) / 16;
+			const int rem = w - 16 * (nv - 1);
+			const __mmask16 lm = (__mmask16)(rem == 16 ? 0xffff : (1u << rem) - 1);
+			const float *bj = b + (int64_t)(j / 64) * pstride;
+			for (int p0 = 0; p0 < k; p0 += XATTN_KC) {
+				const int kb = k - p0 < XATTN_KC ? k - p0 : XATTN_KC;
+				const float bt = p0 == 0 ? beta : 1.0f;
+				const float *biasj = bias && p0 == 0 ? bias + j : 0;
+				const float *bp = bj + (int64_t)p0 * ldb;
+				for (int i = i0; i < i1; i += 6) {
+					const int mr = i1 - i < 6 ? i1 - i : 6;
+					const float *ai = a + (int64_t)i * lda + p0;
+					float *ci = c + (int64_t)i * ldc + j;
+					switch (nv) {
+					case 4: kern6x4(mr, lm, kb, alpha, ai, lda, bp, ldb, bt, ci, ldc, biasj); break;
+					case 3: kern6x3(mr, lm, kb, alpha, ai, lda, bp, ldb, bt, ci, ldc, biasj); break;
+					case 2: kern6x2(mr, lm, kb, alpha, ai, lda, bp, ldb, bt, ci, ldc, biasj); break;
+					default: kern6x1(mr, lm, kb, alpha, ai, lda, bp, ldb, bt, ci, ldc, biasj); break;
+					}
+				}
 			}
 		}
 	}
@@ -156,5 +178,17 @@ KTGT void xattn_pack_kt(int nb, int dk, const float *k, int64_t ldk, float *kt) 
 				_mm512_storeu_ps(dst + (int64_t)(d0 + i) * 64, r[i]);
 		}
 	}
+}
+#else
+/* Off x86-64 the Go side never selects the AVX-512 variant; these only link. */
+#include <stdint.h>
+void xattn_gemm_avx512(int m, int n, int k, float alpha, const float *a, int64_t lda,
+		const float *b, int64_t ldb, int64_t pstride, float beta, float *c, int64_t ldc,
+		const float *bias) {
+	(void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b, (void)ldb;
+	(void)pstride, (void)beta, (void)c, (void)ldc, (void)bias;
+}
+void xattn_pack_kt(int nb, int dk, const float *k, int64_t ldk, float *kt) {
+	(void)nb, (void)dk, (void)k, (void)ldk, (void)kt;
 }
 #endif

@@ -10,6 +10,13 @@ type pureBackend struct{}
 
 func (pureBackend) Name() string { return "pure" }
 
+// Pack returns nil: the pure backend reads B as it is. It checks its
+// arguments as the OpenBLAS backend does.
+func (pureBackend) Pack(w []float32, n, k int) []float32 {
+	checkPack(w, n, k)
+	return nil
+}
+
 func (pureBackend) Sgemm(g *Batch) {
 	if !checkBatch(g) {
 		return

@@ -71,13 +71,12 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 		const unsigned char *keep, const float *bias, float *scratch,
 		int64_t t0, int64_t t1);
 
-#if defined(__x86_64__)
 /*
  * xattn_gemm_avx512 (kernel.c) computes C = alpha·A·B + beta·C (+ 1·biasᵀ)
  * for row-major m×k A and k×n B stored in column panels of 64: columns j …
  * j+63 of row p start at b + (j/64)·pstride + p·ldb. A plain row-major B has
  * pstride = 64; a packed one ldb = 64 and pstride = 64·k. With beta = 0, C is
- * not read. Needs AVX-512 F and DQ.
+ * not read. Needs AVX-512 F and DQ; off x86-64 it is an empty stub.
  */
 void xattn_gemm_avx512(int m, int n, int k, float alpha, const float *a, int64_t lda,
 		const float *b, int64_t ldb, int64_t pstride, float beta, float *c, int64_t ldc,
@@ -89,7 +88,6 @@ void xattn_gemm_avx512(int m, int n, int k, float alpha, const float *a, int64_t
  * 64·dk. kt holds 64·dk·⌈nb/64⌉ floats.
  */
 void xattn_pack_kt(int nb, int dk, const float *k, int64_t ldk, float *kt);
-#endif
 
 /* xattn_exp sets y[i] = e^x[i] for i < n with the exponential of variant isa (for tests). */
 void xattn_exp(int isa, int n, const float *x, float *y);
