@@ -15,8 +15,12 @@ type workspace struct {
 	batches  []blas.Batch // one per worker slot, so no descriptor escapes per call
 	job      job
 
+	// Per call.
+	backend blas.Backend
+	plan    *Plan
+	threads int // goroutines of this call, the caller's included
+
 	// Per phase.
-	backend   blas.Backend
 	phase     int
 	taskChunk int
 	scratchN  int
@@ -57,8 +61,8 @@ func (l *Layer) putWorkspace(ws *workspace) {
 	ws.gemms = ws.gemms[:0]
 	ws.chunks = ws.chunks[:0]
 	clear(ws.batches)
-	ws.att.Keep, ws.att.Bias, ws.att.KeyLen = nil, nil, nil
-	ws.backend = nil
+	ws.att = blas.Attention{} // caller masks, cached keys and values
+	ws.backend, ws.plan = nil, nil
 	l.mu.Lock()
 	l.free = append(l.free, ws)
 	l.mu.Unlock()
@@ -76,81 +80,131 @@ func grow[T any](s []T, n int) []T {
 // projection, each phase split over the plan's threads.
 func (ws *workspace) run(l *Layer, y, xq, xk, xv []float32, s Shape) {
 	c := &l.cfg
-	p := &l.plan
 	b, tq, tk := s.Batch, s.Tq, s.Tk
-	h, g, dk, dv := c.Heads, c.KVHeads, c.HeadDim, c.ValueHeadDim
-	nq, nk, nv := h*dk, g*dk, g*dv
-	ldkv := nk + nv
-
-	threads := p.Threads
-	if flops(c, s) < p.SerialFLOPs {
-		threads = 1
-	}
-	helpers := threads - 1
-	ws.backend = l.backend
-	ws.batches = grow(ws.batches, threads)
-
-	ws.q = grow(ws.q, b*tq*nq)
-	ws.kv = grow(ws.kv, b*tk*ldkv)
-	ws.o = grow(ws.o, b*tq*h*dv)
+	ldkv := c.KVHeads * (c.HeadDim + c.ValueHeadDim)
+	ws.begin(l, flops(c, s))
 
 	// Phase 1: projections. Keys and values from one source are one GEMM
 	// against [Wk; Wv], written side by side into kv.
-	ws.gemms = append(ws.gemms[:0], gemm{a: xq, lda: c.QueryDim, k: c.QueryDim, n: nq, w: l.wq, bias: l.bq, c: ws.q, ldc: nq})
-	if tk > 0 {
-		if l.wkv != nil && &xk[0] == &xv[0] {
-			ws.gemms = append(ws.gemms, gemm{a: xk, lda: c.ContextDim, k: c.ContextDim, n: ldkv, w: l.wkv, bias: l.bkv, c: ws.kv, ldc: ldkv})
-		} else {
-			ws.gemms = append(ws.gemms,
-				gemm{a: xk, lda: c.ContextDim, k: c.ContextDim, n: nk, w: l.wk, bias: l.bk, c: ws.kv, ldc: ldkv},
-				gemm{a: xv, lda: c.ValueDim, k: c.ValueDim, n: nv, w: l.wv, bias: l.bv, c: ws.kv[nk:], ldc: ldkv})
-		}
-	}
-	ws.gemmPhase([]int{b * tq, b * tk, b * tk}, threads, helpers)
+	ws.kv = grow(ws.kv, b*tk*ldkv)
+	ws.gemms = ws.gemms[:0]
+	ws.addQ(l, xq, b*tq)
+	ws.addKV(l, xk, xv, ws.kv)
+	ws.gemmPhase([]int{b * tq, b * tk, b * tk})
 
 	// Phase 2: the attention core over (batch, head, query block) tasks.
+	ws.attend(l, ws.kv, tk*ldkv, s)
+
+	// Phase 3: the output projection, straight into y.
+	ws.output(l, y, b*tq)
+}
+
+// begin starts a call of work floating-point operations on l: it runs on the
+// plan's threads, or on the caller alone below Plan.SerialFLOPs.
+func (ws *workspace) begin(l *Layer, work float64) {
+	ws.threads = l.plan.Threads
+	if work < l.plan.SerialFLOPs {
+		ws.threads = 1
+	}
+	ws.backend, ws.plan = l.backend, &l.plan
+	ws.batches = grow(ws.batches, ws.threads)
+}
+
+// addQ adds to ws.gemms the query projection of the rows×QueryDim matrix x
+// into ws.q.
+func (ws *workspace) addQ(l *Layer, x []float32, rows int) {
+	c := &l.cfg
+	nq := c.Heads * c.HeadDim
+	ws.q = grow(ws.q, rows*nq)
+	ws.gemms = append(ws.gemms, gemm{a: x, lda: c.QueryDim, k: c.QueryDim, n: nq, w: l.wq, bias: l.bq, c: ws.q, ldc: nq})
+}
+
+// addKV adds to ws.gemms the key and value projections of xk and xv into kv,
+// rows of nk+nv values (keys, then values); one GEMM against [Wk; Wv] when
+// they are the same rows. An empty kv adds nothing.
+func (ws *workspace) addKV(l *Layer, xk, xv, kv []float32) {
+	if len(kv) == 0 {
+		return
+	}
+	c := &l.cfg
+	nk, nv := c.KVHeads*c.HeadDim, c.KVHeads*c.ValueHeadDim
+	ldkv := nk + nv
+	if l.wkv != nil && &xk[0] == &xv[0] {
+		ws.gemms = append(ws.gemms, gemm{a: xk, lda: c.ContextDim, k: c.ContextDim, n: ldkv, w: l.wkv, bias: l.bkv, c: kv, ldc: ldkv})
+	} else {
+		ws.gemms = append(ws.gemms,
+			gemm{a: xk, lda: c.ContextDim, k: c.ContextDim, n: nk, w: l.wk, bias: l.bk, c: kv, ldc: ldkv},
+			gemm{a: xv, lda: c.ValueDim, k: c.ValueDim, n: nv, w: l.wv, bias: l.bv, c: kv[nk:], ldc: ldkv})
+	}
+}
+
+// attend runs the attention core of the s.Batch·s.Tq projected queries in
+// ws.q over the s.Tk keys and values of kv, into ws.o. kv holds rows of
+// nk+nv values (keys, then values); batch b starts at kv[b·batchKV]. The mask
+// fields of ws.att are set already.
+func (ws *workspace) attend(l *Layer, kv []float32, batchKV int, s Shape) {
+	c := &l.cfg
+	p := &l.plan
+	b, tq, tk := s.Batch, s.Tq, s.Tk
+	h, g, dk, dv := c.Heads, c.KVHeads, c.HeadDim, c.ValueHeadDim
+	nq, nk := h*dk, g*dk
+	ldkv := nk + g*dv
+	ws.o = grow(ws.o, b*tq*h*dv)
 	a := &ws.att
 	a.Batch, a.Heads, a.KVHeads, a.Tq, a.Tk, a.DK, a.DV = b, h, g, tq, tk, dk, dv
 	a.Scale = c.Scale
 	a.Q, a.LDQ, a.BatchQ = ws.q, nq, tq*nq
-	a.K, a.LDK, a.BatchK = ws.kv, ldkv, tk*ldkv
-	a.V, a.LDV, a.BatchV = ws.kv[min(nk, len(ws.kv)):], ldkv, tk*ldkv
+	a.K, a.LDK, a.BatchK = kv, ldkv, batchKV
+	a.V, a.LDV, a.BatchV = kv[min(nk, len(kv)):], ldkv, batchKV
 	a.O, a.LDO, a.BatchO = ws.o, h*dv, tq*h*dv
 	a.QBlock = min(p.QBlock, tq)
 	a.KVBlock = max(min(p.KVBlock, tk), 1)
 	ws.scratchN = a.ScratchLen()
-	ws.scratch = grow(ws.scratch, threads*ws.scratchN)
+	ws.scratch = grow(ws.scratch, ws.threads*ws.scratchN)
 	tasks := a.Tasks()
-	ws.taskChunk = max(1, tasks/(4*threads))
-	if threads == 1 {
+	ws.taskChunk = max(1, tasks/(4*ws.threads))
+	if ws.threads == 1 {
 		ws.taskChunk = tasks
 	}
 	ws.phase = phaseAttend
-	ws.job.run(ws, ceilDiv(tasks, ws.taskChunk), helpers)
+	ws.job.run(ws, ceilDiv(tasks, ws.taskChunk), ws.threads-1)
+}
 
-	// Phase 3: the output projection, straight into y.
-	ws.gemms = append(ws.gemms[:0], gemm{a: ws.o, lda: h * dv, k: h * dv, n: c.OutDim, w: l.wo, bias: l.bo, c: y, ldc: c.OutDim})
-	ws.gemmPhase([]int{b * tq}, threads, helpers)
+// output runs the output projection of the rows attention rows in ws.o,
+// straight into y.
+func (ws *workspace) output(l *Layer, y []float32, rows int) {
+	c := &l.cfg
+	hdv := c.Heads * c.ValueHeadDim
+	ws.gemms = append(ws.gemms[:0], gemm{a: ws.o, lda: hdv, k: hdv, n: c.OutDim, w: l.wo, bias: l.bo, c: y, ldc: c.OutDim})
+	ws.gemmPhase([]int{rows})
 }
 
 // gemmPhase splits every gemm of ws.gemms (rows[i] rows each) into row chunks
-// and runs them on threads workers.
-func (ws *workspace) gemmPhase(rows []int, threads, helpers int) {
+// and runs them on the call's threads.
+//
+// The chunks depend on the rows and the plan's thread count only, never on
+// whether this call runs serially: OpenBLAS's value for a row of a product
+// depends on the chunk it is computed in (its M and its place there), so a
+// product split the same way gives the same bits whatever else the call
+// does. This is what makes projections cached by [Layer.ProjectContext]
+// equal to fresh ones.
+func (ws *workspace) gemmPhase(rows []int) {
+	parts := ws.plan.Threads
 	ws.chunks = ws.chunks[:0]
 	for gi := range ws.gemms {
 		r := rows[gi]
 		step := r
-		if threads > 1 {
+		if parts > 1 {
 			// Two chunks per worker balance the load; below 32 rows a
 			// chunk's share of packing the weights grows too large.
-			step = max(32, ceilDiv(r, 2*threads))
+			step = max(32, ceilDiv(r, 2*parts))
 		}
 		for r0 := 0; r0 < r; r0 += step {
 			ws.chunks = append(ws.chunks, chunk{gi, r0, min(r0+step, r)})
 		}
 	}
 	ws.phase = phaseGemm
-	ws.job.run(ws, len(ws.chunks), helpers)
+	ws.job.run(ws, len(ws.chunks), ws.threads-1)
 }
 
 // runItem runs item i of the current phase on worker slot.
