@@ -35,6 +35,10 @@ type Layer struct {
 	// same source width, so that one GEMM projects both; wk, wv, bk and bv
 	// are then views into them.
 	wkv, bkv []float32
+	// pq … po are the weights as the backend packed them for its products
+	// (blas.Backend.Pack), nil where it reads them as they are. pk and pv
+	// are views into pkv when the panels of Wk end where Wv's begin.
+	pq, pk, pv, po, pkv []float32
 
 	// free holds the workspaces of finished calls. Unlike a sync.Pool it is
 	// not emptied by the garbage collector, so a service that allocates
@@ -84,7 +88,28 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 			l.bk, l.bv = clone(w.KBias), clone(w.VBias)
 		}
 	}
+	l.pack()
 	return l, nil
+}
+
+// pack prepares the weights for the backend's products.
+func (l *Layer) pack() {
+	c, be := &l.cfg, l.backend
+	nk, nv, nq := c.KVHeads*c.HeadDim, c.KVHeads*c.ValueHeadDim, c.Heads*c.HeadDim
+	l.pq = be.Pack(l.wq, nq, c.QueryDim)
+	l.po = be.Pack(l.wo, c.OutDim, c.Heads*c.ValueHeadDim)
+	if l.wkv != nil {
+		l.pkv = be.Pack(l.wkv, nk+nv, c.ContextDim)
+		if l.pkv != nil && nk%64 == 0 {
+			// Rows [0, nk) of [Wk; Wv] fill whole panels: the packed Wk
+			// is the first nk/64 panels, and the packed Wv the rest.
+			split := nk / 64 * 64 * c.ContextDim
+			l.pk, l.pv = l.pkv[:split:split], l.pkv[split:]
+			return
+		}
+	}
+	l.pk = be.Pack(l.wk, nk, c.ContextDim)
+	l.pv = be.Pack(l.wv, nv, c.ValueDim)
 }
 
 func clone(s []float32) []float32 { return append([]float32(nil), s...) }

@@ -31,11 +31,13 @@ const (
 	phaseAttend
 )
 
-// gemm is one projection C = A·Wᵀ + bias of rows×n from k features.
+// gemm is one projection C = A·Wᵀ + bias of rows×n from k features; packed
+// is W as the backend's Pack returned it (nil if it does not pack).
 type gemm struct {
 	a         []float32
 	lda, k, n int
 	w, bias   []float32
+	packed    []float32
 	c         []float32
 	ldc       int
 }
@@ -116,7 +118,7 @@ func (ws *workspace) addQ(l *Layer, x []float32, rows int) {
 	c := &l.cfg
 	nq := c.Heads * c.HeadDim
 	ws.q = grow(ws.q, rows*nq)
-	ws.gemms = append(ws.gemms, gemm{a: x, lda: c.QueryDim, k: c.QueryDim, n: nq, w: l.wq, bias: l.bq, c: ws.q, ldc: nq})
+	ws.gemms = append(ws.gemms, gemm{a: x, lda: c.QueryDim, k: c.QueryDim, n: nq, w: l.wq, bias: l.bq, packed: l.pq, c: ws.q, ldc: nq})
 }
 
 // addKV adds to ws.gemms the key and value projections of xk and xv into kv,
@@ -130,11 +132,11 @@ func (ws *workspace) addKV(l *Layer, xk, xv, kv []float32) {
 	nk, nv := c.KVHeads*c.HeadDim, c.KVHeads*c.ValueHeadDim
 	ldkv := nk + nv
 	if l.wkv != nil && &xk[0] == &xv[0] {
-		ws.gemms = append(ws.gemms, gemm{a: xk, lda: c.ContextDim, k: c.ContextDim, n: ldkv, w: l.wkv, bias: l.bkv, c: kv, ldc: ldkv})
+		ws.gemms = append(ws.gemms, gemm{a: xk, lda: c.ContextDim, k: c.ContextDim, n: ldkv, w: l.wkv, bias: l.bkv, packed: l.pkv, c: kv, ldc: ldkv})
 	} else {
 		ws.gemms = append(ws.gemms,
-			gemm{a: xk, lda: c.ContextDim, k: c.ContextDim, n: nk, w: l.wk, bias: l.bk, c: kv, ldc: ldkv},
-			gemm{a: xv, lda: c.ValueDim, k: c.ValueDim, n: nv, w: l.wv, bias: l.bv, c: kv[nk:], ldc: ldkv})
+			gemm{a: xk, lda: c.ContextDim, k: c.ContextDim, n: nk, w: l.wk, bias: l.bk, packed: l.pk, c: kv, ldc: ldkv},
+			gemm{a: xv, lda: c.ValueDim, k: c.ValueDim, n: nv, w: l.wv, bias: l.bv, packed: l.pv, c: kv[nk:], ldc: ldkv})
 	}
 }
 
@@ -175,7 +177,7 @@ func (ws *workspace) attend(l *Layer, kv []float32, batchKV int, s Shape) {
 func (ws *workspace) output(l *Layer, y []float32, rows int) {
 	c := &l.cfg
 	hdv := c.Heads * c.ValueHeadDim
-	ws.gemms = append(ws.gemms[:0], gemm{a: ws.o, lda: hdv, k: hdv, n: c.OutDim, w: l.wo, bias: l.bo, c: y, ldc: c.OutDim})
+	ws.gemms = append(ws.gemms[:0], gemm{a: ws.o, lda: hdv, k: hdv, n: c.OutDim, w: l.wo, bias: l.bo, packed: l.po, c: y, ldc: c.OutDim})
 	ws.gemmPhase([]int{rows})
 }
 
@@ -219,7 +221,7 @@ func (ws *workspace) runItem(slot, i int) {
 			A: g.a[ch.r0*g.lda:], LDA: g.lda,
 			B: g.w, LDB: g.k,
 			C: g.c[ch.r0*g.ldc:], LDC: g.ldc,
-			Bias: g.bias,
+			Bias: g.bias, Packed: g.packed,
 		}
 		ws.backend.Sgemm(bt)
 	case phaseAttend:
