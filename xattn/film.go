@@ -252,10 +252,9 @@ func (f *FiLM) Forward(x, cond []float32, batch, t int) ([]float32, error) {
 //
 // y may be x itself, to modulate in place: ForwardInto(x, x, cond, …).
 // Otherwise y must not overlap x or cond, and x is only read; cond always
-// is. Weights
-// are checked finite by [NewFiLM], so y is finite whenever x and cond are
-// (short of float32 overflow). After the pool has warmed up to the shape,
-// ForwardInto allocates nothing.
+// is. Weights are checked finite by [NewFiLM], so y is finite whenever x and
+// cond are (short of float32 overflow). After the pool has warmed up to the
+// shape, ForwardInto allocates nothing.
 func (f *FiLM) ForwardInto(y, x, cond []float32, batch, t int) error {
 	c := &f.cfg
 	if err := f.checkShape(batch, t); err != nil {
