@@ -1,0 +1,273 @@
+package xattn
+
+import "fmt"
+
+// Context is a context whose keys and values a [Layer] has projected once,
+// to serve any number of forward passes: the text embedding of a diffusion
+// prompt over every denoising step, an encoder output over every decoder
+// step. [Layer.ProjectContext] and [Layer.ProjectKV] make one;
+// [Layer.ForwardContext] uses it.
+//
+// A Context belongs to the layer that projected it and is immutable: any
+// number of goroutines may use it at once. It holds Batch·Tk·KVHeads·
+// (HeadDim+ValueHeadDim) values.
+type Context struct {
+	layer     *Layer
+	batch, tk int
+	kv        []float32 // [batch, tk, nk+nv]: the keys, then the values of each row
+}
+
+// Batch returns the number of sequences of c.
+func (c *Context) Batch() int { return c.batch }
+
+// Tk returns the number of keys of each sequence of c.
+func (c *Context) Tk() int { return c.tk }
+
+// ProjectContext projects the keys and values of context, [batch, tk,
+// ContextDim] row-major, for [Layer.ForwardContext]. Like
+// [Layer.ForwardInto], it needs a layer with ValueDim = ContextDim; use
+// [Layer.ProjectKV] otherwise. The context is only read, and not kept.
+//
+// The projection runs the same products, split into the same row chunks, as
+// the one inside ForwardInto, so it holds the same bits.
+func (l *Layer) ProjectContext(context []float32, batch, tk int) (*Context, error) {
+	c := &l.cfg
+	if c.ValueDim != c.ContextDim {
+		return nil, fmt.Errorf("%w: ValueDim=%d ≠ ContextDim=%d: pass keys and values to ProjectKV",
+			ErrShape, c.ValueDim, c.ContextDim)
+	}
+	return l.project(context, context, batch, tk)
+}
+
+// ProjectKV is [Layer.ProjectContext] with keys and values projected from
+// two sources, as in [Layer.ForwardQKV]: key is [batch, tk, ContextDim] and
+// value [batch, tk, ValueDim]. Passing the same slice twice is
+// ProjectContext.
+func (l *Layer) ProjectKV(key, value []float32, batch, tk int) (*Context, error) {
+	return l.project(key, value, batch, tk)
+}
+
+// project validates and runs ProjectContext and ProjectKV.
+func (l *Layer) project(key, value []float32, batch, tk int) (*Context, error) {
+	c := &l.cfg
+	if err := l.checkShape(Shape{Batch: batch, Tk: tk}); err != nil {
+		return nil, err
+	}
+	if err := checkLen("key input", key, batch, tk, c.ContextDim); err != nil {
+		return nil, err
+	}
+	if err := checkLen("value input", value, batch, tk, c.ValueDim); err != nil {
+		return nil, err
+	}
+	ldkv := c.KVHeads * (c.HeadDim + c.ValueHeadDim)
+	n, ok := mul3(batch, tk, ldkv)
+	if !ok {
+		return nil, fmt.Errorf("%w: projected context [%d, %d, %d] overflows", ErrShape, batch, tk, ldkv)
+	}
+	ctx := &Context{layer: l, batch: batch, tk: tk, kv: make([]float32, n)}
+	if n == 0 {
+		return ctx, nil
+	}
+	ws := l.getWorkspace()
+	defer l.putWorkspace(ws)
+	rows := batch * tk
+	ws.begin(l, work(c, 0, float64(rows), 0))
+	ws.gemms = ws.gemms[:0]
+	ws.addKV(l, key, value, ctx.kv)
+	ws.gemmPhase([]int{rows, rows})
+	return ctx, nil
+}
+
+// ForwardContext computes y = Layer(x, context) like [Layer.ForwardInto],
+// with the keys and values of the context projected already in ctx: the
+// shape is {ctx.Batch(), tq, ctx.Tk()}, x holds Batch·tq·QueryDim values and
+// y Batch·tq·OutDim. m is as for ForwardInto, over ctx.Tk() keys.
+//
+// The result equals ForwardInto's on the context ctx was projected from, bit
+// for bit: the same products run over the same row chunks, and the same
+// attention core over keys and values in the same layout. ctx must come from
+// this layer (not from another one with the same shapes), or the call
+// returns an error wrapping [ErrShape].
+//
+// y must not overlap x or ctx. After the pool has warmed up to the shape,
+// ForwardContext allocates nothing; it is safe for concurrent use, with the
+// same ctx or others.
+func (l *Layer) ForwardContext(y, x []float32, ctx *Context, tq int, m *Mask) error {
+	c := &l.cfg
+	if ctx == nil {
+		return fmt.Errorf("%w: nil *Context", ErrShape)
+	}
+	if ctx.layer != l {
+		return fmt.Errorf("%w: the Context was projected by another layer", ErrShape)
+	}
+	s := Shape{Batch: ctx.batch, Tq: tq, Tk: ctx.tk}
+	if err := l.checkShape(s); err != nil {
+		return err
+	}
+	if err := checkLen("y", y, s.Batch, tq, c.OutDim); err != nil {
+		return err
+	}
+	if err := checkLen("query input", x, s.Batch, tq, c.QueryDim); err != nil {
+		return err
+	}
+	if s.Batch == 0 || tq == 0 {
+		return nil
+	}
+	ws := l.getWorkspace()
+	defer l.putWorkspace(ws)
+	if err := ws.setMask(m, s.Batch, c.Heads, tq, s.Tk); err != nil {
+		return err
+	}
+	b := float64(s.Batch)
+	ws.begin(l, work(c, b*float64(tq), 0, b*float64(tq)*float64(s.Tk)))
+	ws.gemms = ws.gemms[:0]
+	ws.addQ(l, x, s.Batch*tq)
+	ws.gemmPhase([]int{s.Batch * tq})
+	ldkv := c.KVHeads * (c.HeadDim + c.ValueHeadDim)
+	ws.attend(l, ctx.kv, s.Tk*ldkv, s)
+	ws.output(l, y, s.Batch*tq)
+	return nil
+}
+
+// work returns the floating-point operations of a call that projects rq
+// query rows and rkv key and value rows, scores pairs (query, key) pairs per
+// head and projects rq output rows; see [Layer.FLOPs].
+func work(c *Config, rq, rkv, pairs float64) float64 {
+	h, g, dk, dv := float64(c.Heads), float64(c.KVHeads), float64(c.HeadDim), float64(c.ValueHeadDim)
+	proj := rq*float64(c.QueryDim)*h*dk + rkv*(float64(c.ContextDim)*g*dk+float64(c.ValueDim)*g*dv) +
+		rq*h*dv*float64(c.OutDim)
+	return 2*proj + 2*h*pairs*(dk+dv)
+}
+
+// KVCache holds the projected keys and values of the positions a
+// self-attention layer has seen so far, for incremental decoding with
+// [Layer.ForwardStep]: each step projects only its new positions, appends
+// them, and attends over everything cached.
+//
+// A KVCache has a fixed capacity, chosen at [Layer.NewKVCache], and never
+// grows: its memory, Batch·Cap·KVHeads·(HeadDim+ValueHeadDim) values, is
+// allocated once, steps allocate nothing, and a step that does not fit is an
+// error that leaves the cache as it was. [KVCache.Reset] empties it for the
+// next sequence, [KVCache.Truncate] drops the last positions.
+//
+// A KVCache belongs to the layer that made it. It is not safe for concurrent
+// use: a step writes it. Give each decoding stream its own.
+type KVCache struct {
+	layer         *Layer
+	batch, cap, n int
+	ldkv          int       // nk+nv, the values of one position
+	stride        int       // cap·ldkv, the values of one sequence
+	kv            []float32 // [batch, cap, ldkv]: the keys, then the values of each position
+}
+
+// NewKVCache returns an empty cache for batch sequences of up to capacity
+// positions each. The layer must be able to run self-attention: ContextDim =
+// ValueDim = QueryDim, or the error wraps [ErrShape].
+func (l *Layer) NewKVCache(batch, capacity int) (*KVCache, error) {
+	c := &l.cfg
+	if c.ContextDim != c.QueryDim || c.ValueDim != c.QueryDim {
+		return nil, fmt.Errorf("%w: a KV cache is for self-attention, but QueryDim=%d, ContextDim=%d, ValueDim=%d differ",
+			ErrShape, c.QueryDim, c.ContextDim, c.ValueDim)
+	}
+	if err := l.checkShape(Shape{Batch: batch, Tk: capacity}); err != nil {
+		return nil, err
+	}
+	ldkv := c.KVHeads * (c.HeadDim + c.ValueHeadDim)
+	n, ok := mul3(batch, capacity, ldkv)
+	if !ok {
+		return nil, fmt.Errorf("%w: KV cache [%d, %d, %d] overflows", ErrShape, batch, capacity, ldkv)
+	}
+	return &KVCache{layer: l, batch: batch, cap: capacity, ldkv: ldkv, stride: capacity * ldkv, kv: make([]float32, n)}, nil
+}
+
+// Len returns the number of positions cached, the same for every sequence.
+func (kv *KVCache) Len() int { return kv.n }
+
+// Cap returns the number of positions the cache can hold.
+func (kv *KVCache) Cap() int { return kv.cap }
+
+// Batch returns the number of sequences of the cache.
+func (kv *KVCache) Batch() int { return kv.batch }
+
+// Reset empties the cache, keeping its memory.
+func (kv *KVCache) Reset() { kv.n = 0 }
+
+// Truncate keeps the first n positions of every sequence and forgets the
+// rest, as after rejected speculative tokens; n must be in [0, Len()], or
+// the error wraps [ErrShape] and the cache is unchanged.
+func (kv *KVCache) Truncate(n int) error {
+	if n < 0 || n > kv.n {
+		return fmt.Errorf("%w: Truncate(%d) of a KV cache holding %d positions", ErrShape, n, kv.n)
+	}
+	kv.n = n
+	return nil
+}
+
+// ForwardStep runs one decoding step of a self-attention layer: x holds the
+// tq new positions of each sequence, [Batch, tq, QueryDim] with the cache's
+// Batch, and y gets their outputs, [Batch, tq, OutDim]. The step projects
+// the keys and values of x, appends them to kv, and lets the query at
+// position p = kv.Len()+i (i < tq) attend over the cached positions 0 … p:
+// the causal mask is implied. Steps of one position each, or of several (a
+// prompt at once, then one token at a time), give a sequence the same
+// outputs as one causal [Layer.ForwardInto] over it, to float32 rounding:
+// not bit for bit, since the products run over other row counts.
+//
+// m applies on top of the causal mask, over Tk = kv.Len()+tq keys: KeyLen,
+// Keep and Bias as in [Mask], with Keep and Bias rows for the tq new
+// queries; m.Causal changes nothing.
+//
+// A step that would exceed the capacity returns an error wrapping
+// [ErrShape], like any shape error; on error the cache is unchanged. After
+// the pool has warmed up to the shape, ForwardStep allocates nothing.
+func (l *Layer) ForwardStep(y, x []float32, kv *KVCache, tq int, m *Mask) error {
+	c := &l.cfg
+	if kv == nil {
+		return fmt.Errorf("%w: nil *KVCache", ErrShape)
+	}
+	if kv.layer != l {
+		return fmt.Errorf("%w: the KVCache was made by another layer", ErrShape)
+	}
+	if tq < 0 {
+		return fmt.Errorf("%w: negative step Tq=%d", ErrShape, tq)
+	}
+	if tq > kv.cap-kv.n {
+		return fmt.Errorf("%w: a step of %d positions does not fit a KV cache holding %d of %d",
+			ErrShape, tq, kv.n, kv.cap)
+	}
+	b, tk := kv.batch, kv.n+tq
+	if err := checkLen("y", y, b, tq, c.OutDim); err != nil {
+		return err
+	}
+	if err := checkLen("query input", x, b, tq, c.QueryDim); err != nil {
+		return err
+	}
+	if b == 0 || tq == 0 {
+		return nil
+	}
+	ws := l.getWorkspace()
+	defer l.putWorkspace(ws)
+	if err := ws.setMask(m, b, c.Heads, tq, tk); err != nil {
+		return err
+	}
+	ws.att.Causal, ws.att.CausalOffset = true, kv.n
+	rows := b * tq
+	ws.begin(l, work(c, float64(rows), float64(rows), float64(rows)*float64(tk)))
+
+	// Project the step's queries, keys and values, then append the keys and
+	// values to the cache.
+	ws.kv = grow(ws.kv, rows*kv.ldkv)
+	ws.gemms = ws.gemms[:0]
+	ws.addQ(l, x, rows)
+	ws.addKV(l, x, x, ws.kv)
+	ws.gemmPhase([]int{rows, rows, rows})
+	n := tq * kv.ldkv
+	for i := range b {
+		copy(kv.kv[i*kv.stride+kv.n*kv.ldkv:][:n], ws.kv[i*n:][:n])
+	}
+	kv.n = tk
+
+	ws.attend(l, kv.kv, kv.stride, Shape{Batch: b, Tq: tq, Tk: tk})
+	ws.output(l, y, rows)
+	return nil
+}
