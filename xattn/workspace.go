@@ -159,7 +159,7 @@ func (ws *workspace) attend(l *Layer, kv []float32, batchKV int, s Shape) {
 	a.K, a.LDK, a.BatchK = kv, ldkv, batchKV
 	a.V, a.LDV, a.BatchV = kv[min(nk, len(kv)):], ldkv, batchKV
 	a.O, a.LDO, a.BatchO = ws.o, h*dv, tq*h*dv
-	a.QBlock = min(p.QBlock, tq)
+	a.QBlock = qBlock(p.QBlock, b*h, tq, p.Threads)
 	a.KVBlock = max(min(p.KVBlock, tk), 1)
 	ws.scratchN = a.ScratchLen()
 	ws.scratch = grow(ws.scratch, ws.threads*ws.scratchN)
@@ -170,6 +170,19 @@ func (ws *workspace) attend(l *Layer, kv []float32, batchKV int, s Shape) {
 	}
 	ws.phase = phaseAttend
 	ws.job.run(ws, ceilDiv(tasks, ws.taskChunk), ws.threads-1)
+}
+
+// qBlock returns the query rows of one attention task for bh (batch, head)
+// pairs of tq rows: the plan's q, lowered until every one of the plan's
+// threads gets two tasks where the rows allow it, then evened out over the
+// blocks and rounded up to the AVX-512 kernel's strips of 6 rows. Like the
+// chunks of gemmPhase it depends on the plan, never on the call's threads.
+func qBlock(q, bh, tq, threads int) int {
+	q = max(min(q, tq), 1)
+	for q > 6 && bh*ceilDiv(tq, q) < 2*threads {
+		q = ceilDiv(q, 2)
+	}
+	return min(tq, ceilDiv(ceilDiv(tq, ceilDiv(tq, q)), 6)*6)
 }
 
 // output runs the output projection of the rows attention rows in ws.o,
