@@ -14,6 +14,7 @@ type workspace struct {
 	chunks   []chunk
 	batches  []blas.Batch // one per worker slot, so no descriptor escapes per call
 	job      job
+	bat      *batchScratch // ForwardBatch's, made on its first use
 
 	// Per call.
 	backend blas.Backend
@@ -43,7 +44,7 @@ type gemm struct {
 }
 
 // chunk is rows [r0, r1) of gemm g.
-type chunk struct{ g, r0, r1 int }
+type chunk struct{ g, r0, r1, c0, c1 int }
 
 func (l *Layer) getWorkspace() *workspace {
 	l.mu.Lock()
@@ -194,8 +195,9 @@ func (ws *workspace) output(l *Layer, y []float32, rows int) {
 	ws.gemmPhase([]int{rows})
 }
 
-// gemmPhase splits every gemm of ws.gemms (rows[i] rows each) into row chunks
-// and runs them on the call's threads.
+// gemmPhase splits every gemm of ws.gemms (rows[i] rows each) into row
+// chunks, or into column chunks when it has too few rows to share, and runs
+// them on the call's threads.
 //
 // The chunks depend on the rows and the plan's thread count only, never on
 // whether this call runs serially: OpenBLAS's value for a row of a product
@@ -207,15 +209,23 @@ func (ws *workspace) gemmPhase(rows []int) {
 	parts := ws.plan.Threads
 	ws.chunks = ws.chunks[:0]
 	for gi := range ws.gemms {
-		r := rows[gi]
-		step := r
-		if parts > 1 {
+		r, n := rows[gi], ws.gemms[gi].n
+		rstep, cstep := r, n
+		switch {
+		case parts == 1:
+		case r >= 32*parts:
 			// Two chunks per worker balance the load; below 32 rows a
-			// chunk's share of packing the weights grows too large.
-			step = max(32, ceilDiv(r, 2*parts))
+			// chunk's share of reading the weights grows too large.
+			rstep = max(32, ceilDiv(r, 2*parts))
+		default:
+			// Few rows: the weights are the traffic, so split them, by
+			// whole panels of 64 columns (what a packed matrix is cut in).
+			cstep = ceilDiv(ceilDiv(n, 64), parts) * 64
 		}
-		for r0 := 0; r0 < r; r0 += step {
-			ws.chunks = append(ws.chunks, chunk{gi, r0, min(r0+step, r)})
+		for r0 := 0; r0 < r; r0 += rstep {
+			for c0 := 0; c0 < n; c0 += cstep {
+				ws.chunks = append(ws.chunks, chunk{gi, r0, min(r0+rstep, r), c0, min(c0+cstep, n)})
+			}
 		}
 	}
 	ws.phase = phaseGemm
@@ -229,12 +239,20 @@ func (ws *workspace) runItem(slot, i int) {
 		ch := ws.chunks[i]
 		g := &ws.gemms[ch.g]
 		bt := &ws.batches[slot]
+		n := ch.c1 - ch.c0
 		*bt = blas.Batch{
-			Count: 1, M: ch.r1 - ch.r0, N: g.n, K: g.k, TransB: true, Alpha: 1,
+			Count: 1, M: ch.r1 - ch.r0, N: n, K: g.k, TransB: true, Alpha: 1,
 			A: g.a[ch.r0*g.lda:], LDA: g.lda,
-			B: g.w, LDB: g.k,
-			C: g.c[ch.r0*g.ldc:], LDC: g.ldc,
-			Bias: g.bias, Packed: g.packed,
+			B: g.w[ch.c0*g.k:], LDB: g.k,
+			C: g.c[ch.r0*g.ldc+ch.c0:], LDC: g.ldc,
+		}
+		if g.bias != nil {
+			bt.Bias = g.bias[ch.c0:]
+		}
+		if g.packed != nil {
+			// Columns [c0, c1) are whole panels from c0 = 64·p on: they
+			// start at p·64·k and take ⌈n/64⌉ panels of 64·k values.
+			bt.Packed = g.packed[ch.c0*g.k:][:ceilDiv(n, 64)*64*g.k]
 		}
 		ws.backend.Sgemm(bt)
 	case phaseAttend:
