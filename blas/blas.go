@@ -98,6 +98,14 @@ type Attention struct {
 	BiasStride   [3]int
 
 	QBlock, KVBlock int
+
+	// Stats, when not nil, receives the softmax statistics of every query
+	// row the tasks compute: the largest masked, scaled score m and the sum
+	// of e^(score−m) over the row's keys, at Stats[2·((b·Heads+h)·Tq+i)]
+	// and the element after it. A row with no visible key gets −Inf and 0.
+	// They let a caller that splits the keys of a row over several calls
+	// merge the normalized partial outputs exactly.
+	Stats []float32
 }
 
 // Tasks returns the number of (batch, head, query block) tasks of a.

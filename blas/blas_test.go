@@ -669,7 +669,11 @@ func testAttend(t *testing.T, be Backend, tc attnCase) {
 	in.floats(a.Q, a.K, a.V, a.Bias)
 	in.bools(a.Keep)
 	in.ints(a.KeyLen)
-	want := attentionRef64(a)
+	want, wantStats := attentionRef64(a)
+	a.Stats = make([]float32, len(wantStats))
+	for i := range a.Stats {
+		a.Stats[i] = float32(math.NaN())
+	}
 	tasks := a.Tasks()
 	for c := range tc.chunks {
 		scratch := make([]float32, a.ScratchLen())
@@ -707,6 +711,25 @@ func testAttend(t *testing.T, be Backend, tc attnCase) {
 		}
 	}
 	t.Logf("worst error %.3g of the tolerance", worst)
+	// The statistics: the maximum to float32 rounding of the scores, the sum
+	// relative to the maximum found, to the rounding of Tk exponentials.
+	for i := 0; i < len(wantStats); i += 2 {
+		gm, gs := float64(a.Stats[i]), float64(a.Stats[i+1])
+		wm, ws := wantStats[i], wantStats[i+1]
+		if math.IsInf(wm, -1) {
+			if !math.IsInf(gm, -1) || gs != 0 {
+				t.Fatalf("Stats[%d:%d] = %v, %v, want -Inf, 0 for a row with no visible key", i, i+2, gm, gs)
+			}
+			continue
+		}
+		if d := math.Abs(gm - wm); !(d <= 1e-5*max(1, math.Abs(wm))) {
+			t.Fatalf("Stats[%d] = %v, want max %v", i, gm, wm)
+		}
+		ws *= math.Exp(wm - gm)
+		if d := math.Abs(gs - ws); !(d <= 1e-5*float64(max(a.Tk, 1))*ws) {
+			t.Fatalf("Stats[%d] = %v, want sum %v", i+1, gs, ws)
+		}
+	}
 }
 
 // TestVariantsAgree runs the same blocks through every row pass variant,
@@ -860,6 +883,7 @@ func TestPanics(t *testing.T) {
 		{"attend/short-K", attn(func(a *Attention, _, _ *int, _ *[]float32) { a.K = a.K[:15] }), errShortK},
 		{"attend/short-V", attn(func(a *Attention, _, _ *int, _ *[]float32) { a.V = a.V[:23] }), errShortV},
 		{"attend/keylen", attn(func(a *Attention, _, _ *int, _ *[]float32) { a.KeyLen = []int32{1} }), errKeyLen},
+		{"attend/stats", attn(func(a *Attention, _, _ *int, _ *[]float32) { a.Stats = f(2*2*2*3 - 1) }), errStats},
 		{"attend/short-bias", attn(func(a *Attention, _, _ *int, _ *[]float32) {
 			a.Bias, a.BiasStride = f(12), [3]int{12, 0, 4}
 		}), errShortMsk},

@@ -250,7 +250,7 @@ func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 	enter()
 	defer leave()
 	C.xattn_attend(C.int(o.isa), &p, fptr(a.Q), fptr(a.K), fptr(a.V), fptr(a.O), keyLen,
-		bptr(a.Keep), fptr(a.Bias), fptr(scratch), C.int64_t(t0), C.int64_t(t1))
+		bptr(a.Keep), fptr(a.Bias), fptr(a.Stats), fptr(scratch), C.int64_t(t0), C.int64_t(t1))
 }
 
 // exp sets dst[i] = e^src[i] for i < min(len(dst), len(src)) with the

@@ -32,6 +32,7 @@ const (
 	errKeyLen   = "blas: insufficient length of KeyLen"
 	errTasks    = "blas: task range out of bounds"
 	errScratch  = "blas: insufficient length of scratch"
+	errStats    = "blas: insufficient length of Stats"
 	errPacked   = "blas: Packed with Count ≠ 1, without TransB, or of the wrong length"
 )
 
@@ -252,6 +253,9 @@ func checkAttention(a *Attention, t0, t1 int, scratch []float32) bool {
 	}
 	if a.KeyLen != nil && len(a.KeyLen) < a.Batch {
 		panic(errKeyLen)
+	}
+	if a.Stats != nil && len(a.Stats) < 2*a.Batch*a.Heads*a.Tq {
+		panic(errStats)
 	}
 	if a.Tk == 0 {
 		return true

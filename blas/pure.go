@@ -103,6 +103,12 @@ func attendTask(a *Attention, t int, scratch []float32) {
 		}
 		pure.Sgemm(false, mq, a.DV, nb, 1, s, nb, a.V[vb+k0*a.LDV:], a.LDV, beta, o, a.LDO)
 	}
+	if a.Stats != nil {
+		st := a.Stats[2*((b*a.Heads+h)*a.Tq+q0):]
+		for r := range mq {
+			st[2*r], st[2*r+1] = mx[r], sum[r]
+		}
+	}
 	// Normalise; a row that saw no key (sum 0, or no block at all) becomes 0.
 	for r := range mq {
 		if nk > 0 && sum[r] > 0 {

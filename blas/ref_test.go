@@ -107,8 +107,12 @@ func softmaxRowsRef64(r *Rows, st []rowState) (p, corr []float64) {
 // (entries that belong to no output head are 0), computed by the formula on
 // [Attention] with a plain softmax over the visible keys; a row with no
 // visible key (or only keys with bias −Inf) is 0.
-func attentionRef64(a *Attention) []float64 {
-	out := make([]float64, len(a.O))
+//
+// stats holds what Attention.Stats documents, in float64: each row's maximum
+// score and the sum of its exponentials relative to it.
+func attentionRef64(a *Attention) (out, stats []float64) {
+	out = make([]float64, len(a.O))
+	stats = make([]float64, 2*a.Batch*a.Heads*a.Tq)
 	group := 1
 	if a.KVHeads > 0 {
 		group = a.Heads / a.KVHeads
@@ -146,6 +150,8 @@ func attentionRef64(a *Attention) []float64 {
 					m = math.Max(m, s)
 				}
 				o := out[b*a.BatchO+i*a.LDO+h*a.DV:][:a.DV]
+				st := stats[2*((b*a.Heads+h)*a.Tq+i):]
+				st[0] = m
 				if len(js) == 0 {
 					continue
 				}
@@ -157,13 +163,14 @@ func attentionRef64(a *Attention) []float64 {
 						o[d] += w * float64(a.V[b*a.BatchV+j*a.LDV+g*a.DV+d])
 					}
 				}
+				st[1] = den
 				for d := range o {
 					o[d] /= den
 				}
 			}
 		}
 	}
-	return out
+	return out, stats
 }
 
 // newRand returns the seeded generator of a test.

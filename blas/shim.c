@@ -601,7 +601,7 @@ static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 void xattn_attend(int isa, const xattn_attention *p, const float *q,
 		const float *k, const float *v, float *o, const int32_t *key_len,
-		const unsigned char *keep, const float *bias, float *scratch,
+		const unsigned char *keep, const float *bias, float *stats, float *scratch,
 		int64_t t0, int64_t t1) {
 	rows_fn rows = pick_rows(isa);
 	scale_fn scale = pick_scale(isa);
@@ -678,6 +678,13 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 #endif
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mq, p->dv, nb, 1.0f,
 						s, nb, v + vb + k0 * p->ldv, p->ldv, beta, ot, p->ldo);
+		}
+		if (stats) {
+			float *st = stats + 2 * (((int64_t)b * p->heads + h) * p->tq + q0);
+			for (int r = 0; r < mq; r++) {
+				st[2 * r] = mx[r];
+				st[2 * r + 1] = sum[r];
+			}
 		}
 		if (p->dv == 0)
 			continue;

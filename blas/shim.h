@@ -64,11 +64,12 @@ void xattn_scale_rows(int isa, int m, int n, float *c, int ldc, const float *f);
  * attendTask, with the row pass of the variant isa. scratch holds
  * q_block·kv_block + 3·q_block + dk·⌈kv_block/64⌉·64 floats (blas.Attention's
  * ScratchLen); the last part holds the packed transpose of a key block when
- * the variant is AVX-512, whose products run on xattn_gemm_avx512.
+ * the variant is AVX-512, whose products run on xattn_gemm_avx512. stats,
+ * if not NULL, receives each row's maximum and sum as blas.Attention.Stats.
  */
 void xattn_attend(int isa, const xattn_attention *p, const float *q,
 		const float *k, const float *v, float *o, const int32_t *key_len,
-		const unsigned char *keep, const float *bias, float *scratch,
+		const unsigned char *keep, const float *bias, float *stats, float *scratch,
 		int64_t t0, int64_t t1);
 
 /*
