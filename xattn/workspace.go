@@ -1,6 +1,10 @@
 package xattn
 
-import "github.com/xattn/xattn/blas"
+import (
+	"math"
+
+	"github.com/xattn/xattn/blas"
+)
 
 // workspace is the scratch of one call: projected Q, K|V and the attention
 // output O, the per-worker tiles, and the descriptors handed to the backend.
@@ -21,10 +25,18 @@ type workspace struct {
 	plan    *Plan
 	threads int // goroutines of this call, the caller's included
 
+	// Split keys (see splitKeys): one descriptor, output and statistics per
+	// part of the keys, and the parts' key lengths.
+	parts     []blas.Attention
+	partO     []float32
+	partStats []float32
+	partLen   []int32
+
 	// Per phase.
-	phase     int
-	taskChunk int
-	scratchN  int
+	phase        int
+	taskChunk    int
+	itemsPerPart int
+	scratchN     int
 }
 
 const (
@@ -65,6 +77,7 @@ func (l *Layer) putWorkspace(ws *workspace) {
 	ws.chunks = ws.chunks[:0]
 	clear(ws.batches)
 	ws.att = blas.Attention{} // caller masks, cached keys and values
+	clear(ws.parts)
 	ws.backend, ws.plan = nil, nil
 	l.mu.Lock()
 	l.free = append(l.free, ws)
@@ -165,12 +178,115 @@ func (ws *workspace) attend(l *Layer, kv []float32, batchKV int, s Shape) {
 	ws.scratchN = a.ScratchLen()
 	ws.scratch = grow(ws.scratch, ws.threads*ws.scratchN)
 	tasks := a.Tasks()
-	ws.taskChunk = max(1, tasks/(4*ws.threads))
+	nparts := splitKeys(tasks, tk, a.KVBlock, p.Threads)
+	ws.taskChunk = max(1, tasks*nparts/(4*ws.threads))
 	if ws.threads == 1 {
 		ws.taskChunk = tasks
 	}
+	ws.taskChunk = min(ws.taskChunk, tasks)
+	ws.itemsPerPart = ceilDiv(tasks, ws.taskChunk)
 	ws.phase = phaseAttend
-	ws.job.run(ws, ceilDiv(tasks, ws.taskChunk), ws.threads-1)
+	if nparts == 1 {
+		ws.parts = ws.parts[:0]
+		ws.job.run(ws, ws.itemsPerPart, ws.threads-1)
+		return
+	}
+	ws.splitKeys(nparts)
+	ws.job.run(ws, nparts*ws.itemsPerPart, ws.threads-1)
+	ws.mergeParts()
+}
+
+// splitKeys returns into how many parts the keys of every attention row are
+// split, each part a separate run of the core whose partial results are
+// merged: 1 while the (batch, head, query block) tasks give each of the
+// plan's threads two, else enough parts for that, of at least one key block
+// each. Decoding (a few query rows of a few heads over a long context) needs
+// it to use more than B·H cores. Like qBlock it depends on the plan only.
+func splitKeys(tasks, tk, kvBlock, threads int) int {
+	if tasks == 0 || tasks >= 2*threads {
+		return 1
+	}
+	return max(1, min(ceilDiv(2*threads, tasks), tk/kvBlock))
+}
+
+// splitKeys sets ws.parts to n descriptors that each run ws.att over a range
+// of whole key blocks, into their own output and statistics.
+func (ws *workspace) splitKeys(n int) {
+	a := &ws.att
+	b, h, tq, tk := a.Batch, a.Heads, a.Tq, a.Tk
+	oLen := (b-1)*a.BatchO + (tq-1)*a.LDO + h*a.DV // a part's O, as ws.att.O
+	ws.parts = grow(ws.parts, n)
+	ws.partO = grow(ws.partO, n*oLen)
+	ws.partStats = grow(ws.partStats, n*2*b*h*tq)
+	if a.KeyLen != nil {
+		ws.partLen = grow(ws.partLen, n*b)
+	}
+	step := ceilDiv(ceilDiv(tk, n), a.KVBlock) * a.KVBlock
+	for i := range ws.parts {
+		k0 := min(i*step, tk)
+		pa := &ws.parts[i]
+		*pa = *a
+		pa.Tk = min(step, tk-k0)
+		pa.O = ws.partO[i*oLen:][:oLen]
+		pa.Stats = ws.partStats[i*2*b*h*tq:][:2*b*h*tq]
+		pa.CausalOffset = a.CausalOffset - k0
+		if pa.Tk == 0 {
+			pa.K, pa.V, pa.Keep, pa.Bias = nil, nil, nil, nil
+		} else {
+			pa.K, pa.V = a.K[k0*a.LDK:], a.V[k0*a.LDV:]
+			if a.Keep != nil {
+				pa.Keep = a.Keep[k0:]
+			}
+			if a.Bias != nil {
+				pa.Bias = a.Bias[k0:]
+			}
+		}
+		if a.KeyLen != nil {
+			pa.KeyLen = ws.partLen[i*b:][:b]
+			for j, l := range a.KeyLen[:b] {
+				pa.KeyLen[j] = int32(min(max(int(l)-k0, 0), pa.Tk))
+			}
+		}
+	}
+}
+
+// mergeParts combines the parts' normalized outputs into ws.att.O: row i of
+// head h is Σ_p w_p·O_p / Σ_p w_p with w_p = sum_p·e^(max_p − max), the
+// exact softmax over all the keys. A row no part saw a key of is 0.
+func (ws *workspace) mergeParts() {
+	a := &ws.att
+	for b := range a.Batch {
+		for h := range a.Heads {
+			for i := range a.Tq {
+				si := 2 * ((b*a.Heads+h)*a.Tq + i)
+				m := math.Inf(-1)
+				for p := range ws.parts {
+					m = max(m, float64(ws.parts[p].Stats[si]))
+				}
+				oi := b*a.BatchO + i*a.LDO + h*a.DV
+				o := a.O[oi : oi+a.DV]
+				clear(o)
+				if math.IsInf(m, -1) {
+					continue
+				}
+				var den float64
+				for p := range ws.parts {
+					st := ws.parts[p].Stats[si:]
+					den += float64(st[1]) * math.Exp(float64(st[0])-m)
+				}
+				for p := range ws.parts {
+					st := ws.parts[p].Stats[si:]
+					w := float32(float64(st[1]) * math.Exp(float64(st[0])-m) / den)
+					if w == 0 {
+						continue
+					}
+					for d, v := range ws.parts[p].O[oi : oi+a.DV] {
+						o[d] += w * v
+					}
+				}
+			}
+		}
+	}
 }
 
 // qBlock returns the query rows of one attention task for bh (batch, head)
@@ -256,9 +372,14 @@ func (ws *workspace) runItem(slot, i int) {
 		}
 		ws.backend.Sgemm(bt)
 	case phaseAttend:
+		a := &ws.att
+		if len(ws.parts) > 0 {
+			a = &ws.parts[i/ws.itemsPerPart]
+			i %= ws.itemsPerPart
+		}
 		t0 := i * ws.taskChunk
-		t1 := min(t0+ws.taskChunk, ws.att.Tasks())
-		ws.backend.Attend(&ws.att, t0, t1, ws.scratch[slot*ws.scratchN:][:ws.scratchN])
+		t1 := min(t0+ws.taskChunk, a.Tasks())
+		ws.backend.Attend(a, t0, t1, ws.scratch[slot*ws.scratchN:][:ws.scratchN])
 	}
 }
 
