@@ -179,7 +179,7 @@ func (ws *workspace) attend(l *Layer, kv []float32, batchKV int, s Shape) {
 	ws.scratch = grow(ws.scratch, ws.threads*ws.scratchN)
 	tasks := a.Tasks()
 	nparts := splitKeys(tasks, tk, a.KVBlock, p.Threads)
-	ws.taskChunk = max(1, tasks*nparts/(4*ws.threads))
+	ws.taskChunk = max(1, tasks*nparts/(8*ws.threads))
 	if ws.threads == 1 {
 		ws.taskChunk = tasks
 	}
@@ -330,9 +330,11 @@ func (ws *workspace) gemmPhase(rows []int) {
 		switch {
 		case parts == 1:
 		case r >= 32*parts:
-			// Two chunks per worker balance the load; below 32 rows a
-			// chunk's share of reading the weights grows too large.
-			rstep = max(32, ceilDiv(r, 2*parts))
+			// Six chunks per worker, of whole 6-row strips of the
+			// kernel, let a worker that runs late (a busy machine) hand
+			// its share to the others; below 48 rows a chunk's share of
+			// reading the weights grows too large.
+			rstep = ceilDiv(max(48, ceilDiv(r, 6*parts)), 6) * 6
 		default:
 			// Few rows: the weights are the traffic, so split them, by
 			// whole panels of 64 columns (what a packed matrix is cut in).
