@@ -119,12 +119,20 @@ func (a *Attention) Tasks() int {
 // ScratchLen returns the number of float32 scratch values one worker needs
 // for [Backend.Attend] on a.
 //
-// It holds the scores of a query block against a key block, the running
+// It holds the scores of a query block against a key block (rows padded to
+// a multiple of 16 values), the running
 // maximum, sum and correction of each row, and a key block of DK·KVBlock
 // values (rounded up to whole panels of 64 keys) for backends that repack
-// the keys.
+// the keys. The key block starts, and the length ends, on a multiple of 16
+// values, so that consecutive scratch slices of a 64-byte aligned buffer
+// keep the key blocks aligned for the vector loads.
 func (a *Attention) ScratchLen() int {
-	return a.QBlock*a.KVBlock + 3*a.QBlock + a.DK*ceilDiv(a.KVBlock, 64)*64
+	return a.ktOffset() + a.DK*ceilDiv(a.KVBlock, 64)*64
+}
+
+// ktOffset is where the repacked key block starts in the scratch.
+func (a *Attention) ktOffset() int {
+	return ceilDiv(a.QBlock*ceilDiv(a.KVBlock, 16)*16+3*a.QBlock, 16) * 16
 }
 
 // task returns the batch, head and first query row of task t.

@@ -417,7 +417,8 @@ XATTN_AVX512 static void rows_avx512(int m, int n, float *s, int lds, const floa
 				x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, b + j));
 			if (k)
 				x = _mm512_mask_mov_ps(ninf, keep512(k + j, mask), x);
-			_mm512_mask_storeu_ps(row + j, mask, x);
+			if (b || k)
+				_mm512_mask_storeu_ps(row + j, mask, x);
 			nan |= _mm512_mask_cmp_ps_mask(mask, x, x, _CMP_UNORD_Q);
 			vmax = _mm512_mask_max_ps(vmax, mask, vmax, x);
 		}
@@ -444,7 +445,8 @@ XATTN_AVX512 static void rows_avx512(int m, int n, float *s, int lds, const floa
 			_mm512_mask_storeu_ps(row + j, mask, p);
 			acc0 = _mm512_mask_add_ps(acc0, mask, acc0, p);
 		}
-		row_end(row, lim, n, mnew, _mm512_cvtss_f32(exp512(_mm512_set1_ps(mx[r] - mnew))),
+		/* The first block of a row (max −Inf) needs no exponential for corr. */
+		row_end(row, lim, n, mnew, mx[r] == -INFINITY ? 0.0f : _mm512_cvtss_f32(exp512(_mm512_set1_ps(mx[r] - mnew))),
 				_mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)), &mx[r], &sum[r], &corr[r]);
 	}
 }
@@ -608,7 +610,8 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 	const int64_t nqb = (p->tq + p->q_block - 1) / p->q_block;
 	const int group = p->heads / p->kv_heads;
 	float *s = scratch;
-	float *mx = scratch + (int64_t)p->q_block * p->kv_block;
+	const int64_t slen = (int64_t)p->q_block * ((p->kv_block + 15) / 16 * 16);
+	float *mx = scratch + slen;
 	float *sum = mx + p->q_block;
 	float *corr = sum + p->q_block;
 	/*
@@ -618,7 +621,7 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 	 * much as the products on these tiles.
 	 */
 	const int own = isa == XATTN_ISA_AVX512;
-	float *kt = corr + p->q_block;
+	float *kt = scratch + (slen + 3 * p->q_block + 15) / 16 * 16;
 	(void)kt;
 
 	for (int64_t t = t0; t < t1; t++) {
@@ -646,21 +649,23 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 
 		for (int64_t k0 = 0; k0 < nk; k0 += p->kv_block) {
 			const int nb = (int)min64(p->kv_block, nk - k0);
+			/* S's rows start on 64-byte boundaries: aligned stores and loads. */
+			const int lds = (nb + 15) / 16 * 16;
 			/* S = Scale·Q_blk·K_blkᵀ, mq×nb with leading dimension nb. */
 			if (p->dk > 0 && own) {
 #if defined(XATTN_X86)
 				xattn_pack_kt(nb, p->dk, k + kb + k0 * p->ldk, p->ldk, kt);
 				xattn_gemm_avx512(mq, nb, p->dk, p->scale, qt, p->ldq, kt, 64, 64 * (int64_t)p->dk,
-						0.0f, s, nb, NULL);
+						0.0f, s, lds, NULL);
 #endif
 			} else if (p->dk > 0)
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mq, nb, p->dk, p->scale,
-						qt, p->ldq, k + kb + k0 * p->ldk, p->ldk, 0.0f, s, nb);
+						qt, p->ldq, k + kb + k0 * p->ldk, p->ldk, 0.0f, s, lds);
 			else
-				memset(s, 0, (size_t)mq * (size_t)nb * sizeof *s);
+				memset(s, 0, (size_t)mq * (size_t)lds * sizeof *s);
 			const float *bb = bias ? bias + p->bias_stride[0] * b + p->bias_stride[1] * h + p->bias_stride[2] * q0 + k0 : NULL;
 			const unsigned char *kk = keep ? keep + p->keep_stride[0] * b + p->keep_stride[1] * h + p->keep_stride[2] * q0 + k0 : NULL;
-			rows(mq, nb, s, nb, bb, (int)p->bias_stride[2], kk, (int)p->keep_stride[2],
+			rows(mq, nb, s, lds, bb, (int)p->bias_stride[2], kk, (int)p->keep_stride[2],
 					p->causal, q0 + p->causal_offset + 1 - k0, mx, sum, corr);
 			if (p->dv == 0)
 				continue;
@@ -672,12 +677,12 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 			}
 #if defined(XATTN_X86)
 			if (own)
-				xattn_gemm_avx512(mq, p->dv, nb, 1.0f, s, nb, v + vb + k0 * p->ldv, p->ldv, 64,
+				xattn_gemm_avx512(mq, p->dv, nb, 1.0f, s, lds, v + vb + k0 * p->ldv, p->ldv, 64,
 						beta, ot, p->ldo, NULL);
 			else
 #endif
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mq, p->dv, nb, 1.0f,
-						s, nb, v + vb + k0 * p->ldv, p->ldv, beta, ot, p->ldo);
+						s, lds, v + vb + k0 * p->ldv, p->ldv, beta, ot, p->ldo);
 		}
 		if (stats) {
 			float *st = stats + 2 * (((int64_t)b * p->heads + h) * p->tq + q0);

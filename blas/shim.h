@@ -62,8 +62,8 @@ void xattn_scale_rows(int isa, int m, int n, float *c, int ldc, const float *f);
 /*
  * xattn_attend runs tasks [t0, t1) of the attention p, the steps of Go's
  * attendTask, with the row pass of the variant isa. scratch holds
- * q_block·kv_block + 3·q_block + dk·⌈kv_block/64⌉·64 floats (blas.Attention's
- * ScratchLen); the last part holds the packed transpose of a key block when
+ * q_block·⌈kv_block/16⌉·16 + 3·q_block, rounded up to a multiple of 16, + dk·⌈kv_block/64⌉·64
+ * floats (blas.Attention's ScratchLen); the last part holds the packed transpose of a key block when
  * the variant is AVX-512, whose products run on xattn_gemm_avx512. stats,
  * if not NULL, receives each row's maximum and sum as blas.Attention.Stats.
  */
