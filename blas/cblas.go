@@ -135,13 +135,18 @@ func openBLASBackend() Backend {
 // thread) if the backend was not used yet.
 func OpenBLASInfo() Info {
 	be := openBLASBackend().(openBLAS)
-	return Info{
+	info := Info{
 		Linked:   true,
 		Config:   strings.TrimSpace(C.GoString(C.openblas_get_config())),
 		CoreName: C.GoString(C.openblas_get_corename()),
 		Threads:  int(C.openblas_get_num_threads()),
 		RowPass:  isaNames[be.isa],
+		Kernel:   "openblas",
 	}
+	if be.isa == isaAVX512 {
+		info.Kernel = "xattn-avx512"
+	}
+	return info
 }
 
 // openBLAS is the OpenBLAS backend. Every method checks its arguments in Go

@@ -30,6 +30,9 @@ func TestOpenBLASInfo(t *testing.T) {
 	if want := isaNames[detectISA()]; info.RowPass != want {
 		t.Errorf("RowPass = %q, want %q", info.RowPass, want)
 	}
+	if want := map[bool]string{true: "xattn-avx512", false: "openblas"}[detectISA() == isaAVX512]; info.Kernel != want {
+		t.Errorf("Kernel = %q, want %q", info.Kernel, want)
+	}
 	if be, ok := Default().(openBLAS); !ok || be.isa != detectISA() {
 		t.Errorf("Default() = %#v, want openBLAS{isa: %d}", Default(), detectISA())
 	}

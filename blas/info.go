@@ -14,4 +14,8 @@ type Info struct {
 	// RowPass names the variant of the C softmax row pass chosen for this CPU:
 	// "avx512", "avx2" or "scalar".
 	RowPass string
+	// Kernel names what runs a layer's products: "xattn-avx512", the
+	// backend's own AVX-512 kernel, for the projections against packed
+	// weights and the attention tiles (RowPass avx512), else "openblas".
+	Kernel string
 }

@@ -47,11 +47,12 @@ type OpenBLASEnv struct {
 	CoreName string `json:"core_name,omitempty"`
 	Threads  int    `json:"threads,omitempty"`
 	RowPass  string `json:"row_pass,omitempty"`
+	Kernel   string `json:"kernel,omitempty"`
 }
 
 // openBLASEnv copies the fields of i that the report keeps.
 func openBLASEnv(i blas.Info) OpenBLASEnv {
-	return OpenBLASEnv{Linked: i.Linked, Config: i.Config, CoreName: i.CoreName, Threads: i.Threads, RowPass: i.RowPass}
+	return OpenBLASEnv{Linked: i.Linked, Config: i.Config, CoreName: i.CoreName, Threads: i.Threads, RowPass: i.RowPass, Kernel: i.Kernel}
 }
 
 // isaFlags are the CPU features worth printing for an SGEMM-bound program.
@@ -135,7 +136,8 @@ func writeHeader(w io.Writer, e *Env, peaks []Peak) {
 	fmt.Fprintf(w, "isa       %s%s\n", strings.Join(e.ISA, " "), lvl)
 	fmt.Fprintf(w, "go        %s %s/%s, GOMAXPROCS=%d, backends: %s\n", e.GoVersion, e.GOOS, e.GOARCH, e.GOMAXPROCS, e.Backends)
 	if e.OpenBLAS.Linked {
-		fmt.Fprintf(w, "openblas  %s; core %s; row pass %s\n", e.OpenBLAS.Config, e.OpenBLAS.CoreName, e.OpenBLAS.RowPass)
+		fmt.Fprintf(w, "openblas  %s; core %s; row pass %s; layer products on %s\n",
+			e.OpenBLAS.Config, e.OpenBLAS.CoreName, e.OpenBLAS.RowPass, e.OpenBLAS.Kernel)
 	} else {
 		fmt.Fprintln(w, "openblas  not in this binary (built with CGO_ENABLED=0 or -tags purego)")
 	}
