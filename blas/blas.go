@@ -99,6 +99,14 @@ type Attention struct {
 
 	QBlock, KVBlock int
 
+	// KT, when not nil, holds the keys of K again, as the backend's
+	// PackKeys laid them out for its kernel: a caller that attends over the
+	// same keys many times (a cached context) packs them once. KTBatch and
+	// KTHead are its strides between batches and between key/value heads.
+	// K must still be given: backends that do not pack read it.
+	KT              []float32
+	KTBatch, KTHead int
+
 	// Stats, when not nil, receives the softmax statistics of every query
 	// row the tasks compute: the largest masked, scaled score m and the sum
 	// of e^(score−m) over the row's keys, at Stats[2·((b·Heads+h)·Tq+i)]
@@ -180,6 +188,11 @@ type Backend interface {
 	// Attend runs tasks [t0, t1) of a, using scratch, of length at least
 	// a.ScratchLen(), as its working memory.
 	Attend(a *Attention, t0, t1 int, scratch []float32)
+	// PackKeys sets a.KT, a.KTBatch and a.KTHead to a new copy of the keys
+	// of a (K, LDK, BatchK over Batch, KVHeads, Tk and DK) in the layout
+	// this backend's Attend reads fastest, and reports whether it did; it
+	// leaves a alone and returns false when the backend reads K as it is.
+	PackKeys(a *Attention) bool
 }
 
 // Default returns the fastest backend compiled into this binary: OpenBLAS when

@@ -537,6 +537,8 @@ type attnCase struct {
 	off                                int
 	keep, bias                         string
 	chunks                             int // Attend calls the tasks are split over
+	// packKeys has the backend pack the keys (PackKeys) before attending.
+	packKeys bool
 }
 
 func attnCases() []attnCase {
@@ -552,6 +554,12 @@ func attnCases() []attnCase {
 		// the AVX-512 kernel's panel walk and its column tails.
 		{name: "panels", b: 1, h: 2, kvh: 1, tq: 29, tk: 300, dk: 64, dv: 80, qb: 13, kvb: 130, chunks: 2},
 		{name: "wide", b: 1, h: 1, kvh: 1, tq: 9, tk: 70, dk: 160, dv: 161, qb: 7, kvb: 70, chunks: 1},
+		// Keys packed once, read block by block (KVBlock a multiple of 64)
+		// or, with other blocks, ignored.
+		{name: "packed-keys", b: 2, h: 4, kvh: 2, tq: 9, tk: 200, dk: 40, dv: 24, qb: 5, kvb: 64, chunks: 2, packKeys: true},
+		{name: "packed-keys-masked", b: 3, h: 2, kvh: 1, tq: 11, tk: 300, dk: 17, dv: 8, qb: 4, kvb: 128,
+			keyLen: []int32{300, 100, 0}, causal: true, off: 200, bias: "batch", chunks: 1, packKeys: true},
+		{name: "packed-keys-odd-block", b: 1, h: 2, kvh: 2, tq: 5, tk: 100, dk: 8, dv: 8, qb: 5, kvb: 48, chunks: 1, packKeys: true},
 		{name: "tk0", b: 2, h: 2, kvh: 2, tq: 3, tk: 0, dk: 4, dv: 4, qb: 2, kvb: 4, chunks: 1},
 		{name: "dk0", b: 1, h: 2, kvh: 1, tq: 3, tk: 5, dk: 0, dv: 3, qb: 2, kvb: 2, chunks: 1},
 		{name: "keylen", b: 3, h: 2, kvh: 1, tq: 5, tk: 11, dk: 4, dv: 5, qb: 3, kvb: 4, keyLen: []int32{0, 7, 20}, chunks: 2},
@@ -669,6 +677,15 @@ func testAttend(t *testing.T, be Backend, tc attnCase) {
 	in.floats(a.Q, a.K, a.V, a.Bias)
 	in.bools(a.Keep)
 	in.ints(a.KeyLen)
+	if tc.packKeys {
+		packed := be.PackKeys(a)
+		if !packed && be.Pack(make([]float32, 64), 1, 64) != nil {
+			t.Fatal("PackKeys = false on a backend that packs weights (the AVX-512 variant)")
+		}
+		if packed {
+			in.floats(a.KT) // the keys are read, never written
+		}
+	}
 	want, wantStats := attentionRef64(a)
 	a.Stats = make([]float32, len(wantStats))
 	for i := range a.Stats {
@@ -883,6 +900,8 @@ func TestPanics(t *testing.T) {
 		{"attend/short-K", attn(func(a *Attention, _, _ *int, _ *[]float32) { a.K = a.K[:15] }), errShortK},
 		{"attend/short-V", attn(func(a *Attention, _, _ *int, _ *[]float32) { a.V = a.V[:23] }), errShortV},
 		{"attend/keylen", attn(func(a *Attention, _, _ *int, _ *[]float32) { a.KeyLen = []int32{1} }), errKeyLen},
+		{"attend/short-KT", attn(func(a *Attention, _, _ *int, _ *[]float32) { a.KT = f(127) }), errShortKT},
+		{"attend/KT-stride", attn(func(a *Attention, _, _ *int, _ *[]float32) { a.KT, a.KTHead = f(512), -1 }), errShortKT},
 		{"attend/stats", attn(func(a *Attention, _, _ *int, _ *[]float32) { a.Stats = f(2*2*2*3 - 1) }), errStats},
 		{"attend/short-bias", attn(func(a *Attention, _, _ *int, _ *[]float32) {
 			a.Bias, a.BiasStride = f(12), [3]int{12, 0, 4}

@@ -13,6 +13,8 @@ package blas
 #cgo nocallback xattn_attend
 #cgo noescape xattn_exp
 #cgo noescape xattn_gemm_avx512
+#cgo noescape xattn_pack_kt
+#cgo nocallback xattn_pack_kt
 #cgo nocallback xattn_gemm_avx512
 #cgo nocallback xattn_exp
 #cgo nocallback openblas_set_num_threads
@@ -243,6 +245,7 @@ func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 		batch_v: C.int64_t(a.BatchV), batch_o: C.int64_t(a.BatchO),
 		causal: cbool(a.Causal), causal_offset: C.int64_t(a.CausalOffset),
 		q_block: C.int(a.QBlock), kv_block: C.int(a.KVBlock),
+		kt_batch: C.int64_t(a.KTBatch), kt_head: C.int64_t(a.KTHead),
 	}
 	for i := range 3 {
 		p.keep_stride[i] = C.int64_t(a.KeepStride[i])
@@ -255,7 +258,31 @@ func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 	enter()
 	defer leave()
 	C.xattn_attend(C.int(o.isa), &p, fptr(a.Q), fptr(a.K), fptr(a.V), fptr(a.O), keyLen,
-		bptr(a.Keep), fptr(a.Bias), fptr(a.Stats), fptr(scratch), C.int64_t(t0), C.int64_t(t1))
+		bptr(a.Keep), fptr(a.Bias), fptr(a.KT), fptr(a.Stats), fptr(scratch), C.int64_t(t0), C.int64_t(t1))
+}
+
+// PackKeys packs the keys of a for the AVX-512 kernel when that is the
+// variant in use: each key/value head of each batch as the transposed, 64-key
+// panels xattn_pack_kt writes, which Attend then reads in place of packing
+// every key block of every task. Other variants read K as it is.
+func (o openBLAS) PackKeys(a *Attention) bool {
+	if o.isa != isaAVX512 || a.Batch <= 0 || a.KVHeads <= 0 || a.Tk <= 0 || a.DK <= 0 {
+		return false
+	}
+	if a.Batch > maxC || a.KVHeads > maxC || a.Tk > maxC || a.DK > maxC || a.LDK > maxC ||
+		a.LDK < a.KVHeads*a.DK || a.BatchK < 0 || need(a.Batch, a.BatchK, a.Tk, a.LDK, a.KVHeads*a.DK) > len(a.K) {
+		panic(errShortK)
+	}
+	head := a.DK * ceilDiv(a.Tk, 64) * 64
+	kt := make([]float32, a.Batch*a.KVHeads*head)
+	for b := range a.Batch {
+		for g := range a.KVHeads {
+			C.xattn_pack_kt(C.int(a.Tk), C.int(a.DK), fptr(a.K[b*a.BatchK+g*a.DK:]), C.int64_t(a.LDK),
+				fptr(kt[(b*a.KVHeads+g)*head:]))
+		}
+	}
+	a.KT, a.KTBatch, a.KTHead = kt, a.KVHeads*head, head
+	return true
 }
 
 // exp sets dst[i] = e^src[i] for i < min(len(dst), len(src)) with the

@@ -33,6 +33,7 @@ const (
 	errTasks    = "blas: task range out of bounds"
 	errScratch  = "blas: insufficient length of scratch"
 	errStats    = "blas: insufficient length of Stats"
+	errShortKT  = "blas: insufficient length of KT, or negative KT strides"
 	errPacked   = "blas: Packed with Count ≠ 1, without TransB, or of the wrong length"
 )
 
@@ -265,6 +266,10 @@ func checkAttention(a *Attention, t0, t1 int, scratch []float32) bool {
 	}
 	if a.DV > 0 && need(a.Batch, a.BatchV, a.Tk, a.LDV, a.KVHeads*a.DV) > len(a.V) {
 		panic(errShortV)
+	}
+	if a.KT != nil && (a.KTBatch < 0 || a.KTHead < 0 || a.DK > 0 &&
+		(a.Batch-1)*a.KTBatch+(a.KVHeads-1)*a.KTHead+a.DK*ceilDiv(a.Tk, 64)*64 > len(a.KT)) {
+		panic(errShortKT)
 	}
 	if a.Keep != nil && maskNeed(a.KeepStride, a.Batch, a.Heads, a.Tq, a.Tk) > len(a.Keep) {
 		panic(errShortMsk)

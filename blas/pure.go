@@ -17,6 +17,9 @@ func (pureBackend) Pack(w []float32, n, k int) []float32 {
 	return nil
 }
 
+// PackKeys returns false: the pure backend reads K as it is.
+func (pureBackend) PackKeys(a *Attention) bool { return false }
+
 func (pureBackend) Sgemm(g *Batch) {
 	if !checkBatch(g) {
 		return

@@ -603,8 +603,8 @@ static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 void xattn_attend(int isa, const xattn_attention *p, const float *q,
 		const float *k, const float *v, float *o, const int32_t *key_len,
-		const unsigned char *keep, const float *bias, float *stats, float *scratch,
-		int64_t t0, int64_t t1) {
+		const unsigned char *keep, const float *bias, const float *ktp, float *stats,
+		float *scratch, int64_t t0, int64_t t1) {
 	rows_fn rows = pick_rows(isa);
 	scale_fn scale = pick_scale(isa);
 	const int64_t nqb = (p->tq + p->q_block - 1) / p->q_block;
@@ -654,8 +654,12 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 			/* S = Scale·Q_blk·K_blkᵀ, mq×nb with leading dimension nb. */
 			if (p->dk > 0 && own) {
 #if defined(XATTN_X86)
-				xattn_pack_kt(nb, p->dk, k + kb + k0 * p->ldk, p->ldk, kt);
-				xattn_gemm_avx512(mq, nb, p->dk, p->scale, qt, p->ldq, kt, 64, 64 * (int64_t)p->dk,
+				const float *kb_t = kt;
+				if (ktp && p->kv_block % 64 == 0)
+					kb_t = ktp + p->kt_batch * b + p->kt_head * g + k0 * (int64_t)p->dk;
+				else
+					xattn_pack_kt(nb, p->dk, k + kb + k0 * p->ldk, p->ldk, kt);
+				xattn_gemm_avx512(mq, nb, p->dk, p->scale, qt, p->ldq, kb_t, 64, 64 * (int64_t)p->dk,
 						0.0f, s, lds, NULL);
 #endif
 			} else if (p->dk > 0)

@@ -37,6 +37,7 @@ typedef struct {
 	int64_t keep_stride[3];
 	int64_t bias_stride[3];
 	int q_block, kv_block;
+	int64_t kt_batch, kt_head;
 } xattn_attention;
 
 /*
@@ -65,12 +66,15 @@ void xattn_scale_rows(int isa, int m, int n, float *c, int ldc, const float *f);
  * q_block·⌈kv_block/16⌉·16 + 3·q_block, rounded up to a multiple of 16, + dk·⌈kv_block/64⌉·64
  * floats (blas.Attention's ScratchLen); the last part holds the packed transpose of a key block when
  * the variant is AVX-512, whose products run on xattn_gemm_avx512. stats,
- * if not NULL, receives each row's maximum and sum as blas.Attention.Stats.
+ * if not NULL, receives each row's maximum and sum as blas.Attention.Stats;
+ * kt, if not NULL, holds the keys packed as blas.Attention.KT, which the
+ * AVX-512 variant reads instead of packing a key block when the blocks start
+ * on panels (kv_block a multiple of 64).
  */
 void xattn_attend(int isa, const xattn_attention *p, const float *q,
 		const float *k, const float *v, float *o, const int32_t *key_len,
-		const unsigned char *keep, const float *bias, float *stats, float *scratch,
-		int64_t t0, int64_t t1);
+		const unsigned char *keep, const float *bias, const float *kt, float *stats,
+		float *scratch, int64_t t0, int64_t t1);
 
 /*
  * xattn_gemm_avx512 (kernel.c) computes C = alpha·A·B + beta·C (+ 1·biasᵀ)

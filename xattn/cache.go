@@ -1,6 +1,10 @@
 package xattn
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/xattn/xattn/blas"
+)
 
 // Context is a context whose keys and values a [Layer] has projected once,
 // to serve any number of forward passes: the text embedding of a diffusion
@@ -10,11 +14,16 @@ import "fmt"
 //
 // A Context belongs to the layer that projected it and is immutable: any
 // number of goroutines may use it at once. It holds Batch·Tk·KVHeads·
-// (HeadDim+ValueHeadDim) values.
+// (HeadDim+ValueHeadDim) values, and on backends that pack keys (the
+// OpenBLAS backend on AVX-512) the keys again, in the kernel's layout.
 type Context struct {
 	layer     *Layer
 	batch, tk int
 	kv        []float32 // [batch, tk, nk+nv]: the keys, then the values of each row
+	// kt holds the keys again as the backend's PackKeys laid them out, nil
+	// when it reads them from kv (blas.Attention.KT).
+	kt              []float32
+	ktBatch, ktHead int
 }
 
 // Batch returns the number of sequences of c.
@@ -75,6 +84,13 @@ func (l *Layer) project(key, value []float32, batch, tk int) (*Context, error) {
 	ws.gemms = ws.gemms[:0]
 	ws.addKV(l, key, value, ctx.kv)
 	ws.gemmPhase([]int{rows, rows})
+	// Pack the keys once for the attention core, where the backend would
+	// otherwise pack every key block of every call (the AVX-512 kernel).
+	a := blas.Attention{Batch: batch, KVHeads: c.KVHeads, Tk: tk, DK: c.HeadDim,
+		K: ctx.kv, LDK: ldkv, BatchK: tk * ldkv}
+	if l.backend.PackKeys(&a) {
+		ctx.kt, ctx.ktBatch, ctx.ktHead = a.KT, a.KTBatch, a.KTHead
+	}
 	return ctx, nil
 }
 
@@ -124,6 +140,7 @@ func (l *Layer) ForwardContext(y, x []float32, ctx *Context, tq int, m *Mask) er
 	ws.addQ(l, x, s.Batch*tq)
 	ws.gemmPhase([]int{s.Batch * tq})
 	ldkv := c.KVHeads * (c.HeadDim + c.ValueHeadDim)
+	ws.att.KT, ws.att.KTBatch, ws.att.KTHead = ctx.kt, ctx.ktBatch, ctx.ktHead // attend keeps them
 	ws.attend(l, ctx.kv, s.Tk*ldkv, s)
 	ws.output(l, y, s.Batch*tq)
 	return nil

@@ -21,6 +21,9 @@ func planOptions(be blas.Backend) map[string][]xattn.Option {
 		"serial":    {xattn.WithBackend(be), xattn.WithThreads(3), xattn.WithSerialFLOPs(1e18)},
 		"threads=3": {xattn.WithBackend(be), xattn.WithThreads(3), xattn.WithTile(5, 16), xattn.WithSerialFLOPs(0)},
 		"threads=2": {xattn.WithBackend(be), xattn.WithThreads(2), xattn.WithTile(8, 32), xattn.WithSerialFLOPs(0)},
+		// Key blocks of whole 64-key panels: the core reads the keys a
+		// Context packed once (blas.Attention.KT) on the AVX-512 kernel.
+		"kv=64": {xattn.WithBackend(be), xattn.WithThreads(2), xattn.WithTile(6, 64), xattn.WithSerialFLOPs(0)},
 	}
 }
 

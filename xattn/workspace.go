@@ -231,9 +231,14 @@ func (ws *workspace) splitKeys(n int) {
 		pa.Stats = ws.partStats[i*2*b*h*tq:][:2*b*h*tq]
 		pa.CausalOffset = a.CausalOffset - k0
 		if pa.Tk == 0 {
-			pa.K, pa.V, pa.Keep, pa.Bias = nil, nil, nil, nil
+			pa.K, pa.V, pa.KT, pa.Keep, pa.Bias = nil, nil, nil, nil, nil
 		} else {
 			pa.K, pa.V = a.K[k0*a.LDK:], a.V[k0*a.LDV:]
+			if a.KT != nil && k0%64 == 0 {
+				pa.KT = a.KT[k0*a.DK:] // whole panels of 64 keys
+			} else {
+				pa.KT = nil
+			}
 			if a.Keep != nil {
 				pa.Keep = a.Keep[k0:]
 			}
