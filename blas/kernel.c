@@ -117,6 +117,19 @@ KTGT void xattn_gemm_avx512(int m, int n, int k, float alpha, const float *a, in
 				const float bt = p0 == 0 ? beta : 1.0f;
 				const float *biasj = bias && p0 == 0 ? bias + j : 0;
 				const float *bp = bj + (int64_t)p0 * ldb;
+				if (pstride == 64 && i1 - i0 > 6) {
+					/*
+					 * Rows of a plain B lie ldb apart, often a page or
+					 * more (the values of an attention head among all
+					 * heads' keys and values), where the hardware
+					 * prefetcher does not follow: ask for the whole
+					 * block at once, so that its misses overlap instead
+					 * of stalling the first strip row by row.
+					 */
+					for (int p = 0; p < kb; p++)
+						for (int q = 0; q < w; q += 16)
+							_mm_prefetch((const char *)(bp + (int64_t)p * ldb + q), _MM_HINT_T0);
+				}
 				for (int i = i0; i < i1; i += 6) {
 					const int mr = i1 - i < 6 ? i1 - i : 6;
 					const float *ai = a + (int64_t)i * lda + p0;
@@ -143,6 +156,10 @@ KTGT void xattn_gemm_avx512(int m, int n, int k, float alpha, const float *a, in
 KTGT void xattn_pack_kt(int nb, int dk, const float *k, int64_t ldk, float *kt) {
 	for (int j0 = 0; j0 < nb; j0 += 16) {
 		const int rows = nb - j0 < 16 ? nb - j0 : 16;
+		/* The next tile's rows: ldk apart, too far for the hardware prefetcher. */
+		for (int i = 16; i < 32 && j0 + i < nb; i++)
+			for (int d = 0; d < dk; d += 16)
+				_mm_prefetch((const char *)(k + (int64_t)(j0 + i) * ldk + d), _MM_HINT_T0);
 		float *dst = kt + (int64_t)(j0 / 64) * 64 * dk + j0 % 64;
 		for (int d0 = 0; d0 < dk; d0 += 16) {
 			const int cols = dk - d0 < 16 ? dk - d0 : 16;
