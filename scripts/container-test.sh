@@ -38,7 +38,8 @@
 #                    else vfs)
 #   DEBIAN_MIRROR    (default: the host's apt mirror, else deb.debian.org)
 set -eu
-cd "$(dirname "$0")/.."
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/.."
 
 start=$(date +%s)
 step() { printf '\n== %s (%ds)\n' "$*" $(($(date +%s) - start)); }
@@ -61,7 +62,7 @@ docker | buildah) ;;
 esac
 
 if [ "$engine" = buildah ] && [ "$(id -u)" -ne 0 ]; then
-	exec sudo -E env "PATH=$PATH" sh "$0" "$@"
+	exec sudo -E env "PATH=$PATH" sh "$here/container-test.sh" "$@"
 fi
 
 logs=$(mktemp -d)
@@ -209,6 +210,12 @@ image_files() {
 	rm_ctr "$ctr"
 }
 
+# compilers FILE prints the compilers in a list of paths from image_files: C
+# compiler drivers and their parts, assemblers, linkers and Go.
+compilers() {
+	grep -E '(^|/)s?bin/(cc|c\+\+|c89|c99|cpp|gcc|g\+\+|clang|clang\+\+|tcc|as|ld|go|gofmt|[a-z0-9_]+-linux-gnu-(gcc|g\+\+|cpp|as|ld))(-[0-9.]+)?$|(^|/)usr/(lib|libexec)/gcc/|(^|/)pkg/tool/' "$1" || true
+}
+
 # image_size IMAGE: the image's size, uncompressed.
 image_size() {
 	if [ "$engine" = docker ]; then
@@ -305,7 +312,7 @@ slim_tree() {
 	for d in groff info linda lintian/overrides locale man; do
 		[ -d "$t/usr/share/$d" ] && find "$t/usr/share/$d" -mindepth 1 -delete
 	done
-	rm -rf "$t"/var/cache/apt/*.bin "$t"/var/cache/apt/archives/*.deb "$t"/var/lib/apt/lists/* "$t"/dev/* "$t"/tmp/*
+	rm -rf "${t:?}"/var/cache/apt/*.bin "$t"/var/cache/apt/archives/*.deb "$t"/var/lib/apt/lists/* "$t"/dev/* "$t"/tmp/*
 	: >"$t/etc/resolv.conf"
 	: >"$t/etc/hostname"
 	[ -f "$t/etc/machine-id" ] && : >"$t/etc/machine-id"
@@ -372,6 +379,7 @@ if [ "$engine" = buildah ]; then
 	if [ -n "$need" ]; then
 		echo "apt-get install$need"
 		apt-get update -qq
+		# shellcheck disable=SC2086 # a list of packages
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
 	fi
 	pick_driver
@@ -394,9 +402,10 @@ if [ "$engine" = buildah ]; then
 	echo "$debian, $golang, $static"
 	set -- --build-arg "GO_IMAGE=$golang" --build-arg "RUNTIME_IMAGE=$debian" --build-arg "STATIC_IMAGE=$static"
 
-	# The check below must see a compiler where there is one.
+	# The compiler check must see the compilers where there are some.
 	image_files "$golang" "$logs/files"
-	grep -q '^usr/local/go/bin/go$' "$logs/files" || die "the compiler check finds no go in $golang"
+	n=$(compilers "$logs/files" | grep -c -E '^usr/local/go/bin/go$|^usr/bin/gcc$') || true
+	[ "$n" = 2 ] || die "the compiler check misses gcc or go in $golang"
 fi
 
 build() { # TARGET IMAGE BUILD-ARGS...
@@ -431,7 +440,7 @@ check() { # IMAGE BACKEND
 
 	step "$1: no compiler, non-root"
 	image_files "$1" "$logs/files"
-	found=$(grep -E '(^|/)s?bin/(cc|c\+\+|c89|c99|cpp|gcc|g\+\+|clang|clang\+\+|tcc|as|ld|go|gofmt|[a-z0-9_]+-linux-gnu-(gcc|g\+\+|cpp|as|ld))(-[0-9.]+)?$|(^|/)usr/(lib|libexec)/gcc/|(^|/)pkg/tool/' "$logs/files" || true)
+	found=$(compilers "$logs/files")
 	[ -z "$found" ] || die "$1 holds a compiler: $(echo "$found" | head -n 5)"
 	echo "no compiler in the image"
 	u=$(image_user "$1")
