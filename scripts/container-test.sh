@@ -312,7 +312,7 @@ slim_tree() {
 	for d in groff info linda lintian/overrides locale man; do
 		[ -d "$t/usr/share/$d" ] && find "$t/usr/share/$d" -mindepth 1 -delete
 	done
-	rm -rf "${t:?}"/var/cache/apt/*.bin "$t"/var/cache/apt/archives/*.deb "$t"/var/lib/apt/lists/* "$t"/dev/* "$t"/tmp/*
+	rm -rf "${t:?}"/var/cache/apt/*.bin "${t:?}"/var/cache/apt/archives/*.deb "${t:?}"/var/lib/apt/lists/* "${t:?}"/dev/* "${t:?}"/tmp/*
 	: >"$t/etc/resolv.conf"
 	: >"$t/etc/hostname"
 	[ -f "$t/etc/machine-id" ] && : >"$t/etc/machine-id"
