@@ -103,7 +103,8 @@ go_cmd() {
 		die "no Go toolchain (run scripts/setup.sh)"
 	fi
 }
-goproxy=${GOPROXY:-$(go_cmd env GOPROXY)}
+# The build stages use this machine's module proxy (empty: Go's default).
+goproxy=${GOPROXY:-$( (go_cmd env GOPROXY) 2>/dev/null || true)}
 
 # --- the engine's primitives -------------------------------------------------
 
