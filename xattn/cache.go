@@ -136,11 +136,15 @@ func (l *Layer) ForwardContext(y, x []float32, ctx *Context, tq int, m *Mask) er
 	}
 	b := float64(s.Batch)
 	ws.begin(l, work(c, b*float64(tq), 0, b*float64(tq)*float64(s.Tk)))
+	ldkv := c.KVHeads * (c.HeadDim + c.ValueHeadDim)
+	ws.att.KT, ws.att.KTBatch, ws.att.KTHead = ctx.kt, ctx.ktBatch, ctx.ktHead // attend and fused keep them
+	if q := ws.fusedRows(l, s); q > 0 {
+		ws.fused(l, y, x, ctx.kv, s.Tk*ldkv, s, q)
+		return nil
+	}
 	ws.gemms = ws.gemms[:0]
 	ws.addQ(l, x, s.Batch*tq)
 	ws.gemmPhase([]int{s.Batch * tq})
-	ldkv := c.KVHeads * (c.HeadDim + c.ValueHeadDim)
-	ws.att.KT, ws.att.KTBatch, ws.att.KTHead = ctx.kt, ctx.ktBatch, ctx.ktHead // attend keeps them
 	ws.attend(l, ctx.kv, s.Tk*ldkv, s)
 	ws.output(l, y, s.Batch*tq)
 	return nil
