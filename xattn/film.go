@@ -98,34 +98,12 @@ func (w *FiLMWeights) check(c FiLMConfig) error {
 	if w == nil {
 		return fmt.Errorf("%w: nil FiLM weights", ErrWeights)
 	}
-	for _, x := range []struct {
-		name       string
-		data       []float32
-		rows, cols int
-		use        bool
-	}{
+	return checkParts("FiLMConfig.Bias", []weightPart{
 		{"Gamma", w.Gamma, c.Dim, c.CondDim, true},
 		{"Beta", w.Beta, c.Dim, c.CondDim, true},
 		{"GammaBias", w.GammaBias, c.Dim, 1, c.Bias},
 		{"BetaBias", w.BetaBias, c.Dim, 1, c.Bias},
-	} {
-		if !x.use {
-			if x.data != nil {
-				return fmt.Errorf("%w: %s given but FiLMConfig.Bias is false", ErrWeights, x.name)
-			}
-			continue
-		}
-		if len(x.data) != x.rows*x.cols {
-			return fmt.Errorf("%w: %s has %d values, want %d×%d = %d",
-				ErrWeights, x.name, len(x.data), x.rows, x.cols, x.rows*x.cols)
-		}
-		for i, v := range x.data {
-			if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
-				return fmt.Errorf("%w: %s[%d] = %v", ErrWeights, x.name, i, v)
-			}
-		}
-	}
-	return nil
+	})
 }
 
 // FiLM is a feature-wise linear modulation layer (Perez et al., 2018): a

@@ -65,14 +65,7 @@ func (w *Weights) check(c Config) error {
 		return fmt.Errorf("%w: nil weights", ErrWeights)
 	}
 	hq, hk, hv, ho := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim, c.KVHeads*c.ValueHeadDim, c.Heads*c.ValueHeadDim
-	type want struct {
-		name string
-		data []float32
-		rows int
-		cols int
-		use  bool
-	}
-	for _, x := range []want{
+	return checkParts("Config.Bias", []weightPart{
 		{"Q", w.Q, hq, c.QueryDim, true},
 		{"K", w.K, hk, c.ContextDim, true},
 		{"V", w.V, hv, c.ValueDim, true},
@@ -81,10 +74,26 @@ func (w *Weights) check(c Config) error {
 		{"KBias", w.KBias, hk, 1, c.Bias},
 		{"VBias", w.VBias, hv, 1, c.Bias},
 		{"OutBias", w.OutBias, c.OutDim, 1, true},
-	} {
+	})
+}
+
+// weightPart is one matrix (rows×cols) or bias vector (cols = 1) of a set of
+// weights, used unless use is false.
+type weightPart struct {
+	name       string
+	data       []float32
+	rows, cols int
+	use        bool
+}
+
+// checkParts returns an error wrapping ErrWeights for the first part that is
+// given though unused (flag names the setting that would use it), has the
+// wrong length, or holds a NaN or an infinity.
+func checkParts(flag string, parts []weightPart) error {
+	for _, x := range parts {
 		if !x.use {
 			if x.data != nil {
-				return fmt.Errorf("%w: %s given but Config.Bias is false", ErrWeights, x.name)
+				return fmt.Errorf("%w: %s given but %s is false", ErrWeights, x.name, flag)
 			}
 			continue
 		}

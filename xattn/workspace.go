@@ -159,27 +159,35 @@ func (ws *workspace) fusedRows(l *Layer, s Shape) int {
 // fields of ws.att are set already.
 func (ws *workspace) fused(l *Layer, y, x, kv []float32, batchKV int, s Shape, q int) {
 	c := &l.cfg
-	p := &l.plan
-	b, tq, tk := s.Batch, s.Tq, s.Tk
+	a := ws.describe(l, kv, batchKV, s, q)
+	ws.fq = grow(ws.fq, ws.threads*q*c.Heads*c.HeadDim)
+	ws.fo = grow(ws.fo, ws.threads*q*c.Heads*c.ValueHeadDim)
+	ws.views = grow(ws.views, ws.threads)
+	ws.fx, ws.fy, ws.fRows = x, y, q
+	ws.phase = phaseFused
+	ws.job.run(ws, a.Batch*ceilDiv(a.Tq, q), ws.threads-1)
+	ws.fx, ws.fy = nil, nil
+}
+
+// describe sets the fields of ws.att that the phased and the fused paths
+// share — sizes, scale, keys and values (laid out as for attend), query
+// blocks of q rows and the plan's key blocks — and grows the workers'
+// scratch to its tiles. It returns &ws.att.
+func (ws *workspace) describe(l *Layer, kv []float32, batchKV int, s Shape, q int) *blas.Attention {
+	c := &l.cfg
 	h, g, dk, dv := c.Heads, c.KVHeads, c.HeadDim, c.ValueHeadDim
-	nq, nk := h*dk, g*dk
+	nk := g * dk
 	ldkv := nk + g*dv
 	a := &ws.att
-	a.Batch, a.Heads, a.KVHeads, a.Tq, a.Tk, a.DK, a.DV = b, h, g, tq, tk, dk, dv
+	a.Batch, a.Heads, a.KVHeads, a.Tq, a.Tk, a.DK, a.DV = s.Batch, h, g, s.Tq, s.Tk, dk, dv
 	a.Scale = c.Scale
 	a.K, a.LDK, a.BatchK = kv, ldkv, batchKV
 	a.V, a.LDV, a.BatchV = kv[min(nk, len(kv)):], ldkv, batchKV
 	a.QBlock = q
-	a.KVBlock = max(min(p.KVBlock, tk), 1)
+	a.KVBlock = max(min(l.plan.KVBlock, s.Tk), 1)
 	ws.scratchN = a.ScratchLen()
 	ws.scratch = grow(ws.scratch, ws.threads*ws.scratchN)
-	ws.fq = grow(ws.fq, ws.threads*q*nq)
-	ws.fo = grow(ws.fo, ws.threads*q*h*dv)
-	ws.views = grow(ws.views, ws.threads)
-	ws.fx, ws.fy, ws.fRows = x, y, q
-	ws.phase = phaseFused
-	ws.job.run(ws, b*ceilDiv(tq, q), ws.threads-1)
-	ws.fx, ws.fy = nil, nil
+	return a
 }
 
 // fusedItem runs item i of the fused path on worker slot.
@@ -283,21 +291,12 @@ func (ws *workspace) attend(l *Layer, kv []float32, batchKV int, s Shape) {
 	c := &l.cfg
 	p := &l.plan
 	b, tq, tk := s.Batch, s.Tq, s.Tk
-	h, g, dk, dv := c.Heads, c.KVHeads, c.HeadDim, c.ValueHeadDim
-	nq, nk := h*dk, g*dk
-	ldkv := nk + g*dv
+	h, dk, dv := c.Heads, c.HeadDim, c.ValueHeadDim
+	nq := h * dk
 	ws.o = grow(ws.o, b*tq*h*dv)
-	a := &ws.att
-	a.Batch, a.Heads, a.KVHeads, a.Tq, a.Tk, a.DK, a.DV = b, h, g, tq, tk, dk, dv
-	a.Scale = c.Scale
+	a := ws.describe(l, kv, batchKV, s, qBlock(p.QBlock, b*h, tq, p.Threads))
 	a.Q, a.LDQ, a.BatchQ = ws.q, nq, tq*nq
-	a.K, a.LDK, a.BatchK = kv, ldkv, batchKV
-	a.V, a.LDV, a.BatchV = kv[min(nk, len(kv)):], ldkv, batchKV
 	a.O, a.LDO, a.BatchO = ws.o, h*dv, tq*h*dv
-	a.QBlock = qBlock(p.QBlock, b*h, tq, p.Threads)
-	a.KVBlock = max(min(p.KVBlock, tk), 1)
-	ws.scratchN = a.ScratchLen()
-	ws.scratch = grow(ws.scratch, ws.threads*ws.scratchN)
 	tasks := a.Tasks()
 	nparts := splitKeys(tasks, tk, a.KVBlock, p.Threads)
 	ws.taskChunk = max(1, tasks*nparts/(8*ws.threads))
