@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sync"
 
 	"github.com/xattn/xattn/blas"
 )
@@ -134,8 +133,7 @@ type FiLM struct {
 	// GammaPlusOne folded into bγ, or nil when both are zero.
 	w, b []float32
 
-	mu   sync.Mutex
-	free []*filmScratch
+	free freeList[filmScratch] // the scratch of finished calls
 }
 
 // filmSerialFLOPs is FiLM's default for [WithSerialFLOPs]: about 64K
@@ -306,25 +304,13 @@ const (
 	filmMinChunk = 1 << 13
 )
 
-func (f *FiLM) getScratch() *filmScratch {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if n := len(f.free); n > 0 {
-		ws := f.free[n-1]
-		f.free[n-1] = nil
-		f.free = f.free[:n-1]
-		return ws
-	}
-	return &filmScratch{}
-}
+func (f *FiLM) getScratch() *filmScratch { return f.free.get() }
 
 func (f *FiLM) putScratch(ws *filmScratch) {
 	// Drop every reference to caller memory before pooling.
 	clear(ws.batches)
 	ws.f, ws.y, ws.x, ws.cond = nil, nil, nil, nil
-	f.mu.Lock()
-	f.free = append(f.free, ws)
-	f.mu.Unlock()
+	f.free.put(ws)
 }
 
 // run computes one validated call with batch, t > 0: the projection of cond

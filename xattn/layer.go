@@ -2,7 +2,6 @@ package xattn
 
 import (
 	"fmt"
-	"sync"
 
 	"github.com/xattn/xattn/blas"
 )
@@ -40,12 +39,8 @@ type Layer struct {
 	// are views into pkv when the panels of Wk end where Wv's begin.
 	pq, pk, pv, po, pkv []float32
 
-	// free holds the workspaces of finished calls. Unlike a sync.Pool it is
-	// not emptied by the garbage collector, so a service that allocates
-	// elsewhere still reuses its scratch; it holds at most as many workspaces
-	// as calls ever ran at once on this Layer.
-	mu   sync.Mutex
-	free []*workspace
+	// free holds the workspaces of finished calls.
+	free freeList[workspace]
 }
 
 // New returns a layer with the shapes of cfg and a copy of the weights w, in

@@ -43,10 +43,10 @@ func TestWorkingSetIndependentOfTk(t *testing.T) {
 			if err := l.ForwardInto(y, x, ctx, s, &Mask{KeyLen: []int{tk - 3}}); err != nil {
 				t.Fatal(err)
 			}
-			if len(l.free) != 1 {
-				t.Fatalf("%d workspaces pooled, want 1", len(l.free))
+			if len(l.free.items) != 1 {
+				t.Fatalf("%d workspaces pooled, want 1", len(l.free.items))
 			}
-			ws := l.free[0]
+			ws := l.free.items[0]
 			sizes = append(sizes, ws.workingSet())
 			t.Logf("heads=%d Tk=%d: working set %d bytes; K|V %d bytes", heads, tk, ws.workingSet(), 4*cap(ws.kv))
 		}

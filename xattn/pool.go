@@ -173,3 +173,32 @@ func (j *job) run(body runner, n, helpers int) {
 	}
 	j.body = nil
 }
+
+// freeList holds the scratch of finished calls for the next ones. Unlike a
+// sync.Pool it is not emptied by the garbage collector, so a service that
+// allocates elsewhere still reuses its scratch; it holds at most as many
+// items as calls ever ran at once on its owner.
+type freeList[T any] struct {
+	mu    sync.Mutex
+	items []*T
+}
+
+// get returns a pooled item, or a new zero one.
+func (f *freeList[T]) get() *T {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := len(f.items); n > 0 {
+		x := f.items[n-1]
+		f.items[n-1] = nil
+		f.items = f.items[:n-1]
+		return x
+	}
+	return new(T)
+}
+
+// put pools x, which the caller has cleared of references to caller memory.
+func (f *freeList[T]) put(x *T) {
+	f.mu.Lock()
+	f.items = append(f.items, x)
+	f.mu.Unlock()
+}

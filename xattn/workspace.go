@@ -64,20 +64,10 @@ type gemm struct {
 	ldc       int
 }
 
-// chunk is rows [r0, r1) of gemm g.
+// chunk is rows [r0, r1) and columns [c0, c1) of gemm g.
 type chunk struct{ g, r0, r1, c0, c1 int }
 
-func (l *Layer) getWorkspace() *workspace {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if n := len(l.free); n > 0 {
-		ws := l.free[n-1]
-		l.free[n-1] = nil
-		l.free = l.free[:n-1]
-		return ws
-	}
-	return &workspace{}
-}
+func (l *Layer) getWorkspace() *workspace { return l.free.get() }
 
 func (l *Layer) putWorkspace(ws *workspace) {
 	// Drop every reference to caller memory before pooling.
@@ -89,9 +79,7 @@ func (l *Layer) putWorkspace(ws *workspace) {
 	clear(ws.parts)
 	ws.backend, ws.plan, ws.layer = nil, nil, nil
 	clear(ws.views)
-	l.mu.Lock()
-	l.free = append(l.free, ws)
-	l.mu.Unlock()
+	l.free.put(ws)
 }
 
 // grow returns s resliced to n, reallocated only if its capacity is short.
