@@ -26,12 +26,33 @@
 // so the Tq×Tk score matrix never exists, and the scratch of a worker is one
 // tile. The output projection writes straight into y.
 //
+// When a call has many blocks of query rows (Stable Diffusion's 4096 latent
+// pixels) and the backend packs its weights, each worker instead runs the
+// query projection, the attention of every head and the output projection
+// of one block, so the block's Q and O never leave its cache; when it has
+// too few tasks for the workers (decoding), the keys of each row are split
+// over them and the partial softmaxes merged exactly.
+//
+// # Serving
+//
+// [Layer.ProjectContext] projects a context once for any number of
+// [Layer.ForwardContext] calls (a diffusion prompt, an encoder output),
+// bit-identical to [Layer.ForwardInto]; [KVCache] and [Layer.ForwardStep]
+// decode self-attention one step at a time; [Layer.ForwardBatch] runs many
+// small independent requests as one call; [Layer.AttentionMap] returns the
+// attention probabilities for inspection. [FiLM] is feature-wise linear
+// modulation, the linear-cost alternative to cross-attention, with the same
+// conventions.
+//
 // # Backends and build tags
 //
 // The arithmetic runs on a [blas.Backend]: OpenBLAS through cgo by default,
 // or the portable Go kernels of package pure with -tags purego or
 // CGO_ENABLED=0 (the only backend then). [WithBackend] picks one per Layer;
-// both give the same results to float32 rounding.
+// both give the same results to float32 rounding. On AVX-512 CPUs the
+// OpenBLAS backend runs the layer's products on its own kernel, against
+// weights it packs once in [New], where OpenBLAS would repack them on every
+// call.
 //
 // # Concurrency
 //
