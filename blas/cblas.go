@@ -255,8 +255,10 @@ func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 	if len(a.KeyLen) > 0 {
 		keyLen = (*C.int32_t)(unsafe.Pointer(&a.KeyLen[0]))
 	}
-	enter()
-	defer leave()
+	if o.isa != isaAVX512 { // the AVX-512 variant never calls into OpenBLAS
+		enter()
+		defer leave()
+	}
 	C.xattn_attend(C.int(o.isa), &p, fptr(a.Q), fptr(a.K), fptr(a.V), fptr(a.O), keyLen,
 		bptr(a.Keep), fptr(a.Bias), fptr(a.KT), fptr(a.Stats), fptr(scratch), C.int64_t(t0), C.int64_t(t1))
 }

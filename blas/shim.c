@@ -622,7 +622,6 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 	 */
 	const int own = isa == XATTN_ISA_AVX512;
 	float *kt = scratch + (slen + 3 * p->q_block + 15) / 16 * 16;
-	(void)kt;
 
 	for (int64_t t = t0; t < t1; t++) {
 		/* The task: batch b, query head h, query rows [q0, q0+mq); key/value head g. */
@@ -651,9 +650,8 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 			const int nb = (int)min64(p->kv_block, nk - k0);
 			/* S's rows start on 64-byte boundaries: aligned stores and loads. */
 			const int lds = (nb + 15) / 16 * 16;
-			/* S = Scale·Q_blk·K_blkᵀ, mq×nb with leading dimension nb. */
+			/* S = Scale·Q_blk·K_blkᵀ, mq×nb with leading dimension lds. */
 			if (p->dk > 0 && own) {
-#if defined(XATTN_X86)
 				const float *kb_t = kt;
 				if (ktp && p->kv_block % 64 == 0)
 					kb_t = ktp + p->kt_batch * b + p->kt_head * g + k0 * (int64_t)p->dk;
@@ -661,7 +659,6 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 					xattn_pack_kt(nb, p->dk, k + kb + k0 * p->ldk, p->ldk, kt);
 				xattn_gemm_avx512(mq, nb, p->dk, p->scale, qt, p->ldq, kb_t, 64, 64 * (int64_t)p->dk,
 						0.0f, s, lds, NULL);
-#endif
 			} else if (p->dk > 0)
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mq, nb, p->dk, p->scale,
 						qt, p->ldq, k + kb + k0 * p->ldk, p->ldk, 0.0f, s, lds);
@@ -679,12 +676,10 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 				scale(mq, p->dv, ot, p->ldo, corr);
 				beta = 1.0f;
 			}
-#if defined(XATTN_X86)
 			if (own)
 				xattn_gemm_avx512(mq, p->dv, nb, 1.0f, s, lds, v + vb + k0 * p->ldv, p->ldv, 64,
 						beta, ot, p->ldo, NULL);
 			else
-#endif
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mq, p->dv, nb, 1.0f,
 						s, lds, v + vb + k0 * p->ldv, p->ldv, beta, ot, p->ldo);
 		}

@@ -137,15 +137,15 @@ func (l *Layer) ForwardContext(y, x []float32, ctx *Context, tq int, m *Mask) er
 	b := float64(s.Batch)
 	ws.begin(l, work(c, b*float64(tq), 0, b*float64(tq)*float64(s.Tk)))
 	ldkv := c.KVHeads * (c.HeadDim + c.ValueHeadDim)
-	ws.att.KT, ws.att.KTBatch, ws.att.KTHead = ctx.kt, ctx.ktBatch, ctx.ktHead // attend and fused keep them
+	k := keys{kv: ctx.kv, stride: s.Tk * ldkv, kt: ctx.kt, ktBatch: ctx.ktBatch, ktHead: ctx.ktHead}
 	if q := ws.fusedRows(l, s); q > 0 {
-		ws.fused(l, y, x, ctx.kv, s.Tk*ldkv, s, q)
+		ws.fused(l, y, x, k, s, q)
 		return nil
 	}
 	ws.gemms = ws.gemms[:0]
 	ws.addQ(l, x, s.Batch*tq)
 	ws.gemmPhase([]int{s.Batch * tq})
-	ws.attend(l, ctx.kv, s.Tk*ldkv, s)
+	ws.attend(l, k, s)
 	ws.output(l, y, s.Batch*tq)
 	return nil
 }
@@ -288,7 +288,7 @@ func (l *Layer) ForwardStep(y, x []float32, kv *KVCache, tq int, m *Mask) error 
 	}
 	kv.n = tk
 
-	ws.attend(l, kv.kv, kv.stride, Shape{Batch: b, Tq: tq, Tk: tk})
+	ws.attend(l, keys{kv: kv.kv, stride: kv.stride}, Shape{Batch: b, Tq: tq, Tk: tk})
 	ws.output(l, y, rows)
 	return nil
 }

@@ -105,7 +105,7 @@ func (ws *workspace) run(l *Layer, y, xq, xk, xv []float32, s Shape) {
 	if q := ws.fusedRows(l, s); q > 0 {
 		ws.addKV(l, xk, xv, ws.kv)
 		ws.gemmPhase([]int{b * tk, b * tk})
-		ws.fused(l, y, xq, ws.kv, tk*ldkv, s, q)
+		ws.fused(l, y, xq, keys{kv: ws.kv, stride: tk * ldkv}, s, q)
 		return
 	}
 	ws.addQ(l, xq, b*tq)
@@ -113,7 +113,7 @@ func (ws *workspace) run(l *Layer, y, xq, xk, xv []float32, s Shape) {
 	ws.gemmPhase([]int{b * tq, b * tk, b * tk})
 
 	// Phase 2: the attention core over (batch, head, query block) tasks.
-	ws.attend(l, ws.kv, tk*ldkv, s)
+	ws.attend(l, keys{kv: ws.kv, stride: tk * ldkv}, s)
 
 	// Phase 3: the output projection, straight into y.
 	ws.output(l, y, b*tq)
@@ -142,12 +142,21 @@ func (ws *workspace) fusedRows(l *Layer, s Shape) int {
 	return q
 }
 
+// keys are the projected keys and values of a call: rows of nk+nv values
+// (keys, then values), batch b's from kv[b·stride]; kt, when not nil, holds
+// the keys again as the backend's PackKeys laid them out (blas.Attention.KT).
+type keys struct {
+	kv              []float32
+	stride          int
+	kt              []float32
+	ktBatch, ktHead int
+}
+
 // fused runs the fused path over blocks of q query rows: item i is block
-// i%⌈Tq/q⌉ of batch i/⌈Tq/q⌉. kv and batchKV are as for attend, and the mask
-// fields of ws.att are set already.
-func (ws *workspace) fused(l *Layer, y, x, kv []float32, batchKV int, s Shape, q int) {
+// i%⌈Tq/q⌉ of batch i/⌈Tq/q⌉. The mask fields of ws.att are set already.
+func (ws *workspace) fused(l *Layer, y, x []float32, k keys, s Shape, q int) {
 	c := &l.cfg
-	a := ws.describe(l, kv, batchKV, s, q)
+	a := ws.describe(l, k, s, q)
 	ws.fq = grow(ws.fq, ws.threads*q*c.Heads*c.HeadDim)
 	ws.fo = grow(ws.fo, ws.threads*q*c.Heads*c.ValueHeadDim)
 	ws.views = grow(ws.views, ws.threads)
@@ -158,10 +167,10 @@ func (ws *workspace) fused(l *Layer, y, x, kv []float32, batchKV int, s Shape, q
 }
 
 // describe sets the fields of ws.att that the phased and the fused paths
-// share — sizes, scale, keys and values (laid out as for attend), query
-// blocks of q rows and the plan's key blocks — and grows the workers'
-// scratch to its tiles. It returns &ws.att.
-func (ws *workspace) describe(l *Layer, kv []float32, batchKV int, s Shape, q int) *blas.Attention {
+// share — sizes, scale, the keys and values k, query blocks of q rows and the
+// plan's key blocks — and grows the workers' scratch to its tiles. It
+// returns &ws.att.
+func (ws *workspace) describe(l *Layer, k keys, s Shape, q int) *blas.Attention {
 	c := &l.cfg
 	h, g, dk, dv := c.Heads, c.KVHeads, c.HeadDim, c.ValueHeadDim
 	nk := g * dk
@@ -169,8 +178,9 @@ func (ws *workspace) describe(l *Layer, kv []float32, batchKV int, s Shape, q in
 	a := &ws.att
 	a.Batch, a.Heads, a.KVHeads, a.Tq, a.Tk, a.DK, a.DV = s.Batch, h, g, s.Tq, s.Tk, dk, dv
 	a.Scale = c.Scale
-	a.K, a.LDK, a.BatchK = kv, ldkv, batchKV
-	a.V, a.LDV, a.BatchV = kv[min(nk, len(kv)):], ldkv, batchKV
+	a.K, a.LDK, a.BatchK = k.kv, ldkv, k.stride
+	a.V, a.LDV, a.BatchV = k.kv[min(nk, len(k.kv)):], ldkv, k.stride
+	a.KT, a.KTBatch, a.KTHead = k.kt, k.ktBatch, k.ktHead
 	a.QBlock = q
 	a.KVBlock = max(min(l.plan.KVBlock, s.Tk), 1)
 	ws.scratchN = a.ScratchLen()
@@ -272,17 +282,16 @@ func (ws *workspace) addKV(l *Layer, xk, xv, kv []float32) {
 }
 
 // attend runs the attention core of the s.Batch·s.Tq projected queries in
-// ws.q over the s.Tk keys and values of kv, into ws.o. kv holds rows of
-// nk+nv values (keys, then values); batch b starts at kv[b·batchKV]. The mask
-// fields of ws.att are set already.
-func (ws *workspace) attend(l *Layer, kv []float32, batchKV int, s Shape) {
+// ws.q over the s.Tk keys and values k, into ws.o. The mask fields of ws.att
+// are set already.
+func (ws *workspace) attend(l *Layer, k keys, s Shape) {
 	c := &l.cfg
 	p := &l.plan
 	b, tq, tk := s.Batch, s.Tq, s.Tk
 	h, dk, dv := c.Heads, c.HeadDim, c.ValueHeadDim
 	nq := h * dk
 	ws.o = grow(ws.o, b*tq*h*dv)
-	a := ws.describe(l, kv, batchKV, s, qBlock(p.QBlock, b*h, tq, p.Threads))
+	a := ws.describe(l, k, s, qBlock(p.QBlock, b*h, tq, p.Threads))
 	a.Q, a.LDQ, a.BatchQ = ws.q, nq, tq*nq
 	a.O, a.LDO, a.BatchO = ws.o, h*dv, tq*h*dv
 	tasks := a.Tasks()
