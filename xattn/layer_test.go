@@ -416,9 +416,15 @@ func TestForwardIntoAllocs(t *testing.T) {
 	c := sweepCase{cfg, xattn.Shape{Batch: 2, Tq: 40, Tk: 70}, routeCross, maskAll}
 	d := makeCase(t, c, 1)
 	for _, be := range blas.All() {
-		for _, serial := range []bool{true, false} {
-			t.Run(fmt.Sprintf("backend=%s/serial=%t", be.Name(), serial), func(t *testing.T) {
-				opts := []xattn.Option{xattn.WithBackend(be), xattn.WithThreads(2), xattn.WithTile(16, 32)}
+		// Query tiles of 16 rows run phase by phase; of 6, 14 blocks of rows
+		// take the fused path where the backend packs its weights.
+		for _, mode := range []struct {
+			serial bool
+			qTile  int
+		}{{true, 16}, {false, 16}, {false, 6}} {
+			serial := mode.serial
+			t.Run(fmt.Sprintf("backend=%s/serial=%t/qtile=%d", be.Name(), serial, mode.qTile), func(t *testing.T) {
+				opts := []xattn.Option{xattn.WithBackend(be), xattn.WithThreads(2), xattn.WithTile(mode.qTile, 32)}
 				if serial {
 					opts = append(opts, xattn.WithSerialFLOPs(1e18))
 				} else {

@@ -200,15 +200,10 @@ func (ws *workspace) fusedItem(slot, i int) {
 	nq, hdv := a.Heads*a.DK, a.Heads*a.DV
 	qb := ws.fq[slot*q*nq:][:rows*nq]
 	ob := ws.fo[slot*q*hdv:][:rows*hdv]
-	bt := &ws.batches[slot]
 
 	// The block's queries.
-	*bt = blas.Batch{
-		Count: 1, M: rows, N: nq, K: c.QueryDim, TransB: true, Alpha: 1,
-		A: ws.fx[(bi*a.Tq+q0)*c.QueryDim:], LDA: c.QueryDim,
-		B: l.wq, LDB: c.QueryDim, C: qb, LDC: nq, Bias: l.bq, Packed: l.pq,
-	}
-	ws.backend.Sgemm(bt)
+	g := l.queryGemm(ws.fx[(bi*a.Tq+q0)*c.QueryDim:], qb)
+	ws.product(slot, &g, chunk{r1: rows, c1: g.n})
 
 	// Attention of every head over batch bi's keys, one task per head: the
 	// call's descriptor narrowed to one batch and the block's rows.
@@ -234,12 +229,8 @@ func (ws *workspace) fusedItem(slot, i int) {
 	ws.backend.Attend(v, 0, v.Tasks(), ws.scratch[slot*ws.scratchN:][:ws.scratchN])
 
 	// The block's outputs, straight into y.
-	*bt = blas.Batch{
-		Count: 1, M: rows, N: c.OutDim, K: hdv, TransB: true, Alpha: 1,
-		A: ob, LDA: hdv, B: l.wo, LDB: hdv,
-		C: ws.fy[(bi*a.Tq+q0)*c.OutDim:], LDC: c.OutDim, Bias: l.bo, Packed: l.po,
-	}
-	ws.backend.Sgemm(bt)
+	g = l.outputGemm(ob, ws.fy[(bi*a.Tq+q0)*c.OutDim:])
+	ws.product(slot, &g, chunk{r1: rows, c1: g.n})
 }
 
 // begin starts a call of work floating-point operations on l: it runs on the
@@ -259,7 +250,21 @@ func (ws *workspace) addQ(l *Layer, x []float32, rows int) {
 	c := &l.cfg
 	nq := c.Heads * c.HeadDim
 	ws.q = grow(ws.q, rows*nq)
-	ws.gemms = append(ws.gemms, gemm{a: x, lda: c.QueryDim, k: c.QueryDim, n: nq, w: l.wq, bias: l.bq, packed: l.pq, c: ws.q, ldc: nq})
+	ws.gemms = append(ws.gemms, l.queryGemm(x, ws.q))
+}
+
+// queryGemm is the query projection of the rows of x into q.
+func (l *Layer) queryGemm(x, q []float32) gemm {
+	c := &l.cfg
+	nq := c.Heads * c.HeadDim
+	return gemm{a: x, lda: c.QueryDim, k: c.QueryDim, n: nq, w: l.wq, bias: l.bq, packed: l.pq, c: q, ldc: nq}
+}
+
+// outputGemm is the output projection of the attention rows of o into y.
+func (l *Layer) outputGemm(o, y []float32) gemm {
+	c := &l.cfg
+	hdv := c.Heads * c.ValueHeadDim
+	return gemm{a: o, lda: hdv, k: hdv, n: c.OutDim, w: l.wo, bias: l.bo, packed: l.po, c: y, ldc: c.OutDim}
 }
 
 // addKV adds to ws.gemms the key and value projections of xk and xv into kv,
@@ -427,9 +432,7 @@ func qBlock(q, bh, tq, threads int) int {
 // output runs the output projection of the rows attention rows in ws.o,
 // straight into y.
 func (ws *workspace) output(l *Layer, y []float32, rows int) {
-	c := &l.cfg
-	hdv := c.Heads * c.ValueHeadDim
-	ws.gemms = append(ws.gemms[:0], gemm{a: ws.o, lda: hdv, k: hdv, n: c.OutDim, w: l.wo, bias: l.bo, packed: l.po, c: y, ldc: c.OutDim})
+	ws.gemms = append(ws.gemms[:0], l.outputGemm(ws.o, y))
 	ws.gemmPhase([]int{rows})
 }
 
@@ -472,29 +475,33 @@ func (ws *workspace) gemmPhase(rows []int) {
 	ws.job.run(ws, len(ws.chunks), ws.threads-1)
 }
 
+// product runs chunk ch of g on worker slot.
+func (ws *workspace) product(slot int, g *gemm, ch chunk) {
+	bt := &ws.batches[slot]
+	n := ch.c1 - ch.c0
+	*bt = blas.Batch{
+		Count: 1, M: ch.r1 - ch.r0, N: n, K: g.k, TransB: true, Alpha: 1,
+		A: g.a[ch.r0*g.lda:], LDA: g.lda,
+		B: g.w[ch.c0*g.k:], LDB: g.k,
+		C: g.c[ch.r0*g.ldc+ch.c0:], LDC: g.ldc,
+	}
+	if g.bias != nil {
+		bt.Bias = g.bias[ch.c0:]
+	}
+	if g.packed != nil {
+		// Columns [c0, c1) are whole panels from c0 = 64·p on: they
+		// start at p·64·k and take ⌈n/64⌉ panels of 64·k values.
+		bt.Packed = g.packed[ch.c0*g.k:][:ceilDiv(n, 64)*64*g.k]
+	}
+	ws.backend.Sgemm(bt)
+}
+
 // runItem runs item i of the current phase on worker slot.
 func (ws *workspace) runItem(slot, i int) {
 	switch ws.phase {
 	case phaseGemm:
 		ch := ws.chunks[i]
-		g := &ws.gemms[ch.g]
-		bt := &ws.batches[slot]
-		n := ch.c1 - ch.c0
-		*bt = blas.Batch{
-			Count: 1, M: ch.r1 - ch.r0, N: n, K: g.k, TransB: true, Alpha: 1,
-			A: g.a[ch.r0*g.lda:], LDA: g.lda,
-			B: g.w[ch.c0*g.k:], LDB: g.k,
-			C: g.c[ch.r0*g.ldc+ch.c0:], LDC: g.ldc,
-		}
-		if g.bias != nil {
-			bt.Bias = g.bias[ch.c0:]
-		}
-		if g.packed != nil {
-			// Columns [c0, c1) are whole panels from c0 = 64·p on: they
-			// start at p·64·k and take ⌈n/64⌉ panels of 64·k values.
-			bt.Packed = g.packed[ch.c0*g.k:][:ceilDiv(n, 64)*64*g.k]
-		}
-		ws.backend.Sgemm(bt)
+		ws.product(slot, &ws.gemms[ch.g], ch)
 	case phaseFused:
 		ws.fusedItem(slot, i)
 	case phaseAttend:
