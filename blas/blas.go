@@ -128,10 +128,9 @@ func (a *Attention) Tasks() int {
 // for [Backend.Attend] on a.
 //
 // It holds the scores of a query block against a key block (rows padded to
-// a multiple of 16 values), the running
-// maximum, sum and correction of each row, and a key block of DK·KVBlock
-// values (rounded up to whole panels of 64 keys) for backends that repack
-// the keys. The key block starts, and the length ends, on a multiple of 16
+// a multiple of 16 values), the running maximum, sum and correction of each
+// row, and a key block of DK·KVBlock values (rounded up to whole panels of 64
+// keys) for backends that repack the keys. The key block starts, and the length ends, on a multiple of 16
 // values, so that consecutive scratch slices of a 64-byte aligned buffer
 // keep the key blocks aligned for the vector loads.
 func (a *Attention) ScratchLen() int {

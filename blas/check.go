@@ -34,7 +34,7 @@ const (
 	errScratch  = "blas: insufficient length of scratch"
 	errStats    = "blas: insufficient length of Stats"
 	errShortKT  = "blas: insufficient length of KT, or negative KT strides"
-	errPacked   = "blas: Packed with Count ≠ 1, without TransB, or of the wrong length"
+	errPacked   = "blas: Packed with Count ≠ 1, without TransB, with LDB ≠ K, or of the wrong length"
 )
 
 // maxC is the largest dimension, leading dimension or stride handed to C: the
@@ -89,7 +89,7 @@ func checkBatch(g *Batch) bool {
 	if g.Bias != nil && len(g.Bias) < g.N {
 		panic(errShortBia)
 	}
-	if g.Packed != nil && (g.Count != 1 || !g.TransB || len(g.Packed) != packedLen(g.N, g.K)) {
+	if g.Packed != nil && (g.Count != 1 || !g.TransB || g.LDB != g.K || len(g.Packed) != packedLen(g.N, g.K)) {
 		panic(errPacked)
 	}
 	return true
