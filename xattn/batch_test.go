@@ -237,15 +237,7 @@ func TestForwardBatchErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			reqs := []xattn.Request{good(), good(), good()}
 			tc.bad(&reqs[1])
-			var err error
-			func() {
-				defer func() {
-					if r := recover(); r != nil {
-						t.Fatalf("panic: %v", r)
-					}
-				}()
-				err = tc.layer.ForwardBatch(reqs)
-			}()
+			err := noPanic(t, func() error { return tc.layer.ForwardBatch(reqs) })
 			if !errors.Is(err, tc.err) {
 				t.Fatalf("err = %v, want %v", err, tc.err)
 			}

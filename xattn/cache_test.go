@@ -454,15 +454,7 @@ func TestCacheErrors(t *testing.T) {
 		{"step/bias NaN", xattn.ErrMask, step(y, x, kv, tq, &xattn.Mask{Bias: &xattn.BiasMask{Data: []float32{0, float32(math.NaN()), 0}, Batch: 1, Heads: 1, Rows: 1}})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var err error
-			func() {
-				defer func() {
-					if r := recover(); r != nil {
-						t.Fatalf("panic: %v", r)
-					}
-				}()
-				err = tc.call()
-			}()
+			err := noPanic(t, func() error { return tc.call() })
 			if !errors.Is(err, tc.err) {
 				t.Fatalf("err = %v, want %v", err, tc.err)
 			}

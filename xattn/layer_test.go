@@ -595,15 +595,7 @@ func TestErrors(t *testing.T) {
 		{"mask/bias +Inf", xattn.ErrMask, fwd(y, x, ctx, s, &xattn.Mask{Bias: &xattn.BiasMask{Data: infBias, Batch: 1, Heads: 1, Rows: 1}})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var err error
-			func() {
-				defer func() {
-					if r := recover(); r != nil {
-						t.Fatalf("panic: %v", r)
-					}
-				}()
-				err = tc.call()
-			}()
+			err := noPanic(t, func() error { return tc.call() })
 			if !errors.Is(err, tc.err) {
 				t.Fatalf("err = %v, want %v", err, tc.err)
 			}

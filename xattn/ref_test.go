@@ -3,6 +3,7 @@ package xattn_test
 import (
 	"math"
 	"math/rand/v2"
+	"testing"
 
 	"github.com/xattn/xattn/xattn"
 )
@@ -179,4 +180,16 @@ func maxAbsDiff(got []float32, want []float64) (diff, norm float64) {
 		norm = math.Max(norm, math.Abs(w))
 	}
 	return diff, norm
+}
+
+// noPanic returns what call returns, failing t if it panics: the public API
+// answers bad input with errors, never panics.
+func noPanic(t *testing.T, call func() error) (err error) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("panic: %v", r)
+		}
+	}()
+	return call()
 }
