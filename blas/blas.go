@@ -142,6 +142,13 @@ func (a *Attention) ktOffset() int {
 	return ceilDiv(a.QBlock*ceilDiv(a.KVBlock, 16)*16+3*a.QBlock, 16) * 16
 }
 
+// PackedKeysLen returns the number of values [Backend.PackKeys] writes for
+// a: every key/value head of every batch as DK rows of Tk keys rounded up to
+// whole panels of 64.
+func (a *Attention) PackedKeysLen() int {
+	return a.Batch * a.KVHeads * a.DK * ceilDiv(a.Tk, 64) * 64
+}
+
 // task returns the batch, head and first query row of task t.
 func (a *Attention) task(t int) (b, h, q0 int) {
 	nqb := ceilDiv(a.Tq, a.QBlock)
@@ -187,11 +194,14 @@ type Backend interface {
 	// Attend runs tasks [t0, t1) of a, using scratch, of length at least
 	// a.ScratchLen(), as its working memory.
 	Attend(a *Attention, t0, t1 int, scratch []float32)
-	// PackKeys sets a.KT, a.KTBatch and a.KTHead to a new copy of the keys
-	// of a (K, LDK, BatchK over Batch, KVHeads, Tk and DK) in the layout
-	// this backend's Attend reads fastest, and reports whether it did; it
-	// leaves a alone and returns false when the backend reads K as it is.
-	PackKeys(a *Attention) bool
+	// PackKeys sets a.KT, a.KTBatch and a.KTHead to a copy of the keys of a
+	// (K, LDK, BatchK over Batch, KVHeads, Tk and DK) in the layout this
+	// backend's Attend reads fastest, written to kt (at least
+	// a.PackedKeysLen() values) or, when kt is nil, to a new slice, and
+	// reports whether it did. It leaves a alone and returns false when the
+	// backend reads K as it is, whatever the sizes: a call on a zero
+	// Attention tells a caller whether to make room for packed keys.
+	PackKeys(a *Attention, kt []float32) bool
 }
 
 // Default returns the fastest backend compiled into this binary: OpenBLAS when

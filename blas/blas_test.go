@@ -678,7 +678,7 @@ func testAttend(t *testing.T, be Backend, tc attnCase) {
 	in.bools(a.Keep)
 	in.ints(a.KeyLen)
 	if tc.packKeys {
-		packed := be.PackKeys(a)
+		packed := be.PackKeys(a, nil)
 		if !packed && be.Pack(make([]float32, 64), 1, 64) != nil {
 			t.Fatal("PackKeys = false on a backend that packs weights (the AVX-512 variant)")
 		}

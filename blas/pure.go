@@ -18,7 +18,7 @@ func (pureBackend) Pack(w []float32, n, k int) []float32 {
 }
 
 // PackKeys returns false: the pure backend reads K as it is.
-func (pureBackend) PackKeys(a *Attention) bool { return false }
+func (pureBackend) PackKeys(*Attention, []float32) bool { return false }
 
 func (pureBackend) Sgemm(g *Batch) {
 	if !checkBatch(g) {

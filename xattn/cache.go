@@ -88,7 +88,7 @@ func (l *Layer) project(key, value []float32, batch, tk int) (*Context, error) {
 	// otherwise pack every key block of every call (the AVX-512 kernel).
 	a := blas.Attention{Batch: batch, KVHeads: c.KVHeads, Tk: tk, DK: c.HeadDim,
 		K: ctx.kv, LDK: ldkv, BatchK: tk * ldkv}
-	if l.backend.PackKeys(&a) {
+	if l.backend.PackKeys(&a, nil) {
 		ctx.kt, ctx.ktBatch, ctx.ktHead = a.KT, a.KTBatch, a.KTHead
 	}
 	return ctx, nil
@@ -100,8 +100,12 @@ func (l *Layer) project(key, value []float32, batch, tk int) (*Context, error) {
 // y Batch·tq·OutDim. m is as for ForwardInto, over ctx.Tk() keys.
 //
 // The result equals ForwardInto's on the context ctx was projected from, bit
-// for bit: the same products run over the same row chunks, and the same
-// attention core over keys and values in the same layout. ctx must come from
+// for bit, when ForwardInto projects that context too: the same products
+// run over the same row chunks, and the same attention core over keys and
+// values in the same layout. A call whose shape ForwardInto runs in the
+// absorbed form (few query rows over many context rows, see [WithAbsorb])
+// agrees to float32 rounding only; a layer built WithAbsorb(false) always
+// projects. ctx must come from
 // this layer (not from another one with the same shapes), or the call
 // returns an error wrapping [ErrShape].
 //

@@ -14,16 +14,19 @@ import (
 
 // planOptions are the plans the cache tests run every case under: the
 // default one, a forced serial one, and several workers with small tiles so
-// that products split into row chunks and the core into many blocks.
+// that products split into row chunks and the core into many blocks. All
+// forbid the absorbed form, the one that projects no context (a Context
+// holds projected keys and values: WithAbsorb).
 func planOptions(be blas.Backend) map[string][]xattn.Option {
+	off := xattn.WithAbsorb(false)
 	return map[string][]xattn.Option{
-		"default":   {xattn.WithBackend(be)},
-		"serial":    {xattn.WithBackend(be), xattn.WithThreads(3), xattn.WithSerialFLOPs(1e18)},
-		"threads=3": {xattn.WithBackend(be), xattn.WithThreads(3), xattn.WithTile(5, 16), xattn.WithSerialFLOPs(0)},
-		"threads=2": {xattn.WithBackend(be), xattn.WithThreads(2), xattn.WithTile(8, 32), xattn.WithSerialFLOPs(0)},
+		"default":   {xattn.WithBackend(be), off},
+		"serial":    {xattn.WithBackend(be), off, xattn.WithThreads(3), xattn.WithSerialFLOPs(1e18)},
+		"threads=3": {xattn.WithBackend(be), off, xattn.WithThreads(3), xattn.WithTile(5, 16), xattn.WithSerialFLOPs(0)},
+		"threads=2": {xattn.WithBackend(be), off, xattn.WithThreads(2), xattn.WithTile(8, 32), xattn.WithSerialFLOPs(0)},
 		// Key blocks of whole 64-key panels: the core reads the keys a
 		// Context packed once (blas.Attention.KT) on the AVX-512 kernel.
-		"kv=64": {xattn.WithBackend(be), xattn.WithThreads(2), xattn.WithTile(6, 64), xattn.WithSerialFLOPs(0)},
+		"kv=64": {xattn.WithBackend(be), off, xattn.WithThreads(2), xattn.WithTile(6, 64), xattn.WithSerialFLOPs(0)},
 	}
 }
 
@@ -78,7 +81,7 @@ func TestForwardContextBitIdentical(t *testing.T) {
 				plans := planOptions(be)
 				// ForwardInto on the workers, the Context's smaller calls
 				// on the caller alone.
-				plans["threshold"] = []xattn.Option{xattn.WithBackend(be), xattn.WithThreads(3),
+				plans["threshold"] = []xattn.Option{xattn.WithBackend(be), xattn.WithAbsorb(false), xattn.WithThreads(3),
 					xattn.WithSerialFLOPs(0.9 * xattn.FLOPs(c.cfg, c.shape))}
 				for name, opts := range plans {
 					t.Run(fmt.Sprintf("backend=%s/plan=%s/%s", be.Name(), name, sc.name()), func(t *testing.T) {
@@ -132,7 +135,7 @@ func TestContextReuse(t *testing.T) {
 	context := randn(rng, b*tk*cfg.ContextDim)
 	for _, be := range blas.All() {
 		t.Run("backend="+be.Name(), func(t *testing.T) {
-			l, err := xattn.New(cfg, w, xattn.WithBackend(be), xattn.WithThreads(2), xattn.WithSerialFLOPs(0))
+			l, err := xattn.New(cfg, w, xattn.WithBackend(be), xattn.WithAbsorb(false), xattn.WithThreads(2), xattn.WithSerialFLOPs(0))
 			if err != nil {
 				t.Fatal(err)
 			}

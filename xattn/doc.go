@@ -37,7 +37,8 @@
 //
 // [Layer.ProjectContext] projects a context once for any number of
 // [Layer.ForwardContext] calls (a diffusion prompt, an encoder output),
-// bit-identical to [Layer.ForwardInto]; [KVCache] and [Layer.ForwardStep]
+// bit-identical to [Layer.ForwardInto] where that projects the context too
+// (see [WithAbsorb]); [KVCache] and [Layer.ForwardStep]
 // decode self-attention one step at a time; [Layer.ForwardBatch] runs many
 // small independent requests as one call; [Layer.AttentionMap] returns the
 // attention probabilities for inspection. [FiLM] is feature-wise linear

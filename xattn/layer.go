@@ -2,6 +2,8 @@ package xattn
 
 import (
 	"fmt"
+	"math"
+	"sync"
 
 	"github.com/xattn/xattn/blas"
 )
@@ -38,6 +40,15 @@ type Layer struct {
 	// (blas.Backend.Pack), nil where it reads them as they are. pk and pv
 	// are views into pkv when the panels of Wk end where Wv's begin.
 	pq, pk, pv, po, pkv []float32
+
+	// bkFinite: no key bias, or a finite one, which the absorbed form
+	// may drop (see absorb.go). abs holds that form's weights, made by
+	// absOnce on first use.
+	bkFinite bool
+	// packsKeys: the backend's Attend reads packed keys (blas.Backend.PackKeys).
+	packsKeys bool
+	absOnce   sync.Once
+	abs       absorbedWeights
 
 	// free holds the workspaces of finished calls.
 	free freeList[workspace]
@@ -81,6 +92,13 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 		l.wk, l.wv = clone(w.K), clone(w.V)
 		if c.Bias {
 			l.bk, l.bv = clone(w.KBias), clone(w.VBias)
+		}
+	}
+	l.packsKeys = l.backend.PackKeys(&blas.Attention{}, nil)
+	l.bkFinite = true
+	for _, v := range l.bk {
+		if math.IsInf(float64(v), 0) || v != v {
+			l.bkFinite = false
 		}
 	}
 	l.pack()

@@ -65,3 +65,18 @@ func WithSerialFLOPs(flops float64) Option {
 		return nil
 	}
 }
+
+// WithAbsorb allows (the default) or forbids the absorbed form of a forward
+// pass: when many context rows meet few query rows, the layer may multiply
+// the queries by the key weights and the attention outputs by the value
+// weights instead of projecting every context row (Q_h·(C·Wk_gᵀ)ᵀ computed
+// as (Q_h·Wk_g)·Cᵀ), which is less work by the ratio of H·Tq to the
+// key/value width. It is the same function to float32 rounding, not bit for
+// bit: forbid it where [Layer.ForwardInto] must equal [Layer.ForwardContext]
+// bit for bit on every shape.
+func WithAbsorb(on bool) Option {
+	return func(s *settings) error {
+		s.plan.Absorb = on
+		return nil
+	}
+}

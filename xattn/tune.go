@@ -21,15 +21,23 @@ type Plan struct {
 	// SerialFLOPs is the work below which a forward pass runs entirely on
 	// the calling goroutine, with no hand-off to workers.
 	SerialFLOPs float64
+	// Absorb lets a forward pass move the key and value projections to the
+	// queries' side when that is less work (see [WithAbsorb]).
+	Absorb bool
 	// ISA names the widest vector instruction set the CPU offers to the
 	// kernels: "avx512", "avx2" or "generic".
 	ISA string
 }
 
-// String formats p as "threads=2 tile=64x256 serial<2MFLOP isa=avx512".
+// String formats p as "threads=2 tile=64x256 serial<2MFLOP isa=avx512",
+// with " absorb=off" before isa when Absorb is false.
 func (p Plan) String() string {
-	return fmt.Sprintf("threads=%d tile=%dx%d serial<%.3gMFLOP isa=%s",
-		p.Threads, p.QBlock, p.KVBlock, p.SerialFLOPs/1e6, p.ISA)
+	absorb := ""
+	if !p.Absorb {
+		absorb = " absorb=off"
+	}
+	return fmt.Sprintf("threads=%d tile=%dx%d serial<%.3gMFLOP%s isa=%s",
+		p.Threads, p.QBlock, p.KVBlock, p.SerialFLOPs/1e6, absorb, p.ISA)
 }
 
 // cpuInfo is what tune needs to know about the CPU. Any field may be unknown:
@@ -106,7 +114,7 @@ func tune(c cpuInfo, procs, dk, dv int) Plan {
 	if isa == "" {
 		isa = "generic"
 	}
-	return Plan{Threads: threads, QBlock: q, KVBlock: kv, SerialFLOPs: serialFLOPs, ISA: isa}
+	return Plan{Threads: threads, QBlock: q, KVBlock: kv, SerialFLOPs: serialFLOPs, Absorb: true, ISA: isa}
 }
 
 // defaultPlan is tune on this machine.

@@ -40,6 +40,12 @@ type workspace struct {
 	fRows  int
 	layer  *Layer
 
+	// The absorbed form (see absorb.go): absorbed queries, attention
+	// outputs, packed context rows and row statistics; per-head row counts.
+	aq, ao, akt, astats []float32
+	rowsOf              []int
+	packItems           int // items of the key packing after the chunks
+
 	// Per phase.
 	phase        int
 	taskChunk    int
@@ -96,6 +102,10 @@ func (ws *workspace) run(l *Layer, y, xq, xk, xv []float32, s Shape) {
 	c := &l.cfg
 	b, tq, tk := s.Batch, s.Tq, s.Tk
 	ldkv := c.KVHeads * (c.HeadDim + c.ValueHeadDim)
+	if l.absorbs(s) {
+		ws.runAbsorbed(l, y, xq, xk, xv, s)
+		return
+	}
 	ws.begin(l, flops(c, s))
 
 	// Phase 1: projections. Keys and values from one source are one GEMM
@@ -181,11 +191,17 @@ func (ws *workspace) describe(l *Layer, k keys, s Shape, q int) *blas.Attention 
 	a.K, a.LDK, a.BatchK = k.kv, ldkv, k.stride
 	a.V, a.LDV, a.BatchV = k.kv[min(nk, len(k.kv)):], ldkv, k.stride
 	a.KT, a.KTBatch, a.KTHead = k.kt, k.ktBatch, k.ktHead
-	a.QBlock = q
-	a.KVBlock = max(min(l.plan.KVBlock, s.Tk), 1)
+	ws.tiles(q, max(min(l.plan.KVBlock, s.Tk), 1))
+	return a
+}
+
+// tiles sets the query and key blocks of ws.att and grows the workers'
+// scratch to its tiles.
+func (ws *workspace) tiles(q, kv int) {
+	a := &ws.att
+	a.QBlock, a.KVBlock = q, kv
 	ws.scratchN = a.ScratchLen()
 	ws.scratch = grow(ws.scratch, ws.threads*ws.scratchN)
-	return a
 }
 
 // fusedItem runs item i of the fused path on worker slot.
@@ -299,6 +315,14 @@ func (ws *workspace) attend(l *Layer, k keys, s Shape) {
 	a := ws.describe(l, k, s, qBlock(p.QBlock, b*h, tq, p.Threads))
 	a.Q, a.LDQ, a.BatchQ = ws.q, nq, tq*nq
 	a.O, a.LDO, a.BatchO = ws.o, h*dv, tq*h*dv
+	ws.runAttention(tk)
+}
+
+// runAttention runs the tasks of ws.att, with keys split (see splitKeys)
+// when there are too few.
+func (ws *workspace) runAttention(tk int) {
+	a := &ws.att
+	p := ws.plan
 	tasks := a.Tasks()
 	nparts := splitKeys(tasks, tk, a.KVBlock, p.Threads)
 	ws.taskChunk = max(1, tasks*nparts/(8*ws.threads))
@@ -394,12 +418,18 @@ func (ws *workspace) mergeParts() {
 				o := a.O[oi : oi+a.DV]
 				clear(o)
 				if math.IsInf(m, -1) {
+					if a.Stats != nil {
+						a.Stats[si], a.Stats[si+1] = float32(m), 0
+					}
 					continue
 				}
 				var den float64
 				for p := range ws.parts {
 					st := ws.parts[p].Stats[si:]
 					den += float64(st[1]) * math.Exp(float64(st[0])-m)
+				}
+				if a.Stats != nil {
+					a.Stats[si], a.Stats[si+1] = float32(m), float32(den)
 				}
 				for p := range ws.parts {
 					st := ws.parts[p].Stats[si:]
@@ -472,7 +502,7 @@ func (ws *workspace) gemmPhase(rows []int) {
 		}
 	}
 	ws.phase = phaseGemm
-	ws.job.run(ws, len(ws.chunks), ws.threads-1)
+	ws.job.run(ws, len(ws.chunks)+ws.packItems, ws.threads-1)
 }
 
 // product runs chunk ch of g on worker slot.
@@ -500,6 +530,10 @@ func (ws *workspace) product(slot int, g *gemm, ch chunk) {
 func (ws *workspace) runItem(slot, i int) {
 	switch ws.phase {
 	case phaseGemm:
+		if i >= len(ws.chunks) {
+			ws.packItem(slot, i-len(ws.chunks))
+			return
+		}
 		ch := ws.chunks[i]
 		ws.product(slot, &ws.gemms[ch.g], ch)
 	case phaseFused:

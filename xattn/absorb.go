@@ -1,0 +1,202 @@
+package xattn
+
+import (
+	"math"
+
+	"github.com/xattn/xattn/blas"
+)
+
+// The absorbed form of a forward pass. Per head h (key/value head g),
+//
+//	Q_h·K_gᵀ = Q_h·(C·Wk_gᵀ + bk_g)ᵀ = (Q_h·Wk_g)·Cᵀ + (Q_h·bk_g)·1ᵀ
+//	P_h·V_g  = P_h·(C·Wv_gᵀ + bv_g) = (P_h·C)·Wv_gᵀ + bv_g   (rows of P sum to 1)
+//
+// for the context C: the key and value projections can be moved from the
+// context's side, Tk rows, to the queries' side, H·Tq rows. The second term
+// of the scores is the same for every key of a row, which softmax ignores.
+// So the layer may project the queries on into Q̃_h = Q_h·Wk_g (Dc values a
+// row), run the attention core with the raw context rows as the keys and
+// values of one shared head, and project its outputs Õ_h = P_h·C down by
+// Wv_g. When H·Tq is small against the key/value width (a decoder reading a
+// long encoder output: 8×32 query rows over 1500 context rows of 512
+// features), that is half the work of projecting the context, and the
+// projected keys and values are never written.
+//
+// It is the same function to float32 rounding: other sums, in another
+// order. absorbs decides per call, from the shape alone.
+
+// absorbGain is how much less work the absorbed form must do to be chosen:
+// its products are less regular (per-head products with K = dk, an
+// attention core over Dc-wide rows).
+const absorbGain = 0.75
+
+// absorbs reports whether a forward pass of shape s runs in the absorbed
+// form: allowed by the plan, with keys, a finite key bias, and less than
+// absorbGain of the work of projecting the keys and values.
+func (l *Layer) absorbs(s Shape) bool {
+	c := &l.cfg
+	if !l.plan.Absorb || s.Tk == 0 || s.Tq == 0 || !l.bkFinite {
+		return false
+	}
+	h, g := float64(c.Heads), float64(c.KVHeads)
+	dk, dv := float64(c.HeadDim), float64(c.ValueHeadDim)
+	dc, dx := float64(c.ContextDim), float64(c.ValueDim)
+	tq, tk := float64(s.Tq), float64(s.Tk)
+	projected := tk*g*(dc*dk+dx*dv) + h*tq*tk*(dk+dv)
+	absorbed := h * tq * (dk*dc + tk*(dc+dx) + dx*dv)
+	// Two more phases, and products of a few rows each: the work saved
+	// must pay for more than a few hand-offs (the tiny shape does not).
+	saved := 2 * float64(s.Batch) * (projected - absorbed)
+	return absorbed < absorbGain*projected && saved >= absorbMinSaved*l.plan.SerialFLOPs
+}
+
+// absorbMinSaved is the work, in units of Plan.SerialFLOPs (what one
+// hand-off to the workers is worth), that the absorbed form must save.
+const absorbMinSaved = 16
+
+// absorbedWeights are the weights of the absorbed form, made on first use:
+// per key/value head g, Wk_g transposed (Dc×dk, for Q̃_h = Q_h·Wk_g as a
+// product with a transposed right-hand side) and both as the backend packs
+// them, with Wv_g (dv×Dv rows of Wv).
+type absorbedWeights struct {
+	wkT      []float32
+	pkT, pvh [][]float32
+}
+
+func (l *Layer) absorbed() *absorbedWeights {
+	l.absOnce.Do(func() {
+		c := &l.cfg
+		dk, dv, dc, dx := c.HeadDim, c.ValueHeadDim, c.ContextDim, c.ValueDim
+		w := &l.abs
+		w.wkT = make([]float32, c.KVHeads*dc*dk)
+		w.pkT = make([][]float32, c.KVHeads)
+		w.pvh = make([][]float32, c.KVHeads)
+		for g := range c.KVHeads {
+			t := w.wkT[g*dc*dk:][:dc*dk]
+			for d := range dk {
+				for j, v := range l.wk[(g*dk+d)*dc:][:dc] {
+					t[j*dk+d] = v
+				}
+			}
+			w.pkT[g] = l.backend.Pack(t, dc, dk)
+			w.pvh[g] = l.backend.Pack(l.wv[g*dv*dx:][:dv*dx], dv, dx)
+		}
+	})
+	return &l.abs
+}
+
+// packChunk is the keys one item of the key packing covers.
+const packChunk = 512
+
+// runAbsorbed computes one validated call in the absorbed form: queries
+// (and the context's rows packed as keys, where the backend wants that),
+// absorbed queries, the attention core over the context rows, the values'
+// projection of its outputs, the output projection.
+func (ws *workspace) runAbsorbed(l *Layer, y, xq, xk, xv []float32, s Shape) {
+	c := &l.cfg
+	w := l.absorbed()
+	b, tq, tk := s.Batch, s.Tq, s.Tk
+	h, dk, dv, dc, dx := c.Heads, c.HeadDim, c.ValueHeadDim, c.ContextDim, c.ValueDim
+	rows := b * tq
+	ws.begin(l, absorbedFLOPs(c, s))
+	ws.rowsOf = grow(ws.rowsOf, h)
+	for i := range ws.rowsOf {
+		ws.rowsOf[i] = rows
+	}
+
+	// Phase 1: the queries, and the context rows packed as keys.
+	ws.gemms = ws.gemms[:0]
+	ws.addQ(l, xq, rows)
+	a := &ws.att
+	a.Batch, a.Heads, a.KVHeads, a.Tq, a.Tk, a.DK, a.DV = b, h, 1, tq, tk, dc, dx
+	a.Scale = c.Scale
+	a.K, a.LDK, a.BatchK = xk, dc, tk*dc
+	a.V, a.LDV, a.BatchV = xv, dx, tk*dx
+	a.KT, a.KTBatch, a.KTHead = nil, 0, 0
+	ws.views = grow(ws.views, ws.threads)
+	if l.packsKeys {
+		ws.akt = grow(ws.akt, a.PackedKeysLen())
+		a.KT, a.KTBatch = ws.akt, ceilDiv(tk, 64)*64*dc
+		ws.packItems = b * ceilDiv(tk, packChunk)
+	}
+	ws.gemmPhase(ws.rowsOf[:1])
+	ws.packItems = 0
+
+	// Phase 2: Q̃_h = Q_h·Wk_g, rows of H·Dc values.
+	ws.aq = grow(ws.aq, rows*h*dc)
+	ws.gemms = ws.gemms[:0]
+	group := h / c.KVHeads
+	for hh := range h {
+		g := hh / group
+		ws.gemms = append(ws.gemms, gemm{a: ws.q[hh*dk:], lda: h * dk, k: dk, n: dc,
+			w: w.wkT[g*dc*dk:][:dc*dk], packed: w.pkT[g], c: ws.aq[hh*dc:], ldc: h * dc})
+	}
+	ws.gemmPhase(ws.rowsOf)
+
+	// Phase 3: Õ_h = softmax(Scale·Q̃_h·Cᵀ + mask)·C.
+	ws.ao = grow(ws.ao, rows*h*dx)
+	a.Q, a.LDQ, a.BatchQ = ws.aq, h*dc, tq*h*dc
+	a.O, a.LDO, a.BatchO = ws.ao, h*dx, tq*h*dx
+	a.Stats = nil
+	if l.bv != nil {
+		// A row that sees no key has Õ = 0 but must get O = 0, not bv.
+		ws.astats = grow(ws.astats, 2*b*h*tq)
+		a.Stats = ws.astats
+	}
+	p := &l.plan
+	// Key blocks of about the bytes the plan's take at dk+dv values a key,
+	// times 4 (the plan's are a quarter of L2's quarter), in whole panels.
+	kv := max(4*p.KVBlock*(dk+dv)/(dc+dx)/64*64, 64)
+	ws.tiles(qBlock(p.QBlock, b*h, tq, p.Threads), min(kv, tk))
+	ws.runAttention(tk)
+
+	// Phase 4: O_h = Õ_h·Wv_gᵀ + bv_g.
+	ws.o = grow(ws.o, rows*h*dv)
+	ws.gemms = ws.gemms[:0]
+	for hh := range h {
+		g := hh / group
+		gm := gemm{a: ws.ao[hh*dx:], lda: h * dx, k: dx, n: dv,
+			w: l.wv[g*dv*dx:][:dv*dx], packed: w.pvh[g], c: ws.o[hh*dv:], ldc: h * dv}
+		if l.bv != nil {
+			gm.bias = l.bv[g*dv:][:dv]
+		}
+		ws.gemms = append(ws.gemms, gm)
+	}
+	ws.gemmPhase(ws.rowsOf)
+	if a.Stats != nil {
+		for bi := range b {
+			for hh := range h {
+				st := a.Stats[2*(bi*h+hh)*tq:]
+				for i := range tq {
+					if math.IsInf(float64(st[2*i]), -1) {
+						clear(ws.o[((bi*tq+i)*h+hh)*dv:][:dv])
+					}
+				}
+			}
+		}
+	}
+
+	// Phase 5: the output projection, straight into y.
+	ws.output(l, y, rows)
+}
+
+// absorbedFLOPs is the work of a forward pass of shape s in the absorbed
+// form, as flops counts the projected one.
+func absorbedFLOPs(c *Config, s Shape) float64 {
+	b, tq, tk := float64(s.Batch), float64(s.Tq), float64(s.Tk)
+	h, dk, dv := float64(c.Heads), float64(c.HeadDim), float64(c.ValueHeadDim)
+	dc, dx := float64(c.ContextDim), float64(c.ValueDim)
+	return 2 * b * tq * (float64(c.QueryDim)*h*dk + h*(dk*dc+tk*(dc+dx)+dx*dv) + h*dv*float64(c.OutDim))
+}
+
+// packItem packs item i of the keys of ws.att into ws.att.KT: packChunk
+// keys of one batch.
+func (ws *workspace) packItem(slot, i int) {
+	a := &ws.att
+	n := ceilDiv(a.Tk, packChunk)
+	b, k0 := i/n, i%n*packChunk
+	v := &ws.views[slot]
+	*v = blas.Attention{Batch: 1, KVHeads: 1, Tk: min(packChunk, a.Tk-k0), DK: a.DK,
+		K: a.K[b*a.BatchK+k0*a.LDK:], LDK: a.LDK}
+	ws.backend.PackKeys(v, a.KT[b*a.KTBatch+k0*a.DK:])
+}
