@@ -75,9 +75,9 @@ type Rows struct {
 // and Bias, laid out as Keep, is added to the scaled scores when not nil. A
 // zero stride broadcasts that dimension.
 //
-// The work is split in Tasks() tasks, one per (b, h, block of QBlock query
-// rows); the query block is the fastest-moving index, so consecutive tasks
-// share K and V. Each task walks the keys in blocks of KVBlock with online
+// The work is split in Tasks() tasks, one per (b, block of HeadBlock heads,
+// block of QBlock query rows); the query block is the fastest-moving index,
+// so consecutive tasks share K and V. Each task walks the keys in blocks of KVBlock with online
 // softmax, so no Tq×Tk matrix is ever formed. O must not overlap Q, K or V.
 type Attention struct {
 	Batch, Heads, KVHeads, Tq, Tk, DK, DV int
@@ -98,6 +98,12 @@ type Attention struct {
 	BiasStride   [3]int
 
 	QBlock, KVBlock int
+
+	// HeadBlock, when above 1, is the number of query heads of one task:
+	// heads that share their key/value head (it divides Heads/KVHeads),
+	// whose task walks the keys once for all of them, so that each key
+	// block is read, and repacked, once. 0 means 1.
+	HeadBlock int
 
 	// KT, when not nil, holds the keys of K again, as the backend's
 	// PackKeys laid them out for its kernel: a caller that attends over the
@@ -121,15 +127,18 @@ func (a *Attention) Tasks() int {
 	if a.QBlock <= 0 {
 		return 0
 	}
-	return a.Batch * a.Heads * ceilDiv(a.Tq, a.QBlock)
+	return a.Batch * ceilDiv(a.Heads, a.headBlock()) * ceilDiv(a.Tq, a.QBlock)
 }
+
+// headBlock is HeadBlock, at least 1.
+func (a *Attention) headBlock() int { return max(a.HeadBlock, 1) }
 
 // ScratchLen returns the number of float32 scratch values one worker needs
 // for [Backend.Attend] on a.
 //
 // It holds the scores of a query block against a key block (rows padded to
 // a multiple of 16 values), the running maximum, sum and correction of each
-// row, and a key block of DK·KVBlock values (rounded up to whole panels of 64
+// row of each head of a task, and a key block of DK·KVBlock values (rounded up to whole panels of 64
 // keys) for backends that repack the keys. The key block starts, and the length ends, on a multiple of 16
 // values, so that consecutive scratch slices of a 64-byte aligned buffer
 // keep the key blocks aligned for the vector loads.
@@ -139,22 +148,16 @@ func (a *Attention) ScratchLen() int {
 
 // ktOffset is where the repacked key block starts in the scratch.
 func (a *Attention) ktOffset() int {
-	return ceilDiv(a.QBlock*ceilDiv(a.KVBlock, 16)*16+3*a.QBlock, 16) * 16
+	return ceilDiv(a.QBlock*ceilDiv(a.KVBlock, 16)*16+3*a.QBlock*a.headBlock(), 16) * 16
 }
 
-// PackedKeysLen returns the number of values [Backend.PackKeys] writes for
-// a: every key/value head of every batch as DK rows of Tk keys rounded up to
-// whole panels of 64.
-func (a *Attention) PackedKeysLen() int {
-	return a.Batch * a.KVHeads * a.DK * ceilDiv(a.Tk, 64) * 64
-}
-
-// task returns the batch, head and first query row of task t.
+// task returns the batch, first head and first query row of task t.
 func (a *Attention) task(t int) (b, h, q0 int) {
 	nqb := ceilDiv(a.Tq, a.QBlock)
+	nhb := ceilDiv(a.Heads, a.headBlock())
 	qb := t % nqb
 	bh := t / nqb
-	return bh / a.Heads, bh % a.Heads, qb * a.QBlock
+	return bh / nhb, bh % nhb * a.headBlock(), qb * a.QBlock
 }
 
 // keys returns how many leading keys the query rows [q0, q0+mq) of batch b
@@ -194,14 +197,11 @@ type Backend interface {
 	// Attend runs tasks [t0, t1) of a, using scratch, of length at least
 	// a.ScratchLen(), as its working memory.
 	Attend(a *Attention, t0, t1 int, scratch []float32)
-	// PackKeys sets a.KT, a.KTBatch and a.KTHead to a copy of the keys of a
-	// (K, LDK, BatchK over Batch, KVHeads, Tk and DK) in the layout this
-	// backend's Attend reads fastest, written to kt (at least
-	// a.PackedKeysLen() values) or, when kt is nil, to a new slice, and
-	// reports whether it did. It leaves a alone and returns false when the
-	// backend reads K as it is, whatever the sizes: a call on a zero
-	// Attention tells a caller whether to make room for packed keys.
-	PackKeys(a *Attention, kt []float32) bool
+	// PackKeys sets a.KT, a.KTBatch and a.KTHead to a new copy of the keys
+	// of a (K, LDK, BatchK over Batch, KVHeads, Tk and DK) in the layout
+	// this backend's Attend reads fastest, and reports whether it did; it
+	// leaves a alone and returns false when the backend reads K as it is.
+	PackKeys(a *Attention) bool
 }
 
 // Default returns the fastest backend compiled into this binary: OpenBLAS when

@@ -539,6 +539,7 @@ type attnCase struct {
 	chunks                             int // Attend calls the tasks are split over
 	// packKeys has the backend pack the keys (PackKeys) before attending.
 	packKeys bool
+	hb       int // Attention.HeadBlock
 }
 
 func attnCases() []attnCase {
@@ -560,6 +561,14 @@ func attnCases() []attnCase {
 		{name: "packed-keys-masked", b: 3, h: 2, kvh: 1, tq: 11, tk: 300, dk: 17, dv: 8, qb: 4, kvb: 128,
 			keyLen: []int32{300, 100, 0}, causal: true, off: 200, bias: "batch", chunks: 1, packKeys: true},
 		{name: "packed-keys-odd-block", b: 1, h: 2, kvh: 2, tq: 5, tk: 100, dk: 8, dv: 8, qb: 5, kvb: 48, chunks: 1, packKeys: true},
+		// Tasks of several heads sharing a key/value head: one walk of the
+		// keys (and one repacking of each block) for all of them, with
+		// per-head masks, packed keys, and heads in blocks of 1 … group.
+		{name: "head-block", b: 2, h: 4, kvh: 1, tq: 9, tk: 150, dk: 70, dv: 65, qb: 6, kvb: 64, chunks: 3, hb: 4, keep: "full"},
+		{name: "head-block-gqa", b: 2, h: 6, kvh: 2, tq: 7, tk: 100, dk: 16, dv: 24, qb: 4, kvb: 30, chunks: 2, hb: 3,
+			keyLen: []int32{100, 33}, bias: "full", causal: true, off: 50},
+		{name: "head-block-packed", b: 2, h: 8, kvh: 2, tq: 5, tk: 200, dk: 40, dv: 40, qb: 5, kvb: 128, chunks: 2, hb: 2,
+			packKeys: true, keyLen: []int32{200, 0}},
 		{name: "tk0", b: 2, h: 2, kvh: 2, tq: 3, tk: 0, dk: 4, dv: 4, qb: 2, kvb: 4, chunks: 1},
 		{name: "dk0", b: 1, h: 2, kvh: 1, tq: 3, tk: 5, dk: 0, dv: 3, qb: 2, kvb: 2, chunks: 1},
 		{name: "keylen", b: 3, h: 2, kvh: 1, tq: 5, tk: 11, dk: 4, dv: 5, qb: 3, kvb: 4, keyLen: []int32{0, 7, 20}, chunks: 2},
@@ -606,7 +615,7 @@ func (c attnCase) attention(seed uint64) (a *Attention, owned []bool, checkO fun
 		Scale: 1 / float32(math.Sqrt(float64(max(c.dk, 1)))),
 		LDQ:   c.h*c.dk + 3, LDK: c.kvh*c.dk + 1, LDV: c.kvh*c.dv + 2, LDO: c.h*c.dv + 4,
 		KeyLen: c.keyLen, Causal: c.causal, CausalOffset: c.off,
-		QBlock: c.qb, KVBlock: c.kvb,
+		QBlock: c.qb, KVBlock: c.kvb, HeadBlock: c.hb,
 	}
 	a.BatchQ, a.BatchK, a.BatchV, a.BatchO = c.tq*a.LDQ+5, c.tk*a.LDK, c.tk*a.LDV+1, c.tq*a.LDO+3
 	mk := func(rows, ld, stride int) []float32 {
@@ -678,7 +687,7 @@ func testAttend(t *testing.T, be Backend, tc attnCase) {
 	in.bools(a.Keep)
 	in.ints(a.KeyLen)
 	if tc.packKeys {
-		packed := be.PackKeys(a, nil)
+		packed := be.PackKeys(a)
 		if !packed && be.Pack(make([]float32, 64), 1, 64) != nil {
 			t.Fatal("PackKeys = false on a backend that packs weights (the AVX-512 variant)")
 		}

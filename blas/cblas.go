@@ -244,7 +244,7 @@ func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 		batch_q: C.int64_t(a.BatchQ), batch_k: C.int64_t(a.BatchK),
 		batch_v: C.int64_t(a.BatchV), batch_o: C.int64_t(a.BatchO),
 		causal: cbool(a.Causal), causal_offset: C.int64_t(a.CausalOffset),
-		q_block: C.int(a.QBlock), kv_block: C.int(a.KVBlock),
+		q_block: C.int(a.QBlock), kv_block: C.int(a.KVBlock), head_block: C.int(a.headBlock()),
 		kt_batch: C.int64_t(a.KTBatch), kt_head: C.int64_t(a.KTHead),
 	}
 	for i := range 3 {
@@ -267,23 +267,16 @@ func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 // variant in use: each key/value head of each batch as the transposed, 64-key
 // panels xattn_pack_kt writes, which Attend then reads in place of packing
 // every key block of every task. Other variants read K as it is.
-func (o openBLAS) PackKeys(a *Attention, kt []float32) bool {
-	if o.isa != isaAVX512 {
+func (o openBLAS) PackKeys(a *Attention) bool {
+	if o.isa != isaAVX512 || a.Batch <= 0 || a.KVHeads <= 0 || a.Tk <= 0 || a.DK <= 0 {
 		return false
-	}
-	if a.Batch <= 0 || a.KVHeads <= 0 || a.Tk <= 0 || a.DK <= 0 {
-		return true
 	}
 	if a.Batch > maxC || a.KVHeads > maxC || a.Tk > maxC || a.DK > maxC || a.LDK > maxC ||
 		a.LDK < a.KVHeads*a.DK || a.BatchK < 0 || need(a.Batch, a.BatchK, a.Tk, a.LDK, a.KVHeads*a.DK) > len(a.K) {
 		panic(errShortK)
 	}
 	head := a.DK * ceilDiv(a.Tk, 64) * 64
-	if kt == nil {
-		kt = make([]float32, a.PackedKeysLen())
-	} else if len(kt) < a.PackedKeysLen() {
-		panic(errShortKT)
-	}
+	kt := make([]float32, a.Batch*a.KVHeads*head)
 	for b := range a.Batch {
 		for g := range a.KVHeads {
 			C.xattn_pack_kt(C.int(a.Tk), C.int(a.DK), fptr(a.K[b*a.BatchK+g*a.DK:]), C.int64_t(a.LDK),

@@ -6,35 +6,36 @@ import "math"
 // before any work (and before any cgo crossing), so they fail identically and
 // C only ever sees valid arguments.
 const (
-	errCount    = "blas: negative Count"
-	errDim      = "blas: negative dimension"
-	errTooLarge = "blas: dimension or stride too large"
-	errLDA      = "blas: bad leading dimension of A"
-	errLDB      = "blas: bad leading dimension of B"
-	errLDC      = "blas: bad leading dimension of C"
-	errStride   = "blas: negative batch stride"
-	errShortA   = "blas: insufficient length of A"
-	errShortB   = "blas: insufficient length of B"
-	errShortC   = "blas: insufficient length of C"
-	errShortBia = "blas: insufficient length of Bias"
-	errLDS      = "blas: bad leading dimension of S"
-	errShortS   = "blas: insufficient length of S"
-	errLDMask   = "blas: bad leading dimension of a mask"
-	errShortMsk = "blas: insufficient length of a mask"
-	errShortRow = "blas: insufficient length of Max, Sum or Corr"
-	errHeads    = "blas: Heads is not a positive multiple of KVHeads"
-	errBlock    = "blas: non-positive QBlock or KVBlock"
-	errLD       = "blas: bad leading dimension of Q, K, V or O"
-	errShortQ   = "blas: insufficient length of Q"
-	errShortK   = "blas: insufficient length of K"
-	errShortV   = "blas: insufficient length of V"
-	errShortO   = "blas: insufficient length of O"
-	errKeyLen   = "blas: insufficient length of KeyLen"
-	errTasks    = "blas: task range out of bounds"
-	errScratch  = "blas: insufficient length of scratch"
-	errStats    = "blas: insufficient length of Stats"
-	errShortKT  = "blas: insufficient length of KT, or negative KT strides"
-	errPacked   = "blas: Packed with Count ≠ 1, without TransB, with LDB ≠ K, or of the wrong length"
+	errCount     = "blas: negative Count"
+	errDim       = "blas: negative dimension"
+	errTooLarge  = "blas: dimension or stride too large"
+	errLDA       = "blas: bad leading dimension of A"
+	errLDB       = "blas: bad leading dimension of B"
+	errLDC       = "blas: bad leading dimension of C"
+	errStride    = "blas: negative batch stride"
+	errShortA    = "blas: insufficient length of A"
+	errShortB    = "blas: insufficient length of B"
+	errShortC    = "blas: insufficient length of C"
+	errShortBia  = "blas: insufficient length of Bias"
+	errLDS       = "blas: bad leading dimension of S"
+	errShortS    = "blas: insufficient length of S"
+	errLDMask    = "blas: bad leading dimension of a mask"
+	errShortMsk  = "blas: insufficient length of a mask"
+	errShortRow  = "blas: insufficient length of Max, Sum or Corr"
+	errHeads     = "blas: Heads is not a positive multiple of KVHeads"
+	errBlock     = "blas: non-positive QBlock or KVBlock"
+	errLD        = "blas: bad leading dimension of Q, K, V or O"
+	errShortQ    = "blas: insufficient length of Q"
+	errShortK    = "blas: insufficient length of K"
+	errShortV    = "blas: insufficient length of V"
+	errShortO    = "blas: insufficient length of O"
+	errKeyLen    = "blas: insufficient length of KeyLen"
+	errTasks     = "blas: task range out of bounds"
+	errScratch   = "blas: insufficient length of scratch"
+	errStats     = "blas: insufficient length of Stats"
+	errHeadBlock = "blas: HeadBlock does not divide the query heads of a key/value head"
+	errShortKT   = "blas: insufficient length of KT, or negative KT strides"
+	errPacked    = "blas: Packed with Count ≠ 1, without TransB, with LDB ≠ K, or of the wrong length"
 )
 
 // maxC is the largest dimension, leading dimension or stride handed to C: the
@@ -219,6 +220,9 @@ func checkAttention(a *Attention, t0, t1 int, scratch []float32) bool {
 	}
 	if a.Heads > 0 && (a.KVHeads <= 0 || a.Heads%a.KVHeads != 0) {
 		panic(errHeads)
+	}
+	if a.HeadBlock < 0 || a.HeadBlock > 1 && (a.KVHeads <= 0 || (a.Heads/a.KVHeads)%a.HeadBlock != 0) {
+		panic(errHeadBlock)
 	}
 	if a.LDQ < max(1, a.Heads*a.DK) || a.LDO < max(1, a.Heads*a.DV) ||
 		a.LDK < max(1, a.KVHeads*a.DK) || a.LDV < max(1, a.KVHeads*a.DV) {

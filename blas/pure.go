@@ -18,7 +18,7 @@ func (pureBackend) Pack(w []float32, n, k int) []float32 {
 }
 
 // PackKeys returns false: the pure backend reads K as it is.
-func (pureBackend) PackKeys(*Attention, []float32) bool { return false }
+func (pureBackend) PackKeys(a *Attention) bool { return false }
 
 func (pureBackend) Sgemm(g *Batch) {
 	if !checkBatch(g) {
@@ -67,7 +67,16 @@ func (pureBackend) Attend(a *Attention, t0, t1 int, scratch []float32) {
 // attendTask is one task of the attention core in Go; the C shim of the
 // OpenBLAS backend runs the same steps.
 func attendTask(a *Attention, t int, scratch []float32) {
-	b, h, q0 := a.task(t)
+	b, h0, q0 := a.task(t)
+	for h := h0; h < min(h0+a.headBlock(), a.Heads); h++ {
+		attendHead(a, b, h, q0, scratch)
+	}
+}
+
+// attendHead runs head h of the task of query rows q0… of batch b. The C
+// core walks the key blocks once for all heads of a task; the heads do not
+// depend on each other, so the order gives the same values.
+func attendHead(a *Attention, b, h, q0 int, scratch []float32) {
 	mq := min(a.QBlock, a.Tq-q0)
 	g := h / (a.Heads / a.KVHeads)
 	qb := a.BatchQ*b + a.LDQ*q0 + a.DK*h

@@ -608,12 +608,15 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 	rows_fn rows = pick_rows(isa);
 	scale_fn scale = pick_scale(isa);
 	const int64_t nqb = (p->tq + p->q_block - 1) / p->q_block;
+	const int hb = p->head_block;
+	const int64_t nhb = (p->heads + hb - 1) / hb;
 	const int group = p->heads / p->kv_heads;
 	float *s = scratch;
 	const int64_t slen = (int64_t)p->q_block * ((p->kv_block + 15) / 16 * 16);
-	float *mx = scratch + slen;
-	float *sum = mx + p->q_block;
-	float *corr = sum + p->q_block;
+	/* Running maximum, sum and correction of row r of head i of the task: [i·q_block + r]. */
+	float *mxs = scratch + slen;
+	float *sums = mxs + (int64_t)p->q_block * hb;
+	float *corrs = sums + (int64_t)p->q_block * hb;
 	/*
 	 * With AVX-512 both products run on xattn_gemm_avx512, which needs no
 	 * packing of A or of V and reads the key block from its packed transpose
@@ -621,22 +624,25 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 	 * much as the products on these tiles.
 	 */
 	const int own = isa == XATTN_ISA_AVX512;
-	float *kt = scratch + (slen + 3 * p->q_block + 15) / 16 * 16;
+	float *kt = scratch + (slen + 3 * (int64_t)p->q_block * hb + 15) / 16 * 16;
 
 	for (int64_t t = t0; t < t1; t++) {
-		/* The task: batch b, query head h, query rows [q0, q0+mq); key/value head g. */
+		/*
+		 * The task: batch b, query heads [h0, h0+nh) sharing key/value
+		 * head g, query rows [q0, q0+mq). The keys are walked once, block
+		 * by block, for all its heads.
+		 */
 		const int64_t bh = t / nqb;
-		const int b = (int)(bh / p->heads), h = (int)(bh % p->heads);
+		const int b = (int)(bh / nhb), h0 = (int)(bh % nhb) * hb;
+		const int nh = p->heads - h0 < hb ? p->heads - h0 : hb;
 		const int q0 = (int)(t % nqb) * p->q_block;
 		const int mq = (int)min64(p->q_block, p->tq - q0);
-		const int g = h / group;
-		const float *qt = p->dk > 0 ? q + p->batch_q * b + (int64_t)p->ldq * q0 + (int64_t)p->dk * h : NULL;
-		float *ot = p->dv > 0 ? o + p->batch_o * b + (int64_t)p->ldo * q0 + (int64_t)p->dv * h : NULL;
+		const int g = h0 / group;
 		const int64_t kb = p->batch_k * b + (int64_t)p->dk * g;
 		const int64_t vb = p->batch_v * b + (int64_t)p->dv * g;
-		for (int r = 0; r < mq; r++) {
-			mx[r] = -INFINITY;
-			sum[r] = 0.0f;
+		for (int r = 0; r < p->q_block * nh; r++) {
+			mxs[r] = -INFINITY;
+			sums[r] = 0.0f;
 		}
 
 		/* The keys any row of the block can see: key length and causal diagonal. */
@@ -650,51 +656,63 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 			const int nb = (int)min64(p->kv_block, nk - k0);
 			/* S's rows start on 64-byte boundaries: aligned stores and loads. */
 			const int lds = (nb + 15) / 16 * 16;
-			/* S = Scale·Q_blk·K_blkᵀ, mq×nb with leading dimension lds. */
+			const float *kb_t = kt;
 			if (p->dk > 0 && own) {
-				const float *kb_t = kt;
 				if (ktp && p->kv_block % 64 == 0)
 					kb_t = ktp + p->kt_batch * b + p->kt_head * g + k0 * (int64_t)p->dk;
 				else
 					xattn_pack_kt(nb, p->dk, k + kb + k0 * p->ldk, p->ldk, kt);
-				xattn_gemm_avx512(mq, nb, p->dk, p->scale, qt, p->ldq, kb_t, 64, 64 * (int64_t)p->dk,
-						0.0f, s, lds, NULL);
-			} else if (p->dk > 0)
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mq, nb, p->dk, p->scale,
-						qt, p->ldq, k + kb + k0 * p->ldk, p->ldk, 0.0f, s, lds);
-			else
-				memset(s, 0, (size_t)mq * (size_t)lds * sizeof *s);
-			const float *bb = bias ? bias + p->bias_stride[0] * b + p->bias_stride[1] * h + p->bias_stride[2] * q0 + k0 : NULL;
-			const unsigned char *kk = keep ? keep + p->keep_stride[0] * b + p->keep_stride[1] * h + p->keep_stride[2] * q0 + k0 : NULL;
-			rows(mq, nb, s, lds, bb, (int)p->bias_stride[2], kk, (int)p->keep_stride[2],
-					p->causal, q0 + p->causal_offset + 1 - k0, mx, sum, corr);
+			}
+			for (int i = 0; i < nh; i++) {
+				const int h = h0 + i;
+				float *mx = mxs + i * p->q_block, *sum = sums + i * p->q_block, *corr = corrs + i * p->q_block;
+				const float *qt = p->dk > 0 ? q + p->batch_q * b + (int64_t)p->ldq * q0 + (int64_t)p->dk * h : NULL;
+				float *ot = p->dv > 0 ? o + p->batch_o * b + (int64_t)p->ldo * q0 + (int64_t)p->dv * h : NULL;
+				/* S = Scale·Q_blk·K_blkᵀ, mq×nb with leading dimension lds. */
+				if (p->dk > 0 && own)
+					xattn_gemm_avx512(mq, nb, p->dk, p->scale, qt, p->ldq, kb_t, 64, 64 * (int64_t)p->dk,
+							0.0f, s, lds, NULL);
+				else if (p->dk > 0)
+					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mq, nb, p->dk, p->scale,
+							qt, p->ldq, k + kb + k0 * p->ldk, p->ldk, 0.0f, s, lds);
+				else
+					memset(s, 0, (size_t)mq * (size_t)lds * sizeof *s);
+				const float *bb = bias ? bias + p->bias_stride[0] * b + p->bias_stride[1] * h + p->bias_stride[2] * q0 + k0 : NULL;
+				const unsigned char *kk = keep ? keep + p->keep_stride[0] * b + p->keep_stride[1] * h + p->keep_stride[2] * q0 + k0 : NULL;
+				rows(mq, nb, s, lds, bb, (int)p->bias_stride[2], kk, (int)p->keep_stride[2],
+						p->causal, q0 + p->causal_offset + 1 - k0, mx, sum, corr);
+				if (p->dv == 0)
+					continue;
+				/* O_blk = corr·O_blk + P·V_blk; the first block overwrites O. */
+				float beta = 0.0f;
+				if (k0 > 0) {
+					scale(mq, p->dv, ot, p->ldo, corr);
+					beta = 1.0f;
+				}
+				if (own)
+					xattn_gemm_avx512(mq, p->dv, nb, 1.0f, s, lds, v + vb + k0 * p->ldv, p->ldv, 64,
+							beta, ot, p->ldo, NULL);
+				else
+					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mq, p->dv, nb, 1.0f,
+							s, lds, v + vb + k0 * p->ldv, p->ldv, beta, ot, p->ldo);
+			}
+		}
+		for (int i = 0; i < nh; i++) {
+			const int h = h0 + i;
+			float *mx = mxs + i * p->q_block, *sum = sums + i * p->q_block, *corr = corrs + i * p->q_block;
+			if (stats) {
+				float *st = stats + 2 * (((int64_t)b * p->heads + h) * p->tq + q0);
+				for (int r = 0; r < mq; r++) {
+					st[2 * r] = mx[r];
+					st[2 * r + 1] = sum[r];
+				}
+			}
 			if (p->dv == 0)
 				continue;
-			/* O_blk = corr·O_blk + P·V_blk; the first block overwrites O. */
-			float beta = 0.0f;
-			if (k0 > 0) {
-				scale(mq, p->dv, ot, p->ldo, corr);
-				beta = 1.0f;
-			}
-			if (own)
-				xattn_gemm_avx512(mq, p->dv, nb, 1.0f, s, lds, v + vb + k0 * p->ldv, p->ldv, 64,
-						beta, ot, p->ldo, NULL);
-			else
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mq, p->dv, nb, 1.0f,
-						s, lds, v + vb + k0 * p->ldv, p->ldv, beta, ot, p->ldo);
+			/* Normalise; a row that saw no key (sum 0, or no block at all) becomes 0. */
+			for (int r = 0; r < mq; r++)
+				corr[r] = nk > 0 && sum[r] > 0 ? 1.0f / sum[r] : 0.0f;
+			scale(mq, p->dv, o + p->batch_o * b + (int64_t)p->ldo * q0 + (int64_t)p->dv * h, p->ldo, corr);
 		}
-		if (stats) {
-			float *st = stats + 2 * (((int64_t)b * p->heads + h) * p->tq + q0);
-			for (int r = 0; r < mq; r++) {
-				st[2 * r] = mx[r];
-				st[2 * r + 1] = sum[r];
-			}
-		}
-		if (p->dv == 0)
-			continue;
-		/* Normalise; a row that saw no key (sum 0, or no block at all) becomes 0. */
-		for (int r = 0; r < mq; r++)
-			corr[r] = nk > 0 && sum[r] > 0 ? 1.0f / sum[r] : 0.0f;
-		scale(mq, p->dv, ot, p->ldo, corr);
 	}
 }

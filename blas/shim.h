@@ -36,7 +36,7 @@ typedef struct {
 	int64_t causal_offset;
 	int64_t keep_stride[3];
 	int64_t bias_stride[3];
-	int q_block, kv_block;
+	int q_block, kv_block, head_block;
 	int64_t kt_batch, kt_head;
 } xattn_attention;
 
@@ -63,7 +63,7 @@ void xattn_scale_rows(int isa, int m, int n, float *c, int ldc, const float *f);
 /*
  * xattn_attend runs tasks [t0, t1) of the attention p, the steps of Go's
  * attendTask, with the row pass of the variant isa. scratch holds
- * q_block·⌈kv_block/16⌉·16 + 3·q_block, rounded up to a multiple of 16, + dk·⌈kv_block/64⌉·64
+ * q_block·⌈kv_block/16⌉·16 + 3·q_block·head_block, rounded up to a multiple of 16, + dk·⌈kv_block/64⌉·64
  * floats (blas.Attention's ScratchLen); the last part holds the packed transpose of a key block when
  * the variant is AVX-512, whose products run on xattn_gemm_avx512. stats,
  * if not NULL, receives each row's maximum and sum as blas.Attention.Stats;

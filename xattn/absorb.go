@@ -2,8 +2,6 @@ package xattn
 
 import (
 	"math"
-
-	"github.com/xattn/xattn/blas"
 )
 
 // The absorbed form of a forward pass. Per head h (key/value head g),
@@ -85,9 +83,6 @@ func (l *Layer) absorbed() *absorbedWeights {
 	return &l.abs
 }
 
-// packChunk is the keys one item of the key packing covers.
-const packChunk = 512
-
 // runAbsorbed computes one validated call in the absorbed form: queries
 // (and the context's rows packed as keys, where the backend wants that),
 // absorbed queries, the attention core over the context rows, the values'
@@ -104,7 +99,7 @@ func (ws *workspace) runAbsorbed(l *Layer, y, xq, xk, xv []float32, s Shape) {
 		ws.rowsOf[i] = rows
 	}
 
-	// Phase 1: the queries, and the context rows packed as keys.
+	// Phase 1: the queries.
 	ws.gemms = ws.gemms[:0]
 	ws.addQ(l, xq, rows)
 	a := &ws.att
@@ -113,14 +108,7 @@ func (ws *workspace) runAbsorbed(l *Layer, y, xq, xk, xv []float32, s Shape) {
 	a.K, a.LDK, a.BatchK = xk, dc, tk*dc
 	a.V, a.LDV, a.BatchV = xv, dx, tk*dx
 	a.KT, a.KTBatch, a.KTHead = nil, 0, 0
-	ws.views = grow(ws.views, ws.threads)
-	if l.packsKeys {
-		ws.akt = grow(ws.akt, a.PackedKeysLen())
-		a.KT, a.KTBatch = ws.akt, ceilDiv(tk, 64)*64*dc
-		ws.packItems = b * ceilDiv(tk, packChunk)
-	}
 	ws.gemmPhase(ws.rowsOf[:1])
-	ws.packItems = 0
 
 	// Phase 2: Q̃_h = Q_h·Wk_g, rows of H·Dc values.
 	ws.aq = grow(ws.aq, rows*h*dc)
@@ -147,7 +135,15 @@ func (ws *workspace) runAbsorbed(l *Layer, y, xq, xk, xv []float32, s Shape) {
 	// Key blocks of about the bytes the plan's take at dk+dv values a key,
 	// times 4 (the plan's are a quarter of L2's quarter), in whole panels.
 	kv := max(4*p.KVBlock*(dk+dv)/(dc+dx)/64*64, 64)
-	ws.tiles(qBlock(p.QBlock, b*h, tq, p.Threads), min(kv, tk))
+	q := qBlock(p.QBlock, b*h, tq, p.Threads)
+	// Every head reads the same context rows: a task takes as many heads as
+	// leave each thread two tasks, so each key block is read (and packed)
+	// once for them all.
+	a.HeadBlock = h
+	for a.HeadBlock > 1 && b*(h/a.HeadBlock)*ceilDiv(tq, q) < 2*p.Threads {
+		a.HeadBlock = largestDivisorBelow(h, a.HeadBlock)
+	}
+	ws.tiles(q, min(kv, tk))
 	ws.runAttention(tk)
 
 	// Phase 4: O_h = Õ_h·Wv_gᵀ + bv_g.
@@ -189,14 +185,12 @@ func absorbedFLOPs(c *Config, s Shape) float64 {
 	return 2 * b * tq * (float64(c.QueryDim)*h*dk + h*(dk*dc+tk*(dc+dx)+dx*dv) + h*dv*float64(c.OutDim))
 }
 
-// packItem packs item i of the keys of ws.att into ws.att.KT: packChunk
-// keys of one batch.
-func (ws *workspace) packItem(slot, i int) {
-	a := &ws.att
-	n := ceilDiv(a.Tk, packChunk)
-	b, k0 := i/n, i%n*packChunk
-	v := &ws.views[slot]
-	*v = blas.Attention{Batch: 1, KVHeads: 1, Tk: min(packChunk, a.Tk-k0), DK: a.DK,
-		K: a.K[b*a.BatchK+k0*a.LDK:], LDK: a.LDK}
-	ws.backend.PackKeys(v, a.KT[b*a.KTBatch+k0*a.DK:])
+// largestDivisorBelow returns the largest divisor of n below d (d > 1).
+func largestDivisorBelow(n, d int) int {
+	for e := d - 1; e > 1; e-- {
+		if n%e == 0 {
+			return e
+		}
+	}
+	return 1
 }

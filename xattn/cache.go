@@ -88,7 +88,7 @@ func (l *Layer) project(key, value []float32, batch, tk int) (*Context, error) {
 	// otherwise pack every key block of every call (the AVX-512 kernel).
 	a := blas.Attention{Batch: batch, KVHeads: c.KVHeads, Tk: tk, DK: c.HeadDim,
 		K: ctx.kv, LDK: ldkv, BatchK: tk * ldkv}
-	if l.backend.PackKeys(&a, nil) {
+	if l.backend.PackKeys(&a) {
 		ctx.kt, ctx.ktBatch, ctx.ktHead = a.KT, a.KTBatch, a.KTHead
 	}
 	return ctx, nil

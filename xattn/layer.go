@@ -45,10 +45,8 @@ type Layer struct {
 	// may drop (see absorb.go). abs holds that form's weights, made by
 	// absOnce on first use.
 	bkFinite bool
-	// packsKeys: the backend's Attend reads packed keys (blas.Backend.PackKeys).
-	packsKeys bool
-	absOnce   sync.Once
-	abs       absorbedWeights
+	absOnce  sync.Once
+	abs      absorbedWeights
 
 	// free holds the workspaces of finished calls.
 	free freeList[workspace]
@@ -94,7 +92,6 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 			l.bk, l.bv = clone(w.KBias), clone(w.VBias)
 		}
 	}
-	l.packsKeys = l.backend.PackKeys(&blas.Attention{}, nil)
 	l.bkFinite = true
 	for _, v := range l.bk {
 		if math.IsInf(float64(v), 0) || v != v {

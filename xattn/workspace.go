@@ -41,10 +41,9 @@ type workspace struct {
 	layer  *Layer
 
 	// The absorbed form (see absorb.go): absorbed queries, attention
-	// outputs, packed context rows and row statistics; per-head row counts.
-	aq, ao, akt, astats []float32
-	rowsOf              []int
-	packItems           int // items of the key packing after the chunks
+	// outputs and row statistics; per-head row counts.
+	aq, ao, astats []float32
+	rowsOf         []int
 
 	// Per phase.
 	phase        int
@@ -502,7 +501,7 @@ func (ws *workspace) gemmPhase(rows []int) {
 		}
 	}
 	ws.phase = phaseGemm
-	ws.job.run(ws, len(ws.chunks)+ws.packItems, ws.threads-1)
+	ws.job.run(ws, len(ws.chunks), ws.threads-1)
 }
 
 // product runs chunk ch of g on worker slot.
@@ -530,10 +529,6 @@ func (ws *workspace) product(slot int, g *gemm, ch chunk) {
 func (ws *workspace) runItem(slot, i int) {
 	switch ws.phase {
 	case phaseGemm:
-		if i >= len(ws.chunks) {
-			ws.packItem(slot, i-len(ws.chunks))
-			return
-		}
 		ch := ws.chunks[i]
 		ws.product(slot, &ws.gemms[ch.g], ch)
 	case phaseFused:
