@@ -29,11 +29,12 @@ import (
 const absorbGain = 0.75
 
 // absorbs reports whether a forward pass of shape s runs in the absorbed
-// form: allowed by the plan, with keys, a finite key bias, and less than
-// absorbGain of the work of projecting the keys and values.
+// form: allowed by the plan, with keys, and less than absorbGain of the
+// work of projecting the keys and values. (The key bias it drops is finite:
+// New rejects weights that are not.)
 func (l *Layer) absorbs(s Shape) bool {
 	c := &l.cfg
-	if !l.plan.Absorb || s.Tk == 0 || s.Tq == 0 || !l.bkFinite {
+	if !l.plan.Absorb || s.Tk == 0 || s.Tq == 0 {
 		return false
 	}
 	h, g := float64(c.Heads), float64(c.KVHeads)

@@ -2,7 +2,6 @@ package xattn
 
 import (
 	"fmt"
-	"math"
 	"sync"
 
 	"github.com/xattn/xattn/blas"
@@ -41,10 +40,8 @@ type Layer struct {
 	// are views into pkv when the panels of Wk end where Wv's begin.
 	pq, pk, pv, po, pkv []float32
 
-	// bkFinite: no key bias, or a finite one, which the absorbed form
-	// may drop (see absorb.go). abs holds that form's weights, made by
+	// abs holds the weights of the absorbed form (see absorb.go), made by
 	// absOnce on first use.
-	bkFinite bool
 	absOnce  sync.Once
 	abs      absorbedWeights
 
@@ -90,12 +87,6 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 		l.wk, l.wv = clone(w.K), clone(w.V)
 		if c.Bias {
 			l.bk, l.bv = clone(w.KBias), clone(w.VBias)
-		}
-	}
-	l.bkFinite = true
-	for _, v := range l.bk {
-		if math.IsInf(float64(v), 0) || v != v {
-			l.bkFinite = false
 		}
 	}
 	l.pack()

@@ -245,10 +245,13 @@ func TestForwardMatchesReference(t *testing.T) {
 		for _, be := range blas.All() {
 			t.Run("backend="+be.Name()+"/"+c.name(), func(t *testing.T) {
 				// Small tiles and a zero serial threshold force several
-				// query and key blocks and the multi-worker path.
+				// query and key blocks and the multi-worker path, and the
+				// absorbed form wherever it is less work; the last plan
+				// forbids it, so those cases also run projected.
 				for _, opts := range [][]xattn.Option{
 					{xattn.WithBackend(be)},
 					{xattn.WithBackend(be), xattn.WithThreads(3), xattn.WithTile(5, 16), xattn.WithSerialFLOPs(0)},
+					{xattn.WithBackend(be), xattn.WithThreads(3), xattn.WithTile(5, 16), xattn.WithSerialFLOPs(0), xattn.WithAbsorb(false)},
 				} {
 					l, err := xattn.New(c.cfg, d.w, opts...)
 					if err != nil {
