@@ -42,8 +42,8 @@ type Layer struct {
 
 	// abs holds the weights of the absorbed form (see absorb.go), made by
 	// absOnce on first use.
-	absOnce  sync.Once
-	abs      absorbedWeights
+	absOnce sync.Once
+	abs     absorbedWeights
 
 	// free holds the workspaces of finished calls.
 	free freeList[workspace]
