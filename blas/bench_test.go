@@ -133,7 +133,7 @@ func BenchmarkProjection(b *testing.B) {
 	for _, v := range variants() {
 		for _, sh := range []struct{ m, n, k int }{
 			{10, 512, 512}, {20, 1024, 512}, {32, 512, 512}, {256, 512, 512},
-			{2048, 320, 320}, {154, 640, 768}, {1500, 1024, 512}, {4096, 1024, 256},
+			{2048, 320, 320}, {154, 640, 768}, {1500, 1024, 512}, {4096, 1024, 256}, {16384, 1024, 256}, {192, 1024, 256},
 		} {
 			for _, packed := range []bool{false, true} {
 				name := fmt.Sprintf("isa=%s/M=%d/N=%d/K=%d/packed=%v", v.name, sh.m, sh.n, sh.k, packed)

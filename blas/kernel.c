@@ -57,12 +57,18 @@ static inline KTGT __m512 kfinish(__m512 acc, __mmask16 m, __m512 va, float beta
 		KST1(r, 0) KST1(r, 1) KST1(r, 2) KST1(r, 3)                \
 	}
 
-/* kern6xNV: up to 6 rows against NV vectors of 16 columns, the last masked by lm. */
-#define KERN(NV_)                                                                         \
-static KTGT __attribute__((noinline)) void kern6x##NV_(int mr, __mmask16 lm, int k,       \
-		float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,            \
+/*
+ * kern6xNV_CF: up to 6 rows against NV vectors of 16 columns, the last masked
+ * by lm unless F (all columns full). With C, the rows of B lie 64 values
+ * apart (a packed panel): a constant stride, and no masks, let the compiler
+ * address B with fixed offsets — measured 5–10% on the loop.
+ */
+#define KERN(NV_, C_, F_)                                                                 \
+static KTGT __attribute__((noinline)) void kern6x##NV_##_##C_##F_(int mr, __mmask16 lm, int k, \
+		float alpha, const float *a, int64_t lda, const float *b, int64_t ldb_,           \
 		float beta, float *c, int64_t ldc, const float *bias) {                           \
 	enum { NV = NV_ };                                                                    \
+	const int64_t ldb = C_ ? 64 : ldb_;                                                   \
 	const float *a0 = a, *a1 = a + (mr > 1 ? 1 : 0) * lda,                                \
 		*a2 = a + (mr > 2 ? 2 : mr - 1) * lda, *a3 = a + (mr > 3 ? 3 : mr - 1) * lda,     \
 		*a4 = a + (mr > 4 ? 4 : mr - 1) * lda, *a5 = a + (mr > 5 ? 5 : mr - 1) * lda;     \
@@ -70,22 +76,34 @@ static KTGT __attribute__((noinline)) void kern6x##NV_(int mr, __mmask16 lm, int
 	for (int p = 0; p < k; p++) {                                                         \
 		const float *bp = b + p * ldb;                                                    \
 		__m512 b0, b1 = _mm512_setzero_ps(), b2 = b1, b3 = b1, x;                         \
-		if (NV == 1) b0 = _mm512_maskz_loadu_ps(lm, bp); else b0 = _mm512_loadu_ps(bp);   \
-		if (NV == 2) b1 = _mm512_maskz_loadu_ps(lm, bp + 16);                             \
-		else if (NV > 2) b1 = _mm512_loadu_ps(bp + 16);                                   \
-		if (NV == 3) b2 = _mm512_maskz_loadu_ps(lm, bp + 32);                             \
-		else if (NV > 3) b2 = _mm512_loadu_ps(bp + 32);                                   \
-		if (NV == 4) b3 = _mm512_maskz_loadu_ps(lm, bp + 48);                             \
+		if (NV == 1 && !F_) b0 = _mm512_maskz_loadu_ps(lm, bp); else b0 = _mm512_loadu_ps(bp); \
+		if (NV == 2 && !F_) b1 = _mm512_maskz_loadu_ps(lm, bp + 16);                      \
+		else if (NV >= 2) b1 = _mm512_loadu_ps(bp + 16);                                  \
+		if (NV == 3 && !F_) b2 = _mm512_maskz_loadu_ps(lm, bp + 32);                      \
+		else if (NV >= 3) b2 = _mm512_loadu_ps(bp + 32);                                  \
+		if (NV == 4 && !F_) b3 = _mm512_maskz_loadu_ps(lm, bp + 48);                      \
+		else if (NV == 4) b3 = _mm512_loadu_ps(bp + 48);                                  \
 		KFMA(0) KFMA(1) KFMA(2) KFMA(3) KFMA(4) KFMA(5)                                   \
 	}                                                                                     \
 	__m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);                         \
 	KSTORE(0) KSTORE(1) KSTORE(2) KSTORE(3) KSTORE(4) KSTORE(5)                           \
 }
+#define KERNS(NV_) KERN(NV_, 0, 0) KERN(NV_, 0, 1) KERN(NV_, 1, 0) KERN(NV_, 1, 1)
 
-KERN(1)
-KERN(2)
-KERN(3)
-KERN(4)
+KERNS(1)
+KERNS(2)
+KERNS(3)
+KERNS(4)
+
+typedef void (*kern_fn)(int, __mmask16, int, float, const float *, int64_t, const float *, int64_t,
+		float, float *, int64_t, const float *);
+/* kerns[nv−1][c][f]: the variant for nv vectors, constant stride c, full width f. */
+static kern_fn const kerns[4][2][2] = {
+	{{kern6x1_00, kern6x1_01}, {kern6x1_10, kern6x1_11}},
+	{{kern6x2_00, kern6x2_01}, {kern6x2_10, kern6x2_11}},
+	{{kern6x3_00, kern6x3_01}, {kern6x3_10, kern6x3_11}},
+	{{kern6x4_00, kern6x4_01}, {kern6x4_10, kern6x4_11}},
+};
 
 #ifndef XATTN_KC
 #define XATTN_KC 128
@@ -111,6 +129,7 @@ KTGT void xattn_gemm_avx512(int m, int n, int k, float alpha, const float *a, in
 			const int nv = (w + 15) / 16;
 			const int rem = w - 16 * (nv - 1);
 			const __mmask16 lm = (__mmask16)(rem == 16 ? 0xffff : (1u << rem) - 1);
+			const kern_fn kern = kerns[nv - 1][ldb == 64][rem == 16];
 			const float *bj = b + (int64_t)(j / 64) * pstride;
 			for (int p0 = 0; p0 < k; p0 += XATTN_KC) {
 				const int kb = k - p0 < XATTN_KC ? k - p0 : XATTN_KC;
@@ -150,12 +169,7 @@ KTGT void xattn_gemm_avx512(int m, int n, int k, float alpha, const float *a, in
 						for (int r = 0; r < nr; r++)
 							for (int q = 0; q < w; q += 16)
 								_mm_prefetch((const char *)(ci + (int64_t)(6 + r) * ldc + q), _MM_HINT_T0);
-					switch (nv) {
-					case 4: kern6x4(mr, lm, kb, alpha, ai, lda, bp, ldb, bt, ci, ldc, biasj); break;
-					case 3: kern6x3(mr, lm, kb, alpha, ai, lda, bp, ldb, bt, ci, ldc, biasj); break;
-					case 2: kern6x2(mr, lm, kb, alpha, ai, lda, bp, ldb, bt, ci, ldc, biasj); break;
-					default: kern6x1(mr, lm, kb, alpha, ai, lda, bp, ldb, bt, ci, ldc, biasj); break;
-					}
+					kern(mr, lm, kb, alpha, ai, lda, bp, ldb, bt, ci, ldc, biasj);
 				}
 			}
 		}
