@@ -96,7 +96,7 @@ func BenchmarkSgemm(b *testing.B) {
 // reports GFLOP/s of its two products, 4·B·H·Tq·Tk·dh.
 func BenchmarkAttend(b *testing.B) {
 	for _, v := range variants() {
-		for _, sh := range []struct{ tq, tk, dh, qb, kvb int }{{64, 77, 40, 32, 77}, {64, 256, 64, 32, 64}} {
+		for _, sh := range []struct{ tq, tk, dh, qb, kvb int }{{64, 77, 40, 32, 77}, {64, 256, 64, 32, 64}, {256, 4096, 64, 256, 256}} {
 			name := fmt.Sprintf("backend=%s/isa=%s/B=1/H=8/Tq=%d/Tk=%d/dh=%d", v.be.Name(), v.name, sh.tq, sh.tk, sh.dh)
 			b.Run(name, func(b *testing.B) {
 				if !v.ok {

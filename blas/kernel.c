@@ -122,6 +122,12 @@ static kern_fn const kerns[4][2][2] = {
 KTGT void xattn_gemm_avx512(int m, int n, int k, float alpha, const float *a, int64_t lda,
 		const float *b, int64_t ldb, int64_t pstride, float beta, float *c, int64_t ldc,
 		const float *bias) {
+	xattn_gemm_avx512_pf(m, n, k, alpha, a, lda, b, ldb, pstride, beta, c, ldc, bias, XATTN_PF_ALL);
+}
+
+KTGT void xattn_gemm_avx512_pf(int m, int n, int k, float alpha, const float *a, int64_t lda,
+		const float *b, int64_t ldb, int64_t pstride, float beta, float *c, int64_t ldc,
+		const float *bias, int pf) {
 	for (int i0 = 0; i0 < m; i0 += XATTN_MC) {
 		const int i1 = m - i0 < XATTN_MC ? m : i0 + XATTN_MC;
 		for (int j = 0; j < n; j += 64) {
@@ -136,7 +142,7 @@ KTGT void xattn_gemm_avx512(int m, int n, int k, float alpha, const float *a, in
 				const float bt = p0 == 0 ? beta : 1.0f;
 				const float *biasj = bias && p0 == 0 ? bias + j : 0;
 				const float *bp = bj + (int64_t)p0 * ldb;
-				if (pstride == 64 && i1 - i0 > 6) {
+				if ((pf & XATTN_PF_B) && pstride == 64 && i1 - i0 > 6 && i0 == 0) {
 					/*
 					 * Rows of a plain B lie ldb apart, often a page or
 					 * more (the values of an attention head among all
@@ -158,14 +164,15 @@ KTGT void xattn_gemm_avx512(int m, int n, int k, float alpha, const float *a, in
 					 * (first k-block) come from memory on a tall
 					 * product: ask for them while this strip computes.
 					 * 7–15% on the key/value projections of 12000–16000
-					 * rows, measured.
+					 * rows, measured. Operands in cache (the attention
+					 * core's tiles) skip it: there it only costs.
 					 */
 					const int nr = i1 - i - 6 < 6 ? i1 - i - 6 : 6;
-					if (j == 0)
+					if ((pf & XATTN_PF_A) && j == 0)
 						for (int r = 0; r < nr; r++)
 							for (int q = 0; q < kb; q += 16)
 								_mm_prefetch((const char *)(ai + (int64_t)(6 + r) * lda + q), _MM_HINT_T0);
-					if (p0 == 0)
+					if ((pf & XATTN_PF_C) && p0 == 0)
 						for (int r = 0; r < nr; r++)
 							for (int q = 0; q < w; q += 16)
 								_mm_prefetch((const char *)(ci + (int64_t)(6 + r) * ldc + q), _MM_HINT_T0);
@@ -234,6 +241,12 @@ void xattn_gemm_avx512(int m, int n, int k, float alpha, const float *a, int64_t
 		const float *bias) {
 	(void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b, (void)ldb;
 	(void)pstride, (void)beta, (void)c, (void)ldc, (void)bias;
+}
+void xattn_gemm_avx512_pf(int m, int n, int k, float alpha, const float *a, int64_t lda,
+		const float *b, int64_t ldb, int64_t pstride, float beta, float *c, int64_t ldc,
+		const float *bias, int pf) {
+	(void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b, (void)ldb;
+	(void)pstride, (void)beta, (void)c, (void)ldc, (void)bias, (void)pf;
 }
 void xattn_pack_kt(int nb, int dk, const float *k, int64_t ldk, float *kt) {
 	(void)nb, (void)dk, (void)k, (void)ldk, (void)kt;

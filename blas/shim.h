@@ -88,6 +88,18 @@ void xattn_gemm_avx512(int m, int n, int k, float alpha, const float *a, int64_t
 		const float *bias);
 
 /*
+ * xattn_gemm_avx512_pf is xattn_gemm_avx512 with only the software prefetches
+ * named in pf: XATTN_PF_A and XATTN_PF_C, the next strip's rows of A and C
+ * (for operands that come from memory: a tall projection); XATTN_PF_B, the
+ * block of a plain B whose rows lie far apart, once (the attention core's
+ * values). Operands already in cache gain nothing from them.
+ */
+enum { XATTN_PF_A = 1, XATTN_PF_B = 2, XATTN_PF_C = 4, XATTN_PF_ALL = 7 };
+void xattn_gemm_avx512_pf(int m, int n, int k, float alpha, const float *a, int64_t lda,
+		const float *b, int64_t ldb, int64_t pstride, float beta, float *c, int64_t ldc,
+		const float *bias, int pf);
+
+/*
  * xattn_pack_kt writes the transpose of the nb×dk matrix K (leading dimension
  * ldk) to kt as a packed B for xattn_gemm_avx512: dk×nb, ldb = 64, pstride =
  * 64·dk. kt holds 64·dk·⌈nb/64⌉ floats.
