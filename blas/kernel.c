@@ -233,6 +233,20 @@ KTGT void xattn_pack_kt(int nb, int dk, const float *k, int64_t ldk, float *kt) 
 		}
 	}
 }
+KTGT void xattn_pack_rows(int nb, int n, const float *v, int64_t ldv, float *vt, int64_t ldp) {
+	for (int j = 0; j < nb; j++) {
+		const float *row = v + (int64_t)j * ldv;
+		/* Rows ldv apart: ask for a later one, beyond the prefetcher's reach. */
+		if (j + 8 < nb)
+			for (int q = 0; q < n; q += 16)
+				_mm_prefetch((const char *)(row + 8 * ldv + q), _MM_HINT_T0);
+		for (int q = 0; q < n; q += 16) {
+			const __mmask16 m = (__mmask16)(n - q >= 16 ? 0xffff : (1u << (n - q)) - 1);
+			_mm512_mask_storeu_ps(vt + (int64_t)(q / 64) * 64 * ldp + (int64_t)j * 64 + q % 64, m,
+					_mm512_maskz_loadu_ps(m, row + q));
+		}
+	}
+}
 #else
 /* Off x86-64 the Go side never selects the AVX-512 variant; these only link. */
 #include <stdint.h>
@@ -250,5 +264,8 @@ void xattn_gemm_avx512_pf(int m, int n, int k, float alpha, const float *a, int6
 }
 void xattn_pack_kt(int nb, int dk, const float *k, int64_t ldk, float *kt) {
 	(void)nb, (void)dk, (void)k, (void)ldk, (void)kt;
+}
+void xattn_pack_rows(int nb, int n, const float *v, int64_t ldv, float *vt, int64_t ldp) {
+	(void)nb, (void)n, (void)v, (void)ldv, (void)vt, (void)ldp;
 }
 #endif

@@ -650,6 +650,8 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 	 */
 	const int own = isa == XATTN_ISA_AVX512;
 	float *kt = scratch + (slen + 3 * (int64_t)p->q_block * hb + 15) / 16 * 16;
+	const int64_t ldp = (p->kv_block + 15) / 16 * 16; /* rows of a panel of packed values */
+	float *vt = kt + (int64_t)p->dk * ((p->kv_block + 63) / 64 * 64);
 
 	for (int64_t t = t0; t < t1; t++) {
 		/*
@@ -688,6 +690,8 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 				else
 					xattn_pack_kt(nb, p->dk, k + kb + k0 * p->ldk, p->ldk, kt);
 			}
+			if (p->dv > 0 && own)
+				xattn_pack_rows(nb, p->dv, v + vb + k0 * p->ldv, p->ldv, vt, ldp);
 			for (int i = 0; i < nh; i++) {
 				const int h = h0 + i;
 				float *mx = mxs + i * p->q_block, *sum = sums + i * p->q_block, *corr = corrs + i * p->q_block;
@@ -715,8 +719,8 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 					beta = 1.0f;
 				}
 				if (own)
-					xattn_gemm_avx512_pf(mq, p->dv, nb, 1.0f, s, lds, v + vb + k0 * p->ldv, p->ldv, 64,
-							beta, ot, p->ldo, NULL, XATTN_PF_B);
+					xattn_gemm_avx512_pf(mq, p->dv, nb, 1.0f, s, lds, vt, 64, 64 * ldp,
+							beta, ot, p->ldo, NULL, 0);
 				else
 					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mq, p->dv, nb, 1.0f,
 							s, lds, v + vb + k0 * p->ldv, p->ldv, beta, ot, p->ldo);

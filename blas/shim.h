@@ -63,9 +63,11 @@ void xattn_scale_rows(int isa, int m, int n, float *c, int ldc, const float *f);
 /*
  * xattn_attend runs tasks [t0, t1) of the attention p, the steps of Go's
  * attendTask, with the row pass of the variant isa. scratch holds
- * q_block·⌈kv_block/16⌉·16 + 3·q_block·head_block, rounded up to a multiple of 16, + dk·⌈kv_block/64⌉·64
- * floats (blas.Attention's ScratchLen); the last part holds the packed transpose of a key block when
- * the variant is AVX-512, whose products run on xattn_gemm_avx512. stats,
+ * q_block·⌈kv_block/16⌉·16 + 3·q_block·head_block, rounded up to a multiple of 16,
+ * + dk·⌈kv_block/64⌉·64 + ⌈dv/64⌉·64·⌈kv_block/16⌉·16 floats (blas.Attention's ScratchLen);
+ * the last two parts hold the packed transpose of a key block and the block's
+ * values in panels when the variant is AVX-512, whose products run on
+ * xattn_gemm_avx512. stats,
  * if not NULL, receives each row's maximum and sum as blas.Attention.Stats;
  * kt, if not NULL, holds the keys packed as blas.Attention.KT, which the
  * AVX-512 variant reads instead of packing a key block when the blocks start
@@ -105,6 +107,14 @@ void xattn_gemm_avx512_pf(int m, int n, int k, float alpha, const float *a, int6
  * 64·dk. kt holds 64·dk·⌈nb/64⌉ floats.
  */
 void xattn_pack_kt(int nb, int dk, const float *k, int64_t ldk, float *kt);
+
+/*
+ * xattn_pack_rows copies the nb×n matrix V (leading dimension ldv) to vt as a
+ * packed B for xattn_gemm_avx512: ldb = 64, pstride = 64·ldp, with ldp ≥ nb
+ * rows a panel. Rows of V that lie a page apart (a head's values among all
+ * heads' keys and values) map to the same few L1 sets; the copy streams.
+ */
+void xattn_pack_rows(int nb, int n, const float *v, int64_t ldv, float *vt, int64_t ldp);
 
 /* xattn_exp sets y[i] = e^x[i] for i < n with the exponential of variant isa (for tests). */
 void xattn_exp(int isa, int n, const float *x, float *y);
