@@ -21,18 +21,21 @@ import (
 // projected keys and values are never written.
 //
 // It is the same function to float32 rounding: other sums, in another
-// order. absorbs decides per call, from the shape alone.
+// order. Layer.Absorbs decides per call, from the shape alone.
 
 // absorbGain is how much less work the absorbed form must do to be chosen:
 // its products are less regular (per-head products with K = dk, an
 // attention core over Dc-wide rows).
 const absorbGain = 0.75
 
-// absorbs reports whether a forward pass of shape s runs in the absorbed
-// form: allowed by the plan, with keys, and less than absorbGain of the
-// work of projecting the keys and values. (The key bias it drops is finite:
-// New rejects weights that are not.)
-func (l *Layer) absorbs(s Shape) bool {
+// Absorbs reports whether [Layer.ForwardInto] (and ForwardQKV, ForwardSelfDoc)
+// runs a call of shape s in the absorbed form: allowed by the plan
+// ([WithAbsorb]), with keys, and less than absorbGain of the work of
+// projecting the keys and values, the saving worth more than a few
+// hand-offs to the workers. (The key bias it drops is finite: New rejects
+// weights that are not.) Such a call does less work than [Layer.FLOPs]
+// counts.
+func (l *Layer) Absorbs(s Shape) bool {
 	c := &l.cfg
 	if !l.plan.Absorb || s.Tk == 0 || s.Tq == 0 {
 		return false

@@ -39,7 +39,7 @@ func TestAbsorbChoice(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := xattn.Absorbs(l, tc.s); got != tc.wants {
+		if got := l.Absorbs(tc.s); got != tc.wants {
 			t.Errorf("%s: absorbs = %t, want %t", tc.name, got, tc.wants)
 		}
 	}
@@ -80,7 +80,7 @@ func TestAbsorbedForm(t *testing.T) {
 						if err != nil {
 							t.Fatal(err)
 						}
-						if pi < 3 && !xattn.Absorbs(l, c.shape) {
+						if pi < 3 && !l.Absorbs(c.shape) {
 							t.Fatalf("%v: the case does not run absorbed", l)
 						}
 						got, err := runCase(l, sc, d)
@@ -112,7 +112,7 @@ func TestAbsorbedAllocsAndConcurrency(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !xattn.Absorbs(l, c.shape) {
+				if !l.Absorbs(c.shape) {
 					t.Fatal("the case does not run absorbed")
 				}
 				var wg sync.WaitGroup

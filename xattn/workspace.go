@@ -101,7 +101,7 @@ func (ws *workspace) run(l *Layer, y, xq, xk, xv []float32, s Shape) {
 	c := &l.cfg
 	b, tq, tk := s.Batch, s.Tq, s.Tk
 	ldkv := c.KVHeads * (c.HeadDim + c.ValueHeadDim)
-	if l.absorbs(s) {
+	if l.Absorbs(s) {
 		ws.runAbsorbed(l, y, xq, xk, xv, s)
 		return
 	}

@@ -43,11 +43,14 @@ type Result struct {
 
 	// Threads is the worker count; QBlock, KVBlock and ISA the rest of the
 	// layer's plan (peers have none).
-	Threads int    `json:"threads"`
-	QBlock  int    `json:"q_block,omitempty"`
-	KVBlock int    `json:"kv_block,omitempty"`
-	ISA     string `json:"isa,omitempty"`
-	Plan    string `json:"plan,omitempty"`
+	Threads int `json:"threads"`
+	QBlock  int `json:"q_block,omitempty"`
+	// Absorbed: the layer ran the case in its absorbed form
+	// (xattn.Layer.Absorbs), which does less work than FLOPs counts.
+	Absorbed bool   `json:"absorbed,omitempty"`
+	KVBlock  int    `json:"kv_block,omitempty"`
+	ISA      string `json:"isa,omitempty"`
+	Plan     string `json:"plan,omitempty"`
 
 	Warmup   int     `json:"warmup"`
 	Repeats  int     `json:"repeats"`
@@ -207,6 +210,7 @@ var csvColumns = []csvColumn{
 	intCol("threads", func(r *Result) *int { return &r.Threads }),
 	intCol("q_block", func(r *Result) *int { return &r.QBlock }),
 	intCol("kv_block", func(r *Result) *int { return &r.KVBlock }),
+	boolCol("absorbed", func(r *Result) *bool { return &r.Absorbed }),
 	strCol("isa", func(r *Result) *string { return &r.ISA }),
 	strCol("plan", func(r *Result) *string { return &r.Plan }),
 	intCol("warmup", func(r *Result) *int { return &r.Warmup }),
@@ -344,6 +348,9 @@ func writeTable(w io.Writer, rep *Report) error {
 		if r.QBlock > 0 {
 			tile = fmt.Sprintf("%dx%d", r.QBlock, r.KVBlock)
 		}
+		if r.Absorbed {
+			tile = "absorbed"
+		}
 		isa := r.ISA
 		if isa == "" {
 			isa = "-"
@@ -363,6 +370,12 @@ func writeTable(w io.Writer, rep *Report) error {
 	fmt.Fprintln(w, "ms: median, min and max of the timed calls (reps) after warm-up; each call is ForwardInto on preallocated buffers.")
 	fmt.Fprintln(w, "GFLOP/s = xattn.FLOPs / median; FLOPs = 2·B·(Tq·Dq·H·dh + 2·Tk·Dc·H·dh + Tq·H·dh·Do) + 4·B·H·Tq·Tk·dh (exponentials not counted).")
 	io.WriteString(w, "%peak: against the machine's measured peak at the same thread count (see peak above); %gemm: against the SGEMM probe of the row's own backend.\n")
+	for i := range rep.Results {
+		if rep.Results[i].Absorbed {
+			fmt.Fprintln(w, "absorbed: the layer moved its key and value projections to the queries' side (xattn.WithAbsorb), less work than FLOPs counts; GFLOP/s still divides the projected form's FLOPs.")
+			break
+		}
+	}
 	fmt.Fprintln(w, "×xattn: median time over the first xattn backend's (above 1 is slower than xattn). output: max|Δ| against that backend's y, bound 1e-4·max(1,‖y‖∞).")
 	if rep.Env.RSSSource != "" {
 		fmt.Fprintf(w, "peak RSS: %s.\n", rep.Env.RSSSource)

@@ -111,6 +111,7 @@ func benchLayer(p *problem, be blas.Backend, o *options, prog *progress) (Result
 	}
 	// The plan's tiles are clamped to the real lengths when a call runs.
 	r.QBlock, r.KVBlock = min(r.QBlock, c.shape.Tq), min(r.KVBlock, c.shape.Tk)
+	r.Absorbed = l.Absorbs(c.shape)
 	y := make([]float32, c.shape.Batch*c.shape.Tq*outDim(c.cfg))
 	sh := c.shape
 	for range o.warmup {
