@@ -33,6 +33,15 @@
 // too few tasks for the workers (decoding), the keys of each row are split
 // over them and the partial softmaxes merged exactly.
 //
+// When few query rows meet many context rows (a decoder reading a long
+// encoder output), the layer may instead run the absorbed form: the key and
+// value weights move to the queries' side, Q_h·(C·Wk_gᵀ)ᵀ = (Q_h·Wk_g)·Cᵀ
+// and P_h·(C·Wv_gᵀ) = (P_h·C)·Wv_gᵀ, so the context is never projected and
+// the attention core reads its raw rows, once for all heads. It does less
+// work by about the ratio of Heads·Tq to the key/value width, and is the
+// same function to float32 rounding; [Layer.Absorbs] says when a shape runs
+// that way, [WithAbsorb] forbids it.
+//
 // # Serving
 //
 // [Layer.ProjectContext] projects a context once for any number of
