@@ -61,7 +61,7 @@ static inline KTGT __m512 kfinish(__m512 acc, __mmask16 m, __m512 va, float beta
  * kern6xNV_CF: up to 6 rows against NV vectors of 16 columns, the last masked
  * by lm unless F (all columns full). With C, the rows of B lie 64 values
  * apart (a packed panel): a constant stride, and no masks, let the compiler
- * address B with fixed offsets — measured 5–10% on the loop.
+ * address B with fixed offsets — a few percent, measured in isolation.
  */
 #define KERN(NV_, C_, F_)                                                                 \
 static KTGT __attribute__((noinline)) void kern6x##NV_##_##C_##F_(int mr, __mmask16 lm, int k, \
@@ -149,7 +149,8 @@ KTGT void xattn_gemm_avx512_pf(int m, int n, int k, float alpha, const float *a,
 					 * heads' keys and values), where the hardware
 					 * prefetcher does not follow: ask for the whole
 					 * block at once, so that its misses overlap instead
-					 * of stalling the first strip row by row.
+					 * of stalling the first strip row by row; once, for
+					 * the first block of rows, after which it is cached.
 					 */
 					for (int p = 0; p < kb; p++)
 						for (int q = 0; q < w; q += 16)
