@@ -298,14 +298,15 @@ type rowsCase struct {
 	m, n, pad  int
 	bias, keep int
 	negInf     bool // some bias entries are −Inf
+	wide       bool // scores over [−250, 10]: exponentials that underflow to 0 or to subnormals
 	causal     bool
 	lim0       int
 	blocks     int
 }
 
 func (c rowsCase) String() string {
-	return fmt.Sprintf("M=%d/N=%d/pad=%d/bias=%d/keep=%d/negInf=%v/causal=%v/lim0=%d/blocks=%d",
-		c.m, c.n, c.pad, c.bias, c.keep, c.negInf, c.causal, c.lim0, c.blocks)
+	return fmt.Sprintf("M=%d/N=%d/pad=%d/bias=%d/keep=%d/negInf=%v/wide=%v/causal=%v/lim0=%d/blocks=%d",
+		c.m, c.n, c.pad, c.bias, c.keep, c.negInf, c.wide, c.causal, c.lim0, c.blocks)
 }
 
 func rowsCases() []rowsCase {
@@ -322,6 +323,8 @@ func rowsCases() []rowsCase {
 				with(func(c *rowsCase) { c.bias, c.negInf = 1, true }),
 				with(func(c *rowsCase) { c.bias, c.negInf = 2, true }),
 				with(func(c *rowsCase) { c.keep = 2 }),
+				with(func(c *rowsCase) { c.wide = true }),
+				with(func(c *rowsCase) { c.wide, c.bias, c.negInf = true, 2, true }),
 				with(func(c *rowsCase) { c.keep = 1 }),
 				with(func(c *rowsCase) { c.causal, c.lim0 = true, -2 }),
 				with(func(c *rowsCase) { c.causal, c.lim0 = true, n/2 }),
@@ -364,7 +367,11 @@ func testSoftmaxRows(t *testing.T, be Backend, tc rowsCase) {
 		var checkS func() bool
 		r.S, checkS = guarded(m*lds, 8)
 		for i := range m {
-			fill(rng, r.S[i*lds:i*lds+n], -4, 4)
+			if tc.wide {
+				fill(rng, r.S[i*lds:i*lds+n], -250, 10)
+			} else {
+				fill(rng, r.S[i*lds:i*lds+n], -4, 4)
+			}
 		}
 		if tc.bias > 0 {
 			r.LDBias = 0
