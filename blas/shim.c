@@ -360,17 +360,12 @@ XATTN_AVX2 static void exp_avx2(int n, const float *x, float *y) {
 /* --------------------------------------------------------------- AVX-512 */
 
 /*
- * exp512 is pure.Exp on 16 lanes, as exp256; vscalefps multiplies by 2^n with
- * one rounding into the subnormal range.
+ * exp512_scaled is the common part of the AVX-512 exponentials: e^x as
+ * 2^fn·e^r, r = x − fn·ln 2 with ln 2 in two parts and e^r from the
+ * polynomial, then vscalefps, which multiplies by 2^fn with one rounding
+ * into the subnormal range.
  */
-XATTN_AVX512 static inline __m512 exp512(__m512 x) {
-	const __m512 lo = _mm512_set1_ps(EXP_LO), hi = _mm512_set1_ps(EXP_HI);
-	__mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
-	__mmask16 over = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ);
-	x = _mm512_mask_mov_ps(_mm512_min_ps(hi, x), under, _mm512_setzero_ps()); /* as in exp256 */
-	__m512 t = _mm512_mul_ps(x, _mm512_set1_ps(LOG2E));
-	__m512 half = _mm512_or_ps(_mm512_set1_ps(0.5f), _mm512_and_ps(t, _mm512_set1_ps(-0.0f)));
-	__m512 fn = _mm512_roundscale_ps(_mm512_add_ps(t, half), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+XATTN_AVX512 static inline __m512 exp512_scaled(__m512 x, __m512 fn) {
 	__m512 r = _mm512_fnmadd_ps(fn, _mm512_set1_ps(LN2_HI), x);
 	r = _mm512_fnmadd_ps(fn, _mm512_set1_ps(LN2_LO), r);
 	__m512 p = _mm512_set1_ps(EXP_P0);
@@ -380,8 +375,19 @@ XATTN_AVX512 static inline __m512 exp512(__m512 x) {
 	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P4));
 	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P5));
 	__m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
-	__m512 e = _mm512_scalef_ps(y, fn);
-	e = _mm512_mask_mov_ps(e, under, _mm512_setzero_ps());
+	return _mm512_scalef_ps(y, fn);
+}
+
+/* exp512 is pure.Exp on 16 lanes, as exp256. */
+XATTN_AVX512 static inline __m512 exp512(__m512 x) {
+	const __m512 lo = _mm512_set1_ps(EXP_LO), hi = _mm512_set1_ps(EXP_HI);
+	__mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+	__mmask16 over = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ);
+	x = _mm512_mask_mov_ps(_mm512_min_ps(hi, x), under, _mm512_setzero_ps()); /* as in exp256 */
+	__m512 t = _mm512_mul_ps(x, _mm512_set1_ps(LOG2E));
+	__m512 half = _mm512_or_ps(_mm512_set1_ps(0.5f), _mm512_and_ps(t, _mm512_set1_ps(-0.0f)));
+	__m512 fn = _mm512_roundscale_ps(_mm512_add_ps(t, half), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+	__m512 e = _mm512_mask_mov_ps(exp512_scaled(x, fn), under, _mm512_setzero_ps());
 	return _mm512_mask_mov_ps(e, over, _mm512_set1_ps(INFINITY));
 }
 
@@ -398,16 +404,7 @@ XATTN_AVX512 static inline __m512 exp512_nonpos(__m512 x) {
 	x = _mm512_mask_mov_ps(x, under, _mm512_setzero_ps()); /* e^0, set to 0 below: as in exp512 */
 	__m512 t = _mm512_mul_ps(x, _mm512_set1_ps(LOG2E));
 	__m512 fn = _mm512_roundscale_ps(_mm512_sub_ps(t, _mm512_set1_ps(0.5f)), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-	__m512 r = _mm512_fnmadd_ps(fn, _mm512_set1_ps(LN2_HI), x);
-	r = _mm512_fnmadd_ps(fn, _mm512_set1_ps(LN2_LO), r);
-	__m512 p = _mm512_set1_ps(EXP_P0);
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P1));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P2));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P3));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P4));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P5));
-	__m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
-	return _mm512_mask_mov_ps(_mm512_scalef_ps(y, fn), under, _mm512_setzero_ps());
+	return _mm512_mask_mov_ps(exp512_scaled(x, fn), under, _mm512_setzero_ps());
 }
 
 /* tail512 is a mask of the first rem < 16 lanes. */
