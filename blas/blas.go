@@ -136,8 +136,8 @@ func (a *Attention) headBlock() int { return max(a.HeadBlock, 1) }
 // ScratchLen returns the number of float32 scratch values one worker needs
 // for [Backend.Attend] on a.
 //
-// It holds the scores of a query block against a key block (rows padded to
-// a multiple of 16 values), the running maximum, sum and correction of each
+// It holds the scores of a query block of every head of a task against a key
+// block (rows padded to a multiple of 16 values), the running maximum, sum and correction of each
 // row of each head of a task, then, for backends that repack a key block
 // and its values, the block's DK·KVBlock keys (rounded up to whole panels
 // of 64 keys) and its KVBlock·DV values (DV rounded up to whole panels of
@@ -150,7 +150,7 @@ func (a *Attention) ScratchLen() int {
 
 // ktOffset is where the repacked key block starts in the scratch.
 func (a *Attention) ktOffset() int {
-	return ceilDiv(a.QBlock*ceilDiv(a.KVBlock, 16)*16+3*a.QBlock*a.headBlock(), 16) * 16
+	return ceilDiv(a.QBlock*a.headBlock()*ceilDiv(a.KVBlock, 16)*16+3*a.QBlock*a.headBlock(), 16) * 16
 }
 
 // task returns the batch, first head and first query row of task t.

@@ -546,7 +546,8 @@ type attnCase struct {
 	chunks                             int // Attend calls the tasks are split over
 	// packKeys has the backend pack the keys (PackKeys) before attending.
 	packKeys bool
-	hb       int // Attention.HeadBlock
+	hb       int  // Attention.HeadBlock
+	tight    bool // LDQ and LDO without padding: all heads side by side, stacked by the AVX-512 core
 }
 
 func attnCases() []attnCase {
@@ -576,6 +577,14 @@ func attnCases() []attnCase {
 			keyLen: []int32{100, 33}, bias: "full", causal: true, off: 50},
 		{name: "head-block-packed", b: 2, h: 8, kvh: 2, tq: 5, tk: 200, dk: 40, dv: 40, qb: 5, kvb: 128, chunks: 2, hb: 2,
 			packKeys: true, keyLen: []int32{200, 0}},
+		// All heads of a task over one key/value head, Q and O without
+		// padding: the AVX-512 core runs both products once for all heads.
+		{name: "head-block-stacked", b: 2, h: 4, kvh: 1, tq: 9, tk: 150, dk: 70, dv: 65, qb: 6, kvb: 64, chunks: 3, hb: 4,
+			tight: true, keep: "full", bias: "full", causal: true, off: 100},
+		{name: "head-block-stacked-packed", b: 2, h: 3, kvh: 1, tq: 13, tk: 200, dk: 32, dv: 48, qb: 7, kvb: 128, chunks: 2, hb: 3,
+			tight: true, packKeys: true, keyLen: []int32{200, 0}},
+		{name: "head-block-stacked-keylen", b: 3, h: 8, kvh: 1, tq: 2, tk: 90, dk: 16, dv: 8, qb: 2, kvb: 40, chunks: 1, hb: 8,
+			tight: true, keyLen: []int32{90, 50, 1}, keep: "batch"},
 		{name: "tk0", b: 2, h: 2, kvh: 2, tq: 3, tk: 0, dk: 4, dv: 4, qb: 2, kvb: 4, chunks: 1},
 		{name: "dk0", b: 1, h: 2, kvh: 1, tq: 3, tk: 5, dk: 0, dv: 3, qb: 2, kvb: 2, chunks: 1},
 		{name: "keylen", b: 3, h: 2, kvh: 1, tq: 5, tk: 11, dk: 4, dv: 5, qb: 3, kvb: 4, keyLen: []int32{0, 7, 20}, chunks: 2},
@@ -623,6 +632,9 @@ func (c attnCase) attention(seed uint64) (a *Attention, owned []bool, checkO fun
 		LDQ:   c.h*c.dk + 3, LDK: c.kvh*c.dk + 1, LDV: c.kvh*c.dv + 2, LDO: c.h*c.dv + 4,
 		KeyLen: c.keyLen, Causal: c.causal, CausalOffset: c.off,
 		QBlock: c.qb, KVBlock: c.kvb, HeadBlock: c.hb,
+	}
+	if c.tight {
+		a.LDQ, a.LDO = c.h*c.dk, c.h*c.dv
 	}
 	a.BatchQ, a.BatchK, a.BatchV, a.BatchO = c.tq*a.LDQ+5, c.tk*a.LDK, c.tk*a.LDV+1, c.tq*a.LDO+3
 	mk := func(rows, ld, stride int) []float32 {

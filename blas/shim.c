@@ -634,7 +634,8 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 	const int64_t nhb = (p->heads + hb - 1) / hb;
 	const int group = p->heads / p->kv_heads;
 	float *s = scratch;
-	const int64_t slen = (int64_t)p->q_block * ((p->kv_block + 15) / 16 * 16);
+	/* Scores of a block: q_block rows of every head of a task (stacked, below). */
+	const int64_t slen = (int64_t)p->q_block * hb * ((p->kv_block + 15) / 16 * 16);
 	/* Running maximum, sum and correction of row r of head i of the task: [i·q_block + r]. */
 	float *mxs = scratch + slen;
 	float *sums = mxs + (int64_t)p->q_block * hb;
@@ -667,6 +668,8 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 		const int g = h0 / group;
 		const int64_t kb = p->batch_k * b + (int64_t)p->dk * g;
 		const int64_t vb = p->batch_v * b + (int64_t)p->dv * g;
+		const int stack = own && nh > 1 && nh == p->heads && p->ldq == (int64_t)p->heads * p->dk &&
+				p->ldo == (int64_t)p->heads * p->dv;
 		for (int r = 0; r < p->q_block * nh; r++) {
 			mxs[r] = -INFINITY;
 			sums[r] = 0.0f;
@@ -692,6 +695,36 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 			}
 			if (p->dv > 0 && own)
 				xattn_pack_rows(nb, p->dv, v + vb + k0 * p->ldv, p->ldv, vt, ldp);
+			if (stack) {
+				/*
+				 * Every head of the row, side by side in Q and O: row i
+				 * of head h is row i·heads + h of one matrix with
+				 * leading dimension dk (dv), so both products run once
+				 * for all heads, mq·heads rows tall; the row pass runs
+				 * per head on every heads-th row of S.
+				 */
+				const int ms = mq * nh;
+				float *os = o + p->batch_o * b + (int64_t)p->ldo * q0;
+				if (p->dk > 0)
+					xattn_gemm_avx512_pf(ms, nb, p->dk, p->scale, q + p->batch_q * b + (int64_t)p->ldq * q0, p->dk,
+							kb_t, 64, 64 * (int64_t)p->dk, 0.0f, s, lds, NULL, 0);
+				else
+					memset(s, 0, (size_t)ms * (size_t)lds * sizeof *s);
+				for (int i = 0; i < nh; i++) {
+					const int h = h0 + i;
+					float *mx = mxs + i * p->q_block, *sum = sums + i * p->q_block, *corr = corrs + i * p->q_block;
+					const float *bb = bias ? bias + p->bias_stride[0] * b + p->bias_stride[1] * h + p->bias_stride[2] * q0 + k0 : NULL;
+					const unsigned char *kk = keep ? keep + p->keep_stride[0] * b + p->keep_stride[1] * h + p->keep_stride[2] * q0 + k0 : NULL;
+					rows(mq, nb, s + (int64_t)i * lds, lds * nh, bb, (int)p->bias_stride[2], kk, (int)p->keep_stride[2],
+							p->causal, q0 + p->causal_offset + 1 - k0, mx, sum, corr);
+					if (p->dv > 0 && k0 > 0)
+						scale(mq, p->dv, os + (int64_t)p->dv * h, p->ldo, corr);
+				}
+				if (p->dv > 0)
+					xattn_gemm_avx512_pf(ms, p->dv, nb, 1.0f, s, lds, vt, 64, 64 * ldp,
+							k0 > 0 ? 1.0f : 0.0f, os, p->dv, NULL, 0);
+				continue;
+			}
 			for (int i = 0; i < nh; i++) {
 				const int h = h0 + i;
 				float *mx = mxs + i * p->q_block, *sum = sums + i * p->q_block, *corr = corrs + i * p->q_block;

@@ -63,7 +63,7 @@ void xattn_scale_rows(int isa, int m, int n, float *c, int ldc, const float *f);
 /*
  * xattn_attend runs tasks [t0, t1) of the attention p, the steps of Go's
  * attendTask, with the row pass of the variant isa. scratch holds
- * q_block·⌈kv_block/16⌉·16 + 3·q_block·head_block, rounded up to a multiple of 16,
+ * q_block·head_block·⌈kv_block/16⌉·16 + 3·q_block·head_block, rounded up to a multiple of 16,
  * + dk·⌈kv_block/64⌉·64 + ⌈dv/64⌉·64·⌈kv_block/16⌉·16 floats (blas.Attention's ScratchLen);
  * the last two parts hold the packed transpose of a key block and the block's
  * values in panels when the variant is AVX-512, whose products run on
