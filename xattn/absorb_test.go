@@ -3,6 +3,7 @@ package xattn_test
 import (
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 
@@ -41,6 +42,9 @@ func TestAbsorbChoice(t *testing.T) {
 		}
 		if got := l.Absorbs(tc.s); got != tc.wants {
 			t.Errorf("%s: absorbs = %t, want %t", tc.name, got, tc.wants)
+		}
+		if off := strings.Contains(l.Plan().String(), " absorb=off "); off == l.Plan().Absorb {
+			t.Errorf("%s: Plan %q with Absorb = %t", tc.name, l.Plan(), l.Plan().Absorb)
 		}
 	}
 }
