@@ -12,6 +12,13 @@
 #      kernels;
 #   3. sd_unet64 at 1 and 2 threads, for the scaling.
 #
+# xbench runs with GOMAXPROCS one above its 2 threads (override with
+# XBENCH_GOMAXPROCS): a cgo call that outlasts a sysmon tick while no P is
+# idle has its P handed to another thread, and getting it back costs a thread
+# switch on return; one idle P avoids that. Measured here, 2 threads on 2
+# cores without SMT: sd_unet64 19.2–20.0 → 17.0–17.4 ms, decoder 29.2–30.0 →
+# 26.2–27.9 ms. The README recommends the same for services.
+#
 # Usage: bash scripts/bench-targets.sh [outdir]   (default bench-out/)
 # It installs the peers (scripts/peers-setup.sh) and writes one JSON report
 # per run to outdir beside the tables it prints. On a shared machine, run it
@@ -24,6 +31,7 @@ mkdir -p "$out"
 bash scripts/peers-setup.sh
 go build -o "$out/xbench" ./cmd/xbench
 xb="$out/xbench"
+export GOMAXPROCS="${XBENCH_GOMAXPROCS:-3}"
 
 echo "== 1. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset"
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$xb" -threads 2 -repeats 9 -peers ort,torch -o "$out/unset.json"
