@@ -371,6 +371,14 @@ func writeTable(w io.Writer, rep *Report) error {
 	fmt.Fprintln(w, "GFLOP/s = xattn.FLOPs / median; FLOPs = 2·B·(Tq·Dq·H·dh + 2·Tk·Dc·H·dh + Tq·H·dh·Do) + 4·B·H·Tq·Tk·dh (exponentials not counted).")
 	io.WriteString(w, "%peak: against the machine's measured peak at the same thread count (see peak above); %gemm: against the SGEMM probe of the row's own backend.\n")
 	for i := range rep.Results {
+		r := &rep.Results[i]
+		if r.Kind == "xattn" && r.Impl == "openblas" && r.State == stateOK && rep.Env.GOMAXPROCS > 0 && r.Threads >= rep.Env.GOMAXPROCS {
+			fmt.Fprintf(w, "GOMAXPROCS=%d does not exceed the layer's %d threads: a long cgo call then loses its P to another OS thread and pays a switch on return; GOMAXPROCS=%d is faster (see xattn.WithThreads).\n",
+				rep.Env.GOMAXPROCS, r.Threads, r.Threads+1)
+			break
+		}
+	}
+	for i := range rep.Results {
 		if rep.Results[i].Absorbed {
 			fmt.Fprintln(w, "absorbed: the layer moved its key and value projections to the queries' side (xattn.WithAbsorb), less work than FLOPs counts; GFLOP/s still divides the projected form's FLOPs.")
 			break

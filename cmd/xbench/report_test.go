@@ -137,6 +137,7 @@ func TestTable(t *testing.T) {
 		"80x77", "23.5", "20.7", "27.7", "52%", "63 MiB", "ref", "ok 8.2e-08", "2.13",
 		"sd_unet64 ort: absent: node not found",
 		"GFLOP/s = xattn.FLOPs / median",
+		"GOMAXPROCS=2 does not exceed the layer's 2 threads", "GOMAXPROCS=3 is faster",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
