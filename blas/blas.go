@@ -77,8 +77,9 @@ type Rows struct {
 //
 // The work is split in Tasks() tasks, one per (b, block of HeadBlock heads,
 // block of QBlock query rows); the query block is the fastest-moving index,
-// so consecutive tasks share K and V. Each task walks the keys in blocks of KVBlock with online
-// softmax, so no Tq×Tk matrix is ever formed. O must not overlap Q, K or V.
+// so consecutive tasks share K and V. Each task walks the keys in blocks of
+// KVBlock with online softmax, so no Tq×Tk matrix is ever formed. O must not
+// overlap Q, K or V.
 type Attention struct {
 	Batch, Heads, KVHeads, Tq, Tk, DK, DV int
 
@@ -137,8 +138,9 @@ func (a *Attention) headBlock() int { return max(a.HeadBlock, 1) }
 // for [Backend.Attend] on a.
 //
 // It holds the scores of a query block of every head of a task against a key
-// block (rows padded to a multiple of 16 values), the running maximum, sum and correction of each
-// row of each head of a task, then, for backends that repack a key block
+// block (rows padded to a multiple of 16 values), the running maximum, sum
+// and correction of each row of each head of a task, then, for backends
+// that repack a key block
 // and its values, the block's DK·KVBlock keys (rounded up to whole panels
 // of 64 keys) and its KVBlock·DV values (DV rounded up to whole panels of
 // 64). Each part starts, and the length ends, on a multiple of 16 values,
