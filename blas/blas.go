@@ -140,12 +140,11 @@ func (a *Attention) headBlock() int { return max(a.HeadBlock, 1) }
 // It holds the scores of a query block of every head of a task against a key
 // block (rows padded to a multiple of 16 values), the running maximum, sum
 // and correction of each row of each head of a task, then, for backends
-// that repack a key block
-// and its values, the block's DK·KVBlock keys (rounded up to whole panels
-// of 64 keys) and its KVBlock·DV values (DV rounded up to whole panels of
-// 64). Each part starts, and the length ends, on a multiple of 16 values,
-// so that consecutive scratch slices of a 64-byte aligned buffer keep the
-// blocks aligned for the vector loads.
+// that repack a key block and its values, the block's DK·KVBlock keys
+// (rounded up to whole panels of 64 keys) and its KVBlock·DV values (DV
+// rounded up to whole panels of 64). Each part starts, and the length ends,
+// on a multiple of 16 values, so that consecutive scratch slices of a
+// 64-byte aligned buffer keep the blocks aligned for the vector loads.
 func (a *Attention) ScratchLen() int {
 	return a.ktOffset() + a.DK*ceilDiv(a.KVBlock, 64)*64 + ceilDiv(a.DV, 64)*64*ceilDiv(a.KVBlock, 16)*16
 }
