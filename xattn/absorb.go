@@ -98,10 +98,6 @@ func (ws *workspace) runAbsorbed(l *Layer, y, xq, xk, xv []float32, s Shape) {
 	h, dk, dv, dc, dx := c.Heads, c.HeadDim, c.ValueHeadDim, c.ContextDim, c.ValueDim
 	rows := b * tq
 	ws.begin(l, absorbedFLOPs(c, s))
-	ws.rowsOf = grow(ws.rowsOf, h)
-	for i := range ws.rowsOf {
-		ws.rowsOf[i] = rows
-	}
 
 	// Phase 1: the queries.
 	ws.gemms = ws.gemms[:0]
@@ -112,7 +108,7 @@ func (ws *workspace) runAbsorbed(l *Layer, y, xq, xk, xv []float32, s Shape) {
 	a.K, a.LDK, a.BatchK = xk, dc, tk*dc
 	a.V, a.LDV, a.BatchV = xv, dx, tk*dx
 	a.KT, a.KTBatch, a.KTHead = nil, 0, 0
-	ws.gemmPhase(ws.rowsOf[:1])
+	ws.gemmPhase()
 
 	// Phase 2: Q̃_h = Q_h·Wk_g, rows of H·Dc values.
 	ws.aq = grow(ws.aq, rows*h*dc)
@@ -120,10 +116,10 @@ func (ws *workspace) runAbsorbed(l *Layer, y, xq, xk, xv []float32, s Shape) {
 	group := h / c.KVHeads
 	for hh := range h {
 		g := hh / group
-		ws.gemms = append(ws.gemms, gemm{a: ws.q[hh*dk:], lda: h * dk, k: dk, n: dc,
+		ws.gemms = append(ws.gemms, gemm{a: ws.q[hh*dk:], m: rows, lda: h * dk, k: dk, n: dc,
 			w: w.wkT[g*dc*dk:][:dc*dk], packed: w.pkT[g], c: ws.aq[hh*dc:], ldc: h * dc})
 	}
-	ws.gemmPhase(ws.rowsOf)
+	ws.gemmPhase()
 
 	// Phase 3: Õ_h = softmax(Scale·Q̃_h·Cᵀ + mask)·C.
 	ws.ao = grow(ws.ao, rows*h*dx)
@@ -155,14 +151,14 @@ func (ws *workspace) runAbsorbed(l *Layer, y, xq, xk, xv []float32, s Shape) {
 	ws.gemms = ws.gemms[:0]
 	for hh := range h {
 		g := hh / group
-		gm := gemm{a: ws.ao[hh*dx:], lda: h * dx, k: dx, n: dv,
+		gm := gemm{a: ws.ao[hh*dx:], m: rows, lda: h * dx, k: dx, n: dv,
 			w: l.wv[g*dv*dx:][:dv*dx], packed: w.pvh[g], c: ws.o[hh*dv:], ldc: h * dv}
 		if l.bv != nil {
 			gm.bias = l.bv[g*dv:][:dv]
 		}
 		ws.gemms = append(ws.gemms, gm)
 	}
-	ws.gemmPhase(ws.rowsOf)
+	ws.gemmPhase()
 	if a.Stats != nil {
 		for bi := range b {
 			for hh := range h {

@@ -84,7 +84,7 @@ func (l *Layer) ForwardBatch(reqs []Request) error {
 	ws.gemms = ws.gemms[:0]
 	ws.addQ(l, bs.x, bs.rq)
 	ws.addKV(l, bs.ctx, bs.ctx, ws.kv)
-	ws.gemmPhase([]int{bs.rq, bs.rk, bs.rk})
+	ws.gemmPhase()
 
 	bs.attend(l, reqs)
 

@@ -83,7 +83,7 @@ func (l *Layer) project(key, value []float32, batch, tk int) (*Context, error) {
 	ws.begin(l, work(c, 0, float64(rows), 0))
 	ws.gemms = ws.gemms[:0]
 	ws.addKV(l, key, value, ctx.kv)
-	ws.gemmPhase([]int{rows, rows})
+	ws.gemmPhase()
 	// Pack the keys once for the attention core, where the backend would
 	// otherwise pack every key block of every call (the AVX-512 kernel).
 	a := blas.Attention{Batch: batch, KVHeads: c.KVHeads, Tk: tk, DK: c.HeadDim,
@@ -148,7 +148,7 @@ func (l *Layer) ForwardContext(y, x []float32, ctx *Context, tq int, m *Mask) er
 	}
 	ws.gemms = ws.gemms[:0]
 	ws.addQ(l, x, s.Batch*tq)
-	ws.gemmPhase([]int{s.Batch * tq})
+	ws.gemmPhase()
 	ws.attend(l, k, s)
 	ws.output(l, y, s.Batch*tq)
 	return nil
@@ -285,7 +285,7 @@ func (l *Layer) ForwardStep(y, x []float32, kv *KVCache, tq int, m *Mask) error 
 	ws.gemms = ws.gemms[:0]
 	ws.addQ(l, x, rows)
 	ws.addKV(l, x, x, ws.kv)
-	ws.gemmPhase([]int{rows, rows, rows})
+	ws.gemmPhase()
 	n := tq * kv.ldkv
 	for i := range b {
 		copy(kv.kv[i*kv.stride+kv.n*kv.ldkv:][:n], ws.kv[i*n:][:n])

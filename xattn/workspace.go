@@ -41,9 +41,8 @@ type workspace struct {
 	layer  *Layer
 
 	// The absorbed form (see absorb.go): absorbed queries, attention
-	// outputs and row statistics; per-head row counts.
+	// outputs and row statistics.
 	aq, ao, astats []float32
-	rowsOf         []int
 
 	// Per phase.
 	phase        int
@@ -58,15 +57,15 @@ const (
 	phaseFused
 )
 
-// gemm is one projection C = A·Wᵀ + bias of rows×n from k features; packed
+// gemm is one projection C = A·Wᵀ + bias of m×n from k features; packed
 // is W as the backend's Pack returned it (nil if it does not pack).
 type gemm struct {
-	a         []float32
-	lda, k, n int
-	w, bias   []float32
-	packed    []float32
-	c         []float32
-	ldc       int
+	a            []float32
+	m, lda, k, n int
+	w, bias      []float32
+	packed       []float32
+	c            []float32
+	ldc          int
 }
 
 // chunk is rows [r0, r1) and columns [c0, c1) of gemm g.
@@ -113,13 +112,13 @@ func (ws *workspace) run(l *Layer, y, xq, xk, xv []float32, s Shape) {
 	ws.gemms = ws.gemms[:0]
 	if q := ws.fusedRows(l, s); q > 0 {
 		ws.addKV(l, xk, xv, ws.kv)
-		ws.gemmPhase([]int{b * tk, b * tk})
+		ws.gemmPhase()
 		ws.fused(l, y, xq, keys{kv: ws.kv, stride: tk * ldkv}, s, q)
 		return
 	}
 	ws.addQ(l, xq, b*tq)
 	ws.addKV(l, xk, xv, ws.kv)
-	ws.gemmPhase([]int{b * tq, b * tk, b * tk})
+	ws.gemmPhase()
 
 	// Phase 2: the attention core over (batch, head, query block) tasks.
 	ws.attend(l, keys{kv: ws.kv, stride: tk * ldkv}, s)
@@ -217,7 +216,7 @@ func (ws *workspace) fusedItem(slot, i int) {
 	ob := ws.fo[slot*q*hdv:][:rows*hdv]
 
 	// The block's queries.
-	g := l.queryGemm(ws.fx[(bi*a.Tq+q0)*c.QueryDim:], qb)
+	g := l.queryGemm(ws.fx[(bi*a.Tq+q0)*c.QueryDim:], qb, rows)
 	ws.product(slot, &g, chunk{r1: rows, c1: g.n})
 
 	// Attention of every head over batch bi's keys, one task per head: the
@@ -244,7 +243,7 @@ func (ws *workspace) fusedItem(slot, i int) {
 	ws.backend.Attend(v, 0, v.Tasks(), ws.scratch[slot*ws.scratchN:][:ws.scratchN])
 
 	// The block's outputs, straight into y.
-	g = l.outputGemm(ob, ws.fy[(bi*a.Tq+q0)*c.OutDim:])
+	g = l.outputGemm(ob, ws.fy[(bi*a.Tq+q0)*c.OutDim:], rows)
 	ws.product(slot, &g, chunk{r1: rows, c1: g.n})
 }
 
@@ -265,26 +264,26 @@ func (ws *workspace) addQ(l *Layer, x []float32, rows int) {
 	c := &l.cfg
 	nq := c.Heads * c.HeadDim
 	ws.q = grow(ws.q, rows*nq)
-	ws.gemms = append(ws.gemms, l.queryGemm(x, ws.q))
+	ws.gemms = append(ws.gemms, l.queryGemm(x, ws.q, rows))
 }
 
-// queryGemm is the query projection of the rows of x into q.
-func (l *Layer) queryGemm(x, q []float32) gemm {
+// queryGemm is the query projection of the rows rows of x into q.
+func (l *Layer) queryGemm(x, q []float32, rows int) gemm {
 	c := &l.cfg
 	nq := c.Heads * c.HeadDim
-	return gemm{a: x, lda: c.QueryDim, k: c.QueryDim, n: nq, w: l.wq, bias: l.bq, packed: l.pq, c: q, ldc: nq}
+	return gemm{a: x, m: rows, lda: c.QueryDim, k: c.QueryDim, n: nq, w: l.wq, bias: l.bq, packed: l.pq, c: q, ldc: nq}
 }
 
-// outputGemm is the output projection of the attention rows of o into y.
-func (l *Layer) outputGemm(o, y []float32) gemm {
+// outputGemm is the output projection of the rows attention rows of o into y.
+func (l *Layer) outputGemm(o, y []float32, rows int) gemm {
 	c := &l.cfg
 	hdv := c.Heads * c.ValueHeadDim
-	return gemm{a: o, lda: hdv, k: hdv, n: c.OutDim, w: l.wo, bias: l.bo, packed: l.po, c: y, ldc: c.OutDim}
+	return gemm{a: o, m: rows, lda: hdv, k: hdv, n: c.OutDim, w: l.wo, bias: l.bo, packed: l.po, c: y, ldc: c.OutDim}
 }
 
 // addKV adds to ws.gemms the key and value projections of xk and xv into kv,
-// rows of nk+nv values (keys, then values); one GEMM against [Wk; Wv] when
-// they are the same rows. An empty kv adds nothing.
+// rows of nk+nv values (keys, then values), as many as kv holds; one GEMM
+// against [Wk; Wv] when they are the same rows. An empty kv adds nothing.
 func (ws *workspace) addKV(l *Layer, xk, xv, kv []float32) {
 	if len(kv) == 0 {
 		return
@@ -292,12 +291,13 @@ func (ws *workspace) addKV(l *Layer, xk, xv, kv []float32) {
 	c := &l.cfg
 	nk, nv := c.KVHeads*c.HeadDim, c.KVHeads*c.ValueHeadDim
 	ldkv := nk + nv
+	m := len(kv) / ldkv
 	if l.wkv != nil && &xk[0] == &xv[0] {
-		ws.gemms = append(ws.gemms, gemm{a: xk, lda: c.ContextDim, k: c.ContextDim, n: ldkv, w: l.wkv, bias: l.bkv, packed: l.pkv, c: kv, ldc: ldkv})
+		ws.gemms = append(ws.gemms, gemm{a: xk, m: m, lda: c.ContextDim, k: c.ContextDim, n: ldkv, w: l.wkv, bias: l.bkv, packed: l.pkv, c: kv, ldc: ldkv})
 	} else {
 		ws.gemms = append(ws.gemms,
-			gemm{a: xk, lda: c.ContextDim, k: c.ContextDim, n: nk, w: l.wk, bias: l.bk, packed: l.pk, c: kv, ldc: ldkv},
-			gemm{a: xv, lda: c.ValueDim, k: c.ValueDim, n: nv, w: l.wv, bias: l.bv, packed: l.pv, c: kv[nk:], ldc: ldkv})
+			gemm{a: xk, m: m, lda: c.ContextDim, k: c.ContextDim, n: nk, w: l.wk, bias: l.bk, packed: l.pk, c: kv, ldc: ldkv},
+			gemm{a: xv, m: m, lda: c.ValueDim, k: c.ValueDim, n: nv, w: l.wv, bias: l.bv, packed: l.pv, c: kv[nk:], ldc: ldkv})
 	}
 }
 
@@ -461,11 +461,11 @@ func qBlock(q, bh, tq, threads int) int {
 // output runs the output projection of the rows attention rows in ws.o,
 // straight into y.
 func (ws *workspace) output(l *Layer, y []float32, rows int) {
-	ws.gemms = append(ws.gemms[:0], l.outputGemm(ws.o, y))
-	ws.gemmPhase([]int{rows})
+	ws.gemms = append(ws.gemms[:0], l.outputGemm(ws.o, y, rows))
+	ws.gemmPhase()
 }
 
-// gemmPhase splits every gemm of ws.gemms (rows[i] rows each) into row
+// gemmPhase splits every gemm of ws.gemms into row
 // chunks, or into column chunks when it has too few rows to share, and runs
 // them on the call's threads.
 //
@@ -475,11 +475,11 @@ func (ws *workspace) output(l *Layer, y []float32, rows int) {
 // product split the same way gives the same bits whatever else the call
 // does. This is what makes projections cached by [Layer.ProjectContext]
 // equal to fresh ones.
-func (ws *workspace) gemmPhase(rows []int) {
+func (ws *workspace) gemmPhase() {
 	parts := ws.plan.Threads
 	ws.chunks = ws.chunks[:0]
 	for gi := range ws.gemms {
-		r, n := rows[gi], ws.gemms[gi].n
+		r, n := ws.gemms[gi].m, ws.gemms[gi].n
 		rstep, cstep := r, n
 		switch {
 		case parts == 1:
