@@ -59,7 +59,8 @@ const absorbMinSaved = 16
 // absorbedWeights are the weights of the absorbed form, made on first use:
 // per key/value head g, Wk_g transposed (Dc×dk, for Q̃_h = Q_h·Wk_g as a
 // product with a transposed right-hand side) and both as the backend packs
-// them, with Wv_g (dv×Dv rows of Wv).
+// them, with Wv_g (dv×Dv rows of Wv; views into the layer's packed Wv when
+// heads fill whole panels).
 type absorbedWeights struct {
 	wkT      []float32
 	pkT, pvh [][]float32
@@ -81,7 +82,12 @@ func (l *Layer) absorbed() *absorbedWeights {
 				}
 			}
 			w.pkT[g] = l.backend.Pack(t, dc, dk)
-			w.pvh[g] = l.backend.Pack(l.wv[g*dv*dx:][:dv*dx], dv, dx)
+			if l.pv != nil && dv%64 == 0 {
+				// Head g's rows of Wv are whole panels of the packed Wv.
+				w.pvh[g] = l.pv[g*dv*dx:][:dv*dx]
+			} else {
+				w.pvh[g] = l.backend.Pack(l.wv[g*dv*dx:][:dv*dx], dv, dx)
+			}
 		}
 	})
 	return &l.abs
