@@ -13,6 +13,13 @@ if [ -n "$bad" ]; then
 	exit 1
 fi
 
+step "go mod tidy -diff"
+# go.mod and go.sum are what go mod tidy makes of them: direct dependencies
+# marked direct, and golang.org/x/exp pinned (netlib's tests import
+# golang.org/x/exp/rand without requiring a version, so tidy in a module
+# that imports this one would otherwise pick the newest).
+go mod tidy -diff
+
 step "go vet (cgo, CGO_ENABLED=0, purego)"
 go vet ./...
 CGO_ENABLED=0 go vet ./...
