@@ -110,6 +110,9 @@ type SafetensorsFile struct {
 // No allocation depends on a size the file claims before that size has been
 // checked against the real size of the file.
 func ReadSafetensors(r io.ReaderAt, size int64) (*SafetensorsFile, error) {
+	if r == nil {
+		return nil, fmt.Errorf("%w: nil io.ReaderAt", ErrFormat)
+	}
 	if size < 8 {
 		return nil, fmt.Errorf("%w: %d bytes is too short for the 8-byte header size", ErrFormat, size)
 	}
@@ -1007,7 +1010,11 @@ func (w *Weights) Tensors(cfg Config, m Mapping, prefix string) ([]Tensor, error
 		if m == TorchMHA && p.name == "out_proj.bias" && !c.Bias && !slices.ContainsFunc(w.OutBias, func(v float32) bool { return v != 0 }) {
 			continue
 		}
-		add(p.name, p.rows, p.cols, *p.dst)
+		data := *p.dst
+		if data == nil { // a nil OutBias, the only part check lets be nil here
+			data = make([]float32, p.rows)
+		}
+		add(p.name, p.rows, p.cols, data)
 	}
 	return ts, nil
 }
