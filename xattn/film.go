@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"unsafe"
 
 	"github.com/xattn/xattn/blas"
@@ -171,7 +172,7 @@ func NewFiLM(cfg FiLMConfig, w *FiLMWeights, opts ...Option) (*FiLM, error) {
 		return nil, fmt.Errorf("%w: WithTile(%d, %d) does not apply to FiLM", ErrConfig, s.plan.QBlock, s.plan.KVBlock)
 	}
 	f := &FiLM{cfg: c, backend: s.backend, plan: s.plan}
-	f.w = append(clone(w.Gamma), w.Beta...)
+	f.w = slices.Concat(w.Gamma, w.Beta) // one allocation
 	if c.Bias || c.GammaPlusOne {
 		f.b = make([]float32, 2*c.Dim)
 		if c.Bias {
@@ -315,11 +316,11 @@ func (f *FiLM) checkCall(y, x, cond []float32, batch, t int) error {
 			ErrShape, len(cond), batch, c.CondDim, batch*c.CondDim, hint)
 	}
 	if len(y) > 0 && unsafe.SliceData(y) != unsafe.SliceData(x) {
-		if err := checkOverlap("y", y, "x", x); err != nil {
+		if err := checkOverlap("y", y, "input x", x); err != nil {
 			return err
 		}
 	}
-	return checkOverlap("y", y, "cond", cond)
+	return checkOverlap("y", y, "conditioning input cond", cond)
 }
 
 // checkShape validates batch and t: γ and β are a product of batch rows (a

@@ -2,6 +2,7 @@ package xattn
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/xattn/xattn/blas"
@@ -83,10 +84,10 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 		l.bq = clone(w.QBias)
 	}
 	if c.ContextDim == c.ValueDim {
-		l.wkv = append(clone(w.K), w.V...)
+		l.wkv = slices.Concat(w.K, w.V) // one allocation
 		l.wk, l.wv = l.wkv[:len(w.K)], l.wkv[len(w.K):]
 		if c.Bias {
-			l.bkv = append(clone(w.KBias), w.VBias...)
+			l.bkv = slices.Concat(w.KBias, w.VBias)
 			l.bk, l.bv = l.bkv[:len(w.KBias)], l.bkv[len(w.KBias):]
 		}
 	} else {
