@@ -28,6 +28,17 @@ go vet -tags purego ./...
 step "go test, cgo with OpenBLAS required"
 XATTN_REQUIRE_OPENBLAS=1 go test ./...
 
+step "hostile inputs under a 2 GB address-space limit"
+# TestHostile's bogus and huge requests must be errors, never a fatal
+# out-of-memory, also where the address space runs out first. The Go
+# runtime and OpenBLAS reserve about 1.6 GB of it in a cgo test binary, so
+# the limit leaves little room. Not under -race: its shadow memory needs far
+# more address space.
+hostile=$(mktemp -d)
+trap 'rm -rf "$hostile"' EXIT
+go test -c -o "$hostile/xattn.test" ./xattn
+(cd xattn && ulimit -v 2097152 && XATTN_REQUIRE_OPENBLAS=1 "$hostile/xattn.test" -test.run '^TestHostile$')
+
 step "go test, CGO_ENABLED=0"
 CGO_ENABLED=0 go test ./...
 
