@@ -64,7 +64,7 @@ func ExampleLayer_ForwardContext() {
 	for i := range encoderOut {
 		encoderOut[i] = float32(i%5)/2 - 1
 	}
-	ctx, err := layer.ProjectContext(encoderOut, batch, tk) // ProjectKV(key, value, …) for a ValueDim
+	ctx, err := layer.ProjectContext(encoderOut, batch, tk) // ProjectKV(key, value, batch, tk) for a ValueDim
 	if err != nil {
 		log.Fatal(err)
 	}
