@@ -385,7 +385,7 @@ func (l *Layer) forward(y, q, k, v []float32, s Shape, m *Mask) error {
 // scratchLen estimates the float32 values of a workspace for a forward pass
 // of shape s (checked): the projected queries, keys and values and the
 // attention output, or the absorbed form's queries and outputs instead of
-// the keys and values.
+// the keys and values, and the threads' tiles.
 func (l *Layer) scratchLen(s Shape) float64 {
 	c := &l.cfg
 	rows := float64(s.Batch) * float64(s.Tq)
@@ -396,5 +396,8 @@ func (l *Layer) scratchLen(s Shape) float64 {
 	} else {
 		n += float64(s.Batch) * float64(s.Tk) * float64(c.KVHeads*(c.HeadDim+c.ValueHeadDim))
 	}
+	// Each thread's tile of scores (WithTile allows large ones).
+	p := &l.plan
+	n += float64(p.Threads) * float64(min(p.QBlock, s.Tq)) * float64(min(p.KVBlock, s.Tk))
 	return n
 }
