@@ -277,11 +277,16 @@ func (kv *KVCache) Reset() {
 
 // Truncate keeps the first n positions of every sequence and forgets the
 // rest, as after rejected speculative tokens; n must be in [0, Len()], or
-// the error wraps [ErrShape] and the cache is unchanged.
+// the error wraps [ErrShape] and the cache is unchanged. During a step it
+// returns an error wrapping [ErrBusy].
 func (kv *KVCache) Truncate(n int) error {
 	if kv == nil {
 		return fmt.Errorf("%w: Truncate(%d) of a nil *KVCache", ErrShape, n)
 	}
+	if !kv.busy.CompareAndSwap(false, true) {
+		return fmt.Errorf("%w: Truncate(%d) during a ForwardStep", ErrBusy, n)
+	}
+	defer kv.busy.Store(false)
 	if n < 0 || n > kv.n {
 		return fmt.Errorf("%w: Truncate(%d) of a KV cache holding %d positions", ErrShape, n, kv.n)
 	}
