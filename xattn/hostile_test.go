@@ -1,6 +1,7 @@
 package xattn_test
 
 import (
+	"bytes"
 	"errors"
 	"runtime"
 	"testing"
@@ -247,5 +248,51 @@ func TestHostileHugeDim(t *testing.T) {
 		if d := y[i] - want; d > 1e-6 || d < -1e-6 {
 			t.Fatalf("y[%d] = %v, want %v", i, y[i], want)
 		}
+	}
+}
+
+// TestNilOutBias checks that New takes a nil OutBias as no output bias (zero),
+// as the loaders and PyTorch's bias=False do, and that such weights save and
+// load back.
+func TestNilOutBias(t *testing.T) {
+	cfg := xattn.Config{QueryDim: 8, ContextDim: 6, Heads: 2, HeadDim: 4}
+	w, _ := xattn.NewWeights(cfg, 1)
+	zero := *w
+	zero.OutBias = make([]float32, cfg.QueryDim)
+	none := *w
+	none.OutBias = nil
+	s := xattn.Shape{Batch: 1, Tq: 3, Tk: 4}
+	x, ctx := make([]float32, 3*8), make([]float32, 4*6)
+	for i := range x {
+		x[i] = float32(i%5) - 2
+	}
+	for i := range ctx {
+		ctx[i] = float32(i%3) - 1
+	}
+	var ys [2][]float32
+	for i, w := range []*xattn.Weights{&zero, &none} {
+		l, err := xattn.New(cfg, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ys[i], err = l.Forward(x, ctx, s, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range ys[0] {
+		if ys[0][i] != ys[1][i] {
+			t.Fatalf("y[%d] = %v with a nil OutBias, %v with a zero one", i, ys[1][i], ys[0][i])
+		}
+	}
+	var buf bytes.Buffer
+	if err := none.Save(&buf, cfg, xattn.Diffusers, ""); err != nil {
+		t.Fatal(err)
+	}
+	back, err := xattn.LoadWeights(bytes.NewReader(buf.Bytes()), int64(buf.Len()), cfg, xattn.Diffusers, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.OutBias) != cfg.QueryDim {
+		t.Fatalf("loaded OutBias has %d values", len(back.OutBias))
 	}
 }
