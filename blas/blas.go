@@ -190,7 +190,9 @@ type Backend interface {
 	// products C = A·wᵀ (TransB), rearranged for this backend's Sgemm to
 	// read as Batch.Packed, or nil if the backend reads w as it is. It is
 	// for a matrix used in many products, such as a layer's weights: the
-	// result is a new slice, never written to after, safe to share.
+	// result is a new slice, never written to after, safe to share, of at
+	// most twice the values of w (where its layout would pad more, the
+	// backend returns nil).
 	Pack(w []float32, n, k int) []float32
 	// SoftmaxRows runs the fused softmax row pass described by r.
 	SoftmaxRows(r *Rows)

@@ -707,7 +707,7 @@ func testAttend(t *testing.T, be Backend, tc attnCase) {
 	in.ints(a.KeyLen)
 	if tc.packKeys {
 		packed := be.PackKeys(a)
-		if !packed && be.Pack(make([]float32, 64), 1, 64) != nil {
+		if !packed && be.Pack(make([]float32, 64*64), 64, 64) != nil {
 			t.Fatal("PackKeys = false on a backend that packs weights (the AVX-512 variant)")
 		}
 		if packed {

@@ -168,10 +168,12 @@ type openBLAS struct {
 func (openBLAS) Name() string { return "openblas" }
 
 // Pack packs w for the AVX-512 kernel of kernel.c when that is the variant
-// in use, and returns nil otherwise.
+// in use, and returns nil otherwise, or when the padding of its panels of 64
+// rows would more than double w (n < 32 rows: a 1×2²⁴ matrix would take 4 GB
+// as one panel). Such a product reads w as it is.
 func (o openBLAS) Pack(w []float32, n, k int) []float32 {
 	checkPack(w, n, k)
-	if o.isa != isaAVX512 || n == 0 || k == 0 {
+	if o.isa != isaAVX512 || n == 0 || k == 0 || packedLen(n, k) > 2*n*k {
 		return nil
 	}
 	return packPanels(w, n, k)

@@ -13,6 +13,13 @@ if [ -n "$bad" ]; then
 	exit 1
 fi
 
+step "go mod tidy -diff"
+# go.mod and go.sum are what go mod tidy makes of them: direct dependencies
+# marked direct, and golang.org/x/exp pinned (netlib's tests import
+# golang.org/x/exp/rand without requiring a version, so tidy in a module
+# that imports this one would otherwise pick the newest).
+go mod tidy -diff
+
 step "go vet (cgo, CGO_ENABLED=0, purego)"
 go vet ./...
 CGO_ENABLED=0 go vet ./...
@@ -20,6 +27,17 @@ go vet -tags purego ./...
 
 step "go test, cgo with OpenBLAS required"
 XATTN_REQUIRE_OPENBLAS=1 go test ./...
+
+step "hostile inputs under a 2 GB address-space limit"
+# TestHostile's bogus and huge requests must be errors, never a fatal
+# out-of-memory, also where the address space runs out first. The Go
+# runtime and OpenBLAS reserve about 1.6 GB of it in a cgo test binary, so
+# the limit leaves little room. Not under -race: its shadow memory needs far
+# more address space.
+hostile=$(mktemp -d)
+trap 'rm -rf "$hostile"' EXIT
+go test -c -o "$hostile/xattn.test" ./xattn
+(cd xattn && ulimit -v 2097152 && XATTN_REQUIRE_OPENBLAS=1 "$hostile/xattn.test" -test.run '^TestHostile$')
 
 step "go test, CGO_ENABLED=0"
 CGO_ENABLED=0 go test ./...

@@ -36,6 +36,9 @@ const absorbGain = 0.75
 // weights that are not.) Such a call does less work than [Layer.FLOPs]
 // counts.
 func (l *Layer) Absorbs(s Shape) bool {
+	if l == nil {
+		return false
+	}
 	c := &l.cfg
 	if !l.plan.Absorb || s.Tk == 0 || s.Tq == 0 {
 		return false

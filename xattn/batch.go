@@ -43,6 +43,9 @@ type Request struct {
 // overlap each other or any input. After the pool has warmed up to the
 // requests' total size, ForwardBatch allocates nothing.
 func (l *Layer) ForwardBatch(reqs []Request) error {
+	if err := l.usable(); err != nil {
+		return err
+	}
 	ws := l.getWorkspace()
 	defer l.putWorkspace(ws)
 	if ws.bat == nil {
@@ -140,6 +143,9 @@ func (bs *batchScratch) check(l *Layer, reqs []Request) (float64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("request %d: %w", i, err)
 		}
+		if err := checkRequestOverlap(reqs, i); err != nil {
+			return 0, err
+		}
 		if s.Batch == 0 || s.Tq == 0 {
 			continue
 		}
@@ -170,7 +176,37 @@ func (bs *batchScratch) check(l *Layer, reqs []Request) (float64, error) {
 		b, tq, tk := float64(s.Batch), float64(s.Tq), float64(s.Tk)
 		total += work(c, b*tq, float64(rk), b*tq*tk)
 	}
+	// The stacked inputs, projections and outputs.
+	rq, rk := float64(bs.rq), float64(bs.rk)
+	h := float64(c.Heads)
+	need := rq*(float64(c.QueryDim+c.OutDim)+h*float64(c.HeadDim+c.ValueHeadDim)) +
+		rk*float64(c.ContextDim+c.KVHeads*(c.HeadDim+c.ValueHeadDim))
+	if err := checkMem("the batch's scratch", need); err != nil {
+		return 0, err
+	}
 	return total, nil
+}
+
+// checkRequestOverlap returns an error wrapping ErrShape if the Y of request
+// i overlaps its own inputs, or the Y or an input of an earlier request, or
+// an earlier request's Y overlaps an input of request i.
+func checkRequestOverlap(reqs []Request, i int) error {
+	r := &reqs[i]
+	if overlaps(r.Y, r.X) || overlaps(r.Y, r.Context) {
+		return fmt.Errorf("request %d: %w: Y overlaps its own X or Context", i, ErrShape)
+	}
+	for j := range i {
+		q := &reqs[j]
+		switch {
+		case overlaps(r.Y, q.Y):
+			return fmt.Errorf("request %d: %w: Y overlaps request %d's Y", i, ErrShape, j)
+		case overlaps(r.Y, q.X) || overlaps(r.Y, q.Context):
+			return fmt.Errorf("request %d: %w: Y overlaps request %d's X or Context", i, ErrShape, j)
+		case overlaps(q.Y, r.X) || overlaps(q.Y, r.Context):
+			return fmt.Errorf("request %d: %w: X or Context overlaps request %d's Y", i, ErrShape, j)
+		}
+	}
+	return nil
 }
 
 // checkRequest validates the route and lengths of r and returns its shape,
@@ -290,5 +326,5 @@ func (bs *batchScratch) runItem(slot, i int) {
 // release drops every reference to caller memory before the workspace goes
 // back to the pool.
 func (bs *batchScratch) release() {
-	clear(bs.reqs)
+	clear(bs.reqs[:cap(bs.reqs)])
 }

@@ -2,6 +2,7 @@ package xattn
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"github.com/xattn/xattn/blas"
 )
@@ -26,11 +27,21 @@ type Context struct {
 	ktBatch, ktHead int
 }
 
-// Batch returns the number of sequences of c.
-func (c *Context) Batch() int { return c.batch }
+// Batch returns the number of sequences of c (0 for a nil Context).
+func (c *Context) Batch() int {
+	if c == nil {
+		return 0
+	}
+	return c.batch
+}
 
-// Tk returns the number of keys of each sequence of c.
-func (c *Context) Tk() int { return c.tk }
+// Tk returns the number of keys of each sequence of c (0 for a nil Context).
+func (c *Context) Tk() int {
+	if c == nil {
+		return 0
+	}
+	return c.tk
+}
 
 // ProjectContext projects the keys and values of context, [batch, tk,
 // ContextDim] row-major, for [Layer.ForwardContext]. Like
@@ -40,6 +51,9 @@ func (c *Context) Tk() int { return c.tk }
 // The projection runs the same products, split into the same row chunks, as
 // the one inside ForwardInto, so it holds the same bits.
 func (l *Layer) ProjectContext(context []float32, batch, tk int) (*Context, error) {
+	if err := l.usable(); err != nil {
+		return nil, err
+	}
 	c := &l.cfg
 	if c.ValueDim != c.ContextDim {
 		return nil, fmt.Errorf("%w: ValueDim=%d ≠ ContextDim=%d: pass keys and values to ProjectKV",
@@ -53,6 +67,9 @@ func (l *Layer) ProjectContext(context []float32, batch, tk int) (*Context, erro
 // value [batch, tk, ValueDim]. Passing the same slice twice is
 // ProjectContext.
 func (l *Layer) ProjectKV(key, value []float32, batch, tk int) (*Context, error) {
+	if err := l.usable(); err != nil {
+		return nil, err
+	}
 	return l.project(key, value, batch, tk)
 }
 
@@ -72,6 +89,10 @@ func (l *Layer) project(key, value []float32, batch, tk int) (*Context, error) {
 	n, ok := mul3(batch, tk, ldkv)
 	if !ok {
 		return nil, fmt.Errorf("%w: projected context [%d, %d, %d] overflows", ErrShape, batch, tk, ldkv)
+	}
+	// The keys and values, and the keys again where the backend packs them.
+	if err := checkMem("the projected context", 2*float64(n)); err != nil {
+		return nil, err
 	}
 	ctx := &Context{layer: l, batch: batch, tk: tk, kv: make([]float32, n)}
 	if n == 0 {
@@ -113,6 +134,9 @@ func (l *Layer) project(key, value []float32, batch, tk int) (*Context, error) {
 // ForwardContext allocates nothing; it is safe for concurrent use, with the
 // same ctx or others.
 func (l *Layer) ForwardContext(y, x []float32, ctx *Context, tq int, m *Mask) error {
+	if err := l.usable(); err != nil {
+		return err
+	}
 	c := &l.cfg
 	if ctx == nil {
 		return fmt.Errorf("%w: nil *Context", ErrShape)
@@ -128,6 +152,9 @@ func (l *Layer) ForwardContext(y, x []float32, ctx *Context, tq int, m *Mask) er
 		return err
 	}
 	if err := checkLen("query input", x, s.Batch, tq, c.QueryDim); err != nil {
+		return err
+	}
+	if err := checkOverlap("y", y, "query input", x); err != nil {
 		return err
 	}
 	if s.Batch == 0 || tq == 0 {
@@ -175,9 +202,12 @@ func work(c *Config, rq, rkv, pairs float64) float64 {
 // error that leaves the cache as it was. [KVCache.Reset] empties it for the
 // next sequence, [KVCache.Truncate] drops the last positions.
 //
-// A KVCache belongs to the layer that made it. It is not safe for concurrent
-// use: a step writes it. Give each decoding stream its own.
+// A KVCache belongs to the layer that made it. It is not for concurrent
+// use: a step writes it. Give each decoding stream its own. A step that
+// finds another step of the same cache under way returns an error wrapping
+// [ErrBusy] and changes nothing, so that misuse never corrupts the cache.
 type KVCache struct {
+	busy          atomic.Bool // a step is running
 	layer         *Layer
 	batch, cap, n int
 	ldkv          int       // nk+nv, the values of one position
@@ -189,6 +219,9 @@ type KVCache struct {
 // positions each. The layer must be able to run self-attention: ContextDim =
 // ValueDim = QueryDim, or the error wraps [ErrShape].
 func (l *Layer) NewKVCache(batch, capacity int) (*KVCache, error) {
+	if err := l.usable(); err != nil {
+		return nil, err
+	}
 	c := &l.cfg
 	if c.ContextDim != c.QueryDim || c.ValueDim != c.QueryDim {
 		return nil, fmt.Errorf("%w: a KV cache is for self-attention, but QueryDim=%d, ContextDim=%d, ValueDim=%d differ",
@@ -202,25 +235,58 @@ func (l *Layer) NewKVCache(batch, capacity int) (*KVCache, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: KV cache [%d, %d, %d] overflows", ErrShape, batch, capacity, ldkv)
 	}
+	if err := checkMem(fmt.Sprintf("a KV cache of [%d, %d, %d]", batch, capacity, ldkv), float64(n)); err != nil {
+		return nil, err
+	}
 	return &KVCache{layer: l, batch: batch, cap: capacity, ldkv: ldkv, stride: capacity * ldkv, kv: make([]float32, n)}, nil
 }
 
-// Len returns the number of positions cached, the same for every sequence.
-func (kv *KVCache) Len() int { return kv.n }
+// Len returns the number of positions cached, the same for every sequence
+// (0 for a nil cache).
+func (kv *KVCache) Len() int {
+	if kv == nil {
+		return 0
+	}
+	return kv.n
+}
 
-// Cap returns the number of positions the cache can hold.
-func (kv *KVCache) Cap() int { return kv.cap }
+// Cap returns the number of positions the cache can hold (0 for a nil
+// cache).
+func (kv *KVCache) Cap() int {
+	if kv == nil {
+		return 0
+	}
+	return kv.cap
+}
 
-// Batch returns the number of sequences of the cache.
-func (kv *KVCache) Batch() int { return kv.batch }
+// Batch returns the number of sequences of the cache (0 for a nil cache).
+func (kv *KVCache) Batch() int {
+	if kv == nil {
+		return 0
+	}
+	return kv.batch
+}
 
-// Reset empties the cache, keeping its memory.
-func (kv *KVCache) Reset() { kv.n = 0 }
+// Reset empties the cache, keeping its memory; on a nil cache it does
+// nothing. Like Truncate, it must not run during a step.
+func (kv *KVCache) Reset() {
+	if kv != nil {
+		kv.n = 0
+	}
+}
 
 // Truncate keeps the first n positions of every sequence and forgets the
 // rest, as after rejected speculative tokens; n must be in [0, Len()], or
-// the error wraps [ErrShape] and the cache is unchanged.
+// the error wraps [ErrShape] and the cache is unchanged. During a step it
+// returns an error wrapping [ErrBusy].
 func (kv *KVCache) Truncate(n int) error {
+	if kv == nil {
+		return fmt.Errorf("%w: Truncate(%d) of a nil *KVCache", ErrShape, n)
+	}
+	if !kv.busy.CompareAndSwap(false, true) {
+		return fmt.Errorf("%w: Truncate(%d) during a ForwardStep", ErrBusy, n)
+	}
+	defer kv.busy.Store(false)
 	if n < 0 || n > kv.n {
 		return fmt.Errorf("%w: Truncate(%d) of a KV cache holding %d positions", ErrShape, n, kv.n)
 	}
@@ -246,6 +312,9 @@ func (kv *KVCache) Truncate(n int) error {
 // [ErrShape], like any shape error; on error the cache is unchanged. After
 // the pool has warmed up to the shape, ForwardStep allocates nothing.
 func (l *Layer) ForwardStep(y, x []float32, kv *KVCache, tq int, m *Mask) error {
+	if err := l.usable(); err != nil {
+		return err
+	}
 	c := &l.cfg
 	if kv == nil {
 		return fmt.Errorf("%w: nil *KVCache", ErrShape)
@@ -253,6 +322,10 @@ func (l *Layer) ForwardStep(y, x []float32, kv *KVCache, tq int, m *Mask) error 
 	if kv.layer != l {
 		return fmt.Errorf("%w: the KVCache was made by another layer", ErrShape)
 	}
+	if !kv.busy.CompareAndSwap(false, true) {
+		return fmt.Errorf("%w: another ForwardStep is using this KVCache", ErrBusy)
+	}
+	defer kv.busy.Store(false)
 	if tq < 0 {
 		return fmt.Errorf("%w: negative step Tq=%d", ErrShape, tq)
 	}
@@ -265,6 +338,9 @@ func (l *Layer) ForwardStep(y, x []float32, kv *KVCache, tq int, m *Mask) error 
 		return err
 	}
 	if err := checkLen("query input", x, b, tq, c.QueryDim); err != nil {
+		return err
+	}
+	if err := checkOverlap("y", y, "query input", x); err != nil {
 		return err
 	}
 	if b == 0 || tq == 0 {

@@ -70,7 +70,22 @@
 // pass uses up to Plan.Threads goroutines: the caller's and helpers from one
 // process-wide pool shared by every Layer, so many concurrent callers do not
 // multiply threads. Scratch comes from a per-Layer pool: once warm, a stream
-// of [Layer.ForwardInto] calls allocates nothing.
+// of [Layer.ForwardInto] calls allocates nothing. A [KVCache] serves one
+// step at a time: a step that finds another under way on the same cache
+// returns an error wrapping [ErrBusy] and changes nothing.
+//
+// # Memory
+//
+// A call keeps no reference to the caller's buffers once it returns. The
+// pool drops a workspace that holds more than twice what the largest of the
+// last 32 to 64 calls used (plus 1 MiB), so one huge call does not pin its
+// scratch for the layer's lifetime, and the pool's helpers exit after 2 s
+// without work. Every call checks its buffers against its Shape before it
+// allocates anything, and a legal request larger than the machine's memory
+// (or the address-space limit) is an error wrapping [ErrShape] that says how
+// much it needs. An output that overlaps an input is such an error too; the
+// methods of a nil or zero [Layer], [FiLM], [Context] or [KVCache] return
+// errors (wrapping [ErrConfig] or [ErrShape]) or zero values, never panic.
 //
 // # Errors
 //

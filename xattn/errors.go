@@ -18,4 +18,7 @@ var (
 	ErrMask = errors.New("xattn: invalid mask")
 	// ErrFormat reports a malformed safetensors file (see [ReadSafetensors]).
 	ErrFormat = errors.New("xattn: malformed safetensors file")
+	// ErrBusy reports a [KVCache] that another [Layer.ForwardStep] is
+	// using: a cache serves one decoding stream, one step at a time.
+	ErrBusy = errors.New("xattn: KV cache in use by another step")
 )

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"unsafe"
 
 	"github.com/xattn/xattn/blas"
 )
@@ -170,7 +172,7 @@ func NewFiLM(cfg FiLMConfig, w *FiLMWeights, opts ...Option) (*FiLM, error) {
 		return nil, fmt.Errorf("%w: WithTile(%d, %d) does not apply to FiLM", ErrConfig, s.plan.QBlock, s.plan.KVBlock)
 	}
 	f := &FiLM{cfg: c, backend: s.backend, plan: s.plan}
-	f.w = append(clone(w.Gamma), w.Beta...)
+	f.w = slices.Concat(w.Gamma, w.Beta) // one allocation
 	if c.Bias || c.GammaPlusOne {
 		f.b = make([]float32, 2*c.Dim)
 		if c.Bias {
@@ -186,17 +188,51 @@ func NewFiLM(cfg FiLMConfig, w *FiLMWeights, opts ...Option) (*FiLM, error) {
 	return f, nil
 }
 
-// Config returns the layer's configuration.
-func (f *FiLM) Config() FiLMConfig { return f.cfg }
+// Config returns the layer's configuration (the zero FiLMConfig for a nil
+// or zero FiLM).
+func (f *FiLM) Config() FiLMConfig {
+	if f == nil {
+		return FiLMConfig{}
+	}
+	return f.cfg
+}
 
-// Plan returns how the layer splits its work; QBlock and KVBlock are 0.
-func (f *FiLM) Plan() Plan { return f.plan }
+// Plan returns how the layer splits its work; QBlock and KVBlock are 0 (the
+// zero Plan for a nil or zero FiLM).
+func (f *FiLM) Plan() Plan {
+	if f == nil {
+		return Plan{}
+	}
+	return f.plan
+}
 
-// Backend returns the kernels the layer computes γ and β with.
-func (f *FiLM) Backend() blas.Backend { return f.backend }
+// Backend returns the kernels the layer computes γ and β with (nil for a
+// nil or zero FiLM).
+func (f *FiLM) Backend() blas.Backend {
+	if f == nil {
+		return nil
+	}
+	return f.backend
+}
+
+// usable returns an error wrapping ErrConfig for a nil *FiLM or one not
+// made by NewFiLM (the zero FiLM, whose methods return such errors or zero
+// values, never panic).
+func (f *FiLM) usable() error {
+	if f == nil {
+		return fmt.Errorf("%w: nil *FiLM: make one with NewFiLM", ErrConfig)
+	}
+	if f.backend == nil {
+		return fmt.Errorf("%w: zero FiLM: make one with NewFiLM", ErrConfig)
+	}
+	return nil
+}
 
 // String reports the backend and the plan, as "openblas threads=2 serial<0.131MFLOP".
 func (f *FiLM) String() string {
+	if f.usable() != nil {
+		return "invalid FiLM (not made by NewFiLM)"
+	}
 	return fmt.Sprintf("%s threads=%d serial<%.3gMFLOP", f.backend.Name(), f.plan.Threads, f.plan.SerialFLOPs/1e6)
 }
 
@@ -205,17 +241,23 @@ func (f *FiLM) String() string {
 //
 //	2·batch·(2·Dim)·CondDim + 2·batch·t·Dim
 func (f *FiLM) FLOPs(batch, t int) float64 {
+	if f == nil {
+		return 0
+	}
 	b, d := float64(batch), float64(f.cfg.Dim)
 	return 4*b*d*float64(f.cfg.CondDim) + 2*b*float64(t)*d
 }
 
 // Forward returns FiLM(x, cond) in a new slice of batch·t·Dim values; see
-// [FiLM.ForwardInto].
+// [FiLM.ForwardInto]. It validates the call before it allocates the result.
 func (f *FiLM) Forward(x, cond []float32, batch, t int) ([]float32, error) {
-	if err := f.checkShape(batch, t); err != nil {
+	if err := f.usable(); err != nil {
 		return nil, err
 	}
-	y := make([]float32, batch*t*f.cfg.Dim)
+	if err := f.checkCall(nil, x, cond, batch, t); err != nil {
+		return nil, err
+	}
+	y := make([]float32, len(x))
 	if err := f.ForwardInto(y, x, cond, batch, t); err != nil {
 		return nil, err
 	}
@@ -227,17 +269,40 @@ func (f *FiLM) Forward(x, cond []float32, batch, t int) ([]float32, error) {
 // conditioning vector per sequence.
 //
 // y may be x itself, to modulate in place: ForwardInto(x, x, cond, …).
-// Otherwise y must not overlap x or cond, and x is only read; cond always
-// is. Weights are checked finite by [NewFiLM], so y is finite whenever x and
+// Otherwise y must not overlap x or cond (an error wrapping [ErrShape]), and
+// x is only read; cond always is. Weights are checked finite by [NewFiLM], so y is finite whenever x and
 // cond are (short of float32 overflow). After the pool has warmed up to the
 // shape, ForwardInto allocates nothing.
 func (f *FiLM) ForwardInto(y, x, cond []float32, batch, t int) error {
+	if err := f.usable(); err != nil {
+		return err
+	}
+	if y == nil {
+		y = []float32{} // checked, unlike Forward's absent y
+	}
+	if err := f.checkCall(y, x, cond, batch, t); err != nil {
+		return err
+	}
+	if batch == 0 || t == 0 {
+		return nil
+	}
+	ws := f.getScratch()
+	defer f.putScratch(ws)
+	ws.run(f, y, x, cond, batch, t)
+	return nil
+}
+
+// checkCall validates a call's shape and lengths (y's unless nil), and that y
+// is x or does not overlap it, and does not overlap cond.
+func (f *FiLM) checkCall(y, x, cond []float32, batch, t int) error {
 	c := &f.cfg
 	if err := f.checkShape(batch, t); err != nil {
 		return err
 	}
-	if err := checkLen("y", y, batch, t, c.Dim); err != nil {
-		return err
+	if y != nil {
+		if err := checkLen("y", y, batch, t, c.Dim); err != nil {
+			return err
+		}
 	}
 	if err := checkLen("x", x, batch, t, c.Dim); err != nil {
 		return err
@@ -250,13 +315,12 @@ func (f *FiLM) ForwardInto(y, x, cond []float32, batch, t int) error {
 		return fmt.Errorf("%w: cond has %d values, want [%d, %d] = %d%s",
 			ErrShape, len(cond), batch, c.CondDim, batch*c.CondDim, hint)
 	}
-	if batch == 0 || t == 0 {
-		return nil
+	if len(y) > 0 && unsafe.SliceData(y) != unsafe.SliceData(x) {
+		if err := checkOverlap("y", y, "input x", x); err != nil {
+			return err
+		}
 	}
-	ws := f.getScratch()
-	defer f.putScratch(ws)
-	ws.run(f, y, x, cond, batch, t)
-	return nil
+	return checkOverlap("y", y, "conditioning input cond", cond)
 }
 
 // checkShape validates batch and t: γ and β are a product of batch rows (a
@@ -308,9 +372,11 @@ func (f *FiLM) getScratch() *filmScratch { return f.free.get() }
 
 func (f *FiLM) putScratch(ws *filmScratch) {
 	// Drop every reference to caller memory before pooling.
-	clear(ws.batches)
+	clear(ws.batches[:cap(ws.batches)])
 	ws.f, ws.y, ws.x, ws.cond = nil, nil, nil, nil
-	f.free.put(ws)
+	used, held := 4*len(ws.gb), 4*cap(ws.gb)
+	ws.gb = ws.gb[:0]
+	f.free.put(ws, used, held)
 }
 
 // run computes one validated call with batch, t > 0: the projection of cond

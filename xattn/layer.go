@@ -2,6 +2,7 @@ package xattn
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/xattn/xattn/blas"
@@ -50,8 +51,12 @@ type Layer struct {
 }
 
 // New returns a layer with the shapes of cfg and a copy of the weights w, in
-// the layout documented on [Weights]. It derives the plan from the CPU;
-// options override it or choose the backend.
+// the layout documented on [Weights]; a nil w.OutBias means no output bias
+// (zero, PyTorch's bias=False). It derives the plan from the CPU; options
+// override it or choose the backend.
+//
+// The zero Layer, and a nil *Layer, are not usable: their methods return
+// errors wrapping [ErrConfig] (getters return zero values), never panic.
 func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 	c, err := cfg.resolve()
 	if err != nil {
@@ -72,15 +77,17 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 	l := &Layer{cfg: c, backend: s.backend, plan: s.plan}
 	l.wq = clone(w.Q)
 	l.wo = clone(w.Out)
-	l.bo = clone(w.OutBias)
+	if w.OutBias != nil {
+		l.bo = clone(w.OutBias)
+	}
 	if c.Bias {
 		l.bq = clone(w.QBias)
 	}
 	if c.ContextDim == c.ValueDim {
-		l.wkv = append(clone(w.K), w.V...)
+		l.wkv = slices.Concat(w.K, w.V) // one allocation
 		l.wk, l.wv = l.wkv[:len(w.K)], l.wkv[len(w.K):]
 		if c.Bias {
-			l.bkv = append(clone(w.KBias), w.VBias...)
+			l.bkv = slices.Concat(w.KBias, w.VBias)
 			l.bk, l.bv = l.bkv[:len(w.KBias)], l.bkv[len(w.KBias):]
 		}
 	} else {
@@ -115,32 +122,77 @@ func (l *Layer) pack() {
 
 func clone(s []float32) []float32 { return append([]float32(nil), s...) }
 
-// Config returns the layer's configuration with every default filled in.
-func (l *Layer) Config() Config { return l.cfg }
+// Config returns the layer's configuration with every default filled in
+// (the zero Config for a nil or zero Layer).
+func (l *Layer) Config() Config {
+	if l == nil {
+		return Config{}
+	}
+	return l.cfg
+}
 
-// Plan returns how the layer splits its work.
-func (l *Layer) Plan() Plan { return l.plan }
+// Plan returns how the layer splits its work (the zero Plan for a nil or
+// zero Layer).
+func (l *Layer) Plan() Plan {
+	if l == nil {
+		return Plan{}
+	}
+	return l.plan
+}
 
-// Backend returns the kernels the layer computes with.
-func (l *Layer) Backend() blas.Backend { return l.backend }
+// Backend returns the kernels the layer computes with (nil for a nil or
+// zero Layer).
+func (l *Layer) Backend() blas.Backend {
+	if l == nil {
+		return nil
+	}
+	return l.backend
+}
 
 // String reports the backend and the plan, as "openblas threads=2 tile=…".
 func (l *Layer) String() string {
+	if l.usable() != nil {
+		return "invalid layer (not made by New)"
+	}
 	return l.backend.Name() + " " + l.plan.String()
 }
 
-// Forward returns y = Layer(x, context) in a new slice of Batch·Tq·OutDim
-// values; see [Layer.ForwardInto].
-func (l *Layer) Forward(x, context []float32, s Shape, m *Mask) ([]float32, error) {
-	n, ok := mul3(max(s.Batch, 0), max(s.Tq, 0), l.cfg.OutDim)
-	if !ok {
-		return nil, fmt.Errorf("%w: output [%d, %d, %d] overflows", ErrShape, s.Batch, s.Tq, l.cfg.OutDim)
+// usable returns an error wrapping ErrConfig for a nil *Layer or one not
+// made by New (the zero Layer).
+func (l *Layer) usable() error {
+	if l == nil {
+		return fmt.Errorf("%w: nil *Layer: make one with New", ErrConfig)
 	}
-	if err := l.checkShape(s); err != nil {
+	if l.backend == nil {
+		return fmt.Errorf("%w: zero Layer: make one with New", ErrConfig)
+	}
+	return nil
+}
+
+// Forward returns y = Layer(x, context) in a new slice of Batch·Tq·OutDim
+// values; see [Layer.ForwardInto]. It validates the call before it
+// allocates y.
+func (l *Layer) Forward(x, context []float32, s Shape, m *Mask) ([]float32, error) {
+	if err := l.usable(); err != nil {
+		return nil, err
+	}
+	k, v, s, err := l.route(x, context, s)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.checkCall(nil, x, k, v, s); err != nil {
+		return nil, err
+	}
+	var ws workspace // the mask checked before y is allocated, as ForwardInto will
+	if err := ws.setMask(m, s.Batch, l.cfg.Heads, s.Tq, s.Tk); err != nil {
+		return nil, err
+	}
+	n := s.Batch * s.Tq * l.cfg.OutDim // checked by checkCall
+	if err := checkMem("the output y", float64(n)); err != nil {
 		return nil, err
 	}
 	y := make([]float32, n)
-	if err := l.ForwardInto(y, x, context, s, m); err != nil {
+	if err := l.forward(y, x, k, v, s, m); err != nil {
 		return nil, err
 	}
 	return y, nil
@@ -153,26 +205,40 @@ func (l *Layer) Forward(x, context []float32, s Shape, m *Mask) ([]float32, erro
 // context means self-attention: keys and values come from x, Tk must be 0 or
 // Tq, and the layer needs ContextDim = ValueDim = QueryDim.
 //
-// y must not overlap the inputs; the inputs are only read. After the pool
-// has warmed up to the shape, ForwardInto allocates nothing.
+// y must not overlap the inputs (an error wrapping [ErrShape]); the inputs
+// are only read. After the pool has warmed up to the shape, ForwardInto
+// allocates nothing.
 func (l *Layer) ForwardInto(y, x, context []float32, s Shape, m *Mask) error {
+	if err := l.usable(); err != nil {
+		return err
+	}
+	k, v, s, err := l.route(x, context, s)
+	if err != nil {
+		return err
+	}
+	return l.forward(y, x, k, v, s, m)
+}
+
+// route returns the key and value sources of ForwardInto's x and context,
+// and s with Tk set for self-attention.
+func (l *Layer) route(x, context []float32, s Shape) (k, v []float32, _ Shape, _ error) {
 	c := &l.cfg
 	if context == nil {
 		if c.ContextDim != c.QueryDim || c.ValueDim != c.QueryDim {
-			return fmt.Errorf("%w: nil context means self-attention, but QueryDim=%d, ContextDim=%d, ValueDim=%d differ",
+			return nil, nil, s, fmt.Errorf("%w: nil context means self-attention, but QueryDim=%d, ContextDim=%d, ValueDim=%d differ",
 				ErrShape, c.QueryDim, c.ContextDim, c.ValueDim)
 		}
 		if s.Tk != 0 && s.Tk != s.Tq {
-			return fmt.Errorf("%w: self-attention with Tq=%d but Tk=%d", ErrShape, s.Tq, s.Tk)
+			return nil, nil, s, fmt.Errorf("%w: self-attention with Tq=%d but Tk=%d", ErrShape, s.Tq, s.Tk)
 		}
 		s.Tk = s.Tq
-		return l.forward(y, x, x, x, s, m)
+		return x, x, s, nil
 	}
 	if c.ValueDim != c.ContextDim {
-		return fmt.Errorf("%w: ValueDim=%d ≠ ContextDim=%d: pass keys and values to ForwardQKV",
+		return nil, nil, s, fmt.Errorf("%w: ValueDim=%d ≠ ContextDim=%d: pass keys and values to ForwardQKV",
 			ErrShape, c.ValueDim, c.ContextDim)
 	}
-	return l.forward(y, x, context, context, s, m)
+	return context, context, s, nil
 }
 
 // ForwardQKV computes the layer with queries, keys and values projected from
@@ -181,6 +247,9 @@ func (l *Layer) ForwardInto(y, x, context []float32, s Shape, m *Mask) error {
 // [Batch, Tk, ValueDim]. y is as for [Layer.ForwardInto]. Passing the same
 // slice as key and value is the plain cross-attention case.
 func (l *Layer) ForwardQKV(y, query, key, value []float32, s Shape, m *Mask) error {
+	if err := l.usable(); err != nil {
+		return err
+	}
 	return l.forward(y, query, key, value, s, m)
 }
 
@@ -189,6 +258,9 @@ func (l *Layer) ForwardQKV(y, query, key, value []float32, s Shape, m *Mask) err
 // rows match it. It needs Tq = Tk (row j of the context pairs with row j of x)
 // and a layer with ValueDim = QueryDim.
 func (l *Layer) ForwardSelfDoc(y, x, context []float32, s Shape, m *Mask) error {
+	if err := l.usable(); err != nil {
+		return err
+	}
 	if s.Tq != s.Tk {
 		return fmt.Errorf("%w: SelfDoc pairs context rows with x rows, but Tq=%d ≠ Tk=%d", ErrShape, s.Tq, s.Tk)
 	}
@@ -206,6 +278,9 @@ func (l *Layer) ForwardSelfDoc(y, x, context []float32, s Shape, m *Mask) error 
 //
 // with G key/value heads. Masks that skip keys do not reduce it.
 func (l *Layer) FLOPs(s Shape) float64 {
+	if l == nil {
+		return 0
+	}
 	return flops(&l.cfg, s)
 }
 
@@ -249,8 +324,9 @@ func checkLen(name string, data []float32, b, t, cols int) error {
 	return nil
 }
 
-// forward validates a call and runs it.
-func (l *Layer) forward(y, q, k, v []float32, s Shape, m *Mask) error {
+// checkCall validates the shape of a forward pass and the lengths of its
+// buffers (y is not checked when nil), and that y overlaps no input.
+func (l *Layer) checkCall(y, q, k, v []float32, s Shape) error {
 	c := &l.cfg
 	if err := l.checkShape(s); err != nil {
 		return err
@@ -266,12 +342,36 @@ func (l *Layer) forward(y, q, k, v []float32, s Shape, m *Mask) error {
 		{"key input", k, s.Tk, c.ContextDim},
 		{"value input", v, s.Tk, c.ValueDim},
 	} {
+		if a.data == nil && a.name == "y" {
+			continue
+		}
 		if err := checkLen(a.name, a.data, s.Batch, a.t, a.cols); err != nil {
 			return err
 		}
 	}
+	if err := checkOverlap("y", y, "query input", q); err != nil {
+		return err
+	}
+	if err := checkOverlap("y", y, "key input", k); err != nil {
+		return err
+	}
+	return checkOverlap("y", y, "value input", v)
+}
+
+// forward validates a call and runs it.
+func (l *Layer) forward(y, q, k, v []float32, s Shape, m *Mask) error {
+	c := &l.cfg
+	if y == nil {
+		y = []float32{} // checked, unlike Forward's absent y
+	}
+	if err := l.checkCall(y, q, k, v, s); err != nil {
+		return err
+	}
 	if s.Batch == 0 || s.Tq == 0 {
 		return nil
+	}
+	if err := checkMem("the call's scratch", l.scratchLen(s)); err != nil {
+		return err
 	}
 	ws := l.getWorkspace()
 	defer l.putWorkspace(ws)
@@ -280,4 +380,24 @@ func (l *Layer) forward(y, q, k, v []float32, s Shape, m *Mask) error {
 	}
 	ws.run(l, y, q, k, v, s)
 	return nil
+}
+
+// scratchLen estimates the float32 values of a workspace for a forward pass
+// of shape s (checked): the projected queries, keys and values and the
+// attention output, or the absorbed form's queries and outputs instead of
+// the keys and values, and the threads' tiles.
+func (l *Layer) scratchLen(s Shape) float64 {
+	c := &l.cfg
+	rows := float64(s.Batch) * float64(s.Tq)
+	h := float64(c.Heads)
+	n := rows * h * float64(c.HeadDim+c.ValueHeadDim)
+	if l.Absorbs(s) {
+		n += rows * h * float64(c.ContextDim+c.ValueDim)
+	} else {
+		n += float64(s.Batch) * float64(s.Tk) * float64(c.KVHeads*(c.HeadDim+c.ValueHeadDim))
+	}
+	// Each thread's tile of scores (WithTile allows large ones).
+	p := &l.plan
+	n += float64(p.Threads) * float64(min(p.QBlock, s.Tq)) * float64(min(p.KVBlock, s.Tk))
+	return n
 }

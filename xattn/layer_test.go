@@ -497,8 +497,29 @@ func TestBuffersUntouched(t *testing.T) {
 }
 
 // TestErrors feeds every kind of bad input a caller can pass and checks the
-// sentinel; none may panic.
+// sentinel; none may panic. TestHostile runs the same cases with a bound on
+// what each may allocate.
 func TestErrors(t *testing.T) {
+	for _, tc := range layerErrorCases(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			err := noPanic(t, func() error { return tc.call() })
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("err = %v, want %v", err, tc.err)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+// errorCase is a call that must fail with an error wrapping err.
+type errorCase struct {
+	name string
+	err  error
+	call func() error
+}
+
+// layerErrorCases are the bad inputs of TestErrors.
+func layerErrorCases(t *testing.T) []errorCase {
 	cfg := xattn.Config{QueryDim: 8, ContextDim: 6, Heads: 2, HeadDim: 4}
 	w, err := xattn.NewWeights(cfg, 1)
 	if err != nil {
@@ -523,11 +544,7 @@ func TestErrors(t *testing.T) {
 	sw, _ := xattn.NewWeights(selfCfg, 1)
 	self, _ := xattn.New(selfCfg, sw)
 
-	for _, tc := range []struct {
-		name string
-		err  error
-		call func() error
-	}{
+	return []errorCase{
 		{"config/zero", xattn.ErrConfig, func() error { _, err := xattn.New(xattn.Config{}, w); return err }},
 		{"config/negative heads", xattn.ErrConfig, func() error { _, err := xattn.New(xattn.Config{QueryDim: 8, Heads: -1, HeadDim: 4}, w); return err }},
 		{"config/negative outdim", xattn.ErrConfig, func() error {
@@ -596,14 +613,6 @@ func TestErrors(t *testing.T) {
 		{"mask/bias rows", xattn.ErrMask, fwd(y, x, ctx, s, &xattn.Mask{Bias: &xattn.BiasMask{Data: make([]float32, 2*4), Batch: 1, Heads: 1, Rows: 2}})},
 		{"mask/bias NaN", xattn.ErrMask, fwd(y, x, ctx, s, &xattn.Mask{Bias: &xattn.BiasMask{Data: nanBias, Batch: 1, Heads: 1, Rows: 1}})},
 		{"mask/bias +Inf", xattn.ErrMask, fwd(y, x, ctx, s, &xattn.Mask{Bias: &xattn.BiasMask{Data: infBias, Batch: 1, Heads: 1, Rows: 1}})},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := noPanic(t, func() error { return tc.call() })
-			if !errors.Is(err, tc.err) {
-				t.Fatalf("err = %v, want %v", err, tc.err)
-			}
-			t.Log(err)
-		})
 	}
 }
 

@@ -2,6 +2,7 @@ package xattn
 
 import (
 	"fmt"
+	"runtime"
 
 	"github.com/xattn/xattn/blas"
 )
@@ -30,7 +31,9 @@ func WithBackend(b blas.Backend) Option {
 
 // WithThreads sets how many goroutines, the caller's included, share one
 // forward pass. The default is the number of physical cores, at most
-// GOMAXPROCS.
+// GOMAXPROCS. n must be in [1, [MaxThreads]()], or New returns an error
+// wrapping ErrConfig: each thread has its own tiles of scratch, and threads
+// beyond what the CPUs can run only add scratch and hand-offs.
 //
 // With the OpenBLAS backend each goroutine spends its time in cgo calls.
 // When GOMAXPROCS equals the thread count (a machine without SMT, where
@@ -40,8 +43,9 @@ func WithBackend(b blas.Backend) Option {
 // 8–12% faster on 2 cores with 2 threads).
 func WithThreads(n int) Option {
 	return func(s *settings) error {
-		if n < 1 || n > 1<<16 {
-			return fmt.Errorf("%w: WithThreads(%d)", ErrConfig, n)
+		if n < 1 || n > MaxThreads() {
+			return fmt.Errorf("%w: WithThreads(%d) outside [1, %d] (MaxThreads: 4 per CPU, at least 64)",
+				ErrConfig, n, MaxThreads())
 		}
 		s.plan.Threads = n
 		return nil
@@ -87,3 +91,7 @@ func WithAbsorb(on bool) Option {
 		return nil
 	}
 }
+
+// MaxThreads returns the largest thread count [WithThreads] accepts: 4 per
+// CPU of the machine (runtime.NumCPU), and at least 64.
+func MaxThreads() int { return max(64, 4*runtime.NumCPU()) }

@@ -44,7 +44,9 @@ type ticket struct {
 }
 
 // The process-wide helper set grows to the largest number of helpers any
-// call has asked for.
+// call has asked for; a helper that has had no ticket for helperIdle exits,
+// so that a burst of calls with many threads does not leave its goroutines
+// behind for the life of the process.
 var (
 	poolMu      sync.Mutex
 	poolStarted atomic.Int64
@@ -64,10 +66,20 @@ func ensureHelpers(n int) {
 	}
 }
 
+// helperIdle is how long a parked helper waits for a ticket before it
+// exits. Starting a goroutine again costs about a microsecond; a service
+// busy at least every few seconds keeps its helpers.
+const helperIdle = 2 * time.Second
+
 func helper(tickets <-chan ticket) {
+	idle := time.NewTimer(helperIdle) // one per helper, reset at each park: nothing allocated per call
+	idle.Stop()
 	for {
-		t, ok := spinRecv(tickets)
+		t, ok := spinRecv(tickets, idle)
 		if !ok {
+			poolMu.Lock()
+			poolStarted.Add(-1)
+			poolMu.Unlock()
 			return
 		}
 		t.j.join(t.gen)
@@ -84,8 +96,8 @@ func helper(tickets <-chan ticket) {
 const spinWait = 50 * time.Microsecond
 
 // spinRecv receives from tickets, polling for up to spinWait before it
-// blocks; ok is false once tickets is closed.
-func spinRecv(tickets <-chan ticket) (t ticket, ok bool) {
+// blocks for up to helperIdle on the timer idle; ok is false if none came.
+func spinRecv(tickets <-chan ticket, idle *time.Timer) (t ticket, ok bool) {
 	var start time.Time
 	for i := 0; ; i++ {
 		select {
@@ -100,8 +112,14 @@ func spinRecv(tickets <-chan ticket) (t ticket, ok bool) {
 		}
 		runtime.Gosched()
 	}
-	t, ok = <-tickets
-	return t, ok
+	idle.Reset(helperIdle)
+	select {
+	case t = <-tickets:
+		idle.Stop()
+		return t, true
+	case <-idle.C:
+		return t, false
+	}
 }
 
 // join runs items of j if its phase gen is still open.
@@ -178,27 +196,79 @@ func (j *job) run(body runner, n, helpers int) {
 // sync.Pool it is not emptied by the garbage collector, so a service that
 // allocates elsewhere still reuses its scratch; it holds at most as many
 // items as calls ever ran at once on its owner.
+//
+// It does not keep what recent calls did not need: an item is pooled only
+// while it holds at most retainBound of the most any call used in the last
+// retainWindow to 2·retainWindow puts, and items pooled already are dropped
+// (left to the garbage collector) when they exceed that. So after one huge
+// call, 2·retainWindow ordinary ones release its scratch, while a steady
+// stream of calls keeps and reuses theirs.
 type freeList[T any] struct {
 	mu    sync.Mutex
-	items []*T
+	items []pooled[T]
+	puts  int    // puts in the current window
+	need  [2]int // the most bytes a call used in the current window, and in the last
 }
+
+type pooled[T any] struct {
+	x    *T
+	held int // bytes
+}
+
+const (
+	retainWindow = 32
+	retainSlack  = 1 << 20 // bytes pooled whatever the recent calls needed
+)
+
+// retainBound is the most bytes an item may hold to stay pooled when the
+// largest recent call used need bytes: twice that (a call that alternates
+// between two paths holds the buffers of both), and a little more.
+func retainBound(need int) int { return 2*need + retainSlack }
 
 // get returns a pooled item, or a new zero one.
 func (f *freeList[T]) get() *T {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if n := len(f.items); n > 0 {
-		x := f.items[n-1]
-		f.items[n-1] = nil
+		x := f.items[n-1].x
+		f.items[n-1] = pooled[T]{}
 		f.items = f.items[:n-1]
 		return x
 	}
 	return new(T)
 }
 
-// put pools x, which the caller has cleared of references to caller memory.
-func (f *freeList[T]) put(x *T) {
+// put pools x, which the caller has cleared of references to caller memory,
+// after a call that used used bytes of the held bytes x holds.
+func (f *freeList[T]) put(x *T, used, held int) {
 	f.mu.Lock()
-	f.items = append(f.items, x)
-	f.mu.Unlock()
+	defer f.mu.Unlock()
+	f.need[0] = max(f.need[0], used)
+	if f.puts++; f.puts == retainWindow {
+		f.puts, f.need[1], f.need[0] = 0, f.need[0], 0
+	}
+	bound := retainBound(max(f.need[0], f.need[1]))
+	n := 0
+	for _, it := range f.items {
+		if it.held <= bound {
+			f.items[n] = it
+			n++
+		}
+	}
+	clear(f.items[n:])
+	f.items = f.items[:n]
+	if held <= bound {
+		f.items = append(f.items, pooled[T]{x, held})
+	}
+}
+
+// held returns the bytes the pooled items hold.
+func (f *freeList[T]) held() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, it := range f.items {
+		n += it.held
+	}
+	return n
 }

@@ -48,16 +48,22 @@ import (
 //
 // Errors wrap [ErrShape] or [ErrMask], as for ForwardInto.
 func (l *Layer) AttentionMap(x, context []float32, s Shape, m *Mask, perHead bool) ([]float32, error) {
-	s, err := l.mapShape(context, s)
+	if err := l.usable(); err != nil {
+		return nil, err
+	}
+	s, k, n, err := l.checkMap(x, context, s, perHead)
 	if err != nil {
 		return nil, err
 	}
-	n, err := l.mapLen(s, perHead)
-	if err != nil {
+	var ws workspace // the mask checked before p is allocated
+	if err := ws.setMask(m, s.Batch, l.cfg.Heads, s.Tq, s.Tk); err != nil {
+		return nil, err
+	}
+	if err := checkMem("the attention map", float64(n)); err != nil {
 		return nil, err
 	}
 	p := make([]float32, n)
-	if err := l.AttentionMapInto(p, x, context, s, m, perHead); err != nil {
+	if err := l.attentionMapInto(p, x, k, s, m, perHead); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -65,13 +71,13 @@ func (l *Layer) AttentionMap(x, context []float32, s Shape, m *Mask, perHead boo
 
 // AttentionMapInto is [Layer.AttentionMap] into p, which must hold exactly
 // Batch·Heads·Tq·Tk values with perHead, else Batch·Tq·Tk. Every value of p
-// is written; p must not overlap the inputs, which are only read.
+// is written; p must not overlap the inputs (an error wrapping [ErrShape]),
+// which are only read.
 func (l *Layer) AttentionMapInto(p, x, context []float32, s Shape, m *Mask, perHead bool) error {
-	s, err := l.mapShape(context, s)
-	if err != nil {
+	if err := l.usable(); err != nil {
 		return err
 	}
-	n, err := l.mapLen(s, perHead)
+	s, k, n, err := l.checkMap(x, context, s, perHead)
 	if err != nil {
 		return err
 	}
@@ -83,17 +89,44 @@ func (l *Layer) AttentionMapInto(p, x, context []float32, s Shape, m *Mask, perH
 		return fmt.Errorf("%w: attention map has %d values, want [%d, %d, %d, %d] = %d",
 			ErrShape, len(p), s.Batch, heads, s.Tq, s.Tk, n)
 	}
+	if err := checkOverlap("the attention map", p, "query input", x); err != nil {
+		return err
+	}
+	if err := checkOverlap("the attention map", p, "key input", k); err != nil {
+		return err
+	}
+	return l.attentionMapInto(p, x, k, s, m, perHead)
+}
+
+// checkMap validates the shape and inputs of an attention map: it returns
+// the shape with the routing of a nil context applied, the keys' source and
+// the length of the map.
+func (l *Layer) checkMap(x, context []float32, s Shape, perHead bool) (Shape, []float32, int, error) {
+	s, err := l.mapShape(context, s)
+	if err != nil {
+		return s, nil, 0, err
+	}
+	n, err := l.mapLen(s, perHead)
+	if err != nil {
+		return s, nil, 0, err
+	}
 	c := &l.cfg
 	k := context
 	if context == nil {
 		k = x
 	}
 	if err := checkLen("query input", x, s.Batch, s.Tq, c.QueryDim); err != nil {
-		return err
+		return s, nil, 0, err
 	}
 	if err := checkLen("key input", k, s.Batch, s.Tk, c.ContextDim); err != nil {
-		return err
+		return s, nil, 0, err
 	}
+	return s, k, n, nil
+}
+
+// attentionMapInto computes a map of checked shape and inputs into p.
+func (l *Layer) attentionMapInto(p, x, k []float32, s Shape, m *Mask, perHead bool) error {
+	c := &l.cfg
 	if s.Batch == 0 || s.Tq == 0 {
 		return nil
 	}
@@ -105,6 +138,12 @@ func (l *Layer) AttentionMapInto(p, x, context []float32, s Shape, m *Mask, perH
 	}
 	if s.Tk == 0 {
 		return nil
+	}
+	// The projections, and one Tq×Tk matrix for the mean.
+	b, tq, tk := float64(s.Batch), float64(s.Tq), float64(s.Tk)
+	if err := checkMem("the attention map's scratch", b*tq*float64(c.Heads*c.HeadDim)+
+		b*tk*float64(c.KVHeads*c.HeadDim)+tq*tk); err != nil {
+		return err
 	}
 	l.attentionMap(p, x, k, s, &ws.att, perHead)
 	return nil

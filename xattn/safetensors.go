@@ -1,6 +1,7 @@
 package xattn
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -52,6 +54,17 @@ var dtypeSize = map[string]int{
 	"I64": 8, "U64": 8, "F64": 8,
 }
 
+// dtypes lists the keys of dtypeSize, so that a header entry holds its
+// dtype as an index.
+var dtypes = func() []string {
+	d := make([]string, 0, len(dtypeSize))
+	for k := range dtypeSize {
+		d = append(d, k)
+	}
+	slices.Sort(d)
+	return d
+}()
+
 // TensorInfo describes one tensor of a safetensors file.
 type TensorInfo struct {
 	// DType is the element type as the file spells it: "F32", "F16",
@@ -80,10 +93,15 @@ func (t TensorInfo) Len() int {
 // reader: keep it open while the SafetensorsFile is in use, and close it
 // yourself. Its methods are safe for concurrent use if the reader's ReadAt
 // is (os.File's and bytes.Reader's are).
+//
+// It holds about 50 bytes per tensor besides its name, never the header's
+// text: the largest header, 92 MB of 1.4 million one-byte tensors, leaves
+// 102 MB held, and its parse grows the heap by about 3 times the file.
 type SafetensorsFile struct {
 	r        io.ReaderAt
-	tensors  map[string]TensorInfo
-	names    []string // in file order
+	entries  []headerEntry // in file order
+	byName   []int32       // entries sorted by name
+	shapes   []int         // the entries' shapes, one after another
 	metadata map[string]string
 }
 
@@ -110,6 +128,9 @@ type SafetensorsFile struct {
 // No allocation depends on a size the file claims before that size has been
 // checked against the real size of the file.
 func ReadSafetensors(r io.ReaderAt, size int64) (*SafetensorsFile, error) {
+	if r == nil {
+		return nil, fmt.Errorf("%w: nil io.ReaderAt", ErrFormat)
+	}
 	if size < 8 {
 		return nil, fmt.Errorf("%w: %d bytes is too short for the 8-byte header size", ErrFormat, size)
 	}
@@ -124,10 +145,9 @@ func ReadSafetensors(r io.ReaderAt, size int64) (*SafetensorsFile, error) {
 	if n > uint64(size-8) {
 		return nil, fmt.Errorf("%w: header of %d bytes does not fit a file of %d bytes", ErrFormat, n, size)
 	}
-	hdr := make([]byte, n)
-	if err := readFull(r, hdr, 8); err != nil {
-		return nil, fmt.Errorf("%w: reading the header: %w", ErrFormat, err)
-	}
+	// The header streams through the parser: what it keeps is a few dozen
+	// bytes per tensor, never the header's text.
+	hdr := bufio.NewReaderSize(io.NewSectionReader(r, 8, int64(n)), int(min(n, 64<<10)+16))
 	f, err := parseHeader(hdr, 8+int64(n), size)
 	if err != nil {
 		return nil, err
@@ -152,33 +172,62 @@ func readFull(r io.ReaderAt, b []byte, off int64) error {
 	return err
 }
 
-// headerEntry is a tensor as the header gives it, before validation.
+// headerEntry is a tensor as the header gives it: its dimensions are
+// shapes[shape : shape+rank] of the parser (uint64, unchecked) and then of
+// the file (int); begin and end count from the start of the byte buffer
+// until the file is validated, from the start of the file after.
 type headerEntry struct {
-	name       string
-	dtype      string
-	shape      []uint64
-	begin, end uint64
+	name        string
+	begin, end  uint64
+	shape, rank int32
+	dtype       uint8 // in dtypes
+}
+
+// info returns the TensorInfo of entry i, its shape a view of f.shapes.
+func (f *SafetensorsFile) info(i int) TensorInfo {
+	e := &f.entries[i]
+	return TensorInfo{DType: dtypes[e.dtype], Shape: f.shapes[e.shape : e.shape+e.rank : e.shape+e.rank],
+		Offset: int64(e.begin), Size: int64(e.end - e.begin)}
+}
+
+// lookup returns the index of the tensor called name.
+func (f *SafetensorsFile) lookup(name string) (int, bool) {
+	i, ok := slices.BinarySearchFunc(f.byName, name, func(e int32, name string) int {
+		return strings.Compare(f.entries[e].name, name)
+	})
+	if !ok {
+		return -1, false
+	}
+	return int(f.byName[i]), true
+}
+
+// tensorInfo returns the TensorInfo of the tensor called name, its shape a
+// view of f.shapes.
+func (f *SafetensorsFile) tensorInfo(name string) (TensorInfo, bool) {
+	i, ok := f.lookup(name)
+	if !ok {
+		return TensorInfo{}, false
+	}
+	return f.info(i), true
 }
 
 // parseHeader parses and validates the JSON header hdr of a file of size
 // bytes whose byte buffer starts at dataStart.
-func parseHeader(hdr []byte, dataStart, size int64) (*SafetensorsFile, error) {
-	if !utf8.Valid(hdr) {
-		return nil, fmt.Errorf("%w: header is not valid UTF-8", ErrFormat)
-	}
-	p := &jsonParser{dec: json.NewDecoder(bytes.NewReader(hdr))}
+func parseHeader(hdr io.Reader, dataStart, size int64) (*SafetensorsFile, error) {
+	u := &utf8Reader{r: hdr}
+	p := &jsonParser{dec: json.NewDecoder(u)}
 	p.dec.UseNumber()
 	var (
-		entries  []headerEntry
-		metadata map[string]string
-		seen     = map[string]bool{}
+		entries     []headerEntry
+		metadata    map[string]string
+		hasMetadata bool
 	)
 	err := p.object(func(key string) error {
-		if seen[key] {
-			return fmt.Errorf("key %q appears twice", key)
-		}
-		seen[key] = true
 		if key == "__metadata__" {
+			if hasMetadata {
+				return fmt.Errorf("key %q appears twice", key)
+			}
+			hasMetadata = true
 			m, err := p.metadata()
 			metadata = m
 			return err
@@ -197,21 +246,34 @@ func parseHeader(hdr []byte, dataStart, size int64) (*SafetensorsFile, error) {
 			err = errors.New("data after the header's JSON object")
 		}
 	}
+	if u.err != nil { // the header as the parser saw it ends at the error
+		err = u.err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: header: %w", ErrFormat, err)
 	}
+	if len(entries) > math.MaxInt32 || len(p.shapes) > math.MaxInt32 {
+		return nil, fmt.Errorf("%w: header of %d tensors", ErrFormat, len(entries))
+	}
+	entries = slices.Clip(entries)
+	f := &SafetensorsFile{entries: entries, metadata: metadata, shapes: make([]int, len(p.shapes))}
+	// No name twice: sorted by name, equal names are neighbours.
+	f.byName = make([]int32, len(entries))
+	for i := range f.byName {
+		f.byName[i] = int32(i)
+	}
+	slices.SortFunc(f.byName, func(a, b int32) int { return strings.Compare(entries[a].name, entries[b].name) })
+	for i := 1; i < len(f.byName); i++ {
+		if name := entries[f.byName[i]].name; name == entries[f.byName[i-1]].name {
+			return nil, fmt.Errorf("%w: header: key %q appears twice", ErrFormat, name)
+		}
+	}
 
 	dataLen := uint64(size - dataStart)
-	f := &SafetensorsFile{
-		tensors:  make(map[string]TensorInfo, len(entries)),
-		names:    make([]string, 0, len(entries)),
-		metadata: metadata,
-	}
-	for _, e := range entries {
-		esize, ok := dtypeSize[e.dtype]
-		if !ok {
-			return nil, fmt.Errorf("%w: tensor %q has unknown dtype %q", ErrFormat, e.name, e.dtype)
-		}
+	for i := range entries {
+		e := &entries[i]
+		esize := dtypeSize[dtypes[e.dtype]]
+		shape := p.shapes[e.shape : e.shape+e.rank]
 		if e.begin > e.end {
 			return nil, fmt.Errorf("%w: tensor %q has data_offsets [%d, %d] that end before they begin",
 				ErrFormat, e.name, e.begin, e.end)
@@ -223,35 +285,34 @@ func parseHeader(hdr []byte, dataStart, size int64) (*SafetensorsFile, error) {
 		// The product of the dimensions, zeros counted as ones, must fit an
 		// int64 even when a zero makes the tensor empty.
 		nbytes, full := uint64(esize), uint64(esize)
-		shape := make([]int, len(e.shape))
-		for i, d := range e.shape {
+		for j, d := range shape {
 			hi, lo := bits.Mul64(full, max(d, 1))
 			if hi != 0 || lo > math.MaxInt64 {
-				return nil, fmt.Errorf("%w: tensor %q: shape %v overflows", ErrFormat, e.name, e.shape)
+				return nil, fmt.Errorf("%w: tensor %q: shape %v overflows", ErrFormat, e.name, shape)
 			}
 			full, nbytes = lo, nbytes*d // nbytes ≤ full
-			shape[i] = int(d)
+			f.shapes[int(e.shape)+j] = int(d)
 		}
 		if nbytes != e.end-e.begin {
 			return nil, fmt.Errorf("%w: tensor %q: %s%v needs %d bytes, data_offsets [%d, %d] give %d",
-				ErrFormat, e.name, e.dtype, e.shape, nbytes, e.begin, e.end, e.end-e.begin)
+				ErrFormat, e.name, dtypes[e.dtype], shape, nbytes, e.begin, e.end, e.end-e.begin)
 		}
-		f.tensors[e.name] = TensorInfo{
-			DType: e.dtype, Shape: shape,
-			Offset: dataStart + int64(e.begin), Size: int64(nbytes),
-		}
-		f.names = append(f.names, e.name)
 	}
 	// The tensors must tile the buffer: sorted by offset, each starts where
 	// the previous one ended, and the last one ends at the end of the file.
-	slices.SortFunc(entries, func(a, b headerEntry) int {
-		if c := cmpUint(a.begin, b.begin); c != 0 {
+	byOffset := make([]int32, len(entries))
+	for i := range byOffset {
+		byOffset[i] = int32(i)
+	}
+	slices.SortFunc(byOffset, func(a, b int32) int {
+		if c := cmpUint(entries[a].begin, entries[b].begin); c != 0 {
 			return c
 		}
-		return cmpUint(a.end, b.end)
+		return cmpUint(entries[a].end, entries[b].end)
 	})
 	var at uint64
-	for _, e := range entries {
+	for _, i := range byOffset {
+		e := &entries[i]
 		if e.begin != at {
 			if e.begin < at {
 				return nil, fmt.Errorf("%w: tensor %q (bytes %d–%d) overlaps the tensor before it, which ends at %d",
@@ -264,7 +325,54 @@ func parseHeader(hdr []byte, dataStart, size int64) (*SafetensorsFile, error) {
 	if at != dataLen {
 		return nil, fmt.Errorf("%w: the tensors cover %d bytes of a %d-byte buffer", ErrFormat, at, dataLen)
 	}
+	for i := range entries {
+		entries[i].begin += uint64(dataStart)
+		entries[i].end += uint64(dataStart)
+	}
 	return f, nil
+}
+
+// errNotUTF8 reports a header that is not valid UTF-8.
+var errNotUTF8 = errors.New("header is not valid UTF-8")
+
+// utf8Reader passes on the bytes of r, and fails with errNotUTF8 (also kept
+// in err, since the JSON parser may report its own error instead) at the
+// first that are not valid UTF-8.
+type utf8Reader struct {
+	r     io.Reader
+	carry [utf8.UTFMax - 1]byte // the start of a rune cut by the last read
+	nc    int
+	err   error
+}
+
+func (u *utf8Reader) Read(b []byte) (int, error) {
+	if u.err != nil {
+		return 0, u.err
+	}
+	if len(b) < utf8.UTFMax {
+		return 0, io.ErrShortBuffer
+	}
+	n := copy(b, u.carry[:u.nc])
+	m, err := u.r.Read(b[n:])
+	n += m
+	end := n
+	if err == nil {
+		// Hold back a rune cut at the end of b.
+		for k := 1; k < utf8.UTFMax && k <= n; k++ {
+			if utf8.RuneStart(b[n-k]) {
+				if !utf8.FullRune(b[n-k : n]) {
+					end = n - k
+				}
+				break
+			}
+		}
+	}
+	if !utf8.Valid(b[:end]) {
+		u.err = errNotUTF8
+		return 0, u.err
+	}
+	u.nc = copy(u.carry[:], b[end:n])
+	return end, err
 }
 
 func cmpUint(a, b uint64) int {
@@ -281,7 +389,8 @@ func cmpUint(a, b uint64) int {
 // repeated keys and unknown fields, which encoding/json's decoding into maps
 // and structs silently accepts.
 type jsonParser struct {
-	dec *json.Decoder
+	dec    *json.Decoder
+	shapes []uint64 // the dimensions of every tensor parsed, one after another
 }
 
 // delim consumes the delimiter want.
@@ -331,14 +440,15 @@ func (p *jsonParser) str() (string, error) {
 	return s, nil
 }
 
-// uints consumes an array of at most max non-negative integers.
-func (p *jsonParser) uints(max int) ([]uint64, error) {
+// uints consumes an array of at most max non-negative integers and appends
+// them to v.
+func (p *jsonParser) uints(v []uint64, max int) ([]uint64, error) {
 	if err := p.delim('['); err != nil {
 		return nil, err
 	}
-	v := []uint64{}
+	n := len(v)
 	for p.dec.More() {
-		if len(v) == max {
+		if len(v)-n == max {
 			return nil, fmt.Errorf("more than %d values", max)
 		}
 		t, err := p.dec.Token()
@@ -375,29 +485,42 @@ func (p *jsonParser) metadata() (map[string]string, error) {
 	return m, err
 }
 
-// tensor consumes one tensor entry.
+// tensor consumes one tensor entry; its shape goes to p.shapes.
 func (p *jsonParser) tensor() (headerEntry, error) {
 	var e headerEntry
 	var has [3]bool
+	var off [2]uint64
 	err := p.object(func(key string) error {
 		var err error
 		var i int
 		switch key {
 		case "dtype":
 			i = 0
-			e.dtype, err = p.str()
+			var d string
+			if d, err = p.str(); err == nil {
+				i, ok := slices.BinarySearch(dtypes, d)
+				if !ok {
+					return fmt.Errorf("unknown dtype %q", d)
+				}
+				e.dtype = uint8(i)
+			}
 		case "shape":
 			i = 1
-			e.shape, err = p.uints(maxRank)
+			if has[1] {
+				break // reported below, before the shape is parsed twice
+			}
+			n := len(p.shapes)
+			p.shapes, err = p.uints(p.shapes, maxRank)
+			e.shape, e.rank = int32(min(n, math.MaxInt32)), int32(len(p.shapes)-n)
 		case "data_offsets":
 			i = 2
-			var off []uint64
-			off, err = p.uints(2)
-			if err == nil && len(off) != 2 {
-				err = fmt.Errorf("%d values, want 2", len(off))
+			var o []uint64
+			o, err = p.uints(off[:0], 2)
+			if err == nil && len(o) != 2 {
+				err = fmt.Errorf("%d values, want 2", len(o))
 			}
 			if err == nil {
-				e.begin, e.end = off[0], off[1]
+				e.begin, e.end = o[0], o[1]
 			}
 		default:
 			return fmt.Errorf("unknown field %q", key)
@@ -423,11 +546,17 @@ func (p *jsonParser) tensor() (headerEntry, error) {
 }
 
 // Names returns the names of the tensors in the order of the header.
-func (f *SafetensorsFile) Names() []string { return slices.Clone(f.names) }
+func (f *SafetensorsFile) Names() []string {
+	names := make([]string, len(f.entries))
+	for i := range f.entries {
+		names[i] = f.entries[i].name
+	}
+	return names
+}
 
 // Info describes the tensor called name, if the file has one.
 func (f *SafetensorsFile) Info(name string) (TensorInfo, bool) {
-	t, ok := f.tensors[name]
+	t, ok := f.tensorInfo(name)
 	t.Shape = slices.Clone(t.Shape)
 	return t, ok
 }
@@ -451,7 +580,7 @@ func (f *SafetensorsFile) Metadata() map[string]string {
 // wrapping [ErrWeights] if there is no such tensor, and one wrapping
 // [ErrFormat] if the reader fails.
 func (f *SafetensorsFile) Bytes(name string) ([]byte, error) {
-	t, ok := f.tensors[name]
+	t, ok := f.tensorInfo(name)
 	if !ok {
 		return nil, fmt.Errorf("%w: no tensor %q in the file", ErrWeights, name)
 	}
@@ -476,7 +605,7 @@ type Tensor struct {
 // is no such tensor or it holds another dtype, and one wrapping [ErrFormat]
 // if the reader fails.
 func (f *SafetensorsFile) Tensor(name string) (Tensor, error) {
-	t, ok := f.tensors[name]
+	t, ok := f.tensorInfo(name)
 	if !ok {
 		return Tensor{}, fmt.Errorf("%w: no tensor %q in the file", ErrWeights, name)
 	}
@@ -895,7 +1024,7 @@ func (f *SafetensorsFile) Weights(cfg Config, m Mapping, prefix string) (*Weight
 	used := map[string]bool{}
 	load := func(p param) ([]float32, error) {
 		name := prefix + p.name
-		info, ok := f.tensors[name]
+		info, ok := f.tensorInfo(name)
 		if !ok {
 			if p.required {
 				return nil, fmt.Errorf("%w: %s weights need tensor %q, which the file lacks", ErrWeights, m, name)
@@ -915,7 +1044,7 @@ func (f *SafetensorsFile) Weights(cfg Config, m Mapping, prefix string) (*Weight
 	}
 	if m == TorchMHA {
 		hq, hk, hv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim, c.KVHeads*c.ValueHeadDim
-		if _, packed := f.tensors[prefix+"in_proj_weight"]; packed {
+		if _, packed := f.lookup(prefix + "in_proj_weight"); packed {
 			if c.ContextDim != c.QueryDim || c.ValueDim != c.QueryDim {
 				return nil, fmt.Errorf("%w: in_proj_weight needs QueryDim = ContextDim = ValueDim; have %v", ErrWeights, c)
 			}
@@ -950,7 +1079,8 @@ func (f *SafetensorsFile) Weights(cfg Config, m Mapping, prefix string) (*Weight
 	if c.Bias && w.KBias == nil {
 		w.KBias = make([]float32, c.KVHeads*c.HeadDim)
 	}
-	for _, name := range f.names {
+	for i := range f.entries {
+		name := f.entries[i].name
 		if len(name) >= len(prefix) && name[:len(prefix)] == prefix && !used[name] {
 			return nil, fmt.Errorf("%w: tensor %q is not part of %s weights for %v", ErrWeights, name, m, c)
 		}
@@ -1007,7 +1137,11 @@ func (w *Weights) Tensors(cfg Config, m Mapping, prefix string) ([]Tensor, error
 		if m == TorchMHA && p.name == "out_proj.bias" && !c.Bias && !slices.ContainsFunc(w.OutBias, func(v float32) bool { return v != 0 }) {
 			continue
 		}
-		add(p.name, p.rows, p.cols, *p.dst)
+		data := *p.dst
+		if data == nil { // a nil OutBias, the only part check lets be nil here
+			data = make([]float32, p.rows)
+		}
+		add(p.name, p.rows, p.cols, data)
 	}
 	return ts, nil
 }

@@ -18,7 +18,8 @@ import (
 //
 // Head h owns rows h·HeadDim … (h+1)·HeadDim−1 of Q (likewise K and V), and
 // columns h·ValueHeadDim … of Out. QBias, KBias and VBias are used only when
-// Config.Bias is set and must be nil otherwise.
+// Config.Bias is set and must be nil otherwise. A nil OutBias means no output
+// bias (zero), as PyTorch's bias=False.
 type Weights struct {
 	Q, K, V, Out                 []float32
 	QBias, KBias, VBias, OutBias []float32
@@ -73,7 +74,7 @@ func (w *Weights) check(c Config) error {
 		{"QBias", w.QBias, hq, 1, c.Bias},
 		{"KBias", w.KBias, hk, 1, c.Bias},
 		{"VBias", w.VBias, hv, 1, c.Bias},
-		{"OutBias", w.OutBias, c.OutDim, 1, true},
+		{"OutBias", w.OutBias, c.OutDim, 1, w.OutBias != nil}, // nil: no output bias
 	})
 }
 

@@ -74,16 +74,42 @@ type chunk struct{ g, r0, r1, c0, c1 int }
 func (l *Layer) getWorkspace() *workspace { return l.free.get() }
 
 func (l *Layer) putWorkspace(ws *workspace) {
-	// Drop every reference to caller memory before pooling.
-	clear(ws.gemms)
+	// Drop every reference to caller memory before pooling: in the whole
+	// capacity of the descriptor arrays, which a later phase may have
+	// shortened.
+	clear(ws.gemms[:cap(ws.gemms)])
 	ws.gemms = ws.gemms[:0]
 	ws.chunks = ws.chunks[:0]
-	clear(ws.batches)
+	clear(ws.batches[:cap(ws.batches)])
 	ws.att = blas.Attention{} // caller masks, cached keys and values
-	clear(ws.parts)
+	clear(ws.parts[:cap(ws.parts)])
 	ws.backend, ws.plan, ws.layer = nil, nil, nil
-	clear(ws.views)
-	l.free.put(ws)
+	clear(ws.views[:cap(ws.views)])
+	ws.fx, ws.fy = nil, nil
+	used, held := ws.sizes()
+	l.free.put(ws, used, held)
+}
+
+// sizes returns the bytes of the buffers of ws that the call just finished
+// used (their lengths) and those it holds (their capacities), and resets
+// the lengths to 0, so that the next call's use is measured alone.
+func (ws *workspace) sizes() (used, held int) {
+	for _, f := range []*[]float32{&ws.q, &ws.kv, &ws.o, &ws.scratch, &ws.partO, &ws.partStats,
+		&ws.fq, &ws.fo, &ws.aq, &ws.ao, &ws.astats} {
+		used, held = used+4*len(*f), held+4*cap(*f)
+		*f = (*f)[:0]
+	}
+	for _, f := range []*[]int32{&ws.keyLen, &ws.partLen} {
+		used, held = used+4*len(*f), held+4*cap(*f)
+		*f = (*f)[:0]
+	}
+	if bs := ws.bat; bs != nil {
+		for _, f := range []*[]float32{&bs.x, &bs.ctx, &bs.y} {
+			used, held = used+4*len(*f), held+4*cap(*f)
+			*f = (*f)[:0]
+		}
+	}
+	return used, held
 }
 
 // grow returns s resliced to n, reallocated only if its capacity is short.
