@@ -142,37 +142,80 @@ func xbench(args []string, stdout, stderr io.Writer) int {
 // report and whether anything failed (an error, or outputs that disagree).
 func measure(o *options, cases []benchCase, backends []blas.Backend, stderr io.Writer) (*Report, bool) {
 	rep := &Report{Env: collectEnv()}
-	probe := newPeakProbe(o.peakN, o.peakRounds)
+	probe := newPeakProbe(o.peakN, o.peakRounds, o.fmaProbe)
+	rep.ProbeSkipped = probe.skipped
 	var peers *peerSet
 	if len(o.peers) > 0 {
 		peers = newPeerSet(o)
 	}
-	prog := newProgress(stderr, o.progress, len(cases)*(len(backends)+len(o.peers)))
+	prog := newProgress(stderr, o.progress, o.rounds*len(cases)*(len(backends)+len(o.peers)))
 	defer prog.finish()
 	failed := false
-	for _, c := range cases {
+	probs := make([]*problem, len(cases))
+	for i, c := range cases {
 		p, err := newProblem(c, o.seed)
 		if err != nil {
 			fmt.Fprintf(stderr, "xbench: %s: %v\n", c.name, err)
 			failed = true
 			continue
 		}
+		probs[i] = p
+	}
+	// Rounds: every case on every backend once per round, so that each
+	// case's samples span the whole run rather than one moment of it.
+	type slot struct {
+		r Result
+		y []float32
+	}
+	slots := make([][]slot, len(cases))
+	for round := range o.rounds {
+		for i, p := range probs {
+			if p == nil {
+				continue
+			}
+			if round == 0 {
+				slots[i] = make([]slot, len(backends))
+			}
+			for j, be := range backends {
+				s := &slots[i][j]
+				if round > 0 && s.r.State != stateOK {
+					continue
+				}
+				prog.begin(fmt.Sprintf("%s %s", p.c.name, be.Name()))
+				r, y, err := benchLayer(p, be, o, prog)
+				switch {
+				case err != nil:
+					r.State, r.Detail = stateError, err.Error()
+					s.r, s.y = r, nil
+				case round == 0:
+					s.r, s.y = r, y
+				default:
+					s.r.addRound(&r)
+					s.y = y
+				}
+				prog.end()
+			}
+		}
+	}
+	for i, p := range probs {
+		if p == nil {
+			continue
+		}
+		c := p.c
 		var ref *Result
 		var refY []float32
-		for _, be := range backends {
-			prog.begin(fmt.Sprintf("%s %s", c.name, be.Name()))
-			r, y, err := benchLayer(p, be, o, prog)
-			if err != nil {
-				r.State, r.Detail = stateError, err.Error()
+		for j, be := range backends {
+			r, y := slots[i][j].r, slots[i][j].y
+			if r.State == stateError {
 				failed = true
 			} else {
-				prog.begin("peak probe")
-				if pk := probe.machine(r.Threads); pk != nil {
-					r.PeakGFLOPs, r.PctPeak = pk.GFLOPs, 100*r.GFLOPs/pk.GFLOPs
+				prog.begin("peak probes")
+				probe.allFMA(r.Threads)
+				setPeak(&r, probe, &rep.Env)
+				if pk := probe.gemm(be, r.Threads); pk != nil {
+					r.GemmGFLOPs, r.PctGemm = pk.GFLOPs, 100*r.workGFLOPs()/pk.GFLOPs
 				}
-				if pk := probe.get(be, r.Threads); pk != nil {
-					r.GemmGFLOPs, r.PctGemm = pk.GFLOPs, 100*r.GFLOPs/pk.GFLOPs
-				}
+				prog.end()
 				if ref == nil {
 					r.Agree, r.VsRef, r.YNorm = "ref", 1, maxAbs(y)
 				} else {
@@ -183,11 +226,10 @@ func measure(o *options, cases []benchCase, backends []blas.Backend, stderr io.W
 			}
 			rep.Results = append(rep.Results, r)
 			if ref == nil && r.State == stateOK {
-				ref, refY = &r, y
+				ref, refY = &rep.Results[len(rep.Results)-1], y
 			}
-			prog.end()
 		}
-		if peers == nil {
+		if peers == nil || c.mode != "" {
 			continue
 		}
 		if ref == nil {
@@ -197,9 +239,8 @@ func measure(o *options, cases []benchCase, backends []blas.Backend, stderr io.W
 		threads, warmup, repeats, refMs := ref.Threads, ref.Warmup, ref.Repeats, ref.MedianMs
 		for _, r := range peers.run(p, threads, warmup, repeats, refY, refMs, prog) {
 			if r.State == stateOK {
-				if pk := probe.machine(r.Threads); pk != nil {
-					r.PeakGFLOPs, r.PctPeak = pk.GFLOPs, 100*r.GFLOPs/pk.GFLOPs
-				}
+				probe.allFMA(r.Threads)
+				setPeak(&r, probe, &rep.Env)
 				failed = failed || r.Agree == "FAIL"
 			} else if r.State == stateError {
 				failed = true
@@ -207,8 +248,40 @@ func measure(o *options, cases []benchCase, backends []blas.Backend, stderr io.W
 			rep.Results = append(rep.Results, r)
 		}
 	}
+	setSpeedups(rep.Results)
 	rep.Peaks = probe.list()
 	return rep, failed
+}
+
+// setPeak sets the %peak of r against the register-loop probe of the ISA
+// its products run (see peakISA).
+func setPeak(r *Result, probe *peakProbe, env *Env) {
+	r.PeakISA = peakISA(r, env.OpenBLAS, probe.bestFP32())
+	if pk := probe.fma(r.PeakISA, r.Threads); pk != nil {
+		r.PeakGFLOPs, r.PctPeak = pk.GFLOPs, 100*r.workGFLOPs()/pk.GFLOPs
+	}
+}
+
+// peakISA is the ISA of the kernels that run the products of r, whose
+// register-loop peak %peak holds it against: xattn's AVX-512 kernel on
+// AVX-512 CPUs (blas.Info.Kernel "xattn-avx512"), else the ISA of
+// OpenBLAS's core; SSE for the pure backend (gonum's SGEMM multiplies and
+// adds with SSE); for a peer, whose kernels xbench cannot see, the best
+// fp32 ISA of the CPU.
+func peakISA(r *Result, ob OpenBLASEnv, best string) string {
+	switch {
+	case r.Kind == "peer":
+		return best
+	case r.Impl == "pure":
+		return "sse"
+	case r.Impl == "openblas" && ob.Kernel == "xattn-avx512":
+		return "avx512"
+	case r.Impl == "openblas":
+		if isa := coreISA(ob.CoreName); isa != "?" {
+			return isa
+		}
+	}
+	return best
 }
 
 // writeFile writes rep to path in format.

@@ -16,9 +16,12 @@ import (
 // Report is everything one xbench run measured; it is what -format json
 // writes and what -compare reads.
 type Report struct {
-	Env     Env      `json:"env"`
-	Peaks   []Peak   `json:"peaks,omitempty"`
-	Results []Result `json:"results"`
+	Env   Env    `json:"env"`
+	Peaks []Peak `json:"peaks,omitempty"`
+	// ProbeSkipped says, per register loop left out, why (the CPU or OS
+	// lacks it, or the OS refused the AMX tiles).
+	ProbeSkipped []string `json:"probe_skipped,omitempty"`
+	Results      []Result `json:"results"`
 }
 
 // Result is one implementation on one case: an xattn backend (Kind "xattn")
@@ -27,6 +30,10 @@ type Result struct {
 	Case  string `json:"case"`
 	Impl  string `json:"impl"` // openblas, pure, torch, ort
 	Kind  string `json:"kind"` // xattn or peer
+	// Mode is the call of a serving case (see servingCall), "" for
+	// ForwardInto; Requests the request count of a batch mode.
+	Mode     string `json:"mode,omitempty"`
+	Requests int    `json:"requests,omitempty"`
 	State string `json:"state"`
 	// Detail says why a peer is absent or failed, or what it runs.
 	Detail string `json:"detail,omitempty"`
@@ -52,14 +59,22 @@ type Result struct {
 	ISA      string `json:"isa,omitempty"`
 	Plan     string `json:"plan,omitempty"`
 
-	Warmup   int     `json:"warmup"`
-	Repeats  int     `json:"repeats"`
+	Warmup int `json:"warmup"`
+	// Repeats is the count of timed calls over all Rounds, SamplesMs
+	// their times.
+	Repeats   int       `json:"repeats"`
+	Rounds    int       `json:"rounds,omitempty"`
+	SamplesMs []float64 `json:"samples_ms,omitempty"`
 	MedianMs float64 `json:"median_ms"`
 	MinMs    float64 `json:"min_ms"`
 	MaxMs    float64 `json:"max_ms"`
-	// FLOPs is xattn.FLOPs of the case; GFLOPs is FLOPs over the median.
-	FLOPs  float64 `json:"flops"`
-	GFLOPs float64 `json:"gflops"`
+	// FLOPs is xattn.FLOPs of the case (of a serving call: the work it
+	// computes, see servingCall); GFLOPs is FLOPs over the median.
+	// WorkFLOPs, when set, is the smaller work the layer did (the absorbed
+	// form, see absorbedWork); %peak and %gemm use it.
+	FLOPs     float64 `json:"flops"`
+	GFLOPs    float64 `json:"gflops"`
+	WorkFLOPs float64 `json:"work_flops,omitempty"`
 
 	// AllocsPerOp and BytesPerOp are the Go heap allocations of one call
 	// (xattn only); PeakRSSMiB is the process's peak resident memory while
@@ -68,9 +83,11 @@ type Result struct {
 	BytesPerOp  float64 `json:"bytes_per_op"`
 	PeakRSSMiB  float64 `json:"peak_rss_mib"`
 
-	// PeakGFLOPs is the machine's measured peak at Threads (see Peak) and
-	// PctPeak = 100·GFLOPs/PeakGFLOPs. GemmGFLOPs and PctGemm are the same
-	// against the SGEMM probe of the result's own backend.
+	// PeakGFLOPs is the register-loop peak at Threads of PeakISA, the ISA
+	// of the kernels that run the row's products (see peakISA), and
+	// PctPeak = 100·work/median/PeakGFLOPs. GemmGFLOPs and PctGemm are the
+	// same against the GEMM probe of the result's own backend.
+	PeakISA    string  `json:"peak_isa,omitempty"`
 	PeakGFLOPs float64 `json:"peak_gflops,omitempty"`
 	PctPeak    float64 `json:"pct_peak,omitempty"`
 	GemmGFLOPs float64 `json:"gemm_gflops,omitempty"`
@@ -87,6 +104,11 @@ type Result struct {
 	Tol        float64 `json:"tol,omitempty"`
 	// YNorm is ‖y‖∞ of the reference's output (reference rows only).
 	YNorm float64 `json:"y_norm,omitempty"`
+	// Speedup, on a serving result, is the median time of the plain call
+	// it replaces (PlainMs) over its own: above 1 the serving call is
+	// faster.
+	Speedup float64 `json:"speedup,omitempty"`
+	PlainMs float64 `json:"plain_ms,omitempty"`
 
 	Sweep string `json:"sweep,omitempty"`
 	Value int    `json:"value,omitempty"`
@@ -101,9 +123,9 @@ const (
 
 // key identifies a result across reports, for -compare.
 func (r *Result) key() string {
-	return fmt.Sprintf("%s|%s|B=%d,Tq=%d,Tk=%d,%d/%d/%d,h=%dx%d,bias=%t|threads=%d|%s=%d",
-		r.Case, r.Impl, r.Batch, r.Tq, r.Tk, r.QueryDim, r.ContextDim, r.OutDim, r.Heads, r.HeadDim, r.Bias,
-		r.Threads, r.Sweep, r.Value)
+	return fmt.Sprintf("%s|%s|%s|B=%d,Tq=%d,Tk=%d,%d/%d/%d,h=%dx%d,bias=%t,n=%d|threads=%d|%s=%d",
+		r.Case, r.Mode, r.Impl, r.Batch, r.Tq, r.Tk, r.QueryDim, r.ContextDim, r.OutDim, r.Heads, r.HeadDim, r.Bias,
+		r.Requests, r.Threads, r.Sweep, r.Value)
 }
 
 // shapeString describes the case's shape in one short line.
