@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -27,14 +28,14 @@ type Report struct {
 // Result is one implementation on one case: an xattn backend (Kind "xattn")
 // or a peer (Kind "peer").
 type Result struct {
-	Case  string `json:"case"`
-	Impl  string `json:"impl"` // openblas, pure, torch, ort
-	Kind  string `json:"kind"` // xattn or peer
+	Case string `json:"case"`
+	Impl string `json:"impl"` // openblas, pure, torch, ort
+	Kind string `json:"kind"` // xattn or peer
 	// Mode is the call of a serving case (see servingCall), "" for
 	// ForwardInto; Requests the request count of a batch mode.
 	Mode     string `json:"mode,omitempty"`
 	Requests int    `json:"requests,omitempty"`
-	State string `json:"state"`
+	State    string `json:"state"`
 	// Detail says why a peer is absent or failed, or what it runs.
 	Detail string `json:"detail,omitempty"`
 
@@ -65,9 +66,9 @@ type Result struct {
 	Repeats   int       `json:"repeats"`
 	Rounds    int       `json:"rounds,omitempty"`
 	SamplesMs []float64 `json:"samples_ms,omitempty"`
-	MedianMs float64 `json:"median_ms"`
-	MinMs    float64 `json:"min_ms"`
-	MaxMs    float64 `json:"max_ms"`
+	MedianMs  float64   `json:"median_ms"`
+	MinMs     float64   `json:"min_ms"`
+	MaxMs     float64   `json:"max_ms"`
 	// FLOPs is xattn.FLOPs of the case (of a serving call: the work it
 	// computes, see servingCall); GFLOPs is FLOPs over the median.
 	// WorkFLOPs, when set, is the smaller work the layer did (the absorbed
@@ -126,6 +127,17 @@ func (r *Result) key() string {
 	return fmt.Sprintf("%s|%s|%s|B=%d,Tq=%d,Tk=%d,%d/%d/%d,h=%dx%d,bias=%t,n=%d|threads=%d|%s=%d",
 		r.Case, r.Mode, r.Impl, r.Batch, r.Tq, r.Tk, r.QueryDim, r.ContextDim, r.OutDim, r.Heads, r.HeadDim, r.Bias,
 		r.Requests, r.Threads, r.Sweep, r.Value)
+}
+
+// displayCase is the case's name, with its mode for a serving case.
+func (r *Result) displayCase() string {
+	if r.Mode == "" {
+		return r.Case
+	}
+	if r.Requests > 0 {
+		return fmt.Sprintf("%s/%s×%d", r.Case, r.Mode, r.Requests)
+	}
+	return r.Case + "/" + r.Mode
 }
 
 // shapeString describes the case's shape in one short line.
@@ -314,7 +326,7 @@ func readCSV(r io.Reader) ([]Result, error) {
 // writeTable writes the human-readable report: the machine, the peak
 // probes, one row per result, and the notes that say how to read them.
 func writeTable(w io.Writer, rep *Report) error {
-	writeHeader(w, &rep.Env, rep.Peaks)
+	writeHeader(w, &rep.Env, rep.Peaks, rep.ProbeSkipped)
 	// Cases, once each, with their shape and work.
 	fmt.Fprintln(w)
 	seen := map[string]bool{}
@@ -355,7 +367,7 @@ func writeTable(w io.Writer, rep *Report) error {
 	var notes []string
 	for i := range rep.Results {
 		r := &rep.Results[i]
-		row := r.Case + "\t"
+		row := r.displayCase() + "\t"
 		if sweep != "" {
 			row += strconv.Itoa(r.Value) + "\t"
 		}
@@ -389,9 +401,9 @@ func writeTable(w io.Writer, rep *Report) error {
 	tw.Flush()
 
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "ms: median, min and max of the timed calls (reps) after warm-up; each call is ForwardInto on preallocated buffers.")
+	fmt.Fprintln(w, "ms: median, min and max of the timed calls (reps) after warm-up; each call is ForwardInto on preallocated buffers, or a serving call (below).")
 	fmt.Fprintln(w, "GFLOP/s = xattn.FLOPs / median; FLOPs = 2·B·(Tq·Dq·H·dh + 2·Tk·Dc·H·dh + Tq·H·dh·Do) + 4·B·H·Tq·Tk·dh (exponentials not counted).")
-	io.WriteString(w, "%peak: against the machine's measured peak at the same thread count (see peak above); %gemm: against the SGEMM probe of the row's own backend.\n")
+	writePeakNote(w, rep)
 	for i := range rep.Results {
 		r := &rep.Results[i]
 		if r.Kind == "xattn" && r.Impl == "openblas" && r.State == stateOK && rep.Env.GOMAXPROCS > 0 && r.Threads >= rep.Env.GOMAXPROCS {
@@ -401,19 +413,20 @@ func writeTable(w io.Writer, rep *Report) error {
 		}
 	}
 	for i := range rep.Results {
-		if rep.Results[i].Absorbed {
-			fmt.Fprintln(w, "absorbed: the layer moved its key and value projections to the queries' side (xattn.WithAbsorb), less work than FLOPs counts; GFLOP/s still divides the projected form's FLOPs.")
-			break
+		if r := &rep.Results[i]; r.Absorbed && r.WorkFLOPs > 0 {
+			fmt.Fprintf(w, "absorbed: the layer moved its key and value projections to the queries' side (xattn.WithAbsorb): %s does %.3g GFLOP a call where FLOPs counts %.3g; GFLOP/s divides FLOPs, %%peak and %%gemm the work done (%.4g GFLOP/s).\n",
+				r.displayCase(), r.WorkFLOPs/1e9, r.FLOPs/1e9, r.workGFLOPs())
 		}
 	}
 	fmt.Fprintln(w, "×xattn: median time over the first xattn backend's (above 1 is slower than xattn). output: max|Δ| against that backend's y, bound 1e-4·max(1,‖y‖∞).")
 	if rep.Env.RSSSource != "" {
 		fmt.Fprintf(w, "peak RSS: %s.\n", rep.Env.RSSSource)
 	}
+	writeServing(w, rep.Results)
 	for i := range rep.Results {
-		if rep.Results[i].PctPeak > 100 {
-			io.WriteString(w, "A %peak above 100% means the peak probe ran while the machine was busier than during that case (a shared machine): run again.\n")
-			break
+		if r := &rep.Results[i]; r.PctPeak > 100 {
+			fmt.Fprintf(w, "BUG: %s %s at %.0f%% of its ISA's peak: the register probe or the work count is wrong; please report it with this output.\n",
+				r.displayCase(), r.Impl, r.PctPeak)
 		}
 	}
 	for _, n := range notes {
@@ -425,6 +438,70 @@ func writeTable(w io.Writer, rep *Report) error {
 		}
 	}
 	return nil
+}
+
+// writePeakNote says what %peak and %gemm hold each kind of row against.
+func writePeakNote(w io.Writer, rep *Report) {
+	isas := map[string][]string{}
+	var order []string
+	for i := range rep.Results {
+		r := &rep.Results[i]
+		if r.PeakISA == "" {
+			continue
+		}
+		k := r.Impl
+		if r.Kind == "xattn" {
+			k = "xattn on " + r.Impl
+		}
+		if _, ok := isas[r.PeakISA]; !ok {
+			order = append(order, r.PeakISA)
+		}
+		if !slices.Contains(isas[r.PeakISA], k) {
+			isas[r.PeakISA] = append(isas[r.PeakISA], k)
+		}
+	}
+	var parts []string
+	for _, isa := range order {
+		parts = append(parts, fmt.Sprintf("%s rows against the %s fp32 loop", strings.Join(isas[isa], ", "), isa))
+	}
+	io.WriteString(w, "%peak: the work of the call over its median, against xbench's register-only probe (peak above) of the ISA the row's products run, at the row's thread count")
+	if len(parts) > 0 {
+		fmt.Fprintf(w, ": %s", strings.Join(parts, "; "))
+	}
+	io.WriteString(w, ". The products of xattn on openblas run on the backend's AVX-512 kernel on AVX-512 CPUs, else on OpenBLAS's core; the pure backend's on gonum's SSE loops (multiply and add, no FMA); a peer's kernels are unknown to xbench, so it is held against the CPU's best.\n")
+	io.WriteString(w, "%gemm: against a large product in the kernel the row's backend runs its products on (gemm above).\n")
+}
+
+// writeServing prints each serving call beside the plain call it
+// replaces.
+func writeServing(w io.Writer, rs []Result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	any := false
+	for i := range rs {
+		s := &rs[i]
+		if s.Speedup <= 0 {
+			continue
+		}
+		if !any {
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, "serving: each serving call beside the plain call it replaces, same layer and inputs")
+			fmt.Fprintln(tw, "case\timpl\tthreads\tserving call\tms\tplain call\tms\tspeed-up\t")
+			any = true
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%.2f×\t\n", s.Case, s.Impl, s.Threads,
+			servingCallName[s.Mode], fmtMs(s.MedianMs), servingCallName[servingPairs[s.Mode]], fmtMs(s.PlainMs), s.Speedup)
+	}
+	tw.Flush()
+}
+
+// servingCallName describes the call of each serving mode.
+var servingCallName = map[string]string{
+	modeCached:    "ForwardContext (Context projected once)",
+	modeRecompute: "ForwardInto (projects the context)",
+	modeKVStep:    "ForwardStep (KVCache of Tk)",
+	modeCausal:    "causal ForwardInto over Tk+Tq",
+	modeBatch:     "one ForwardBatch",
+	modeSeparate:  "a ForwardInto per request",
 }
 
 // fmtMs formats milliseconds with about three significant digits.
