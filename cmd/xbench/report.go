@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -156,7 +157,7 @@ func writeReport(w io.Writer, rep *Report, format string) error {
 	case "json":
 		return writeJSON(w, rep)
 	case "csv":
-		return writeCSV(w, rep.Results)
+		return writeCSV(w, rep)
 	default:
 		return writeTable(w, rep)
 	}
@@ -177,11 +178,11 @@ func readReport(path string) (*Report, error) {
 		return nil, err
 	}
 	if strings.EqualFold(filepath.Ext(path), ".csv") || (len(data) > 0 && data[0] != '{') {
-		res, err := readCSV(strings.NewReader(string(data)))
+		rep, err := readCSV(strings.NewReader(string(data)))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		return &Report{Results: res}, nil
+		return rep, nil
 	}
 	var rep Report
 	if err := json.Unmarshal(data, &rep); err != nil {
@@ -199,23 +200,49 @@ type csvColumn struct {
 }
 
 // strCol, intCol, floatCol and boolCol make the CSV column name of a
-// Result field that f points to.
+// Result field that f points to. An int or float column is written empty
+// where when(r) is false (a value that was not measured, rather than 0);
+// an empty value reads back as 0.
 func strCol(name string, f func(*Result) *string) csvColumn {
 	return csvColumn{name,
 		func(r *Result) string { return *f(r) },
 		func(r *Result, s string) error { *f(r) = s; return nil }}
 }
 
-func intCol(name string, f func(*Result) *int) csvColumn {
+func intCol(name string, when func(*Result) bool, f func(*Result) *int) csvColumn {
 	return csvColumn{name,
-		func(r *Result) string { return strconv.Itoa(*f(r)) },
-		func(r *Result, s string) (err error) { *f(r), err = strconv.Atoi(s); return err }}
+		func(r *Result) string {
+			if when != nil && !when(r) {
+				return ""
+			}
+			return strconv.Itoa(*f(r))
+		},
+		func(r *Result, s string) (err error) {
+			if s == "" {
+				*f(r) = 0
+				return nil
+			}
+			*f(r), err = strconv.Atoi(s)
+			return err
+		}}
 }
 
-func floatCol(name string, f func(*Result) *float64) csvColumn {
+func floatCol(name string, when func(*Result) bool, f func(*Result) *float64) csvColumn {
 	return csvColumn{name,
-		func(r *Result) string { return strconv.FormatFloat(*f(r), 'g', -1, 64) },
-		func(r *Result, s string) (err error) { *f(r), err = strconv.ParseFloat(s, 64); return err }}
+		func(r *Result) string {
+			if when != nil && !when(r) {
+				return ""
+			}
+			return strconv.FormatFloat(*f(r), 'g', -1, 64)
+		},
+		func(r *Result, s string) (err error) {
+			if s == "" {
+				*f(r) = 0
+				return nil
+			}
+			*f(r), err = strconv.ParseFloat(s, 64)
+			return err
+		}}
 }
 
 func boolCol(name string, f func(*Result) *bool) csvColumn {
@@ -224,54 +251,136 @@ func boolCol(name string, f func(*Result) *bool) csvColumn {
 		func(r *Result, s string) (err error) { *f(r), err = strconv.ParseBool(s); return err }}
 }
 
+// measured holds for the values of a result that ran; xattnOnly for those
+// xbench measures on its own layer only (heap allocations).
+func measured(r *Result) bool  { return r.State == stateOK }
+func xattnOnly(r *Result) bool { return r.State == stateOK && r.Kind == "xattn" }
+
+// opt is an optional float column: empty when zero, which these fields hold
+// only when nothing was measured (no probe, no reference, no peer output).
+func opt(name string, f func(*Result) *float64) csvColumn {
+	return floatCol(name, func(r *Result) bool { return *f(r) != 0 }, f)
+}
+
+// optInt is opt for an int field.
+func optInt(name string, f func(*Result) *int) csvColumn {
+	return intCol(name, func(r *Result) bool { return *f(r) != 0 }, f)
+}
+
 // csvColumns are the columns of the CSV format, one per Result field, named
-// as in the JSON format.
+// as in the JSON format. samples_ms holds the timed calls' times separated
+// by spaces.
 var csvColumns = []csvColumn{
 	strCol("case", func(r *Result) *string { return &r.Case }),
+	strCol("mode", func(r *Result) *string { return &r.Mode }),
+	optInt("requests", func(r *Result) *int { return &r.Requests }),
 	strCol("impl", func(r *Result) *string { return &r.Impl }),
 	strCol("kind", func(r *Result) *string { return &r.Kind }),
 	strCol("state", func(r *Result) *string { return &r.State }),
 	strCol("detail", func(r *Result) *string { return &r.Detail }),
-	intCol("batch", func(r *Result) *int { return &r.Batch }),
-	intCol("tq", func(r *Result) *int { return &r.Tq }),
-	intCol("tk", func(r *Result) *int { return &r.Tk }),
-	intCol("query_dim", func(r *Result) *int { return &r.QueryDim }),
-	intCol("context_dim", func(r *Result) *int { return &r.ContextDim }),
-	intCol("heads", func(r *Result) *int { return &r.Heads }),
-	intCol("head_dim", func(r *Result) *int { return &r.HeadDim }),
-	intCol("out_dim", func(r *Result) *int { return &r.OutDim }),
+	intCol("batch", nil, func(r *Result) *int { return &r.Batch }),
+	intCol("tq", nil, func(r *Result) *int { return &r.Tq }),
+	intCol("tk", nil, func(r *Result) *int { return &r.Tk }),
+	intCol("query_dim", nil, func(r *Result) *int { return &r.QueryDim }),
+	intCol("context_dim", nil, func(r *Result) *int { return &r.ContextDim }),
+	intCol("heads", nil, func(r *Result) *int { return &r.Heads }),
+	intCol("head_dim", nil, func(r *Result) *int { return &r.HeadDim }),
+	intCol("out_dim", nil, func(r *Result) *int { return &r.OutDim }),
 	boolCol("bias", func(r *Result) *bool { return &r.Bias }),
-	intCol("threads", func(r *Result) *int { return &r.Threads }),
-	intCol("q_block", func(r *Result) *int { return &r.QBlock }),
-	intCol("kv_block", func(r *Result) *int { return &r.KVBlock }),
+	intCol("threads", nil, func(r *Result) *int { return &r.Threads }),
+	optInt("q_block", func(r *Result) *int { return &r.QBlock }),
+	optInt("kv_block", func(r *Result) *int { return &r.KVBlock }),
 	boolCol("absorbed", func(r *Result) *bool { return &r.Absorbed }),
 	strCol("isa", func(r *Result) *string { return &r.ISA }),
 	strCol("plan", func(r *Result) *string { return &r.Plan }),
-	intCol("warmup", func(r *Result) *int { return &r.Warmup }),
-	intCol("repeats", func(r *Result) *int { return &r.Repeats }),
-	floatCol("median_ms", func(r *Result) *float64 { return &r.MedianMs }),
-	floatCol("min_ms", func(r *Result) *float64 { return &r.MinMs }),
-	floatCol("max_ms", func(r *Result) *float64 { return &r.MaxMs }),
-	floatCol("flops", func(r *Result) *float64 { return &r.FLOPs }),
-	floatCol("gflops", func(r *Result) *float64 { return &r.GFLOPs }),
-	floatCol("allocs_per_op", func(r *Result) *float64 { return &r.AllocsPerOp }),
-	floatCol("bytes_per_op", func(r *Result) *float64 { return &r.BytesPerOp }),
-	floatCol("peak_rss_mib", func(r *Result) *float64 { return &r.PeakRSSMiB }),
-	floatCol("peak_gflops", func(r *Result) *float64 { return &r.PeakGFLOPs }),
-	floatCol("pct_peak", func(r *Result) *float64 { return &r.PctPeak }),
-	floatCol("gemm_gflops", func(r *Result) *float64 { return &r.GemmGFLOPs }),
-	floatCol("pct_gemm", func(r *Result) *float64 { return &r.PctGemm }),
-	floatCol("vs_ref", func(r *Result) *float64 { return &r.VsRef }),
+	intCol("warmup", measured, func(r *Result) *int { return &r.Warmup }),
+	intCol("repeats", measured, func(r *Result) *int { return &r.Repeats }),
+	optInt("rounds", func(r *Result) *int { return &r.Rounds }),
+	floatCol("median_ms", measured, func(r *Result) *float64 { return &r.MedianMs }),
+	floatCol("min_ms", measured, func(r *Result) *float64 { return &r.MinMs }),
+	floatCol("max_ms", measured, func(r *Result) *float64 { return &r.MaxMs }),
+	floatCol("flops", nil, func(r *Result) *float64 { return &r.FLOPs }),
+	opt("work_flops", func(r *Result) *float64 { return &r.WorkFLOPs }),
+	floatCol("gflops", measured, func(r *Result) *float64 { return &r.GFLOPs }),
+	floatCol("allocs_per_op", xattnOnly, func(r *Result) *float64 { return &r.AllocsPerOp }),
+	floatCol("bytes_per_op", xattnOnly, func(r *Result) *float64 { return &r.BytesPerOp }),
+	opt("peak_rss_mib", func(r *Result) *float64 { return &r.PeakRSSMiB }),
+	strCol("peak_isa", func(r *Result) *string { return &r.PeakISA }),
+	opt("peak_gflops", func(r *Result) *float64 { return &r.PeakGFLOPs }),
+	opt("pct_peak", func(r *Result) *float64 { return &r.PctPeak }),
+	opt("gemm_gflops", func(r *Result) *float64 { return &r.GemmGFLOPs }),
+	opt("pct_gemm", func(r *Result) *float64 { return &r.PctGemm }),
+	opt("vs_ref", func(r *Result) *float64 { return &r.VsRef }),
 	strCol("agree", func(r *Result) *string { return &r.Agree }),
-	floatCol("max_abs_diff", func(r *Result) *float64 { return &r.MaxAbsDiff }),
-	floatCol("tol", func(r *Result) *float64 { return &r.Tol }),
-	floatCol("y_norm", func(r *Result) *float64 { return &r.YNorm }),
+	floatCol("max_abs_diff", func(r *Result) bool { return r.Agree != "" && r.Agree != "ref" },
+		func(r *Result) *float64 { return &r.MaxAbsDiff }),
+	opt("tol", func(r *Result) *float64 { return &r.Tol }),
+	opt("y_norm", func(r *Result) *float64 { return &r.YNorm }),
+	opt("speedup", func(r *Result) *float64 { return &r.Speedup }),
+	opt("plain_ms", func(r *Result) *float64 { return &r.PlainMs }),
 	strCol("sweep", func(r *Result) *string { return &r.Sweep }),
-	intCol("value", func(r *Result) *int { return &r.Value }),
+	optInt("value", func(r *Result) *int { return &r.Value }),
+	{"samples_ms",
+		func(r *Result) string {
+			f := make([]string, len(r.SamplesMs))
+			for i, v := range r.SamplesMs {
+				f[i] = strconv.FormatFloat(v, 'g', -1, 64)
+			}
+			return strings.Join(f, " ")
+		},
+		func(r *Result, s string) error {
+			r.SamplesMs = nil
+			for _, f := range strings.Fields(s) {
+				v, err := strconv.ParseFloat(f, 64)
+				if err != nil {
+					return err
+				}
+				r.SamplesMs = append(r.SamplesMs, v)
+			}
+			return nil
+		}},
 }
 
-// writeCSV writes one header line and one line per result.
-func writeCSV(w io.Writer, results []Result) error {
+// CSV header comments: before the header line, one "# env.KEY: VALUE" line
+// per field of the report's Env (VALUE in JSON, KEY its JSON name), one
+// "# peak: {…}" line per peak probe and one "# probe_skipped: "…"" line per
+// probe left out, so that a CSV report keeps the machine it was measured on.
+const (
+	csvEnvPrefix  = "env."
+	csvPeakKey    = "peak"
+	csvSkippedKey = "probe_skipped"
+)
+
+// writeCSV writes the header comments, one header line and one line per
+// result.
+func writeCSV(w io.Writer, rep *Report) error {
+	env, err := json.Marshal(rep.Env)
+	if err != nil {
+		return err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(env, &fields); err != nil {
+		return err
+	}
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "# %s%s: %s\n", csvEnvPrefix, k, fields[k])
+	}
+	for _, p := range rep.Peaks {
+		b, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "# %s: %s\n", csvPeakKey, b)
+	}
+	for _, s := range rep.ProbeSkipped {
+		b, _ := json.Marshal(s)
+		fmt.Fprintf(w, "# %s: %s\n", csvSkippedKey, b)
+	}
 	cw := csv.NewWriter(w)
 	row := make([]string, len(csvColumns))
 	for i, c := range csvColumns {
@@ -280,9 +389,9 @@ func writeCSV(w io.Writer, results []Result) error {
 	if err := cw.Write(row); err != nil {
 		return err
 	}
-	for i := range results {
+	for i := range rep.Results {
 		for j, c := range csvColumns {
-			row[j] = c.get(&results[i])
+			row[j] = c.get(&rep.Results[i])
 		}
 		if err := cw.Write(row); err != nil {
 			return err
@@ -292,10 +401,57 @@ func writeCSV(w io.Writer, results []Result) error {
 	return cw.Error()
 }
 
-// readCSV reads what writeCSV wrote. Columns are matched by header name;
-// unknown columns are ignored, missing ones stay zero.
-func readCSV(r io.Reader) ([]Result, error) {
-	rows, err := csv.NewReader(r).ReadAll()
+// readCSV reads what writeCSV wrote: the header comments, then the rows.
+// Columns are matched by header name; unknown columns and comment keys are
+// ignored, missing ones stay zero. A file without comments (an older
+// xbench's) gives a report with no Env.
+func readCSV(r io.Reader) (*Report, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{}
+	text := string(data)
+	env := map[string]json.RawMessage{}
+	line := 0
+	for strings.HasPrefix(text, "#") {
+		line++
+		var c string
+		c, text, _ = strings.Cut(text, "\n")
+		key, val, ok := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(c, "#"), " "), ": ")
+		if !ok {
+			continue // a comment of another kind
+		}
+		val = strings.TrimSpace(val)
+		var err error
+		switch {
+		case strings.HasPrefix(key, csvEnvPrefix):
+			if !json.Valid([]byte(val)) {
+				err = errors.New("not JSON")
+			}
+			env[strings.TrimPrefix(key, csvEnvPrefix)] = json.RawMessage(val)
+		case key == csvPeakKey:
+			var p Peak
+			if err = json.Unmarshal([]byte(val), &p); err == nil {
+				rep.Peaks = append(rep.Peaks, p)
+			}
+		case key == csvSkippedKey:
+			var s string
+			if err = json.Unmarshal([]byte(val), &s); err == nil {
+				rep.ProbeSkipped = append(rep.ProbeSkipped, s)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("line %d, comment %s: %w", line, key, err)
+		}
+	}
+	if len(env) > 0 {
+		b, _ := json.Marshal(env)
+		if err := json.Unmarshal(b, &rep.Env); err != nil {
+			return nil, fmt.Errorf("environment comments: %w", err)
+		}
+	}
+	rows, err := csv.NewReader(strings.NewReader(text)).ReadAll()
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +462,6 @@ func readCSV(r io.Reader) ([]Result, error) {
 	for _, c := range csvColumns {
 		cols[c.name] = c
 	}
-	var out []Result
 	for n, row := range rows[1:] {
 		var r Result
 		for i, name := range rows[0] {
@@ -315,12 +470,12 @@ func readCSV(r io.Reader) ([]Result, error) {
 				continue
 			}
 			if err := c.set(&r, row[i]); err != nil {
-				return nil, fmt.Errorf("line %d, column %s: %w", n+2, name, err)
+				return nil, fmt.Errorf("line %d, column %s: %w", line+n+2, name, err)
 			}
 		}
-		out = append(out, r)
+		rep.Results = append(rep.Results, r)
 	}
-	return out, nil
+	return rep, nil
 }
 
 // writeTable writes the human-readable report: the machine, the peak
