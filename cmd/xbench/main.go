@@ -2,10 +2,11 @@
 // CPU and says how fast it is and how close to the machine's limit.
 //
 //	go run ./cmd/xbench                      # the four presets, a table
+//	go run ./cmd/xbench -preset serving      # the serving calls beside the plain ones
 //	go run ./cmd/xbench -preset sd_unet64 -peers torch,ort
 //	go run ./cmd/xbench -preset decoder -sweep threads=1,2 -plot threads.svg
 //	go run ./cmd/xbench -sweep tk=64..4096 -preset sd_unet64 -o tk.json
-//	go run ./cmd/xbench -compare old.json new.json
+//	go run ./cmd/xbench -rounds 5 -o new.json && go run ./cmd/xbench -compare old.json new.json
 //	go run ./cmd/xbench -heatmap docs/heatmap.png
 //
 // # What it measures
@@ -13,16 +14,46 @@
 // Each case (a preset, a shape given by flags, or a point of a sweep) is
 // run on each backend asked for: a Layer with those weights, warm-up calls,
 // then timed calls of Layer.ForwardInto into a preallocated output (a fixed
-// count, or adaptively at least 3 and about a second's worth). It reports
+// count, or adaptively at least 3 and about a second's worth), in -rounds
+// rounds over all cases. Every call's time is kept (samples_ms). It reports
 // the median, min and max time, GFLOP/s by xattn.FLOPs over the median, Go
 // heap allocations per call (counted in a separate pass), the process's peak
-// resident memory during the case, and efficiency against a peak probe
-// measured at the same thread count: concurrent large SGEMMs through the
-// OpenBLAS backend, the achievable peak of this machine's FMA units (see
-// Peak). The header names the CPU, its caches and vector ISA, the Go
-// version and GOMAXPROCS, OpenBLAS's config and core, and the
-// OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE variables, which force OpenBLAS's
-// kernels when set.
+// resident memory during the case, %peak and %gemm. The header names the
+// CPU, its caches and vector ISA, the Go version and GOMAXPROCS, OpenBLAS's
+// config and core, and the OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE variables,
+// which choose OpenBLAS's kernels when set.
+//
+// # Peaks
+//
+// %peak holds a row's work over its median against xbench's own peak probe
+// of the ISA its products run, at the same thread count (see Peak): a
+// register-only loop per vector ISA in amd64 assembly, independent of any
+// BLAS (12 chains of VFMADD231PS zmm for AVX-512, ymm for AVX2, multiplies
+// and adds for AVX, SSE and scalar code), and AMX BF16 tile products where
+// the CPU and OS allow them (on Linux after arch_prctl's permission; a
+// refusal is reported with its reason). xattn's products run on its own
+// AVX-512 kernel on AVX-512 CPUs, else on OpenBLAS's core; the pure
+// backend's on gonum's SSE loops. A row the layer ran in its absorbed form
+// is held to the absorbed form's work, not to what FLOPs counts; a %peak
+// above 100% is reported as a bug. %gemm holds it against a large product
+// in the kernel the row's backend runs (-peak-n). Outside amd64 there is
+// no register probe, and no %peak.
+//
+// OpenBLAS's core is checked against the CPU: a fallback to kernels below
+// what the CPU runs (Debian's OpenBLAS 0.3.21 picks SSE3 Prescott on
+// Xeons it does not know) is a warning with the OPENBLAS_CORETYPE that
+// fixes it.
+//
+// # Serving
+//
+// -preset serving (or decoder_step, kv_step, batch) measures the calls a
+// server makes beside the plain calls they replace, and prints the
+// speed-up: a decoder step against a Context projected once
+// (ProjectContext, ForwardContext) and ForwardInto projecting it again; a
+// decode step of Tq rows against a KVCache holding Tk (ForwardStep) and a
+// causal ForwardInto over all Tk+Tq rows; -requests small requests in one
+// ForwardBatch and one ForwardInto each. They are xattn's
+// BenchmarkDecoderStep, BenchmarkSelfStep and BenchmarkForwardBatch.
 //
 // # Peers
 //
@@ -34,8 +65,14 @@
 //
 // # Output
 //
-// -format table (default), json or csv; -o writes to a file. -compare reads
-// two JSON (or CSV) reports and prints the time ratios, for regressions.
+// -format table (default), json or csv; -o writes to a file. A CSV report
+// keeps the environment and the probes as "# key: value" lines above its
+// header, and leaves unmeasured values empty. -from prints a saved report.
+// -compare reads two JSON (or CSV) reports and, per result, runs a
+// Mann–Whitney U test over the two sets of timed calls: it calls a change
+// slower or faster only when p < -alpha and the medians differ by more
+// than -threshold, and it lists every difference of CPU, kernels,
+// OpenBLAS core, GOMAXPROCS or environment variables between the files.
 // -plot draws a sweep with gonum.org/v1/plot.
 //
 // # Attention heatmap
