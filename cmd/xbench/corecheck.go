@@ -63,9 +63,10 @@ type coreCheck struct {
 	Level, Text, Fix string
 }
 
-// checkCore judges OpenBLAS's core core on a CPU with features. It is pure,
-// so tests drive it with made-up pairs.
-func checkCore(features []string, core string) coreCheck {
+// checkCore judges OpenBLAS's core core on a CPU with features; forced is
+// the OPENBLAS_CORETYPE that chose it, "" when OpenBLAS chose for itself.
+// It is pure, so tests drive it with made-up pairs.
+func checkCore(features []string, core, forced string) coreCheck {
 	if core == "" {
 		return coreCheck{}
 	}
@@ -90,8 +91,12 @@ func checkCore(features []string, core string) coreCheck {
 		return coreCheck{Level: "note", Fix: fix,
 			Text: fmt.Sprintf("OpenBLAS runs its %s (AVX2) kernels on this AVX-512 CPU, about half the speed of its AVX-512 ones", core)}
 	default:
+		why := "an OpenBLAS too old to know this CPU model"
+		if forced != "" {
+			why = "OPENBLAS_CORETYPE=" + forced + " chose them"
+		}
 		return coreCheck{Level: "warning", Fix: fix,
-			Text: fmt.Sprintf("OpenBLAS fell back to its %s (%s) kernels on this %s CPU (an OpenBLAS too old to know the CPU model): a fraction of the CPU's speed", core, strings.ToUpper(kern), strings.ToUpper(have))}
+			Text: fmt.Sprintf("OpenBLAS runs its %s (%s) kernels, a fallback, on this %s CPU (%s): a fraction of the CPU's speed", core, strings.ToUpper(kern), strings.ToUpper(have), why)}
 	}
 }
 

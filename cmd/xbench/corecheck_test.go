@@ -43,7 +43,7 @@ func TestCheckCore(t *testing.T) {
 		{"unknown CPU", nil, "Prescott", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := checkCore(tc.features, tc.core)
+			c := checkCore(tc.features, tc.core, "")
 			if c.Level != tc.level || c.Fix != tc.fix {
 				t.Fatalf("checkCore = %+v, want level %q fix %q", c, tc.level, tc.fix)
 			}
@@ -53,6 +53,14 @@ func TestCheckCore(t *testing.T) {
 				t.Errorf("line %q", s)
 			}
 		})
+	}
+}
+
+func TestCheckCoreForced(t *testing.T) {
+	auto := checkCore(cpuAVX512, "Prescott", "").String()
+	forced := checkCore(cpuAVX512, "Prescott", "Prescott").String()
+	if !strings.Contains(auto, "too old to know this CPU model") || !strings.Contains(forced, "OPENBLAS_CORETYPE=Prescott chose them") {
+		t.Errorf("auto: %q\nforced: %q", auto, forced)
 	}
 }
 

@@ -136,7 +136,7 @@ func writeHeader(w io.Writer, e *Env, peaks []Peak, skipped []string) {
 	}
 	fmt.Fprintf(w, "isa       %s%s\n", strings.Join(e.ISA, " "), lvl)
 	fmt.Fprintf(w, "go        %s %s/%s, GOMAXPROCS=%d, backends: %s\n", e.GoVersion, e.GOOS, e.GOARCH, e.GOMAXPROCS, e.Backends)
-	check := checkCore(e.ISA, e.OpenBLAS.CoreName)
+	check := checkCore(e.ISA, e.OpenBLAS.CoreName, e.EnvVars["OPENBLAS_CORETYPE"])
 	if e.OpenBLAS.Linked {
 		core := e.OpenBLAS.CoreName
 		if isa := coreISA(core); isa != "?" {
