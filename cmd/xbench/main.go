@@ -185,7 +185,7 @@ func measure(o *options, cases []benchCase, backends []blas.Backend, stderr io.W
 	if len(o.peers) > 0 {
 		peers = newPeerSet(o)
 	}
-	prog := newProgress(stderr, o.progress, o.rounds*len(cases)*(len(backends)+len(o.peers)))
+	prog := newProgress(stderr, o.progress, len(cases)*(o.rounds*len(backends)+len(o.peers)))
 	defer prog.finish()
 	failed := false
 	probs := make([]*problem, len(cases))
