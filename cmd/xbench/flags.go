@@ -49,6 +49,7 @@ type options struct {
 	peakN      int // side of the square GEMM of the %gemm probe; 0 skips it
 	peakRounds int
 	fmaProbe   bool // run the register-only peak probes of %peak
+	peaksOnly  bool // run the peak probes alone, at 1…threads threads
 
 	rounds   int     // rounds over all cases; each case's samples span them
 	requests int     // requests of the batch serving preset
@@ -117,6 +118,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.peakN, "peak-n", 1536, "side n of the n³ product the %gemm probe runs per thread in the layer's kernel; 0 skips it")
 	fs.IntVar(&o.peakRounds, "peak-rounds", 5, "timed rounds of each peak probe (best is kept)")
 	fs.BoolVar(&o.fmaProbe, "fma-probe", true, "run the register-only FMA (and AMX) loops that %peak holds rows against")
+	fs.BoolVar(&o.peaksOnly, "peaks", false, "measure nothing but the peak probes, at 1, 2, … up to -threads threads (default: the physical cores), or at the -sweep threads=… values")
 	fs.IntVar(&o.rounds, "rounds", 1, "measure every case this many times, in rounds over all cases; the samples of all rounds are kept")
 	fs.IntVar(&o.requests, "requests", 64, "requests of the batch serving preset")
 	fs.Float64Var(&o.alpha, "alpha", 0.05, "-compare calls a difference only when the rank test's p-value is below this")
@@ -244,6 +246,9 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	}
 	if len(rest) > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", rest)
+	}
+	if o.peaksOnly && (o.sweep != nil && o.sweep.key != "threads" || o.compare != nil || o.from != "" || o.peers != nil || o.heatmap != "") {
+		return nil, errors.New("-peaks runs the probes alone: drop -compare, -from, -peers, -heatmap and sweeps other than threads")
 	}
 	if err := o.checkHeatmap(); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@
 //
 //	go run ./cmd/xbench                      # the four presets, a table
 //	go run ./cmd/xbench -preset serving      # the serving calls beside the plain ones
+//	go run ./cmd/xbench -peaks               # the peak probes alone, at 1…cores threads
 //	go run ./cmd/xbench -preset sd_unet64 -peers torch,ort
 //	go run ./cmd/xbench -preset decoder -sweep threads=1,2 -plot threads.svg
 //	go run ./cmd/xbench -sweep tk=64..4096 -preset sd_unet64 -o tk.json
@@ -97,6 +98,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/klauspost/cpuid/v2"
 	"github.com/xattn/xattn/blas"
 )
 
@@ -120,6 +122,9 @@ func xbench(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	}
+	if o.peaksOnly {
+		return runPeaks(o, stdout, stderr)
 	}
 	if o.compare != nil {
 		if err := runCompare(o, stdout); err != nil {
@@ -319,6 +324,53 @@ func peakISA(r *Result, ob OpenBLASEnv, best string) string {
 		}
 	}
 	return best
+}
+
+// runPeaks is xbench -peaks: the probes alone at each thread count, as a
+// header (or a JSON or CSV report with no results).
+func runPeaks(o *options, stdout, stderr io.Writer) int {
+	var threads []int
+	switch {
+	case o.sweep != nil:
+		threads = o.sweep.values
+	default:
+		n := o.threads
+		if n == 0 {
+			n = max(cpuid.CPU.PhysicalCores, 1)
+		}
+		for t := 1; t <= n; t++ {
+			threads = append(threads, t)
+		}
+	}
+	rep := &Report{Env: collectEnv()}
+	probe := newPeakProbe(o.peakN, o.peakRounds, o.fmaProbe)
+	rep.ProbeSkipped = probe.skipped
+	be := blas.Default()
+	for _, t := range threads {
+		probe.allFMA(t)
+		probe.gemm(be, t)
+	}
+	rep.Peaks = probe.list()
+	write := func(w io.Writer) error {
+		if o.format == "table" {
+			writeHeader(w, &rep.Env, rep.Peaks, rep.ProbeSkipped)
+			return nil
+		}
+		return writeReport(w, rep, o.format)
+	}
+	if o.out != "" {
+		if err := writeFile(o.out, rep, o.format); err != nil {
+			fmt.Fprintln(stderr, "xbench:", err)
+			return 1
+		}
+		writeHeader(stdout, &rep.Env, rep.Peaks, rep.ProbeSkipped)
+		return 0
+	}
+	if err := write(stdout); err != nil {
+		fmt.Fprintln(stderr, "xbench:", err)
+		return 1
+	}
+	return 0
 }
 
 // writeFile writes rep to path in format.

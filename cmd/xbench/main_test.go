@@ -61,6 +61,31 @@ func TestXbenchSweepFiles(t *testing.T) {
 	}
 }
 
+func TestXbenchPeaks(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"-peaks", "-sweep", "threads=1,2", "-peak-n", "32", "-peak-rounds", "1", "-format", "json"}
+	if code := xbench(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var rep Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	count := map[int]int{}
+	for _, p := range rep.Peaks {
+		if p.GFLOPs <= 0 {
+			t.Errorf("%+v", p)
+		}
+		count[p.Threads]++
+	}
+	if count[1] == 0 || count[1] != count[2] || len(rep.Results) != 0 {
+		t.Errorf("probes per thread count %v, %d results", count, len(rep.Results))
+	}
+	if code := xbench([]string{"-peaks", "-peers", "torch"}, &stdout, &stderr); code != 2 {
+		t.Errorf("-peaks -peers: exit %d", code)
+	}
+}
+
 func TestXbenchUsage(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := xbench([]string{"-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "-preset") {
