@@ -150,6 +150,20 @@ func TestMeasurePeak(t *testing.T) {
 	if best := fp.bestFP32(); best != "" && fp.fma(best, 1) == nil {
 		t.Errorf("no probe of the best ISA %q", best)
 	}
+	// Measured again, the better reading is kept, and the runs counted.
+	if p := fp.fma("scalar", 1); p != nil {
+		g0, r0 := p.GFLOPs, p.Rounds
+		fp.again("scalar", blas.Pure(), 1)
+		if p.Runs != 2 || p.GFLOPs < g0 || p.Rounds <= r0 || fp.fma("scalar", 1) != p {
+			t.Errorf("again: %+v (was %v GFLOP/s, %d rounds)", p, g0, r0)
+		}
+	}
+	gp := newPeakProbe(32, 1, false)
+	gp.again("sse", blas.Pure(), 1) // first time: measured once
+	gp.again("sse", blas.Pure(), 1)
+	if l := gp.list(); len(l) != 1 || l[0].Runs != 2 || l[0].Kind != kindGemm {
+		t.Errorf("gemm again: %+v", l)
+	}
 }
 
 func TestPickBackends(t *testing.T) {
