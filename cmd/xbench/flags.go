@@ -128,7 +128,9 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.heatmapHead, "heatmap-head", 0, fmt.Sprintf("head of the -heatmap, 0…%d, or -1 for the mean over heads", len(heatmapHeads)-1))
 	fs.IntVar(&o.heatmapBatch, "heatmap-batch", 0, fmt.Sprintf("batch element of the -heatmap, 0…%d (batch 1 has its keys padded)", heatmapBatch-1))
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: xbench [flags]\n       xbench -compare old.json new.json\n\n"+
+		fmt.Fprintf(stderr, "usage: xbench [run] [flags]\n       xbench compare old.json new.json   (-compare)\n"+
+			"       xbench peaks [flags]              (-peaks)\n       xbench serving [flags]            (-preset serving)\n"+
+			"       xbench heatmap [flags] out.png    (-heatmap)\n\n"+
 			"Benchmarks xattn's cross-attention layer on this CPU.\n\nflags:\n")
 		fs.PrintDefaults()
 	}

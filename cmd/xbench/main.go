@@ -10,6 +10,10 @@
 //	go run ./cmd/xbench -rounds 5 -o new.json && go run ./cmd/xbench -compare old.json new.json
 //	go run ./cmd/xbench -heatmap docs/heatmap.png
 //
+// The first word may name the job instead of its flag: xbench run […],
+// xbench compare old.json new.json, xbench peaks, xbench serving […] and
+// xbench heatmap [flags] out.png.
+//
 // # What it measures
 //
 // Each case (a preset, a shape given by flags, or a point of a sweep) is
@@ -97,6 +101,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/klauspost/cpuid/v2"
 	"github.com/xattn/xattn/blas"
@@ -106,8 +111,30 @@ func main() {
 	os.Exit(xbench(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// subcommands map the first word of a command line to the flags it stands
+// for: "xbench compare a b" is "xbench -compare a b", and so on; every flag
+// still works with or without them.
+var subcommands = map[string]func(rest []string) []string{
+	"run":     func(rest []string) []string { return rest },
+	"compare": func(rest []string) []string { return append([]string{"-compare"}, rest...) },
+	"peaks":   func(rest []string) []string { return append([]string{"-peaks"}, rest...) },
+	"serving": func(rest []string) []string { return append([]string{"-preset", servingGroup}, rest...) },
+	"heatmap": func(rest []string) []string {
+		// xbench heatmap [flags] out.png: the last argument is the file.
+		if n := len(rest); n > 0 && !strings.HasPrefix(rest[n-1], "-") {
+			return append([]string{"-heatmap", rest[n-1]}, rest[:n-1]...)
+		}
+		return append([]string{"-heatmap", "heatmap.png"}, rest...)
+	},
+}
+
 // xbench runs the command with args and returns its exit status.
 func xbench(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		if sub, ok := subcommands[args[0]]; ok {
+			args = sub(args[1:])
+		}
+	}
 	o, err := parseArgs(args, stderr)
 	if errors.Is(err, errHelp) {
 		return 0

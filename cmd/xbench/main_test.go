@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -83,6 +84,24 @@ func TestXbenchPeaks(t *testing.T) {
 	}
 	if code := xbench([]string{"-peaks", "-peers", "torch"}, &stdout, &stderr); code != 2 {
 		t.Errorf("-peaks -peers: exit %d", code)
+	}
+}
+
+func TestSubcommands(t *testing.T) {
+	for _, tc := range []struct{ in, want []string }{
+		{[]string{"run", "-preset", "tiny"}, []string{"-preset", "tiny"}},
+		{[]string{"compare", "a.json", "b.json"}, []string{"-compare", "a.json", "b.json"}},
+		{[]string{"peaks", "-threads", "2"}, []string{"-peaks", "-threads", "2"}},
+		{[]string{"serving", "-rounds", "3"}, []string{"-preset", "serving", "-rounds", "3"}},
+		{[]string{"heatmap", "-heatmap-head", "1", "m.png"}, []string{"-heatmap", "m.png", "-heatmap-head", "1"}},
+	} {
+		got := subcommands[tc.in[0]](tc.in[1:])
+		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("%q → %q, want %q", tc.in, got, tc.want)
+		}
+		if _, err := parseArgs(got, io.Discard); err != nil {
+			t.Errorf("%q: %v", tc.in, err)
+		}
 	}
 }
 
