@@ -295,7 +295,7 @@ func measure(o *options, cases []benchCase, backends []blas.Backend, stderr io.W
 			}
 			rep.Results = append(rep.Results, r)
 			if ref == nil && r.State == stateOK {
-				ref, refY = &rep.Results[len(rep.Results)-1], y
+				ref, refY = &r, y // a copy: rep.Results may move as it grows
 			}
 		}
 		if peers == nil || c.mode != "" {
