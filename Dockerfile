@@ -49,6 +49,14 @@ ENTRYPOINT ["/usr/local/bin/xbench"]
 # runtime: slim Debian with only OpenBLAS's runtime library, the pthread
 # variant that libopenblas-dev links against in the build stage. Last, so it is
 # what a plain 'docker build' makes.
+#
+# OpenBLAS chooses its kernels on the machine the container runs on, not here.
+# Bookworm's 0.3.21 does not know recent Xeons (family 6 model 207) and falls
+# back to its SSE3 Prescott kernels there; xbench's header then warns and names
+# the fix, such as 'docker run -e OPENBLAS_CORETYPE=SkylakeX …' on AVX-512 hosts
+# ('Haswell' on AVX2 ones). The image sets no OPENBLAS_CORETYPE: a core the host
+# lacks would be wrong. On AVX-512 hosts the layer's products run on xattn's
+# own kernel whatever the core; the core matters for CPUs without AVX-512.
 FROM ${RUNTIME_IMAGE} AS runtime
 RUN apt-get update \
 	&& DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libopenblas0-pthread \

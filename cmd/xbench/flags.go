@@ -46,8 +46,14 @@ type options struct {
 	compare   []string // old and new result files
 	threshold float64  // relative change compare calls a regression
 
-	peakN      int // side of the square SGEMM of the peak probe; 0 skips it
+	peakN      int // side of the square GEMM of the %gemm probe; 0 skips it
 	peakRounds int
+	fmaProbe   bool // run the register-only peak probes of %peak
+	peaksOnly  bool // run the peak probes alone, at 1…threads threads
+
+	rounds   int     // rounds over all cases; each case's samples span them
+	requests int     // requests of the batch serving preset
+	alpha    float64 // significance level of -compare's rank test
 
 	progress string // auto, on or off
 	seed     uint64
@@ -109,15 +115,22 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&compare, "compare", "", "compare two result files: -compare old.json new.json (or old.json,new.json)")
 	fs.StringVar(&o.from, "from", "", "print (and with -plot, plot) a saved JSON or CSV report instead of measuring")
 	fs.Float64Var(&o.threshold, "threshold", 0.05, "relative time change that -compare reports as slower or faster")
-	fs.IntVar(&o.peakN, "peak-n", 1536, "side n of the n³ SGEMM the peak probe runs per thread; 0 skips the probe")
-	fs.IntVar(&o.peakRounds, "peak-rounds", 5, "timed rounds of the peak probe (best is kept)")
+	fs.IntVar(&o.peakN, "peak-n", 1536, "side n of the n³ product the %gemm probe runs per thread in the layer's kernel; 0 skips it")
+	fs.IntVar(&o.peakRounds, "peak-rounds", 5, "timed rounds of each peak probe (best is kept)")
+	fs.BoolVar(&o.fmaProbe, "fma-probe", true, "run the register-only FMA (and AMX) loops that %peak holds rows against")
+	fs.BoolVar(&o.peaksOnly, "peaks", false, "measure nothing but the peak probes, at 1, 2, … up to -threads threads (default: the physical cores), or at the -sweep threads=… values")
+	fs.IntVar(&o.rounds, "rounds", 1, "measure every case this many times, in rounds over all cases; the samples of all rounds are kept")
+	fs.IntVar(&o.requests, "requests", 64, "requests of the batch serving preset")
+	fs.Float64Var(&o.alpha, "alpha", 0.05, "-compare calls a difference only when the rank test's p-value is below this")
 	fs.StringVar(&o.progress, "progress", "auto", "progress bar on stderr: auto (when a terminal), on or off")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the weights and inputs")
 	fs.StringVar(&o.heatmap, "heatmap", "", "instead of measuring, write the attention map of a small example layer (see the package doc) to this .png file")
 	fs.IntVar(&o.heatmapHead, "heatmap-head", 0, fmt.Sprintf("head of the -heatmap, 0…%d, or -1 for the mean over heads", len(heatmapHeads)-1))
 	fs.IntVar(&o.heatmapBatch, "heatmap-batch", 0, fmt.Sprintf("batch element of the -heatmap, 0…%d (batch 1 has its keys padded)", heatmapBatch-1))
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: xbench [flags]\n       xbench -compare old.json new.json\n\n"+
+		fmt.Fprintf(stderr, "usage: xbench [run] [flags]\n       xbench compare old.json new.json   (-compare)\n"+
+			"       xbench peaks [flags]              (-peaks)\n       xbench serving [flags]            (-preset serving)\n"+
+			"       xbench heatmap [flags] out.png    (-heatmap)\n\n"+
 			"Benchmarks xattn's cross-attention layer on this CPU.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
@@ -137,7 +150,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	}
 	o.presets = splitList(presetList)
 	for _, p := range o.presets {
-		if _, ok := findPreset(p); !ok {
+		if _, ok := findPreset(p); !ok && p != servingGroup {
 			return nil, fmt.Errorf("-preset: unknown preset %q (have %s)", p, presetNames())
 		}
 	}
@@ -203,8 +216,20 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	if o.plotY != "gflops" && o.plotY != "ms" {
 		return nil, fmt.Errorf("-plot-y=%q: want gflops or ms", o.plotY)
 	}
-	if o.peakN < 0 || o.peakRounds < 1 {
-		return nil, errors.New("-peak-n must not be negative and -peak-rounds must be positive")
+	if o.peakN < 0 {
+		return nil, fmt.Errorf("-peak-n=%d: must not be negative", o.peakN)
+	}
+	if o.peakRounds < 1 {
+		return nil, fmt.Errorf("-peak-rounds=%d: must be positive", o.peakRounds)
+	}
+	if o.rounds < 1 {
+		return nil, fmt.Errorf("-rounds=%d: must be positive", o.rounds)
+	}
+	if o.requests < 1 {
+		return nil, fmt.Errorf("-requests=%d: must be positive", o.requests)
+	}
+	if !(o.alpha > 0 && o.alpha < 1) {
+		return nil, fmt.Errorf("-alpha=%v: want a level between 0 and 1", o.alpha)
 	}
 	switch o.progress {
 	case "auto", "on", "off":
@@ -223,6 +248,9 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	}
 	if len(rest) > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", rest)
+	}
+	if o.peaksOnly && (o.sweep != nil && o.sweep.key != "threads" || o.compare != nil || o.from != "" || o.peers != nil || o.heatmap != "") {
+		return nil, errors.New("-peaks runs the probes alone: drop -compare, -from, -peers, -heatmap and sweeps other than threads")
 	}
 	if err := o.checkHeatmap(); err != nil {
 		return nil, err

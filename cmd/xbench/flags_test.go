@@ -40,6 +40,21 @@ func TestParseArgs(t *testing.T) {
 			}
 		}},
 		{name: "bad backend", args: []string{"-backend", "mkl"}, err: "-backend"},
+		{name: "serving group", args: []string{"-preset", "serving,tiny", "-rounds", "3", "-requests", "8", "-alpha", "0.01"},
+			check: func(t *testing.T, o *options) {
+				if !reflect.DeepEqual(o.presets, []string{"serving", "tiny"}) || o.rounds != 3 || o.requests != 8 || o.alpha != 0.01 || !o.fmaProbe {
+					t.Errorf("options = %+v", o)
+				}
+			}},
+		{name: "no register probe", args: []string{"-fma-probe=false"}, check: func(t *testing.T, o *options) {
+			if o.fmaProbe {
+				t.Error("-fma-probe=false ignored")
+			}
+		}},
+		{name: "zero rounds", args: []string{"-rounds", "0"}, err: "-rounds=0"},
+		{name: "zero requests", args: []string{"-requests", "0"}, err: "-requests=0"},
+		{name: "alpha out of range", args: []string{"-alpha", "1.5"}, err: "-alpha=1.5"},
+		{name: "negative peak-n", args: []string{"-peak-n", "-3"}, err: "-peak-n=-3"},
 		{name: "negative threads", args: []string{"-threads", "-1"}, err: "-threads"},
 		{name: "shape flags", args: []string{"-B", "3", "-tk", "99", "-dh", "32"}, check: func(t *testing.T, o *options) {
 			want := map[string]int{"B": 3, "tk": 99, "dh": 32}

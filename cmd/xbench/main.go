@@ -2,27 +2,63 @@
 // CPU and says how fast it is and how close to the machine's limit.
 //
 //	go run ./cmd/xbench                      # the four presets, a table
+//	go run ./cmd/xbench -preset serving      # the serving calls beside the plain ones
+//	go run ./cmd/xbench -peaks               # the peak probes alone, at 1…cores threads
 //	go run ./cmd/xbench -preset sd_unet64 -peers torch,ort
 //	go run ./cmd/xbench -preset decoder -sweep threads=1,2 -plot threads.svg
 //	go run ./cmd/xbench -sweep tk=64..4096 -preset sd_unet64 -o tk.json
-//	go run ./cmd/xbench -compare old.json new.json
+//	go run ./cmd/xbench -rounds 5 -o new.json && go run ./cmd/xbench -compare old.json new.json
 //	go run ./cmd/xbench -heatmap docs/heatmap.png
+//
+// The first word may name the job instead of its flag: xbench run […],
+// xbench compare old.json new.json, xbench peaks, xbench serving […] and
+// xbench heatmap [flags] out.png.
 //
 // # What it measures
 //
 // Each case (a preset, a shape given by flags, or a point of a sweep) is
 // run on each backend asked for: a Layer with those weights, warm-up calls,
 // then timed calls of Layer.ForwardInto into a preallocated output (a fixed
-// count, or adaptively at least 3 and about a second's worth). It reports
+// count, or adaptively at least 3 and about a second's worth), in -rounds
+// rounds over all cases. Every call's time is kept (samples_ms). It reports
 // the median, min and max time, GFLOP/s by xattn.FLOPs over the median, Go
 // heap allocations per call (counted in a separate pass), the process's peak
-// resident memory during the case, and efficiency against a peak probe
-// measured at the same thread count: concurrent large SGEMMs through the
-// OpenBLAS backend, the achievable peak of this machine's FMA units (see
-// Peak). The header names the CPU, its caches and vector ISA, the Go
-// version and GOMAXPROCS, OpenBLAS's config and core, and the
-// OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE variables, which force OpenBLAS's
-// kernels when set.
+// resident memory during the case, %peak and %gemm. The header names the
+// CPU, its caches and vector ISA, the Go version and GOMAXPROCS, OpenBLAS's
+// config and core, and the OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE variables,
+// which choose OpenBLAS's kernels when set.
+//
+// # Peaks
+//
+// %peak holds a row's work over its median against xbench's own peak probe
+// of the ISA its products run, at the same thread count (see Peak): a
+// register-only loop per vector ISA in amd64 assembly, independent of any
+// BLAS (12 chains of VFMADD231PS zmm for AVX-512, ymm for AVX2, multiplies
+// and adds for AVX, SSE and scalar code), and AMX BF16 tile products where
+// the CPU and OS allow them (on Linux after arch_prctl's permission; a
+// refusal is reported with its reason). xattn's products run on its own
+// AVX-512 kernel on AVX-512 CPUs, else on OpenBLAS's core; the pure
+// backend's on gonum's SSE loops. A row the layer ran in its absorbed form
+// is held to the absorbed form's work, not to what FLOPs counts; a %peak
+// above 100% is reported as a bug. %gemm holds it against a large product
+// in the kernel the row's backend runs (-peak-n). Outside amd64 there is
+// no register probe, and no %peak.
+//
+// OpenBLAS's core is checked against the CPU: a fallback to kernels below
+// what the CPU runs (Debian's OpenBLAS 0.3.21 picks SSE3 Prescott on
+// Xeons it does not know) is a warning with the OPENBLAS_CORETYPE that
+// fixes it.
+//
+// # Serving
+//
+// -preset serving (or decoder_step, kv_step, batch) measures the calls a
+// server makes beside the plain calls they replace, and prints the
+// speed-up: a decoder step against a Context projected once
+// (ProjectContext, ForwardContext) and ForwardInto projecting it again; a
+// decode step of Tq rows against a KVCache holding Tk (ForwardStep) and a
+// causal ForwardInto over all Tk+Tq rows; -requests small requests in one
+// ForwardBatch and one ForwardInto each. They are xattn's
+// BenchmarkDecoderStep, BenchmarkSelfStep and BenchmarkForwardBatch.
 //
 // # Peers
 //
@@ -34,8 +70,14 @@
 //
 // # Output
 //
-// -format table (default), json or csv; -o writes to a file. -compare reads
-// two JSON (or CSV) reports and prints the time ratios, for regressions.
+// -format table (default), json or csv; -o writes to a file. A CSV report
+// keeps the environment and the probes as "# key: value" lines above its
+// header, and leaves unmeasured values empty. -from prints a saved report.
+// -compare reads two JSON (or CSV) reports and, per result, runs a
+// Mann–Whitney U test over the two sets of timed calls: it calls a change
+// slower or faster only when p < -alpha and the medians differ by more
+// than -threshold, and it lists every difference of CPU, kernels,
+// OpenBLAS core, GOMAXPROCS or environment variables between the files.
 // -plot draws a sweep with gonum.org/v1/plot.
 //
 // # Attention heatmap
@@ -59,7 +101,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
+	"github.com/klauspost/cpuid/v2"
 	"github.com/xattn/xattn/blas"
 )
 
@@ -67,8 +111,30 @@ func main() {
 	os.Exit(xbench(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// subcommands map the first word of a command line to the flags it stands
+// for: "xbench compare a b" is "xbench -compare a b", and so on; every flag
+// still works with or without them.
+var subcommands = map[string]func(rest []string) []string{
+	"run":     func(rest []string) []string { return rest },
+	"compare": func(rest []string) []string { return append([]string{"-compare"}, rest...) },
+	"peaks":   func(rest []string) []string { return append([]string{"-peaks"}, rest...) },
+	"serving": func(rest []string) []string { return append([]string{"-preset", servingGroup}, rest...) },
+	"heatmap": func(rest []string) []string {
+		// xbench heatmap [flags] out.png: the last argument is the file.
+		if n := len(rest); n > 0 && !strings.HasPrefix(rest[n-1], "-") {
+			return append([]string{"-heatmap", rest[n-1]}, rest[:n-1]...)
+		}
+		return append([]string{"-heatmap", "heatmap.png"}, rest...)
+	},
+}
+
 // xbench runs the command with args and returns its exit status.
 func xbench(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		if sub, ok := subcommands[args[0]]; ok {
+			args = sub(args[1:])
+		}
+	}
 	o, err := parseArgs(args, stderr)
 	if errors.Is(err, errHelp) {
 		return 0
@@ -83,6 +149,9 @@ func xbench(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	}
+	if o.peaksOnly {
+		return runPeaks(o, stdout, stderr)
 	}
 	if o.compare != nil {
 		if err := runCompare(o, stdout); err != nil {
@@ -142,37 +211,80 @@ func xbench(args []string, stdout, stderr io.Writer) int {
 // report and whether anything failed (an error, or outputs that disagree).
 func measure(o *options, cases []benchCase, backends []blas.Backend, stderr io.Writer) (*Report, bool) {
 	rep := &Report{Env: collectEnv()}
-	probe := newPeakProbe(o.peakN, o.peakRounds)
+	probe := newPeakProbe(o.peakN, o.peakRounds, o.fmaProbe)
+	rep.ProbeSkipped = probe.skipped
 	var peers *peerSet
 	if len(o.peers) > 0 {
 		peers = newPeerSet(o)
 	}
-	prog := newProgress(stderr, o.progress, len(cases)*(len(backends)+len(o.peers)))
+	prog := newProgress(stderr, o.progress, len(cases)*(o.rounds*len(backends)+len(o.peers)))
 	defer prog.finish()
 	failed := false
-	for _, c := range cases {
+	probs := make([]*problem, len(cases))
+	for i, c := range cases {
 		p, err := newProblem(c, o.seed)
 		if err != nil {
 			fmt.Fprintf(stderr, "xbench: %s: %v\n", c.name, err)
 			failed = true
 			continue
 		}
+		probs[i] = p
+	}
+	// Rounds: every case on every backend once per round, so that each
+	// case's samples span the whole run rather than one moment of it.
+	type slot struct {
+		r Result
+		y []float32
+	}
+	slots := make([][]slot, len(cases))
+	for round := range o.rounds {
+		for i, p := range probs {
+			if p == nil {
+				continue
+			}
+			if round == 0 {
+				slots[i] = make([]slot, len(backends))
+			}
+			for j, be := range backends {
+				s := &slots[i][j]
+				if round > 0 && s.r.State != stateOK {
+					continue
+				}
+				prog.begin(fmt.Sprintf("%s %s", p.c.name, be.Name()))
+				r, y, err := benchLayer(p, be, o, prog)
+				switch {
+				case err != nil:
+					r.State, r.Detail = stateError, err.Error()
+					s.r, s.y = r, nil
+				case round == 0:
+					s.r, s.y = r, y
+				default:
+					s.r.addRound(&r)
+					s.y = y
+				}
+				prog.end()
+			}
+		}
+	}
+	for i, p := range probs {
+		if p == nil {
+			continue
+		}
+		c := p.c
 		var ref *Result
 		var refY []float32
-		for _, be := range backends {
-			prog.begin(fmt.Sprintf("%s %s", c.name, be.Name()))
-			r, y, err := benchLayer(p, be, o, prog)
-			if err != nil {
-				r.State, r.Detail = stateError, err.Error()
+		for j, be := range backends {
+			r, y := slots[i][j].r, slots[i][j].y
+			if r.State == stateError {
 				failed = true
 			} else {
-				prog.begin("peak probe")
-				if pk := probe.machine(r.Threads); pk != nil {
-					r.PeakGFLOPs, r.PctPeak = pk.GFLOPs, 100*r.GFLOPs/pk.GFLOPs
-				}
-				if pk := probe.get(be, r.Threads); pk != nil {
-					r.GemmGFLOPs, r.PctGemm = pk.GFLOPs, 100*r.GFLOPs/pk.GFLOPs
-				}
+				// The probes again after each case, the best reading
+				// kept: on a shared machine a probe that ran while
+				// others were busy reads low, never high.
+				prog.begin("peak probes")
+				probe.allFMA(r.Threads)
+				probe.again(peakISA(&r, rep.Env.OpenBLAS, probe.bestFP32()), be, r.Threads)
+				prog.end()
 				if ref == nil {
 					r.Agree, r.VsRef, r.YNorm = "ref", 1, maxAbs(y)
 				} else {
@@ -183,11 +295,10 @@ func measure(o *options, cases []benchCase, backends []blas.Backend, stderr io.W
 			}
 			rep.Results = append(rep.Results, r)
 			if ref == nil && r.State == stateOK {
-				ref, refY = &r, y
+				ref, refY = &r, y // a copy: rep.Results may move as it grows
 			}
-			prog.end()
 		}
-		if peers == nil {
+		if peers == nil || c.mode != "" {
 			continue
 		}
 		if ref == nil {
@@ -197,9 +308,8 @@ func measure(o *options, cases []benchCase, backends []blas.Backend, stderr io.W
 		threads, warmup, repeats, refMs := ref.Threads, ref.Warmup, ref.Repeats, ref.MedianMs
 		for _, r := range peers.run(p, threads, warmup, repeats, refY, refMs, prog) {
 			if r.State == stateOK {
-				if pk := probe.machine(r.Threads); pk != nil {
-					r.PeakGFLOPs, r.PctPeak = pk.GFLOPs, 100*r.GFLOPs/pk.GFLOPs
-				}
+				probe.allFMA(r.Threads)
+				probe.again(peakISA(&r, rep.Env.OpenBLAS, probe.bestFP32()), nil, r.Threads)
 				failed = failed || r.Agree == "FAIL"
 			} else if r.State == stateError {
 				failed = true
@@ -207,8 +317,103 @@ func measure(o *options, cases []benchCase, backends []blas.Backend, stderr io.W
 			rep.Results = append(rep.Results, r)
 		}
 	}
+	setSpeedups(rep.Results)
+	for i := range rep.Results {
+		if r := &rep.Results[i]; r.State == stateOK {
+			setPeak(r, probe, &rep.Env)
+		}
+	}
 	rep.Peaks = probe.list()
 	return rep, failed
+}
+
+// setPeak sets the %peak of r against the register-loop probe of the ISA
+// its products run (see peakISA), and the %gemm of an xattn result against
+// the GEMM probe of its backend, both as measured so far.
+func setPeak(r *Result, probe *peakProbe, env *Env) {
+	r.PeakISA = peakISA(r, env.OpenBLAS, probe.bestFP32())
+	if pk := probe.fma(r.PeakISA, r.Threads); pk != nil {
+		r.PeakGFLOPs, r.PctPeak = pk.GFLOPs, 100*r.workGFLOPs()/pk.GFLOPs
+	}
+	if r.Kind != "xattn" {
+		return
+	}
+	for _, be := range blas.All() {
+		if be.Name() == r.Impl {
+			if pk := probe.gemm(be, r.Threads); pk != nil {
+				r.GemmGFLOPs, r.PctGemm = pk.GFLOPs, 100*r.workGFLOPs()/pk.GFLOPs
+			}
+		}
+	}
+}
+
+// peakISA is the ISA of the kernels that run the products of r, whose
+// register-loop peak %peak holds it against: xattn's AVX-512 kernel on
+// AVX-512 CPUs (blas.Info.Kernel "xattn-avx512"), else the ISA of
+// OpenBLAS's core; SSE for the pure backend (gonum's SGEMM multiplies and
+// adds with SSE); for a peer, whose kernels xbench cannot see, the best
+// fp32 ISA of the CPU.
+func peakISA(r *Result, ob OpenBLASEnv, best string) string {
+	switch {
+	case r.Kind == "peer":
+		return best
+	case r.Impl == "pure":
+		return "sse"
+	case r.Impl == "openblas" && ob.Kernel == "xattn-avx512":
+		return "avx512"
+	case r.Impl == "openblas":
+		if isa := coreISA(ob.CoreName); isa != "?" {
+			return isa
+		}
+	}
+	return best
+}
+
+// runPeaks is xbench -peaks: the probes alone at each thread count, as a
+// header (or a JSON or CSV report with no results).
+func runPeaks(o *options, stdout, stderr io.Writer) int {
+	var threads []int
+	switch {
+	case o.sweep != nil:
+		threads = o.sweep.values
+	default:
+		n := o.threads
+		if n == 0 {
+			n = max(cpuid.CPU.PhysicalCores, 1)
+		}
+		for t := 1; t <= n; t++ {
+			threads = append(threads, t)
+		}
+	}
+	rep := &Report{Env: collectEnv()}
+	probe := newPeakProbe(o.peakN, o.peakRounds, o.fmaProbe)
+	rep.ProbeSkipped = probe.skipped
+	be := blas.Default()
+	for _, t := range threads {
+		probe.allFMA(t)
+		probe.gemm(be, t)
+	}
+	rep.Peaks = probe.list()
+	write := func(w io.Writer) error {
+		if o.format == "table" {
+			writeHeader(w, &rep.Env, rep.Peaks, rep.ProbeSkipped)
+			return nil
+		}
+		return writeReport(w, rep, o.format)
+	}
+	if o.out != "" {
+		if err := writeFile(o.out, rep, o.format); err != nil {
+			fmt.Fprintln(stderr, "xbench:", err)
+			return 1
+		}
+		writeHeader(stdout, &rep.Env, rep.Peaks, rep.ProbeSkipped)
+		return 0
+	}
+	if err := write(stdout); err != nil {
+		fmt.Fprintln(stderr, "xbench:", err)
+		return 1
+	}
+	return 0
 }
 
 // writeFile writes rep to path in format.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -58,6 +59,49 @@ func TestXbenchSweepFiles(t *testing.T) {
 	stdout.Reset()
 	if code := xbench([]string{"-from", out, "-plot", filepath.Join(dir, "again.png")}, &stdout, &stderr); code != 0 {
 		t.Fatalf("-from: exit %d: %s", code, stderr.String())
+	}
+}
+
+func TestXbenchPeaks(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"-peaks", "-sweep", "threads=1,2", "-peak-n", "32", "-peak-rounds", "1", "-format", "json"}
+	if code := xbench(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var rep Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	count := map[int]int{}
+	for _, p := range rep.Peaks {
+		if p.GFLOPs <= 0 {
+			t.Errorf("%+v", p)
+		}
+		count[p.Threads]++
+	}
+	if count[1] == 0 || count[1] != count[2] || len(rep.Results) != 0 {
+		t.Errorf("probes per thread count %v, %d results", count, len(rep.Results))
+	}
+	if code := xbench([]string{"-peaks", "-peers", "torch"}, &stdout, &stderr); code != 2 {
+		t.Errorf("-peaks -peers: exit %d", code)
+	}
+}
+
+func TestSubcommands(t *testing.T) {
+	for _, tc := range []struct{ in, want []string }{
+		{[]string{"run", "-preset", "tiny"}, []string{"-preset", "tiny"}},
+		{[]string{"compare", "a.json", "b.json"}, []string{"-compare", "a.json", "b.json"}},
+		{[]string{"peaks", "-threads", "2"}, []string{"-peaks", "-threads", "2"}},
+		{[]string{"serving", "-rounds", "3"}, []string{"-preset", "serving", "-rounds", "3"}},
+		{[]string{"heatmap", "-heatmap-head", "1", "m.png"}, []string{"-heatmap", "m.png", "-heatmap-head", "1"}},
+	} {
+		got := subcommands[tc.in[0]](tc.in[1:])
+		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("%q → %q, want %q", tc.in, got, tc.want)
+		}
+		if _, err := parseArgs(got, io.Discard); err != nil {
+			t.Errorf("%q: %v", tc.in, err)
+		}
 	}
 }
 

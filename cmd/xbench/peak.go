@@ -3,95 +3,197 @@ package main
 import (
 	"fmt"
 	"runtime"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/xattn/xattn/blas"
 )
 
-// Peak is one run of the peak probe: Threads goroutines, each on its own OS
-// thread, each computing one N×N×N SGEMM through Backend's Sgemm at the same
-// time; GFLOPs is Threads·2N³ over the wall time of the slowest, best of
-// Rounds after one untimed round.
+// Peak is one run of a peak probe at Threads goroutines, each locked to its
+// own OS thread, all started together; GFLOPs is the work of all of them
+// over the wall time of the slowest, best of Rounds after an untimed round.
 //
-// Go cannot emit FMA instructions of its own, so xbench does not time an
-// FMA loop: with OpenBLAS compiled in, a large SGEMM through its kernels is
-// the practical "achievable peak" of the machine (a few percent under the
-// FMA units' limit), and it is the reference of %peak. Without OpenBLAS, the
-// pure backend's SGEMM is the best the binary can do, and it is labelled so:
-// it is not the machine's limit.
+// Kind "fma" is xbench's own register-only loop of one vector ISA
+// (fma_amd64.s): independent chains of VFMADD231PS (avx512, avx2), of
+// multiplies and adds (avx, sse, scalar, which have no FMA), or of AMX
+// TDPBF16PS tile products (amx-bf16), touching no memory and no BLAS: the
+// limit of the machine's arithmetic units for that ISA and precision. %peak
+// holds a row against the probe of the ISA its kernels run.
+//
+// Kind "gemm" is one N×N×N product per thread through a backend, in the
+// kernel the layer's products run: the packed AVX-512 kernel of the OpenBLAS
+// backend where the backend packs weights (Backend.Pack), OpenBLAS's SGEMM
+// otherwise, gonum's for the pure backend. %gemm holds a row against it.
 type Peak struct {
-	Backend   string  `json:"backend"`
+	// Kind is "fma" or "gemm" (reports of older xbench versions have none:
+	// gemm).
+	Kind      string `json:"kind,omitempty"`
+	ISA       string `json:"isa"`
+	Precision string `json:"precision,omitempty"`
+	// Backend and Kernel name what a gemm probe ran.
+	Backend   string  `json:"backend,omitempty"`
+	Kernel    string  `json:"kernel,omitempty"`
 	Threads   int     `json:"threads"`
-	N         int     `json:"n"`
+	N         int     `json:"n,omitempty"`
 	Rounds    int     `json:"rounds"`
 	GFLOPs    float64 `json:"gflops"`
 	PerThread float64 `json:"gflops_per_thread"`
-	// ISA names the vector instructions of the kernels that ran.
-	ISA string `json:"isa"`
-	// Machine is true for the probe %peak is measured against.
-	Machine bool   `json:"machine"`
-	Method  string `json:"method"`
+	Method    string  `json:"method"`
+	// Runs counts the times the probe ran in the report (once, then after
+	// each case that uses it); GFLOPs is the best of them.
+	Runs int `json:"runs,omitempty"`
+	// Machine marked the probe of %peak in reports of older versions.
+	Machine bool `json:"machine,omitempty"`
 }
+
+// kindFMA and kindGemm are the values of Peak.Kind.
+const (
+	kindFMA  = "fma"
+	kindGemm = "gemm"
+)
 
 // describe formats p for the report header.
 func (p *Peak) describe() string {
-	role := "SGEMM reference of %gemm"
-	if p.Machine {
-		role = "the machine's peak for %peak"
+	best := fmt.Sprintf("best of %d rounds", p.Rounds)
+	if p.Runs > 1 {
+		best += fmt.Sprintf(" in %d runs", p.Runs)
 	}
-	return fmt.Sprintf("%-8s %d thread(s): %6.1f GFLOP/s (%.1f per thread), %s; %s",
-		p.Backend, p.Threads, p.GFLOPs, p.PerThread, p.Method, role)
+	if p.Kind == kindFMA {
+		return fmt.Sprintf("%-8s %-9s %d thread(s): %7.1f GFLOP/s (%.1f per thread), %s, %s",
+			p.ISA, p.Precision, p.Threads, p.GFLOPs, p.PerThread, p.Method, best)
+	}
+	return fmt.Sprintf("%-8s %d thread(s): %7.1f GFLOP/s (%.1f per thread), %s, %s; the %%gemm reference of %s rows",
+		p.Backend, p.Threads, p.GFLOPs, p.PerThread, p.Method, best, p.Backend)
+}
+
+// fmaKernel is a register-only loop: run(n) does n iterations of
+// flopsPerIter floating-point operations.
+type fmaKernel struct {
+	isa, precision string
+	flopsPerIter   float64
+	run            func(n int64)
+	what           string
 }
 
 // peakProbe runs and caches the peak probes of a run.
 type peakProbe struct {
-	n, rounds int
-	probes    map[string]*Peak // by backend name and thread count
-	order     []*Peak
+	gemmN, rounds int
+	fmaOn         bool
+	kernels       []fmaKernel
+	skipped       []string
+	probes        map[string]*Peak // by kind, ISA or backend, and threads
+	order         []*Peak
+	gemmThreads   map[int]bool
 }
 
-// newPeakProbe returns a probe of n³ SGEMMs, best of at least rounds; n = 0
-// turns probing off.
-func newPeakProbe(n, rounds int) *peakProbe {
-	return &peakProbe{n: n, rounds: rounds, probes: map[string]*Peak{}}
+// newPeakProbe returns a probe of n³ GEMMs, best of at least rounds (n = 0
+// turns the GEMM probe off), and of the register loops when fma.
+func newPeakProbe(n, rounds int, fma bool) *peakProbe {
+	pp := &peakProbe{gemmN: n, rounds: rounds, fmaOn: fma, probes: map[string]*Peak{}}
+	if fma {
+		pp.kernels, pp.skipped = fmaKernels()
+	}
+	return pp
 }
 
-// get returns the probe of be at threads, measuring it on first use, or nil
-// if probing is off.
-func (pp *peakProbe) get(be blas.Backend, threads int) *Peak {
-	if pp == nil || pp.n <= 0 {
+// allFMA measures every register loop at threads (once per thread count).
+func (pp *peakProbe) allFMA(threads int) {
+	if pp == nil {
+		return
+	}
+	for _, k := range pp.kernels {
+		pp.fma(k.isa, threads)
+	}
+}
+
+// fma returns the register-loop probe of isa at threads, measuring it on
+// first use, or nil if the CPU has no such loop or probing is off.
+func (pp *peakProbe) fma(isa string, threads int) *Peak {
+	if pp == nil || !pp.fmaOn || threads < 1 {
 		return nil
 	}
-	k := fmt.Sprintf("%s/%d", be.Name(), threads)
-	if p, ok := pp.probes[k]; ok {
+	key := fmt.Sprintf("fma/%s/%d", isa, threads)
+	if p, ok := pp.probes[key]; ok {
 		return p
 	}
-	n := pp.n
+	for _, k := range pp.kernels {
+		if k.isa == isa {
+			p := measureFMA(k, threads, pp.rounds)
+			pp.probes[key] = p
+			pp.order = append(pp.order, p)
+			return p
+		}
+	}
+	return nil
+}
+
+// bestFP32 is the ISA of the fastest fp32 register loop of this CPU, "" if
+// none: what a peer's own kernels may use at best.
+func (pp *peakProbe) bestFP32() string {
+	if pp == nil {
+		return ""
+	}
+	for _, k := range pp.kernels {
+		if k.precision == "fp32" {
+			return k.isa
+		}
+	}
+	return ""
+}
+
+// gemm returns the GEMM probe of be at threads, measuring it on first use,
+// or nil if it is off.
+func (pp *peakProbe) gemm(be blas.Backend, threads int) *Peak {
+	if pp == nil || pp.gemmN <= 0 || threads < 1 {
+		return nil
+	}
+	key := fmt.Sprintf("gemm/%s/%d", be.Name(), threads)
+	if p, ok := pp.probes[key]; ok {
+		return p
+	}
+	n := pp.gemmN
 	if be.Name() == "pure" {
 		n = min(n, 512) // gonum's SGEMM is an order of magnitude slower
 	}
-	p := measurePeak(be, threads, n, pp.rounds)
-	p.Machine = be.Name() == blas.Default().Name()
-	p.ISA, p.Method = kernelISA(be)
-	p.Method = fmt.Sprintf("%d³ SGEMM per thread in parallel, best of %d, %s", n, p.Rounds, p.Method)
-	if p.Machine {
-		if be.Name() == "openblas" {
-			p.Method += ": achievable peak"
-		} else {
-			p.Method += ": no OpenBLAS in this binary, so this is the best the binary reaches, not the FMA peak"
-		}
-	}
-	pp.probes[k] = p
+	p := measureGemm(be, threads, n, pp.rounds)
+	pp.probes[key] = p
 	pp.order = append(pp.order, p)
 	return p
 }
 
-// machine returns the probe %peak is measured against at threads: the
-// Default backend's.
-func (pp *peakProbe) machine(threads int) *Peak {
-	return pp.get(blas.Default(), threads)
+// again measures the register probe of isa, and the GEMM probe of be
+// when be is not nil, at threads once more, and keeps the better reading of
+// each: the machine's limit does not change during a run, and a probe that
+// ran while other work shared the cores reads low. A probe measured for
+// the first time is not repeated.
+func (pp *peakProbe) again(isa string, be blas.Backend, threads int) {
+	if pp == nil || threads < 1 {
+		return
+	}
+	keep := func(p, q *Peak) {
+		runs, rounds := p.Runs+1, p.Rounds+q.Rounds
+		if q.GFLOPs > p.GFLOPs {
+			*p = *q
+		}
+		p.Runs, p.Rounds = runs, rounds
+	}
+	if p := pp.probes[fmt.Sprintf("fma/%s/%d", isa, threads)]; p != nil && pp.fmaOn {
+		for _, k := range pp.kernels {
+			if k.isa == isa {
+				keep(p, measureFMA(k, threads, pp.rounds))
+			}
+		}
+	} else {
+		pp.fma(isa, threads)
+	}
+	if be == nil || pp.gemmN <= 0 {
+		return
+	}
+	if p := pp.probes[fmt.Sprintf("gemm/%s/%d", be.Name(), threads)]; p != nil {
+		keep(p, measureGemm(be, threads, p.N, pp.rounds))
+	} else {
+		pp.gemm(be, threads)
+	}
 }
 
 // list returns every probe measured, in order.
@@ -106,71 +208,39 @@ func (pp *peakProbe) list() []Peak {
 	return out
 }
 
-// kernelISA says which vector instructions the SGEMM of be runs, and how
-// we know.
-func kernelISA(be blas.Backend) (isa, how string) {
-	if be.Name() != "openblas" {
-		return "sse", "gonum's Go SGEMM (SSE assembly for its inner loops)"
+// probeTime bounds the time one probe spends looking for its best round.
+const probeTime = 300 * time.Millisecond
+
+// inParallel runs body on threads goroutines, each locked to its own OS
+// thread, released together, and returns the wall time until the last
+// finished.
+func inParallel(threads int, body func(t int)) time.Duration {
+	var ready, done sync.WaitGroup
+	start := make(chan struct{})
+	ready.Add(threads)
+	done.Add(threads)
+	for t := range threads {
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			ready.Done()
+			<-start
+			body(t)
+			done.Done()
+		}()
 	}
-	info := blas.OpenBLASInfo()
-	core := info.CoreName
-	switch c := strings.ToLower(core); {
-	case strings.Contains(c, "skylakex"), strings.Contains(c, "cooperlake"), strings.Contains(c, "sapphire"),
-		strings.Contains(c, "icelake"), strings.Contains(c, "zen4"), strings.Contains(c, "zen5"):
-		isa = "avx512"
-	case strings.Contains(c, "haswell"), strings.Contains(c, "zen"), strings.Contains(c, "skylake"),
-		strings.Contains(c, "alderlake"):
-		isa = "avx2"
-	case strings.Contains(c, "sandy"):
-		isa = "avx"
-	default:
-		isa = "?"
-	}
-	return isa, fmt.Sprintf("OpenBLAS %s kernels (%s)", core, isa)
+	ready.Wait()
+	t0 := time.Now()
+	close(start)
+	done.Wait()
+	return time.Since(t0)
 }
 
-// probeTime is how long the peak probe looks for its best round when
-// rounds are quick.
-const probeTime = time.Second
-
-// measurePeak times threads concurrent n³ SGEMMs through be.
-func measurePeak(be blas.Backend, threads, n, rounds int) *Peak {
-	type work struct{ g blas.Batch }
-	ws := make([]work, threads)
-	for t := range ws {
-		a := make([]float32, n*n)
-		b := make([]float32, n*n)
-		for i := range a {
-			a[i] = float32(i%7-3) * 0.125
-			b[i] = float32(i%5-2) * 0.25
-		}
-		ws[t].g = blas.Batch{Count: 1, M: n, N: n, K: n, Alpha: 1, Beta: 0,
-			A: a, B: b, C: make([]float32, n*n), LDA: n, LDB: n, LDC: n}
-	}
-	round := func() time.Duration {
-		var ready, done sync.WaitGroup
-		start := make(chan struct{})
-		ready.Add(threads)
-		done.Add(threads)
-		for t := range ws {
-			go func(g *blas.Batch) {
-				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
-				ready.Done()
-				<-start
-				be.Sgemm(g)
-				done.Done()
-			}(&ws[t].g)
-		}
-		ready.Wait()
-		t0 := time.Now()
-		close(start)
-		done.Wait()
-		return time.Since(t0)
-	}
-	round() // warm-up: page faults, OpenBLAS's buffers
-	// Best of at least rounds, and of more while less than probeTime has
-	// been spent: on a shared machine a longer look finds a quiet moment.
+// bestOf runs round once untimed, then at least rounds times and more while
+// less than probeTime was spent (at most 4·rounds): on a shared machine a
+// longer look finds a quiet moment. It returns the best time and the count.
+func bestOf(rounds int, round func() time.Duration) (time.Duration, int) {
+	round()
 	best := time.Duration(1<<63 - 1)
 	var spent time.Duration
 	done := 0
@@ -180,8 +250,66 @@ func measurePeak(be blas.Backend, threads, n, rounds int) *Peak {
 		spent += d
 		done++
 	}
-	rounds = done
+	return best, done
+}
+
+// measureFMA times k on threads threads at once. Its iteration count is
+// set so that one round takes about 20 ms.
+func measureFMA(k fmaKernel, threads, rounds int) *Peak {
+	n := int64(1 << 12)
+	for {
+		t0 := time.Now()
+		k.run(n)
+		if d := time.Since(t0); d > 2*time.Millisecond || n > 1<<40 {
+			n = max(int64(float64(n)*float64(20*time.Millisecond)/float64(d)), 1)
+			break
+		}
+		n *= 4
+	}
+	best, done := bestOf(rounds, func() time.Duration {
+		return inParallel(threads, func(int) { k.run(n) })
+	})
+	g := float64(threads) * float64(n) * k.flopsPerIter / best.Seconds() / 1e9
+	return &Peak{Kind: kindFMA, ISA: k.isa, Precision: k.precision, Threads: threads, Rounds: done, Runs: 1,
+		GFLOPs: g, PerThread: g / float64(threads), Method: k.what + ", register-only"}
+}
+
+// measureGemm times threads concurrent n³ products through be, in the form
+// the layer's projections take: C = A·Wᵀ against W packed by be.Pack when
+// be packs (the kernel the layer's products then run), else its SGEMM.
+func measureGemm(be blas.Backend, threads, n, rounds int) *Peak {
+	gs := make([]blas.Batch, threads)
+	var packed bool
+	for t := range gs {
+		a := make([]float32, n*n)
+		b := make([]float32, n*n)
+		for i := range a {
+			a[i] = float32(i%7-3) * 0.125
+			b[i] = float32(i%5-2) * 0.25
+		}
+		gs[t] = blas.Batch{Count: 1, M: n, N: n, K: n, TransB: true, Alpha: 1, Beta: 0,
+			A: a, B: b, C: make([]float32, n*n), LDA: n, LDB: n, LDC: n, Packed: be.Pack(b, n, n)}
+		packed = gs[t].Packed != nil
+	}
+	best, done := bestOf(rounds, func() time.Duration {
+		return inParallel(threads, func(t int) { be.Sgemm(&gs[t]) })
+	})
 	flop := float64(threads) * 2 * float64(n) * float64(n) * float64(n)
 	g := flop / best.Seconds() / 1e9
-	return &Peak{Backend: be.Name(), Threads: threads, N: n, Rounds: rounds, GFLOPs: g, PerThread: g / float64(threads)}
+	p := &Peak{Kind: kindGemm, Backend: be.Name(), Threads: threads, N: n, Rounds: done, Runs: 1, GFLOPs: g, PerThread: g / float64(threads)}
+	p.ISA, p.Kernel = gemmKernel(be, packed)
+	p.Method = fmt.Sprintf("%d³ product C = A·Bᵀ per thread in parallel on %s", n, p.Kernel)
+	return p
+}
+
+// gemmKernel names the kernel a product through be runs and its ISA.
+func gemmKernel(be blas.Backend, packed bool) (isa, kernel string) {
+	if be.Name() == "pure" {
+		return "sse", "gonum's Go SGEMM (SSE assembly inner loops)"
+	}
+	if packed {
+		return "avx512", "xattn-avx512 (the backend's packed AVX-512 kernel)"
+	}
+	core := blas.OpenBLASInfo().CoreName
+	return coreISA(core), "OpenBLAS " + core
 }

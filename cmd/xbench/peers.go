@@ -244,7 +244,7 @@ func readPeer(dir, name string, r *Result, ref []float32) error {
 		return fmt.Errorf("%s.result.json has no timings", name)
 	}
 	r.MedianMs, r.MinMs, r.MaxMs = pr.MedianMs, pr.MinMs, pr.MaxMs
-	r.Repeats = len(pr.TimesMs)
+	r.Repeats, r.Rounds, r.SamplesMs = len(pr.TimesMs), 1, pr.TimesMs
 	if pr.Threads > 0 {
 		r.Threads = pr.Threads
 	}

@@ -159,8 +159,15 @@ func writePlot(path string, rep *Report, metric string) error {
 		p.Add(l, pts)
 		p.Legend.Add(s.name, l, pts)
 	}
+	peakISA := ""
+	for _, r := range rep.Results {
+		if r.PeakISA != "" {
+			peakISA = r.PeakISA
+			break
+		}
+	}
 	if metric == "gflops" {
-		if err := addPeakLine(p, rep.Peaks, key, threads, lo, hi); err != nil {
+		if err := addPeakLine(p, rep.Peaks, peakISA, key, threads, lo, hi); err != nil {
 			return err
 		}
 	}
@@ -168,7 +175,7 @@ func writePlot(path string, rep *Report, metric string) error {
 	if p.Y.Scale == nil || isLinear(p.Y.Scale) {
 		top := yhi
 		for _, pk := range rep.Peaks {
-			if pk.Machine && threads[pk.Threads] && metric == "gflops" {
+			if pk.isPlotPeak(peakISA) && threads[pk.Threads] && metric == "gflops" {
 				top = math.Max(top, pk.GFLOPs)
 			}
 		}
@@ -202,16 +209,29 @@ func savePlot(p *plot.Plot, path string) error {
 	return f.Close()
 }
 
-// addPeakLine draws the machine's measured peak: against threads for a
+// isPlotPeak reports whether pk is the peak a plot of rows held against
+// isa draws: the register probe of isa, or in a report of an older xbench,
+// its machine probe.
+func (pk *Peak) isPlotPeak(isa string) bool {
+	if pk.Kind == "" {
+		return pk.Machine
+	}
+	return pk.Kind == kindFMA && pk.ISA == isa && isa != ""
+}
+
+// addPeakLine draws the measured peak of isa: against threads for a
 // threads sweep, else flat at the thread count of the sweep.
-func addPeakLine(p *plot.Plot, peaks []Peak, key string, threads map[int]bool, lo, hi float64) error {
+func addPeakLine(p *plot.Plot, peaks []Peak, isa, key string, threads map[int]bool, lo, hi float64) error {
 	var xy plotter.XYs
 	label := ""
 	for _, pk := range peaks {
-		if !pk.Machine || !threads[pk.Threads] {
+		if !pk.isPlotPeak(isa) || !threads[pk.Threads] {
 			continue
 		}
-		label = fmt.Sprintf("measured peak: %s %d³ SGEMM per thread", pk.Backend, pk.N)
+		label = fmt.Sprintf("peak: %s %s register FMA loop", pk.ISA, pk.Precision)
+		if pk.Kind == "" {
+			label = fmt.Sprintf("measured peak: %s %d³ SGEMM per thread", pk.Backend, pk.N)
+		}
 		if key == "threads" {
 			xy = append(xy, plotter.XY{X: float64(pk.Threads), Y: pk.GFLOPs})
 		} else if len(threads) == 1 {

@@ -14,6 +14,9 @@ type preset struct {
 	cfg   xattn.Config
 	shape xattn.Shape
 	about string
+	// modes, for a serving preset: the serving call and the plain call it
+	// replaces (see servingCall), measured as two cases.
+	modes []string
 }
 
 // presets are the real workloads xbench knows by name, in the order a
@@ -45,6 +48,38 @@ var presets = []preset{
 	},
 }
 
+// servingPresets are the serving workloads, measured when named (or all
+// of them with -preset serving), each as the serving call beside the plain
+// call it replaces. They are the benchmarks the README's serving numbers
+// come from (xattn's BenchmarkDecoderStep, BenchmarkSelfStep and
+// BenchmarkForwardBatch).
+var servingPresets = []preset{
+	{
+		name:  "decoder_step",
+		cfg:   xattn.Config{QueryDim: 512, ContextDim: 512, Heads: 8, HeadDim: 64},
+		shape: xattn.Shape{Batch: 8, Tq: 32, Tk: 1500},
+		about: "decoder step over an encoder output projected once (ProjectContext, ForwardContext) beside ForwardInto projecting it every step",
+		modes: []string{modeCached, modeRecompute},
+	},
+	{
+		name:  "kv_step",
+		cfg:   xattn.Config{QueryDim: 512, Heads: 8, HeadDim: 64},
+		shape: xattn.Shape{Batch: 8, Tq: 1, Tk: 1024},
+		about: "self-attention decode step of Tq rows against a KVCache holding Tk (ForwardStep) beside a causal ForwardInto over all Tk+Tq rows",
+		modes: []string{modeKVStep, modeCausal},
+	},
+	{
+		name:  "batch",
+		cfg:   xattn.Config{QueryDim: 512, Heads: 8, HeadDim: 64},
+		shape: xattn.Shape{Batch: 1, Tq: 10, Tk: 20},
+		about: "-requests small requests of the tiny shape in one ForwardBatch beside one ForwardInto each",
+		modes: []string{modeBatch, modeSeparate},
+	},
+}
+
+// servingGroup is the -preset name of all the serving presets.
+const servingGroup = "serving"
+
 // customBase is the starting point of a free shape given by flags alone,
 // without -preset.
 var customBase = preset{
@@ -56,7 +91,7 @@ var customBase = preset{
 
 // findPreset returns the preset called name.
 func findPreset(name string) (preset, bool) {
-	for _, p := range presets {
+	for _, p := range append(presets[:len(presets):len(presets)], servingPresets...) {
 		if p.name == name {
 			return p, true
 		}
@@ -70,7 +105,10 @@ func presetNames() string {
 	for _, p := range presets {
 		s = append(s, p.name)
 	}
-	return strings.Join(s, ",")
+	for _, p := range servingPresets {
+		s = append(s, p.name)
+	}
+	return strings.Join(append(s, servingGroup), ",")
 }
 
 // benchCase is one measured point: a shape, and the thread count (0: the
@@ -83,6 +121,10 @@ type benchCase struct {
 	threads int
 	sweep   string
 	value   int
+	// mode is the call a serving case times ("" for ForwardInto), and
+	// requests the request count of a batch mode.
+	mode     string
+	requests int
 }
 
 // buildCases expands the presets and shape flags of o, and its sweep, into
@@ -96,6 +138,10 @@ func buildCases(o *options) ([]benchCase, error) {
 		}
 	}
 	for _, n := range names {
+		if n == servingGroup {
+			bases = append(bases, servingPresets...)
+			continue
+		}
 		p, ok := findPreset(n)
 		if !ok {
 			return nil, fmt.Errorf("unknown preset %q (have %s)", n, presetNames())
@@ -107,7 +153,7 @@ func buildCases(o *options) ([]benchCase, error) {
 	}
 	var cases []benchCase
 	for _, p := range bases {
-		c := benchCase{name: p.name, cfg: p.cfg, shape: p.shape, threads: o.threads}
+		c := benchCase{name: p.name, cfg: p.cfg, shape: p.shape, threads: o.threads, requests: o.requests}
 		o.applyShape(&c)
 		if len(bases) == 1 && o.shapeSet() && len(o.presets) == 0 {
 			c.name = "custom"
@@ -120,31 +166,49 @@ func buildCases(o *options) ([]benchCase, error) {
 		if c.cfg.OutDim == 0 {
 			c.cfg.OutDim = c.cfg.QueryDim
 		}
-		if o.sweep == nil {
-			if err := checkCase(c); err != nil {
+		modes := p.modes
+		if modes == nil {
+			modes = []string{""}
+		}
+		for _, m := range modes {
+			c := c
+			c.mode = m
+			sweep, err := o.sweepCases(c)
+			if err != nil {
 				return nil, err
 			}
-			cases = append(cases, c)
-			continue
+			cases = append(cases, sweep...)
 		}
-		for _, v := range o.sweep.values {
-			s := c
-			s.sweep, s.value = o.sweep.key, v
-			switch o.sweep.key {
-			case "threads":
-				s.threads = v
-			case "tk":
-				s.shape.Tk = v
-			case "tq":
-				s.shape.Tq = v
-			case "batch":
-				s.shape.Batch = v
-			}
-			if err := checkCase(s); err != nil {
-				return nil, err
-			}
-			cases = append(cases, s)
+	}
+	return cases, nil
+}
+
+// sweepCases expands c into the points of o's sweep, or returns it alone.
+func (o *options) sweepCases(c benchCase) ([]benchCase, error) {
+	if o.sweep == nil {
+		if err := checkCase(c); err != nil {
+			return nil, err
 		}
+		return []benchCase{c}, nil
+	}
+	var cases []benchCase
+	for _, v := range o.sweep.values {
+		s := c
+		s.sweep, s.value = o.sweep.key, v
+		switch o.sweep.key {
+		case "threads":
+			s.threads = v
+		case "tk":
+			s.shape.Tk = v
+		case "tq":
+			s.shape.Tq = v
+		case "batch":
+			s.shape.Batch = v
+		}
+		if err := checkCase(s); err != nil {
+			return nil, err
+		}
+		cases = append(cases, s)
 	}
 	return cases, nil
 }

@@ -3,11 +3,13 @@ package main
 import (
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -16,18 +18,25 @@ import (
 // Report is everything one xbench run measured; it is what -format json
 // writes and what -compare reads.
 type Report struct {
-	Env     Env      `json:"env"`
-	Peaks   []Peak   `json:"peaks,omitempty"`
-	Results []Result `json:"results"`
+	Env   Env    `json:"env"`
+	Peaks []Peak `json:"peaks,omitempty"`
+	// ProbeSkipped says, per register loop left out, why (the CPU or OS
+	// lacks it, or the OS refused the AMX tiles).
+	ProbeSkipped []string `json:"probe_skipped,omitempty"`
+	Results      []Result `json:"results"`
 }
 
 // Result is one implementation on one case: an xattn backend (Kind "xattn")
 // or a peer (Kind "peer").
 type Result struct {
-	Case  string `json:"case"`
-	Impl  string `json:"impl"` // openblas, pure, torch, ort
-	Kind  string `json:"kind"` // xattn or peer
-	State string `json:"state"`
+	Case string `json:"case"`
+	Impl string `json:"impl"` // openblas, pure, torch, ort
+	Kind string `json:"kind"` // xattn or peer
+	// Mode is the call of a serving case (see servingCall), "" for
+	// ForwardInto; Requests the request count of a batch mode.
+	Mode     string `json:"mode,omitempty"`
+	Requests int    `json:"requests,omitempty"`
+	State    string `json:"state"`
 	// Detail says why a peer is absent or failed, or what it runs.
 	Detail string `json:"detail,omitempty"`
 
@@ -52,14 +61,22 @@ type Result struct {
 	ISA      string `json:"isa,omitempty"`
 	Plan     string `json:"plan,omitempty"`
 
-	Warmup   int     `json:"warmup"`
-	Repeats  int     `json:"repeats"`
-	MedianMs float64 `json:"median_ms"`
-	MinMs    float64 `json:"min_ms"`
-	MaxMs    float64 `json:"max_ms"`
-	// FLOPs is xattn.FLOPs of the case; GFLOPs is FLOPs over the median.
-	FLOPs  float64 `json:"flops"`
-	GFLOPs float64 `json:"gflops"`
+	Warmup int `json:"warmup"`
+	// Repeats is the count of timed calls over all Rounds, SamplesMs
+	// their times.
+	Repeats   int       `json:"repeats"`
+	Rounds    int       `json:"rounds,omitempty"`
+	SamplesMs []float64 `json:"samples_ms,omitempty"`
+	MedianMs  float64   `json:"median_ms"`
+	MinMs     float64   `json:"min_ms"`
+	MaxMs     float64   `json:"max_ms"`
+	// FLOPs is xattn.FLOPs of the case (of a serving call: the work it
+	// computes, see servingCall); GFLOPs is FLOPs over the median.
+	// WorkFLOPs, when set, is the smaller work the layer did (the absorbed
+	// form, see absorbedWork); %peak and %gemm use it.
+	FLOPs     float64 `json:"flops"`
+	GFLOPs    float64 `json:"gflops"`
+	WorkFLOPs float64 `json:"work_flops,omitempty"`
 
 	// AllocsPerOp and BytesPerOp are the Go heap allocations of one call
 	// (xattn only); PeakRSSMiB is the process's peak resident memory while
@@ -68,9 +85,11 @@ type Result struct {
 	BytesPerOp  float64 `json:"bytes_per_op"`
 	PeakRSSMiB  float64 `json:"peak_rss_mib"`
 
-	// PeakGFLOPs is the machine's measured peak at Threads (see Peak) and
-	// PctPeak = 100·GFLOPs/PeakGFLOPs. GemmGFLOPs and PctGemm are the same
-	// against the SGEMM probe of the result's own backend.
+	// PeakGFLOPs is the register-loop peak at Threads of PeakISA, the ISA
+	// of the kernels that run the row's products (see peakISA), and
+	// PctPeak = 100·work/median/PeakGFLOPs. GemmGFLOPs and PctGemm are the
+	// same against the GEMM probe of the result's own backend.
+	PeakISA    string  `json:"peak_isa,omitempty"`
 	PeakGFLOPs float64 `json:"peak_gflops,omitempty"`
 	PctPeak    float64 `json:"pct_peak,omitempty"`
 	GemmGFLOPs float64 `json:"gemm_gflops,omitempty"`
@@ -87,6 +106,11 @@ type Result struct {
 	Tol        float64 `json:"tol,omitempty"`
 	// YNorm is ‖y‖∞ of the reference's output (reference rows only).
 	YNorm float64 `json:"y_norm,omitempty"`
+	// Speedup, on a serving result, is the median time of the plain call
+	// it replaces (PlainMs) over its own: above 1 the serving call is
+	// faster.
+	Speedup float64 `json:"speedup,omitempty"`
+	PlainMs float64 `json:"plain_ms,omitempty"`
 
 	Sweep string `json:"sweep,omitempty"`
 	Value int    `json:"value,omitempty"`
@@ -101,9 +125,20 @@ const (
 
 // key identifies a result across reports, for -compare.
 func (r *Result) key() string {
-	return fmt.Sprintf("%s|%s|B=%d,Tq=%d,Tk=%d,%d/%d/%d,h=%dx%d,bias=%t|threads=%d|%s=%d",
-		r.Case, r.Impl, r.Batch, r.Tq, r.Tk, r.QueryDim, r.ContextDim, r.OutDim, r.Heads, r.HeadDim, r.Bias,
-		r.Threads, r.Sweep, r.Value)
+	return fmt.Sprintf("%s|%s|%s|B=%d,Tq=%d,Tk=%d,%d/%d/%d,h=%dx%d,bias=%t,n=%d|threads=%d|%s=%d",
+		r.Case, r.Mode, r.Impl, r.Batch, r.Tq, r.Tk, r.QueryDim, r.ContextDim, r.OutDim, r.Heads, r.HeadDim, r.Bias,
+		r.Requests, r.Threads, r.Sweep, r.Value)
+}
+
+// displayCase is the case's name, with its mode for a serving case.
+func (r *Result) displayCase() string {
+	if r.Mode == "" {
+		return r.Case
+	}
+	if r.Requests > 0 {
+		return fmt.Sprintf("%s/%s×%d", r.Case, r.Mode, r.Requests)
+	}
+	return r.Case + "/" + r.Mode
 }
 
 // shapeString describes the case's shape in one short line.
@@ -122,7 +157,7 @@ func writeReport(w io.Writer, rep *Report, format string) error {
 	case "json":
 		return writeJSON(w, rep)
 	case "csv":
-		return writeCSV(w, rep.Results)
+		return writeCSV(w, rep)
 	default:
 		return writeTable(w, rep)
 	}
@@ -143,11 +178,11 @@ func readReport(path string) (*Report, error) {
 		return nil, err
 	}
 	if strings.EqualFold(filepath.Ext(path), ".csv") || (len(data) > 0 && data[0] != '{') {
-		res, err := readCSV(strings.NewReader(string(data)))
+		rep, err := readCSV(strings.NewReader(string(data)))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		return &Report{Results: res}, nil
+		return rep, nil
 	}
 	var rep Report
 	if err := json.Unmarshal(data, &rep); err != nil {
@@ -165,23 +200,49 @@ type csvColumn struct {
 }
 
 // strCol, intCol, floatCol and boolCol make the CSV column name of a
-// Result field that f points to.
+// Result field that f points to. An int or float column is written empty
+// where when(r) is false (a value that was not measured, rather than 0);
+// an empty value reads back as 0.
 func strCol(name string, f func(*Result) *string) csvColumn {
 	return csvColumn{name,
 		func(r *Result) string { return *f(r) },
 		func(r *Result, s string) error { *f(r) = s; return nil }}
 }
 
-func intCol(name string, f func(*Result) *int) csvColumn {
+func intCol(name string, when func(*Result) bool, f func(*Result) *int) csvColumn {
 	return csvColumn{name,
-		func(r *Result) string { return strconv.Itoa(*f(r)) },
-		func(r *Result, s string) (err error) { *f(r), err = strconv.Atoi(s); return err }}
+		func(r *Result) string {
+			if when != nil && !when(r) {
+				return ""
+			}
+			return strconv.Itoa(*f(r))
+		},
+		func(r *Result, s string) (err error) {
+			if s == "" {
+				*f(r) = 0
+				return nil
+			}
+			*f(r), err = strconv.Atoi(s)
+			return err
+		}}
 }
 
-func floatCol(name string, f func(*Result) *float64) csvColumn {
+func floatCol(name string, when func(*Result) bool, f func(*Result) *float64) csvColumn {
 	return csvColumn{name,
-		func(r *Result) string { return strconv.FormatFloat(*f(r), 'g', -1, 64) },
-		func(r *Result, s string) (err error) { *f(r), err = strconv.ParseFloat(s, 64); return err }}
+		func(r *Result) string {
+			if when != nil && !when(r) {
+				return ""
+			}
+			return strconv.FormatFloat(*f(r), 'g', -1, 64)
+		},
+		func(r *Result, s string) (err error) {
+			if s == "" {
+				*f(r) = 0
+				return nil
+			}
+			*f(r), err = strconv.ParseFloat(s, 64)
+			return err
+		}}
 }
 
 func boolCol(name string, f func(*Result) *bool) csvColumn {
@@ -190,54 +251,136 @@ func boolCol(name string, f func(*Result) *bool) csvColumn {
 		func(r *Result, s string) (err error) { *f(r), err = strconv.ParseBool(s); return err }}
 }
 
+// measured holds for the values of a result that ran; xattnOnly for those
+// xbench measures on its own layer only (heap allocations).
+func measured(r *Result) bool  { return r.State == stateOK }
+func xattnOnly(r *Result) bool { return r.State == stateOK && r.Kind == "xattn" }
+
+// opt is an optional float column: empty when zero, which these fields hold
+// only when nothing was measured (no probe, no reference, no peer output).
+func opt(name string, f func(*Result) *float64) csvColumn {
+	return floatCol(name, func(r *Result) bool { return *f(r) != 0 }, f)
+}
+
+// optInt is opt for an int field.
+func optInt(name string, f func(*Result) *int) csvColumn {
+	return intCol(name, func(r *Result) bool { return *f(r) != 0 }, f)
+}
+
 // csvColumns are the columns of the CSV format, one per Result field, named
-// as in the JSON format.
+// as in the JSON format. samples_ms holds the timed calls' times separated
+// by spaces.
 var csvColumns = []csvColumn{
 	strCol("case", func(r *Result) *string { return &r.Case }),
+	strCol("mode", func(r *Result) *string { return &r.Mode }),
+	optInt("requests", func(r *Result) *int { return &r.Requests }),
 	strCol("impl", func(r *Result) *string { return &r.Impl }),
 	strCol("kind", func(r *Result) *string { return &r.Kind }),
 	strCol("state", func(r *Result) *string { return &r.State }),
 	strCol("detail", func(r *Result) *string { return &r.Detail }),
-	intCol("batch", func(r *Result) *int { return &r.Batch }),
-	intCol("tq", func(r *Result) *int { return &r.Tq }),
-	intCol("tk", func(r *Result) *int { return &r.Tk }),
-	intCol("query_dim", func(r *Result) *int { return &r.QueryDim }),
-	intCol("context_dim", func(r *Result) *int { return &r.ContextDim }),
-	intCol("heads", func(r *Result) *int { return &r.Heads }),
-	intCol("head_dim", func(r *Result) *int { return &r.HeadDim }),
-	intCol("out_dim", func(r *Result) *int { return &r.OutDim }),
+	intCol("batch", nil, func(r *Result) *int { return &r.Batch }),
+	intCol("tq", nil, func(r *Result) *int { return &r.Tq }),
+	intCol("tk", nil, func(r *Result) *int { return &r.Tk }),
+	intCol("query_dim", nil, func(r *Result) *int { return &r.QueryDim }),
+	intCol("context_dim", nil, func(r *Result) *int { return &r.ContextDim }),
+	intCol("heads", nil, func(r *Result) *int { return &r.Heads }),
+	intCol("head_dim", nil, func(r *Result) *int { return &r.HeadDim }),
+	intCol("out_dim", nil, func(r *Result) *int { return &r.OutDim }),
 	boolCol("bias", func(r *Result) *bool { return &r.Bias }),
-	intCol("threads", func(r *Result) *int { return &r.Threads }),
-	intCol("q_block", func(r *Result) *int { return &r.QBlock }),
-	intCol("kv_block", func(r *Result) *int { return &r.KVBlock }),
+	intCol("threads", nil, func(r *Result) *int { return &r.Threads }),
+	optInt("q_block", func(r *Result) *int { return &r.QBlock }),
+	optInt("kv_block", func(r *Result) *int { return &r.KVBlock }),
 	boolCol("absorbed", func(r *Result) *bool { return &r.Absorbed }),
 	strCol("isa", func(r *Result) *string { return &r.ISA }),
 	strCol("plan", func(r *Result) *string { return &r.Plan }),
-	intCol("warmup", func(r *Result) *int { return &r.Warmup }),
-	intCol("repeats", func(r *Result) *int { return &r.Repeats }),
-	floatCol("median_ms", func(r *Result) *float64 { return &r.MedianMs }),
-	floatCol("min_ms", func(r *Result) *float64 { return &r.MinMs }),
-	floatCol("max_ms", func(r *Result) *float64 { return &r.MaxMs }),
-	floatCol("flops", func(r *Result) *float64 { return &r.FLOPs }),
-	floatCol("gflops", func(r *Result) *float64 { return &r.GFLOPs }),
-	floatCol("allocs_per_op", func(r *Result) *float64 { return &r.AllocsPerOp }),
-	floatCol("bytes_per_op", func(r *Result) *float64 { return &r.BytesPerOp }),
-	floatCol("peak_rss_mib", func(r *Result) *float64 { return &r.PeakRSSMiB }),
-	floatCol("peak_gflops", func(r *Result) *float64 { return &r.PeakGFLOPs }),
-	floatCol("pct_peak", func(r *Result) *float64 { return &r.PctPeak }),
-	floatCol("gemm_gflops", func(r *Result) *float64 { return &r.GemmGFLOPs }),
-	floatCol("pct_gemm", func(r *Result) *float64 { return &r.PctGemm }),
-	floatCol("vs_ref", func(r *Result) *float64 { return &r.VsRef }),
+	intCol("warmup", measured, func(r *Result) *int { return &r.Warmup }),
+	intCol("repeats", measured, func(r *Result) *int { return &r.Repeats }),
+	optInt("rounds", func(r *Result) *int { return &r.Rounds }),
+	floatCol("median_ms", measured, func(r *Result) *float64 { return &r.MedianMs }),
+	floatCol("min_ms", measured, func(r *Result) *float64 { return &r.MinMs }),
+	floatCol("max_ms", measured, func(r *Result) *float64 { return &r.MaxMs }),
+	floatCol("flops", nil, func(r *Result) *float64 { return &r.FLOPs }),
+	opt("work_flops", func(r *Result) *float64 { return &r.WorkFLOPs }),
+	floatCol("gflops", measured, func(r *Result) *float64 { return &r.GFLOPs }),
+	floatCol("allocs_per_op", xattnOnly, func(r *Result) *float64 { return &r.AllocsPerOp }),
+	floatCol("bytes_per_op", xattnOnly, func(r *Result) *float64 { return &r.BytesPerOp }),
+	opt("peak_rss_mib", func(r *Result) *float64 { return &r.PeakRSSMiB }),
+	strCol("peak_isa", func(r *Result) *string { return &r.PeakISA }),
+	opt("peak_gflops", func(r *Result) *float64 { return &r.PeakGFLOPs }),
+	opt("pct_peak", func(r *Result) *float64 { return &r.PctPeak }),
+	opt("gemm_gflops", func(r *Result) *float64 { return &r.GemmGFLOPs }),
+	opt("pct_gemm", func(r *Result) *float64 { return &r.PctGemm }),
+	opt("vs_ref", func(r *Result) *float64 { return &r.VsRef }),
 	strCol("agree", func(r *Result) *string { return &r.Agree }),
-	floatCol("max_abs_diff", func(r *Result) *float64 { return &r.MaxAbsDiff }),
-	floatCol("tol", func(r *Result) *float64 { return &r.Tol }),
-	floatCol("y_norm", func(r *Result) *float64 { return &r.YNorm }),
+	floatCol("max_abs_diff", func(r *Result) bool { return r.Agree != "" && r.Agree != "ref" },
+		func(r *Result) *float64 { return &r.MaxAbsDiff }),
+	opt("tol", func(r *Result) *float64 { return &r.Tol }),
+	opt("y_norm", func(r *Result) *float64 { return &r.YNorm }),
+	opt("speedup", func(r *Result) *float64 { return &r.Speedup }),
+	opt("plain_ms", func(r *Result) *float64 { return &r.PlainMs }),
 	strCol("sweep", func(r *Result) *string { return &r.Sweep }),
-	intCol("value", func(r *Result) *int { return &r.Value }),
+	optInt("value", func(r *Result) *int { return &r.Value }),
+	{"samples_ms",
+		func(r *Result) string {
+			f := make([]string, len(r.SamplesMs))
+			for i, v := range r.SamplesMs {
+				f[i] = strconv.FormatFloat(v, 'g', -1, 64)
+			}
+			return strings.Join(f, " ")
+		},
+		func(r *Result, s string) error {
+			r.SamplesMs = nil
+			for _, f := range strings.Fields(s) {
+				v, err := strconv.ParseFloat(f, 64)
+				if err != nil {
+					return err
+				}
+				r.SamplesMs = append(r.SamplesMs, v)
+			}
+			return nil
+		}},
 }
 
-// writeCSV writes one header line and one line per result.
-func writeCSV(w io.Writer, results []Result) error {
+// CSV header comments: before the header line, one "# env.KEY: VALUE" line
+// per field of the report's Env (VALUE in JSON, KEY its JSON name), one
+// "# peak: {…}" line per peak probe and one "# probe_skipped: "…"" line per
+// probe left out, so that a CSV report keeps the machine it was measured on.
+const (
+	csvEnvPrefix  = "env."
+	csvPeakKey    = "peak"
+	csvSkippedKey = "probe_skipped"
+)
+
+// writeCSV writes the header comments, one header line and one line per
+// result.
+func writeCSV(w io.Writer, rep *Report) error {
+	env, err := json.Marshal(rep.Env)
+	if err != nil {
+		return err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(env, &fields); err != nil {
+		return err
+	}
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "# %s%s: %s\n", csvEnvPrefix, k, fields[k])
+	}
+	for _, p := range rep.Peaks {
+		b, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "# %s: %s\n", csvPeakKey, b)
+	}
+	for _, s := range rep.ProbeSkipped {
+		b, _ := json.Marshal(s)
+		fmt.Fprintf(w, "# %s: %s\n", csvSkippedKey, b)
+	}
 	cw := csv.NewWriter(w)
 	row := make([]string, len(csvColumns))
 	for i, c := range csvColumns {
@@ -246,9 +389,9 @@ func writeCSV(w io.Writer, results []Result) error {
 	if err := cw.Write(row); err != nil {
 		return err
 	}
-	for i := range results {
+	for i := range rep.Results {
 		for j, c := range csvColumns {
-			row[j] = c.get(&results[i])
+			row[j] = c.get(&rep.Results[i])
 		}
 		if err := cw.Write(row); err != nil {
 			return err
@@ -258,10 +401,57 @@ func writeCSV(w io.Writer, results []Result) error {
 	return cw.Error()
 }
 
-// readCSV reads what writeCSV wrote. Columns are matched by header name;
-// unknown columns are ignored, missing ones stay zero.
-func readCSV(r io.Reader) ([]Result, error) {
-	rows, err := csv.NewReader(r).ReadAll()
+// readCSV reads what writeCSV wrote: the header comments, then the rows.
+// Columns are matched by header name; unknown columns and comment keys are
+// ignored, missing ones stay zero. A file without comments (an older
+// xbench's) gives a report with no Env.
+func readCSV(r io.Reader) (*Report, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{}
+	text := string(data)
+	env := map[string]json.RawMessage{}
+	line := 0
+	for strings.HasPrefix(text, "#") {
+		line++
+		var c string
+		c, text, _ = strings.Cut(text, "\n")
+		key, val, ok := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(c, "#"), " "), ": ")
+		if !ok {
+			continue // a comment of another kind
+		}
+		val = strings.TrimSpace(val)
+		var err error
+		switch {
+		case strings.HasPrefix(key, csvEnvPrefix):
+			if !json.Valid([]byte(val)) {
+				err = errors.New("not JSON")
+			}
+			env[strings.TrimPrefix(key, csvEnvPrefix)] = json.RawMessage(val)
+		case key == csvPeakKey:
+			var p Peak
+			if err = json.Unmarshal([]byte(val), &p); err == nil {
+				rep.Peaks = append(rep.Peaks, p)
+			}
+		case key == csvSkippedKey:
+			var s string
+			if err = json.Unmarshal([]byte(val), &s); err == nil {
+				rep.ProbeSkipped = append(rep.ProbeSkipped, s)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("line %d, comment %s: %w", line, key, err)
+		}
+	}
+	if len(env) > 0 {
+		b, _ := json.Marshal(env)
+		if err := json.Unmarshal(b, &rep.Env); err != nil {
+			return nil, fmt.Errorf("environment comments: %w", err)
+		}
+	}
+	rows, err := csv.NewReader(strings.NewReader(text)).ReadAll()
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +462,6 @@ func readCSV(r io.Reader) ([]Result, error) {
 	for _, c := range csvColumns {
 		cols[c.name] = c
 	}
-	var out []Result
 	for n, row := range rows[1:] {
 		var r Result
 		for i, name := range rows[0] {
@@ -281,18 +470,18 @@ func readCSV(r io.Reader) ([]Result, error) {
 				continue
 			}
 			if err := c.set(&r, row[i]); err != nil {
-				return nil, fmt.Errorf("line %d, column %s: %w", n+2, name, err)
+				return nil, fmt.Errorf("line %d, column %s: %w", line+n+2, name, err)
 			}
 		}
-		out = append(out, r)
+		rep.Results = append(rep.Results, r)
 	}
-	return out, nil
+	return rep, nil
 }
 
 // writeTable writes the human-readable report: the machine, the peak
 // probes, one row per result, and the notes that say how to read them.
 func writeTable(w io.Writer, rep *Report) error {
-	writeHeader(w, &rep.Env, rep.Peaks)
+	writeHeader(w, &rep.Env, rep.Peaks, rep.ProbeSkipped)
 	// Cases, once each, with their shape and work.
 	fmt.Fprintln(w)
 	seen := map[string]bool{}
@@ -333,7 +522,7 @@ func writeTable(w io.Writer, rep *Report) error {
 	var notes []string
 	for i := range rep.Results {
 		r := &rep.Results[i]
-		row := r.Case + "\t"
+		row := r.displayCase() + "\t"
 		if sweep != "" {
 			row += strconv.Itoa(r.Value) + "\t"
 		}
@@ -367,9 +556,9 @@ func writeTable(w io.Writer, rep *Report) error {
 	tw.Flush()
 
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "ms: median, min and max of the timed calls (reps) after warm-up; each call is ForwardInto on preallocated buffers.")
+	fmt.Fprintln(w, "ms: median, min and max of the timed calls (reps) after warm-up; each call is ForwardInto on preallocated buffers, or a serving call (below).")
 	fmt.Fprintln(w, "GFLOP/s = xattn.FLOPs / median; FLOPs = 2·B·(Tq·Dq·H·dh + 2·Tk·Dc·H·dh + Tq·H·dh·Do) + 4·B·H·Tq·Tk·dh (exponentials not counted).")
-	io.WriteString(w, "%peak: against the machine's measured peak at the same thread count (see peak above); %gemm: against the SGEMM probe of the row's own backend.\n")
+	writePeakNote(w, rep)
 	for i := range rep.Results {
 		r := &rep.Results[i]
 		if r.Kind == "xattn" && r.Impl == "openblas" && r.State == stateOK && rep.Env.GOMAXPROCS > 0 && r.Threads >= rep.Env.GOMAXPROCS {
@@ -379,19 +568,20 @@ func writeTable(w io.Writer, rep *Report) error {
 		}
 	}
 	for i := range rep.Results {
-		if rep.Results[i].Absorbed {
-			fmt.Fprintln(w, "absorbed: the layer moved its key and value projections to the queries' side (xattn.WithAbsorb), less work than FLOPs counts; GFLOP/s still divides the projected form's FLOPs.")
-			break
+		if r := &rep.Results[i]; r.Absorbed && r.WorkFLOPs > 0 {
+			fmt.Fprintf(w, "absorbed: the layer moved its key and value projections to the queries' side (xattn.WithAbsorb): %s does %.3g GFLOP a call where FLOPs counts %.3g; GFLOP/s divides FLOPs, %%peak and %%gemm the work done (%.4g GFLOP/s).\n",
+				r.displayCase(), r.WorkFLOPs/1e9, r.FLOPs/1e9, r.workGFLOPs())
 		}
 	}
 	fmt.Fprintln(w, "×xattn: median time over the first xattn backend's (above 1 is slower than xattn). output: max|Δ| against that backend's y, bound 1e-4·max(1,‖y‖∞).")
 	if rep.Env.RSSSource != "" {
 		fmt.Fprintf(w, "peak RSS: %s.\n", rep.Env.RSSSource)
 	}
+	writeServing(w, rep.Results)
 	for i := range rep.Results {
-		if rep.Results[i].PctPeak > 100 {
-			io.WriteString(w, "A %peak above 100% means the peak probe ran while the machine was busier than during that case (a shared machine): run again.\n")
-			break
+		if r := &rep.Results[i]; r.PctPeak > 100 {
+			fmt.Fprintf(w, "BUG: %s %s at %.0f%% of its ISA's peak: the register probe or the work count is wrong; please report it with this output.\n",
+				r.displayCase(), r.Impl, r.PctPeak)
 		}
 	}
 	for _, n := range notes {
@@ -403,6 +593,70 @@ func writeTable(w io.Writer, rep *Report) error {
 		}
 	}
 	return nil
+}
+
+// writePeakNote says what %peak and %gemm hold each kind of row against.
+func writePeakNote(w io.Writer, rep *Report) {
+	isas := map[string][]string{}
+	var order []string
+	for i := range rep.Results {
+		r := &rep.Results[i]
+		if r.PeakISA == "" {
+			continue
+		}
+		k := r.Impl
+		if r.Kind == "xattn" {
+			k = "xattn on " + r.Impl
+		}
+		if _, ok := isas[r.PeakISA]; !ok {
+			order = append(order, r.PeakISA)
+		}
+		if !slices.Contains(isas[r.PeakISA], k) {
+			isas[r.PeakISA] = append(isas[r.PeakISA], k)
+		}
+	}
+	var parts []string
+	for _, isa := range order {
+		parts = append(parts, fmt.Sprintf("%s rows against the %s fp32 loop", strings.Join(isas[isa], ", "), isa))
+	}
+	io.WriteString(w, "%peak: the work of the call over its median, against xbench's register-only probe (peak above) of the ISA the row's products run, at the row's thread count")
+	if len(parts) > 0 {
+		fmt.Fprintf(w, ": %s", strings.Join(parts, "; "))
+	}
+	io.WriteString(w, ". The products of xattn on openblas run on the backend's AVX-512 kernel on AVX-512 CPUs, else on OpenBLAS's core; the pure backend's on gonum's SSE loops (multiply and add, no FMA); a peer's kernels are unknown to xbench, so it is held against the CPU's best.\n")
+	io.WriteString(w, "%gemm: against a large product in the kernel the row's backend runs its products on (gemm above).\n")
+}
+
+// writeServing prints each serving call beside the plain call it
+// replaces.
+func writeServing(w io.Writer, rs []Result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	any := false
+	for i := range rs {
+		s := &rs[i]
+		if s.Speedup <= 0 {
+			continue
+		}
+		if !any {
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, "serving: each serving call beside the plain call it replaces, same layer and inputs")
+			fmt.Fprintln(tw, "case\timpl\tthreads\tserving call\tms\tplain call\tms\tspeed-up\t")
+			any = true
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%.2f×\t\n", s.Case, s.Impl, s.Threads,
+			servingCallName[s.Mode], fmtMs(s.MedianMs), servingCallName[servingPairs[s.Mode]], fmtMs(s.PlainMs), s.Speedup)
+	}
+	tw.Flush()
+}
+
+// servingCallName describes the call of each serving mode.
+var servingCallName = map[string]string{
+	modeCached:    "ForwardContext (Context projected once)",
+	modeRecompute: "ForwardInto (projects the context)",
+	modeKVStep:    "ForwardStep (KVCache of Tk)",
+	modeCausal:    "causal ForwardInto over Tk+Tq",
+	modeBatch:     "one ForwardBatch",
+	modeSeparate:  "a ForwardInto per request",
 }
 
 // fmtMs formats milliseconds with about three significant digits.

@@ -21,6 +21,10 @@ type problem struct {
 	w      *xattn.Weights
 	x, ctx []float32
 	scale  float32 // the resolved Config.Scale, 1/√HeadDim
+	seed   uint64
+	// selfSeq holds B sequences of Tk+Tq rows of QueryDim features, the
+	// self-attention input of the decode-step modes.
+	selfSeq []float32
 }
 
 // newProblem draws the weights (PyTorch's nn.Linear distribution) and inputs
@@ -43,6 +47,10 @@ func newProblem(c benchCase, seed uint64) (*problem, error) {
 		x:     fill(sh.Batch * sh.Tq * c.cfg.QueryDim),
 		ctx:   fill(sh.Batch * sh.Tk * contextDim(c.cfg)),
 		scale: c.cfg.Scale,
+		seed:  seed,
+	}
+	if c.mode == modeKVStep || c.mode == modeCausal {
+		p.selfSeq = fill(sh.Batch * (sh.Tk + sh.Tq) * c.cfg.QueryDim)
 	}
 	if p.scale == 0 {
 		p.scale = float32(1 / math.Sqrt(float64(c.cfg.HeadDim)))
@@ -74,18 +82,19 @@ func baseResult(c benchCase, impl, kind string) Result {
 		QueryDim: c.cfg.QueryDim, ContextDim: contextDim(c.cfg), Heads: c.cfg.Heads,
 		HeadDim: c.cfg.HeadDim, OutDim: outDim(c.cfg), Bias: c.cfg.Bias,
 		FLOPs: xattn.FLOPs(c.cfg, c.shape),
-		Sweep: c.sweep, Value: c.value,
+		Sweep: c.sweep, Value: c.value, Mode: c.mode,
 	}
 }
 
 // maxRepeats bounds adaptive repeats, and the preallocated timing buffer.
 const maxRepeats = 1000
 
-// benchLayer measures the xattn layer of p on be: o.warmup untimed calls,
-// then timed calls of ForwardInto into a preallocated y (o.repeats of them,
-// or adaptively at least 3 and until o.budget is spent), then a separate
-// pass that counts heap allocations per call. It returns the result and the
-// output y of the last call.
+// benchLayer measures the call of p's mode (a plain ForwardInto, or a
+// serving call; see servingCall) on be: o.warmup untimed calls, then timed
+// calls into preallocated outputs (o.repeats of them, or adaptively at least
+// 3 and until o.budget is spent), then a separate pass that counts heap
+// allocations per call. It returns the result and the output of the last
+// call.
 func benchLayer(p *problem, be blas.Backend, o *options, prog *progress) (Result, []float32, error) {
 	c := p.c
 	r := baseResult(c, be.Name(), "xattn")
@@ -111,11 +120,12 @@ func benchLayer(p *problem, be blas.Backend, o *options, prog *progress) (Result
 	}
 	// The plan's tiles are clamped to the real lengths when a call runs.
 	r.QBlock, r.KVBlock = min(r.QBlock, c.shape.Tq), min(r.KVBlock, c.shape.Tk)
-	r.Absorbed = l.Absorbs(c.shape)
-	y := make([]float32, c.shape.Batch*c.shape.Tq*outDim(c.cfg))
-	sh := c.shape
+	call, out, err := servingCall(l, p, &r)
+	if err != nil {
+		return r, nil, err
+	}
 	for range o.warmup {
-		if err := l.ForwardInto(y, p.x, p.ctx, sh, nil); err != nil {
+		if err := call(); err != nil {
 			return r, nil, err
 		}
 		prog.tick()
@@ -131,7 +141,7 @@ func benchLayer(p *problem, be blas.Backend, o *options, prog *progress) (Result
 	n := 0
 	for n < limit {
 		t0 := time.Now()
-		err := l.ForwardInto(y, p.x, p.ctx, sh, nil)
+		err := call()
 		d := time.Since(t0)
 		if err != nil {
 			return r, nil, err
@@ -145,16 +155,19 @@ func benchLayer(p *problem, be blas.Backend, o *options, prog *progress) (Result
 		}
 	}
 	times = times[:n]
-	r.Warmup, r.Repeats = o.warmup, n
-	r.MedianMs, r.MinMs, r.MaxMs = summarize(times)
-	r.GFLOPs = r.FLOPs / (r.MedianMs * 1e6)
+	r.Warmup, r.Repeats, r.Rounds = o.warmup, n, 1
+	r.SamplesMs = make([]float64, n)
+	for i, d := range times {
+		r.SamplesMs[i] = float64(d) / 1e6
+	}
+	r.summarize()
 
 	// Allocations per call, counted apart from the timed loop so that the
 	// progress bar's own allocations stay out: ~200 ms worth of calls.
 	k := int(min(max(200/r.MedianMs, 1), 20))
 	allocs, bytes := heapAllocs()
 	for range k {
-		if err := l.ForwardInto(y, p.x, p.ctx, sh, nil); err != nil {
+		if err := call(); err != nil {
 			return r, nil, err
 		}
 	}
@@ -163,7 +176,62 @@ func benchLayer(p *problem, be blas.Backend, o *options, prog *progress) (Result
 	r.BytesPerOp = float64(b2-bytes) / float64(k)
 	r.PeakRSSMiB = float64(peakRSS()) / (1 << 20)
 	r.State = stateOK
-	return r, y, nil
+	return r, out(), nil
+}
+
+// summarize sets the median, min, max and GFLOP/s of r from its samples.
+func (r *Result) summarize() {
+	ts := make([]time.Duration, len(r.SamplesMs))
+	for i, ms := range r.SamplesMs {
+		ts[i] = time.Duration(ms * 1e6)
+	}
+	r.MedianMs, r.MinMs, r.MaxMs = summarize(ts)
+	if r.MedianMs > 0 {
+		r.GFLOPs = r.FLOPs / (r.MedianMs * 1e6)
+	}
+}
+
+// addRound adds the samples of another round of the same case to r.
+func (r *Result) addRound(x *Result) {
+	r.SamplesMs = append(r.SamplesMs, x.SamplesMs...)
+	r.Repeats += x.Repeats
+	r.Rounds++
+	r.AllocsPerOp = max(r.AllocsPerOp, x.AllocsPerOp)
+	r.BytesPerOp = max(r.BytesPerOp, x.BytesPerOp)
+	r.PeakRSSMiB = max(r.PeakRSSMiB, x.PeakRSSMiB)
+	r.summarize()
+}
+
+// workGFLOPs is the work r's call did (WorkFLOPs where the layer did less
+// than FLOPs counts) over its median time.
+func (r *Result) workGFLOPs() float64 {
+	if r.MedianMs <= 0 {
+		return 0
+	}
+	w := r.FLOPs
+	if r.WorkFLOPs > 0 {
+		w = r.WorkFLOPs
+	}
+	return w / (r.MedianMs * 1e6)
+}
+
+// absorbedWork is the work of a forward pass of shape s in the absorbed
+// form ([xattn.Layer.Absorbs]), as xattn.FLOPs counts the projected one:
+//
+//	2·B·Tq·(Dq·H·dk + H·(dk·Dc + Tk·(Dc + Dv) + Dv·dv) + H·dv·Do)
+//
+// the query projection, the per-head products Q̃ = Q·Wk (dk·Dc), the
+// attention over the raw context rows of Dc (keys) and Dv (values)
+// features, the per-head value projection Õ·Wvᵀ (Dv·dv) and the output
+// projection (xattn/absorb.go's absorbedFLOPs, which is not exported).
+// xbench's configurations leave ValueDim = ContextDim and ValueHeadDim =
+// HeadDim.
+func absorbedWork(c xattn.Config, s xattn.Shape) float64 {
+	b, tq, tk := float64(s.Batch), float64(s.Tq), float64(s.Tk)
+	h, dk, dv := float64(c.Heads), float64(c.HeadDim), float64(c.HeadDim)
+	dc := float64(contextDim(c))
+	dx := dc
+	return 2 * b * tq * (float64(c.QueryDim)*h*dk + h*(dk*dc+tk*(dc+dx)+dx*dv) + h*dv*float64(outDim(c)))
 }
 
 // summarize returns the median, minimum and maximum of ts in milliseconds.

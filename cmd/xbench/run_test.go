@@ -117,23 +117,52 @@ func TestBenchLayer(t *testing.T) {
 }
 
 func TestMeasurePeak(t *testing.T) {
-	pp := newPeakProbe(32, 1)
-	p := pp.get(blas.Pure(), 2)
-	if p == nil || p.Threads != 2 || p.N != 32 || p.Rounds < 1 || p.GFLOPs <= 0 ||
-		math.Abs(p.PerThread*2-p.GFLOPs) > 1e-9*p.GFLOPs || p.Method == "" {
+	pp := newPeakProbe(32, 1, false)
+	p := pp.gemm(blas.Pure(), 2)
+	if p == nil || p.Kind != kindGemm || p.Threads != 2 || p.N != 32 || p.Rounds < 1 || p.GFLOPs <= 0 ||
+		math.Abs(p.PerThread*2-p.GFLOPs) > 1e-9*p.GFLOPs || p.Method == "" || p.ISA != "sse" {
 		t.Fatalf("probe = %+v", p)
 	}
-	if pp.get(blas.Pure(), 2) != p {
+	if pp.gemm(blas.Pure(), 2) != p {
 		t.Error("probe not cached")
 	}
-	if m := pp.machine(2); m == nil || !m.Machine || m.Backend != blas.Default().Name() {
-		t.Errorf("machine probe = %+v", m)
+	for _, be := range blas.All() {
+		q := pp.gemm(be, 1)
+		if q == nil || q.Backend != be.Name() || q.Kernel == "" {
+			t.Errorf("%s probe = %+v", be.Name(), q)
+		}
 	}
-	if len(pp.list()) != len(blas.All()) {
+	if len(pp.list()) != 1+len(blas.All()) {
 		t.Errorf("%d probes listed", len(pp.list()))
 	}
-	if newPeakProbe(0, 1).get(blas.Pure(), 1) != nil {
+	if pp.fma("sse", 1) != nil {
+		t.Error("register probe ran with the register probes off")
+	}
+	if newPeakProbe(0, 1, false).gemm(blas.Pure(), 1) != nil {
 		t.Error("-peak-n 0 still probes")
+	}
+	// The register probes: each measured once per thread count, listed.
+	fp := newPeakProbe(0, 1, true)
+	fp.allFMA(1)
+	if len(fp.list()) != len(fp.kernels) {
+		t.Errorf("%d register probes for %d loops", len(fp.list()), len(fp.kernels))
+	}
+	if best := fp.bestFP32(); best != "" && fp.fma(best, 1) == nil {
+		t.Errorf("no probe of the best ISA %q", best)
+	}
+	// Measured again, the better reading is kept, and the runs counted.
+	if p := fp.fma("scalar", 1); p != nil {
+		g0, r0 := p.GFLOPs, p.Rounds
+		fp.again("scalar", blas.Pure(), 1)
+		if p.Runs != 2 || p.GFLOPs < g0 || p.Rounds <= r0 || fp.fma("scalar", 1) != p {
+			t.Errorf("again: %+v (was %v GFLOP/s, %d rounds)", p, g0, r0)
+		}
+	}
+	gp := newPeakProbe(32, 1, false)
+	gp.again("sse", blas.Pure(), 1) // first time: measured once
+	gp.again("sse", blas.Pure(), 1)
+	if l := gp.list(); len(l) != 1 || l[0].Runs != 2 || l[0].Kind != kindGemm {
+		t.Errorf("gemm again: %+v", l)
 	}
 }
 

@@ -116,10 +116,11 @@ func collectEnv() Env {
 	return e
 }
 
-// writeHeader prints the machine, the build and the peak probes.
-func writeHeader(w io.Writer, e *Env, peaks []Peak) {
+// writeHeader prints the machine, the build, OpenBLAS's core and its check,
+// and the peak probes.
+func writeHeader(w io.Writer, e *Env, peaks []Peak, skipped []string) {
 	if e.Time == "" {
-		fmt.Fprintln(w, "xbench  (results read from CSV: no machine description or peak probes)")
+		fmt.Fprintln(w, "xbench  (no machine description in this file)")
 		return
 	}
 	fmt.Fprintf(w, "xbench  %s\n", e.Time)
@@ -135,30 +136,59 @@ func writeHeader(w io.Writer, e *Env, peaks []Peak) {
 	}
 	fmt.Fprintf(w, "isa       %s%s\n", strings.Join(e.ISA, " "), lvl)
 	fmt.Fprintf(w, "go        %s %s/%s, GOMAXPROCS=%d, backends: %s\n", e.GoVersion, e.GOOS, e.GOARCH, e.GOMAXPROCS, e.Backends)
+	check := checkCore(e.ISA, e.OpenBLAS.CoreName, e.EnvVars["OPENBLAS_CORETYPE"])
 	if e.OpenBLAS.Linked {
+		core := e.OpenBLAS.CoreName
+		if isa := coreISA(core); isa != "?" {
+			core += " (" + isa + " kernels)"
+		}
+		products := e.OpenBLAS.Kernel
+		switch {
+		case products == "xattn-avx512":
+			products += ", the backend's own AVX-512 kernel, whatever OpenBLAS's core"
+		case check.Level == "warning":
+			products += " " + e.OpenBLAS.CoreName + ": a FALLBACK core (see below)"
+		}
 		fmt.Fprintf(w, "openblas  %s; core %s; row pass %s; layer products on %s\n",
-			e.OpenBLAS.Config, e.OpenBLAS.CoreName, e.OpenBLAS.RowPass, e.OpenBLAS.Kernel)
+			e.OpenBLAS.Config, core, e.OpenBLAS.RowPass, products)
+		if s := check.String(); s != "" {
+			fmt.Fprintf(w, "          %s\n", s)
+		}
 	} else {
 		fmt.Fprintln(w, "openblas  not in this binary (built with CGO_ENABLED=0 or -tags purego)")
 	}
 	for _, k := range envVarNames {
 		if v, ok := e.EnvVars[k]; ok {
 			fmt.Fprintf(w, "env       %s=%s", k, v)
-			if strings.HasPrefix(k, "OPENBLAS_CORETYPE") || strings.HasPrefix(k, "OPENBLAS_L2") {
-				fmt.Fprint(w, "  (forces OpenBLAS's kernels: unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE together to benchmark)")
+			if k == "OPENBLAS_CORETYPE" || k == "OPENBLAS_L2_SIZE" {
+				fmt.Fprint(w, "  (chooses OpenBLAS's kernels or blocking instead of its own detection)")
 			}
 			fmt.Fprintln(w)
 		}
 	}
-	for i, p := range peaks {
-		lead := "peak      "
-		if i > 0 {
+	lead := "peak      "
+	for _, p := range peaks {
+		if p.Kind == kindFMA {
+			fmt.Fprintf(w, "%s%s\n", lead, p.describe())
 			lead = "          "
 		}
-		fmt.Fprintf(w, "%s%s\n", lead, p.describe())
 	}
-	if len(peaks) == 0 {
-		fmt.Fprintln(w, "peak      not measured (-peak-n 0)")
+	for _, s := range skipped {
+		fmt.Fprintf(w, "%sno probe: %s\n", lead, s)
+		lead = "          "
+	}
+	if lead == "peak      " {
+		fmt.Fprintln(w, "peak      no register probe in this report (-fma-probe=false, or an older xbench)")
+	}
+	lead = "gemm      "
+	for _, p := range peaks {
+		if p.Kind != kindFMA {
+			fmt.Fprintf(w, "%s%s\n", lead, p.describe())
+			lead = "          "
+		}
+	}
+	if lead == "gemm      " {
+		fmt.Fprintln(w, "gemm      not measured (-peak-n 0)")
 	}
 }
 
