@@ -121,9 +121,12 @@ func attendHead(a *Attention, b, h, q0 int, scratch []float32) {
 			st[2*r], st[2*r+1] = mx[r], sum[r]
 		}
 	}
-	// Normalise; a row that saw no key (sum 0, or no block at all) becomes 0.
+	// Normalise; a row that saw no key (sum 0, or no block at all) becomes
+	// 0, a NaN row (sum NaN) stays NaN. gonum's product skips the terms of
+	// a probability 0, so a masked key's value row, NaN or not, adds
+	// nothing: pure needs no careful pass (see shim.c).
 	for r := range mq {
-		if nk > 0 && sum[r] > 0 {
+		if nk > 0 && sum[r] != 0 {
 			corr[r] = 1 / sum[r]
 		} else {
 			corr[r] = 0
