@@ -121,6 +121,9 @@ func (l *Layer) checkMap(x, context []float32, s Shape, perHead bool) (Shape, []
 	if err := checkLen("key input", k, s.Batch, s.Tk, c.ContextDim); err != nil {
 		return s, nil, 0, err
 	}
+	if err := l.finiteInputs(x, k, nil, s); err != nil {
+		return s, nil, 0, err
+	}
 	return s, k, n, nil
 }
 
