@@ -84,6 +84,20 @@ func testSoftmaxRowsNonFinite(t *testing.T, be Backend, n int, bad float32) {
 		}
 	}
 	want, wantSt := run(zero(0))
+	for blk := range 2 {
+		for k, v := range want[blk] {
+			if v != v || math.IsInf(float64(v), 0) {
+				t.Fatalf("block %d: S[%d] = %v from finite scores, want it finite", blk, k, v)
+			}
+		}
+		for k := range 3 {
+			for r, v := range wantSt[blk][k] {
+				if v != v || (k > 0 && math.IsInf(float64(v), 0)) {
+					t.Fatalf("block %d: state %d of row %d = %v from finite scores", blk, k, r, v)
+				}
+			}
+		}
+	}
 	got, gotSt := run(zero(bad))
 	for blk := range 2 {
 		if !sameBits(got[blk], want[blk]) {
@@ -236,6 +250,11 @@ func testAttendNonFinite(t *testing.T, be Backend, tc attnCase, what string, bad
 		return a.O
 	}
 	want, got := run(0), run(bad)
+	for k, v := range want {
+		if owned[k] && (v != v || math.IsInf(float64(v), 0)) {
+			t.Fatalf("O[%d] = %v with finite inputs, want it finite", k, v)
+		}
+	}
 	// reached reports whether output row (b, i, h) is reached, and in which
 	// columns (all, or d0 alone for a value).
 	reached := func(bb, i, h int) bool {

@@ -114,6 +114,11 @@ func setRow(x []float32, t, d, b, r int, v float32) {
 // every element, NaN when nan; every other row equal to want bit for bit.
 func checkRows(t *testing.T, got, want []float32, batch, rows, d int, nan bool, reached func(b, i int) bool) {
 	t.Helper()
+	for k, v := range want {
+		if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+			t.Fatalf("y[%d] = %v with the non-finite row zeroed, want every output finite", k, v)
+		}
+	}
 	for b := range batch {
 		for i := range rows {
 			g, w := got[(b*rows+i)*d:][:d], want[(b*rows+i)*d:][:d]
@@ -481,6 +486,11 @@ func TestNonFiniteAttentionMap(t *testing.T) {
 								row := ((b*r.Heads+h)*s.Tq + i) * s.Tk
 								g, wr := got[row:][:s.Tk], want[row:][:s.Tk]
 								hit := reachedByHead(p, m, s, b, h, i)
+								for j, v := range wr {
+									if v != v || math.IsInf(float64(v), 0) {
+										t.Fatalf("P[%d,%d,%d,%d] = %v with the row zeroed, want it finite", b, h, i, j, v)
+									}
+								}
 								for j := range s.Tk {
 									v := g[j]
 									switch {
