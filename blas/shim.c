@@ -620,39 +620,30 @@ typedef void (*rows_fn)(int, int, float *, int, const float *, int, const unsign
 typedef void (*scale_fn)(int, int, float *, int, const float *);
 typedef int (*finite_fn)(int, int, const float *, int64_t);
 
-/* The variant isa of the row pass; scalar where the vector code is not compiled. */
-static rows_fn pick_rows(int isa) {
+/*
+ * PICK(type, name) defines pick_name(isa): name_avx512, name_avx2 or
+ * name_scalar, the variant isa of name; scalar where the vector code is not
+ * compiled.
+ */
 #if defined(XATTN_X86)
-	if (isa == XATTN_ISA_AVX512)
-		return rows_avx512;
-	if (isa == XATTN_ISA_AVX2)
-		return rows_avx2;
+#define PICK(type, name)                             \
+	static type pick_##name(int isa) {               \
+		if (isa == XATTN_ISA_AVX512)                 \
+			return name##_avx512;                    \
+		if (isa == XATTN_ISA_AVX2)                   \
+			return name##_avx2;                      \
+		return name##_scalar;                        \
+	}
+#else
+#define PICK(type, name)                             \
+	static type pick_##name(int isa) {               \
+		(void)isa;                                   \
+		return name##_scalar;                        \
+	}
 #endif
-	(void)isa;
-	return rows_scalar;
-}
-
-static scale_fn pick_scale(int isa) {
-#if defined(XATTN_X86)
-	if (isa == XATTN_ISA_AVX512)
-		return scale_avx512;
-	if (isa == XATTN_ISA_AVX2)
-		return scale_avx2;
-#endif
-	(void)isa;
-	return scale_scalar;
-}
-
-static finite_fn pick_finite(int isa) {
-#if defined(XATTN_X86)
-	if (isa == XATTN_ISA_AVX512)
-		return finite_avx512;
-	if (isa == XATTN_ISA_AVX2)
-		return finite_avx2;
-#endif
-	(void)isa;
-	return finite_scalar;
-}
+PICK(rows_fn, rows)
+PICK(scale_fn, scale)
+PICK(finite_fn, finite)
 
 void xattn_softmax_rows(int isa, int m, int n, float *s, int lds,
 		const float *bias, int ldbias, const unsigned char *keep, int ldkeep,

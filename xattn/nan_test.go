@@ -303,83 +303,92 @@ func TestNonFiniteRule(t *testing.T) {
 // position cached by the first step reaches the second step's queries that
 // see it, and nothing else.
 func TestNonFiniteSelfAndCache(t *testing.T) {
-	w, err := xattn.NewWeights(nanCfg, 6)
-	if err != nil {
-		t.Fatal(err)
-	}
 	r := resolved(nanCfg)
 	d := r.QueryDim
 	nan := float32(math.NaN())
+	forNaNLayers(t, 6, func(l *xattn.Layer, name string) {
+		for mk := maskNone; mk <= maskAll; mk++ {
+			for _, row := range []int{0, 4, 8} {
+				t.Run(fmt.Sprintf("%s/mask=%v/row=%d", name, mk, row), func(t *testing.T) {
+					s := xattn.Shape{Batch: 2, Tq: 9, Tk: 9}
+					rng := rand.New(rand.NewPCG(uint64(row), uint64(mk)))
+					m := nanMask(rng, mk, s, r.Heads, row)
+					x := randn(rng, s.Batch*s.Tq*d)
+					dirty := append([]float32(nil), x...)
+					setRow(x, s.Tq, d, 1, row, 0)
+					setRow(dirty, s.Tq, d, 1, row, nan)
+					self := func(x []float32) []float32 {
+						y := make([]float32, s.Batch*s.Tq*r.OutDim)
+						if err := l.ForwardInto(y, x, nil, s, m); err != nil {
+							t.Fatal(err)
+						}
+						return y
+					}
+					key := reachedBy(nanPlacement{nanContext, row, nan}, m, s, r.Heads, 0)
+					query := reachedBy(nanPlacement{nanQuery, row, nan}, m, s, r.Heads, 0)
+					both := func(b, i int) bool { return key(b, i) || query(b, i) }
+					checkRows(t, self(dirty), self(x), s.Batch, s.Tq, r.OutDim, true, both)
+
+					// Two steps, 5 positions then 4, the second under
+					// m's rows 5… (a mask over Tk = 9 keys for 4 queries).
+					m2 := stepMask(m, s.Batch, r.Heads, s.Tk, 5, 4)
+					step := func(x []float32) (y1, y2 []float32) {
+						kv, err := l.NewKVCache(s.Batch, s.Tk)
+						if err != nil {
+							t.Fatal(err)
+						}
+						x1, x2 := make([]float32, 0, s.Batch*5*d), make([]float32, 0, s.Batch*4*d)
+						for b := range s.Batch {
+							x1 = append(x1, x[(b*9)*d:(b*9+5)*d]...)
+							x2 = append(x2, x[(b*9+5)*d:(b*9+9)*d]...)
+						}
+						y1, y2 = make([]float32, s.Batch*5*r.OutDim), make([]float32, s.Batch*4*r.OutDim)
+						if err := l.ForwardStep(y1, x1, kv, 5, nil); err != nil {
+							t.Fatal(err)
+						}
+						if err := l.ForwardStep(y2, x2, kv, 4, m2); err != nil {
+							t.Fatal(err)
+						}
+						return y1, y2
+					}
+					d1, d2 := step(dirty)
+					c1, c2 := step(x)
+					s1 := xattn.Shape{Batch: 2, Tq: 5, Tk: 5}
+					causal := &xattn.Mask{Causal: true}
+					if row < 5 {
+						p := nanPlacement{nanContext, row, nan}
+						r1k, r1q := reachedBy(p, causal, s1, r.Heads, 0), reachedBy(nanPlacement{nanQuery, row, nan}, causal, s1, r.Heads, 0)
+						checkRows(t, d1, c1, s.Batch, 5, r.OutDim, true, func(b, i int) bool { return r1k(b, i) || r1q(b, i) })
+						s2 := xattn.Shape{Batch: 2, Tq: 4, Tk: 9}
+						checkRows(t, d2, c2, s.Batch, 4, r.OutDim, true, reachedBy(p, m2Causal(m2), s2, r.Heads, 5))
+						return
+					}
+					checkRows(t, d1, c1, s.Batch, 5, r.OutDim, true, func(int, int) bool { return false })
+					s2 := xattn.Shape{Batch: 2, Tq: 4, Tk: 9}
+					k2 := reachedBy(nanPlacement{nanContext, row, nan}, m2Causal(m2), s2, r.Heads, 5)
+					q2 := reachedBy(nanPlacement{nanQuery, row - 5, nan}, m2Causal(m2), s2, r.Heads, 5)
+					checkRows(t, d2, c2, s.Batch, 4, r.OutDim, true, func(b, i int) bool { return k2(b, i) || q2(b, i) })
+				})
+			}
+		}
+	})
+}
+
+// forNaNLayers calls f with a layer of nanCfg, weights drawn from seed, for
+// every backend and every plan of planOptions, and the sub-test name of the
+// pair.
+func forNaNLayers(t *testing.T, seed uint64, f func(l *xattn.Layer, name string)) {
+	w, err := xattn.NewWeights(nanCfg, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, be := range blas.All() {
 		for pname, opts := range planOptions(be) {
 			l, err := xattn.New(nanCfg, w, opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for mk := maskNone; mk <= maskAll; mk++ {
-				for _, row := range []int{0, 4, 8} {
-					t.Run(fmt.Sprintf("backend=%s/plan=%s/mask=%v/row=%d", be.Name(), pname, mk, row), func(t *testing.T) {
-						s := xattn.Shape{Batch: 2, Tq: 9, Tk: 9}
-						rng := rand.New(rand.NewPCG(uint64(row), uint64(mk)))
-						m := nanMask(rng, mk, s, r.Heads, row)
-						x := randn(rng, s.Batch*s.Tq*d)
-						dirty := append([]float32(nil), x...)
-						setRow(x, s.Tq, d, 1, row, 0)
-						setRow(dirty, s.Tq, d, 1, row, nan)
-						self := func(x []float32) []float32 {
-							y := make([]float32, s.Batch*s.Tq*r.OutDim)
-							if err := l.ForwardInto(y, x, nil, s, m); err != nil {
-								t.Fatal(err)
-							}
-							return y
-						}
-						key := reachedBy(nanPlacement{nanContext, row, nan}, m, s, r.Heads, 0)
-						query := reachedBy(nanPlacement{nanQuery, row, nan}, m, s, r.Heads, 0)
-						both := func(b, i int) bool { return key(b, i) || query(b, i) }
-						checkRows(t, self(dirty), self(x), s.Batch, s.Tq, r.OutDim, true, both)
-
-						// Two steps, 5 positions then 4, the second under
-						// m's rows 5… (a mask over Tk = 9 keys for 4 queries).
-						m2 := stepMask(m, s.Batch, r.Heads, s.Tk, 5, 4)
-						step := func(x []float32) (y1, y2 []float32) {
-							kv, err := l.NewKVCache(s.Batch, s.Tk)
-							if err != nil {
-								t.Fatal(err)
-							}
-							x1, x2 := make([]float32, 0, s.Batch*5*d), make([]float32, 0, s.Batch*4*d)
-							for b := range s.Batch {
-								x1 = append(x1, x[(b*9)*d:(b*9+5)*d]...)
-								x2 = append(x2, x[(b*9+5)*d:(b*9+9)*d]...)
-							}
-							y1, y2 = make([]float32, s.Batch*5*r.OutDim), make([]float32, s.Batch*4*r.OutDim)
-							if err := l.ForwardStep(y1, x1, kv, 5, nil); err != nil {
-								t.Fatal(err)
-							}
-							if err := l.ForwardStep(y2, x2, kv, 4, m2); err != nil {
-								t.Fatal(err)
-							}
-							return y1, y2
-						}
-						d1, d2 := step(dirty)
-						c1, c2 := step(x)
-						s1 := xattn.Shape{Batch: 2, Tq: 5, Tk: 5}
-						causal := &xattn.Mask{Causal: true}
-						if row < 5 {
-							p := nanPlacement{nanContext, row, nan}
-							r1k, r1q := reachedBy(p, causal, s1, r.Heads, 0), reachedBy(nanPlacement{nanQuery, row, nan}, causal, s1, r.Heads, 0)
-							checkRows(t, d1, c1, s.Batch, 5, r.OutDim, true, func(b, i int) bool { return r1k(b, i) || r1q(b, i) })
-							s2 := xattn.Shape{Batch: 2, Tq: 4, Tk: 9}
-							checkRows(t, d2, c2, s.Batch, 4, r.OutDim, true, reachedBy(p, m2Causal(m2), s2, r.Heads, 5))
-							return
-						}
-						checkRows(t, d1, c1, s.Batch, 5, r.OutDim, true, func(int, int) bool { return false })
-						s2 := xattn.Shape{Batch: 2, Tq: 4, Tk: 9}
-						k2 := reachedBy(nanPlacement{nanContext, row, nan}, m2Causal(m2), s2, r.Heads, 5)
-						q2 := reachedBy(nanPlacement{nanQuery, row - 5, nan}, m2Causal(m2), s2, r.Heads, 5)
-						checkRows(t, d2, c2, s.Batch, 4, r.OutDim, true, func(b, i int) bool { return k2(b, i) || q2(b, i) })
-					})
-				}
-			}
+			f(l, fmt.Sprintf("backend=%s/plan=%s", be.Name(), pname))
 		}
 	}
 }
@@ -399,53 +408,43 @@ func m2Causal(m *xattn.Mask) *xattn.Mask {
 // cross-attention request and one over a cached Context, are unchanged bit
 // for bit.
 func TestNonFiniteBatch(t *testing.T) {
-	w, err := xattn.NewWeights(nanCfg, 7)
-	if err != nil {
-		t.Fatal(err)
-	}
 	r := resolved(nanCfg)
 	d := r.QueryDim
 	nan := float32(math.NaN())
-	for _, be := range blas.All() {
-		for pname, opts := range planOptions(be) {
-			l, err := xattn.New(nanCfg, w, opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for mk := maskNone; mk <= maskAll; mk++ {
-				t.Run(fmt.Sprintf("backend=%s/plan=%s/mask=%v", be.Name(), pname, mk), func(t *testing.T) {
-					rng := rand.New(rand.NewPCG(9, uint64(mk)))
-					s0, s1 := xattn.Shape{Batch: 2, Tq: 9, Tk: 40}, xattn.Shape{Batch: 1, Tq: 5, Tk: 20}
-					p := nanPlacement{nanContext, 20, nan}
-					m := nanMask(rng, mk, s0, r.Heads, p.row)
-					clean, dirty := nanInputs(11, s0, p)
-					x1, c1 := randn(rng, s1.Tq*d), randn(rng, s1.Tk*d)
-					ctx, err := l.ProjectContext(c1, 1, s1.Tk)
-					if err != nil {
+	forNaNLayers(t, 7, func(l *xattn.Layer, name string) {
+		for mk := maskNone; mk <= maskAll; mk++ {
+			t.Run(fmt.Sprintf("%s/mask=%v", name, mk), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(9, uint64(mk)))
+				s0, s1 := xattn.Shape{Batch: 2, Tq: 9, Tk: 40}, xattn.Shape{Batch: 1, Tq: 5, Tk: 20}
+				p := nanPlacement{nanContext, 20, nan}
+				m := nanMask(rng, mk, s0, r.Heads, p.row)
+				clean, dirty := nanInputs(11, s0, p)
+				x1, c1 := randn(rng, s1.Tq*d), randn(rng, s1.Tk*d)
+				ctx, err := l.ProjectContext(c1, 1, s1.Tk)
+				if err != nil {
+					t.Fatal(err)
+				}
+				run := func(in [3][]float32) [3][]float32 {
+					reqs := []xattn.Request{
+						{Y: make([]float32, s0.Batch*s0.Tq*r.OutDim), X: in[0], Context: in[1], Shape: s0, Mask: m},
+						{Y: make([]float32, s1.Tq*r.OutDim), X: x1, Context: c1, Shape: s1},
+						{Y: make([]float32, s1.Tq*r.OutDim), X: x1, Cached: ctx, Shape: s1},
+					}
+					if err := l.ForwardBatch(reqs); err != nil {
 						t.Fatal(err)
 					}
-					run := func(in [3][]float32) [3][]float32 {
-						reqs := []xattn.Request{
-							{Y: make([]float32, s0.Batch*s0.Tq*r.OutDim), X: in[0], Context: in[1], Shape: s0, Mask: m},
-							{Y: make([]float32, s1.Tq*r.OutDim), X: x1, Context: c1, Shape: s1},
-							{Y: make([]float32, s1.Tq*r.OutDim), X: x1, Cached: ctx, Shape: s1},
-						}
-						if err := l.ForwardBatch(reqs); err != nil {
-							t.Fatal(err)
-						}
-						return [3][]float32{reqs[0].Y, reqs[1].Y, reqs[2].Y}
+					return [3][]float32{reqs[0].Y, reqs[1].Y, reqs[2].Y}
+				}
+				got, want := run(dirty), run(clean)
+				checkRows(t, got[0], want[0], s0.Batch, s0.Tq, r.OutDim, true, reachedBy(p, m, s0, r.Heads, 0))
+				for i := 1; i < 3; i++ {
+					if k := sameBits(got[i], want[i]); k >= 0 {
+						t.Fatalf("request %d: y[%d] = %v, %v without the NaN in request 0", i, k, got[i][k], want[i][k])
 					}
-					got, want := run(dirty), run(clean)
-					checkRows(t, got[0], want[0], s0.Batch, s0.Tq, r.OutDim, true, reachedBy(p, m, s0, r.Heads, 0))
-					for i := 1; i < 3; i++ {
-						if k := sameBits(got[i], want[i]); k >= 0 {
-							t.Fatalf("request %d: y[%d] = %v, %v without the NaN in request 0", i, k, got[i][k], want[i][k])
-						}
-					}
-				})
-			}
+				}
+			})
 		}
-	}
+	})
 }
 
 // TestNonFiniteAttentionMap holds AttentionMap to the rule: a reached
@@ -539,8 +538,12 @@ func reachedByHead(p nanPlacement, m *xattn.Mask, s xattn.Shape, b, h, i int) bo
 // (blas reads XATTN_KERNELS once): the OpenBLAS-GEMM attention core that
 // CPUs without AVX-512 run.
 func TestNonFiniteKernels(t *testing.T) {
-	if os.Getenv("XATTN_KERNELS") != "" {
-		t.Skip("in a child already")
+	if isa := os.Getenv("XATTN_KERNELS"); isa != "" {
+		// In a child: the variant asked for must be the one that runs.
+		if got := blas.OpenBLASInfo().RowPass; got != isa {
+			t.Fatalf("XATTN_KERNELS=%s, but the row pass is %q", isa, got)
+		}
+		return
 	}
 	if info := blas.OpenBLASInfo(); !info.Linked || info.RowPass != "avx512" {
 		t.Skip("the default is not the AVX-512 variant: the plain tests run this CPU's")
@@ -550,7 +553,7 @@ func TestNonFiniteKernels(t *testing.T) {
 	}
 	for _, isa := range []string{"avx2", "scalar"} {
 		t.Run("kernels="+isa, func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], "-test.run=^TestNonFinite(Rule|SelfAndCache|Batch|AttentionMap)$", "-test.count=1")
+			cmd := exec.Command(os.Args[0], "-test.run=^TestNonFinite(Rule|SelfAndCache|Batch|AttentionMap|Kernels)$", "-test.count=1")
 			cmd.Env = append(os.Environ(), "XATTN_KERNELS="+isa)
 			out, err := cmd.CombinedOutput()
 			if err != nil {
