@@ -2,6 +2,7 @@ package blas
 
 import (
 	"math"
+	"slices"
 
 	"github.com/xattn/xattn/pure"
 )
@@ -156,7 +157,11 @@ func addSkipped(mq, nb, dv int, s, v []float32, ldv int, bias []float32, ldbias 
 		if causal {
 			lim = min(max(lim0+r, 0), nb)
 		}
-		for j, p := range s[r*nb : r*nb+lim] {
+		row := s[r*nb : r*nb+lim]
+		if !slices.Contains(row, 0) {
+			continue // the common case: no key of the row has probability 0
+		}
+		for j, p := range row {
 			if p != 0 || keep != nil && !keep[r*ldkeep+j] || bias != nil && math.IsInf(float64(bias[r*ldbias+j]), -1) {
 				continue
 			}

@@ -132,7 +132,7 @@ static inline int seen(int j, int lim, const float *b, const unsigned char *k) {
  * does: NaN on its visible columns, 0 on every masked one, and NaN for max,
  * sum and corr, so that the row's output becomes NaN and nothing else does.
  */
-static void row_bad(float *row, int lim, int n, const float *b, const unsigned char *k,
+__attribute__((cold, noinline)) static void row_bad(float *row, int lim, int n, const float *b, const unsigned char *k,
 		float *mx, float *sum, float *corr) {
 	for (int j = 0; j < n; j++)
 		row[j] = seen(j, lim, b, k) ? NAN : 0.0f;
@@ -296,66 +296,79 @@ XATTN_AVX2 static inline float hsum256(__m256 v) {
 	return _mm_cvtss_f32(x);
 }
 
+/*
+ * pass1_256 is pass 1 of rows_avx2 over the lim scores of row, with bias
+ * row b and keep row k (either NULL): mask, bias, store, maximum into
+ * *vmax. It returns whether a visible lane is not finite: x − x is NaN
+ * exactly where x is not finite, and OR-ed over the visible lanes (masked
+ * ones, set to −Inf, cleared) its bits are a NaN iff one of them was.
+ * Always inlined, so that the call without masks loses every test of b
+ * and k.
+ */
+XATTN_AVX2 static inline __attribute__((always_inline)) int pass1_256(float *row, int lim,
+		const float *b, const unsigned char *k, __m256 *vmax) {
+	const __m256 ninf = _mm256_set1_ps(-INFINITY);
+	__m256 vm = ninf, vbad = _mm256_setzero_ps();
+	int j = 0;
+	for (; j + 8 <= lim; j += 8) {
+		__m256 x = _mm256_loadu_ps(row + j);
+		__m256 dead = _mm256_setzero_ps();
+		if (b) {
+			__m256 bv = _mm256_loadu_ps(b + j);
+			x = _mm256_add_ps(x, bv);
+			dead = _mm256_cmp_ps(bv, ninf, _CMP_EQ_OQ);
+		}
+		if (k)
+			dead = _mm256_or_ps(dead, drop256(k + j));
+		__m256 z = _mm256_sub_ps(x, x);
+		if (b || k) {
+			x = _mm256_blendv_ps(x, ninf, dead);
+			z = _mm256_andnot_ps(dead, z);
+		}
+		_mm256_storeu_ps(row + j, x);
+		vbad = _mm256_or_ps(vbad, z);
+		vm = _mm256_max_ps(vm, x);
+	}
+	if (j < lim) {
+		int rem = lim - j;
+		__m256i mask = tail256(rem);
+		__m256 x = _mm256_maskload_ps(row + j, mask);
+		__m256 dead = _mm256_setzero_ps();
+		if (b) {
+			__m256 bv = _mm256_maskload_ps(b + j, mask);
+			x = _mm256_add_ps(x, bv);
+			dead = _mm256_cmp_ps(bv, ninf, _CMP_EQ_OQ);
+		}
+		if (k) {
+			unsigned char kt[8] = {0};
+			memcpy(kt, k + j, (size_t)rem);
+			dead = _mm256_or_ps(dead, drop256(kt));
+		}
+		__m256 z = _mm256_andnot_ps(dead, _mm256_sub_ps(x, x));
+		x = _mm256_blendv_ps(x, ninf, dead);
+		_mm256_maskstore_ps(row + j, mask, x);
+		x = _mm256_blendv_ps(ninf, x, _mm256_castsi256_ps(mask));
+		vbad = _mm256_or_ps(vbad, z);
+		vm = _mm256_max_ps(vm, x);
+	}
+	*vmax = vm;
+	return _mm256_movemask_ps(_mm256_cmp_ps(vbad, vbad, _CMP_UNORD_Q));
+}
+
 /* rows_avx2 is rows_scalar on 8 lanes, with masked loads and stores on the tail. */
 XATTN_AVX2 static void rows_avx2(int m, int n, float *s, int lds, const float *bias, int ldbias,
 		const unsigned char *keep, int ldkeep, int causal, int64_t lim0,
 		float *mx, float *sum, float *corr) {
-	const __m256 ninf = _mm256_set1_ps(-INFINITY);
 	for (int r = 0; r < m; r++) {
 		float *row = s + (int64_t)r * lds;
 		int lim = row_limit(n, causal, lim0, r);
 		const float *b = bias ? bias + (int64_t)r * ldbias : NULL;
 		const unsigned char *k = keep ? keep + (int64_t)r * ldkeep : NULL;
 
-		/*
-		 * Pass 1: mask, bias, store, maximum. x − x is NaN exactly where x
-		 * is not finite; OR-ed over the visible lanes (masked ones, set to
-		 * −Inf, cleared), its bits are a NaN iff one of them was.
-		 */
-		__m256 vmax = ninf, vbad = _mm256_setzero_ps();
-		int j = 0;
-		for (; j + 8 <= lim; j += 8) {
-			__m256 x = _mm256_loadu_ps(row + j);
-			__m256 dead = _mm256_setzero_ps();
-			if (b) {
-				__m256 bv = _mm256_loadu_ps(b + j);
-				x = _mm256_add_ps(x, bv);
-				dead = _mm256_cmp_ps(bv, ninf, _CMP_EQ_OQ);
-			}
-			if (k)
-				dead = _mm256_or_ps(dead, drop256(k + j));
-			__m256 z = _mm256_sub_ps(x, x);
-			if (b || k) {
-				x = _mm256_blendv_ps(x, ninf, dead);
-				z = _mm256_andnot_ps(dead, z);
-			}
-			_mm256_storeu_ps(row + j, x);
-			vbad = _mm256_or_ps(vbad, z);
-			vmax = _mm256_max_ps(vmax, x);
-		}
-		if (j < lim) {
-			int rem = lim - j;
-			__m256i mask = tail256(rem);
-			__m256 x = _mm256_maskload_ps(row + j, mask);
-			__m256 dead = _mm256_setzero_ps();
-			if (b) {
-				__m256 bv = _mm256_maskload_ps(b + j, mask);
-				x = _mm256_add_ps(x, bv);
-				dead = _mm256_cmp_ps(bv, ninf, _CMP_EQ_OQ);
-			}
-			if (k) {
-				unsigned char kt[8] = {0};
-				memcpy(kt, k + j, (size_t)rem);
-				dead = _mm256_or_ps(dead, drop256(kt));
-			}
-			__m256 z = _mm256_andnot_ps(dead, _mm256_sub_ps(x, x));
-			x = _mm256_blendv_ps(x, ninf, dead);
-			_mm256_maskstore_ps(row + j, mask, x);
-			x = _mm256_blendv_ps(ninf, x, _mm256_castsi256_ps(mask));
-			vbad = _mm256_or_ps(vbad, z);
-			vmax = _mm256_max_ps(vmax, x);
-		}
-		if (_mm256_movemask_ps(_mm256_cmp_ps(vbad, vbad, _CMP_UNORD_Q)) || mx[r] != mx[r]) {
+		/* Pass 1: mask, bias, store, maximum. */
+		__m256 vmax;
+		int bad = b || k ? pass1_256(row, lim, b, k, &vmax) : pass1_256(row, lim, NULL, NULL, &vmax);
+		if (bad || mx[r] != mx[r]) {
 			row_bad(row, lim, n, b, k, &mx[r], &sum[r], &corr[r]);
 			continue;
 		}
@@ -366,7 +379,7 @@ XATTN_AVX2 static void rows_avx2(int m, int n, float *s, int lds, const float *b
 		/* Pass 2: exponentials in place and their sum, two vectors at a time. */
 		const __m256 vm = _mm256_set1_ps(mnew);
 		__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-		j = 0;
+		int j = 0;
 		for (; j + 16 <= lim; j += 16) {
 			__m256 p0 = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
 			__m256 p1 = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + j + 8), vm));
@@ -504,42 +517,54 @@ XATTN_AVX512 static inline __mmask16 keep512(const unsigned char *keep, __mmask1
 	return _mm512_test_epi32_mask(ki, ki);
 }
 
+/*
+ * pass1_512 is pass 1 of rows_avx512 over the lim scores of row, with bias
+ * row b and keep row k (either NULL): mask, bias, store, maximum into
+ * *vmax. The visible lanes (in the row, kept, bias not −Inf) are tracked
+ * apart: it returns those that are not finite (NaN, ±Inf: vfpclassps),
+ * which make the row bad. Always inlined, so that the call without masks
+ * loses every test of b and k.
+ */
+XATTN_AVX512 static inline __attribute__((always_inline)) __mmask16 pass1_512(float *row, int lim,
+		const float *b, const unsigned char *k, __m512 *vmax) {
+	const __m512 ninf = _mm512_set1_ps(-INFINITY);
+	__m512 vm = ninf;
+	__mmask16 bad = 0;
+	for (int j = 0; j < lim; j += 16) {
+		__mmask16 mask = lim - j >= 16 ? (__mmask16)0xFFFF : tail512(lim - j);
+		__m512 x = _mm512_maskz_loadu_ps(mask, row + j);
+		__mmask16 vis = mask;
+		if (b) {
+			__m512 bv = _mm512_maskz_loadu_ps(mask, b + j);
+			vis = _mm512_mask_cmp_ps_mask(vis, bv, ninf, _CMP_NEQ_OQ);
+			x = _mm512_add_ps(x, bv);
+		}
+		if (k)
+			vis = keep512(k + j, vis);
+		if (b || k) {
+			x = _mm512_mask_mov_ps(ninf, vis, x);
+			_mm512_mask_storeu_ps(row + j, mask, x);
+		}
+		bad |= _mm512_mask_fpclass_ps_mask(vis, x, 0x99); /* QNaN, +Inf, −Inf, SNaN */
+		vm = _mm512_mask_max_ps(vm, mask, vm, x);
+	}
+	*vmax = vm;
+	return bad;
+}
+
 /* rows_avx512 is rows_scalar on 16 lanes, with masked loads and stores on the tail. */
 XATTN_AVX512 static void rows_avx512(int m, int n, float *s, int lds, const float *bias, int ldbias,
 		const unsigned char *keep, int ldkeep, int causal, int64_t lim0,
 		float *mx, float *sum, float *corr) {
-	const __m512 ninf = _mm512_set1_ps(-INFINITY);
 	for (int r = 0; r < m; r++) {
 		float *row = s + (int64_t)r * lds;
 		int lim = row_limit(n, causal, lim0, r);
 		const float *b = bias ? bias + (int64_t)r * ldbias : NULL;
 		const unsigned char *k = keep ? keep + (int64_t)r * ldkeep : NULL;
 
-		/*
-		 * Pass 1: mask, bias, store, maximum. The visible lanes (in the
-		 * row, kept, bias not −Inf) are tracked apart, and any of them
-		 * that is not finite (NaN, ±Inf: vfpclassps) makes the row bad.
-		 */
-		__m512 vmax = ninf;
-		__mmask16 bad = 0;
-		for (int j = 0; j < lim; j += 16) {
-			__mmask16 mask = lim - j >= 16 ? (__mmask16)0xFFFF : tail512(lim - j);
-			__m512 x = _mm512_maskz_loadu_ps(mask, row + j);
-			__mmask16 vis = mask;
-			if (b) {
-				__m512 bv = _mm512_maskz_loadu_ps(mask, b + j);
-				vis = _mm512_mask_cmp_ps_mask(vis, bv, ninf, _CMP_NEQ_OQ);
-				x = _mm512_add_ps(x, bv);
-			}
-			if (k)
-				vis = keep512(k + j, vis);
-			if (b || k) {
-				x = _mm512_mask_mov_ps(ninf, vis, x);
-				_mm512_mask_storeu_ps(row + j, mask, x);
-			}
-			bad |= _mm512_mask_fpclass_ps_mask(vis, x, 0x99); /* QNaN, +Inf, −Inf, SNaN */
-			vmax = _mm512_mask_max_ps(vmax, mask, vmax, x);
-		}
+		/* Pass 1: mask, bias, store, maximum. */
+		__m512 vmax;
+		__mmask16 bad = b || k ? pass1_512(row, lim, b, k, &vmax) : pass1_512(row, lim, NULL, NULL, &vmax);
 		if (bad || mx[r] != mx[r]) {
 			row_bad(row, lim, n, b, k, &mx[r], &sum[r], &corr[r]);
 			continue;
