@@ -1,16 +1,9 @@
 package xattn
 
 import (
-	"errors"
 	"fmt"
 	"math"
 )
-
-// ErrNonFinite reports an input that holds a NaN or an infinity, from a
-// layer built [WithFiniteCheck]. Without that option non-finite inputs are
-// not errors: they follow the rule of the package doc ("Non-finite
-// inputs").
-var ErrNonFinite = errors.New("xattn: non-finite input")
 
 // WithFiniteCheck makes the layer reject non-finite inputs instead of
 // computing with them, for services that prefer an error to a NaN row:
