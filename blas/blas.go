@@ -75,6 +75,13 @@ type Rows struct {
 // and Bias, laid out as Keep, is added to the scaled scores when not nil. A
 // zero stride broadcasts that dimension.
 //
+// Non-finite values follow one rule on every backend and variant: the mask
+// alone decides what a row sees (a bias of −Inf masks), so a masked key's
+// rows of K and V, whatever they hold, change no output; a visible score
+// that is not finite makes the row's output NaN (Stats NaN, NaN); a
+// non-finite value V[b,j,g,d] reaches O[b,i,h,d] of every row that sees key
+// j, as in a product, probability 0 included (0·NaN = NaN).
+//
 // The work is split in Tasks() tasks, one per (b, block of HeadBlock heads,
 // block of QBlock query rows); the query block is the fastest-moving index,
 // so consecutive tasks share K and V. Each task walks the keys in blocks of

@@ -28,6 +28,7 @@ package blas
 import "C"
 
 import (
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,6 +67,23 @@ func detectISA() int {
 	return isaScalar
 }
 
+// chooseISA returns the variant the backend runs: detectISA's, or a lower
+// one named by the environment variable XATTN_KERNELS ("avx2" or "scalar";
+// "avx512" or an empty value keep the detected one), read once at set-up. It
+// exists so that tests of package xattn can run the AVX2 and scalar row
+// passes and the OpenBLAS-GEMM attention core on an AVX-512 machine (the
+// layer test TestNonFiniteKernels re-runs itself under it). A name that is
+// unknown, or asks for more than the CPU has, is ignored.
+func chooseISA() int {
+	isa := detectISA()
+	for i, name := range isaNames {
+		if name == os.Getenv("XATTN_KERNELS") && i < isa {
+			return i
+		}
+	}
+	return isa
+}
+
 var (
 	setupOnce sync.Once
 	// defaultOpenBLAS is the backend [Default] returns, set by setup.
@@ -83,7 +101,7 @@ var (
 func setup() {
 	C.openblas_set_num_threads(1)
 	sem = make(chan struct{}, concurrencyCap(C.GoString(C.openblas_get_config())))
-	defaultOpenBLAS = openBLAS{isa: detectISA()}
+	defaultOpenBLAS = openBLAS{isa: chooseISA()}
 }
 
 // concurrencyCap returns how many goroutines may be inside OpenBLAS at once,

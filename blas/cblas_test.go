@@ -27,14 +27,14 @@ func variants() []variant {
 
 func TestOpenBLASInfo(t *testing.T) {
 	info := OpenBLASInfo()
-	if want := isaNames[detectISA()]; info.RowPass != want {
+	if want := isaNames[chooseISA()]; info.RowPass != want {
 		t.Errorf("RowPass = %q, want %q", info.RowPass, want)
 	}
-	if want := map[bool]string{true: "xattn-avx512", false: "openblas"}[detectISA() == isaAVX512]; info.Kernel != want {
+	if want := map[bool]string{true: "xattn-avx512", false: "openblas"}[chooseISA() == isaAVX512]; info.Kernel != want {
 		t.Errorf("Kernel = %q, want %q", info.Kernel, want)
 	}
-	if be, ok := Default().(openBLAS); !ok || be.isa != detectISA() {
-		t.Errorf("Default() = %#v, want openBLAS{isa: %d}", Default(), detectISA())
+	if be, ok := Default().(openBLAS); !ok || be.isa != chooseISA() {
+		t.Errorf("Default() = %#v, want openBLAS{isa: %d}", Default(), chooseISA())
 	}
 	t.Logf("%+v; %d goroutines may be inside OpenBLAS at once", info, cap(sem))
 }

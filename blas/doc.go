@@ -14,7 +14,18 @@
 //   - "pure": package github.com/xattn/xattn/pure, portable Go on gonum.
 //
 // [Default] is OpenBLAS when it is compiled in, else pure; [All] lists what
-// the binary has, and tests run every backend side by side.
+// the binary has, and tests run every backend side by side. The environment
+// variable XATTN_KERNELS=avx2 or scalar, read once when the OpenBLAS backend
+// is set up, lowers its row-pass variant below the CPU's, which also moves
+// its attention core from the own AVX-512 kernel to OpenBLAS's products:
+// the path of CPUs without AVX-512, for tests on a machine with it.
+//
+// # Non-finite values
+//
+// Every backend and variant follows one rule (see [Attention]): the mask
+// alone decides what a query sees, so a masked key changes nothing whatever
+// its rows hold; a visible non-finite score makes its row NaN; a non-finite
+// value reaches every row that sees it.
 //
 // # Build
 //

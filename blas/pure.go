@@ -1,6 +1,11 @@
 package blas
 
-import "github.com/xattn/xattn/pure"
+import (
+	"math"
+	"slices"
+
+	"github.com/xattn/xattn/pure"
+)
 
 // Pure returns the portable backend: package pure's kernels, on gonum's Go
 // SGEMM. It is in every binary.
@@ -114,6 +119,10 @@ func attendHead(a *Attention, b, h, q0 int, scratch []float32) {
 			beta = 1
 		}
 		pure.Sgemm(false, mq, a.DV, nb, 1, s, nb, a.V[vb+k0*a.LDV:], a.LDV, beta, o, a.LDO)
+		if a.DV > 0 {
+			addSkipped(mq, nb, a.DV, s, a.V[vb+k0*a.LDV:], a.LDV, bias, a.BiasStride[2], keep, a.KeepStride[2],
+				a.Causal, q0+a.CausalOffset+1-k0, o, a.LDO, scratch[a.QBlock*a.KVBlock+3*a.QBlock:][:nb])
+		}
 	}
 	if a.Stats != nil {
 		st := a.Stats[2*((b*a.Heads+h)*a.Tq+q0):]
@@ -121,15 +130,59 @@ func attendHead(a *Attention, b, h, q0 int, scratch []float32) {
 			st[2*r], st[2*r+1] = mx[r], sum[r]
 		}
 	}
-	// Normalise; a row that saw no key (sum 0, or no block at all) becomes 0.
+	// Normalise; a row that saw no key (sum 0, or no block at all) becomes
+	// 0, a NaN row (sum NaN) stays NaN. gonum's product skips the terms of
+	// a probability 0, so a masked key's value row, NaN or not, adds
+	// nothing: pure needs no careful pass (see shim.c), only addSkipped.
 	for r := range mq {
-		if nk > 0 && sum[r] > 0 {
+		if nk > 0 && sum[r] != 0 {
 			corr[r] = 1 / sum[r]
 		} else {
 			corr[r] = 0
 		}
 	}
 	pure.ScaleRows(mq, a.DV, o, a.LDO, corr)
+}
+
+// addSkipped adds to o the terms of P·V that gonum's product skips and the
+// C products compute: p = 0 (an exponential that underflowed) on a key the
+// row sees, times a value row that is not finite, 0·NaN = NaN. s holds the
+// mq×nb probabilities (leading dimension nb) of the row pass run with the
+// bias, keep and causal arguments given; seen is scratch for nb values.
+func addSkipped(mq, nb, dv int, s, v []float32, ldv int, bias []float32, ldbias int, keep []bool, ldkeep int,
+	causal bool, lim0 int, o []float32, ldo int, seen []float32) {
+	clear(seen) // per key: 0 not looked at, 1 finite, 2 not
+	for r := range mq {
+		lim := nb
+		if causal {
+			lim = min(max(lim0+r, 0), nb)
+		}
+		row := s[r*nb : r*nb+lim]
+		if !slices.Contains(row, 0) {
+			continue // the common case: no key of the row has probability 0
+		}
+		for j, p := range row {
+			if p != 0 || keep != nil && !keep[r*ldkeep+j] || bias != nil && math.IsInf(float64(bias[r*ldbias+j]), -1) {
+				continue
+			}
+			vj := v[j*ldv : j*ldv+dv]
+			if seen[j] == 0 {
+				seen[j] = 1
+				for _, x := range vj {
+					if x-x != 0 {
+						seen[j] = 2
+						break
+					}
+				}
+			}
+			if seen[j] == 2 {
+				orow := o[r*ldo : r*ldo+dv]
+				for d, x := range vj {
+					orow[d] += p * x
+				}
+			}
+		}
+	}
 }
 
 // addBias sets row i of the m×n matrix c to beta·c[i] + bias; with beta = 0, c

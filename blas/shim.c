@@ -118,6 +118,28 @@ static inline float row_start(float rowmax, float *row, int n, float *mx, float 
 }
 
 /*
+ * seen reports whether column j of a row with limit lim, bias row b and keep
+ * row k (either NULL) is a visible key: before the limit, kept, and not
+ * biased to −Inf. The mask alone decides, never the score.
+ */
+static inline int seen(int j, int lim, const float *b, const unsigned char *k) {
+	return j < lim && (!k || k[j]) && (!b || b[j] != -INFINITY);
+}
+
+/*
+ * row_bad ends a row that met a non-finite score on a visible column, or
+ * whose running maximum is NaN from an earlier block, as pure.SoftmaxRows
+ * does: NaN on its visible columns, 0 on every masked one, and NaN for max,
+ * sum and corr, so that the row's output becomes NaN and nothing else does.
+ */
+__attribute__((cold, noinline)) static void row_bad(float *row, int lim, int n, const float *b, const unsigned char *k,
+		float *mx, float *sum, float *corr) {
+	for (int j = 0; j < n; j++)
+		row[j] = seen(j, lim, b, k) ? NAN : 0.0f;
+	*mx = *sum = *corr = NAN;
+}
+
+/*
  * row_end stores corr, sum and max of a row after its exponentials summing to
  * acc, and zeroes its columns [lim, n). c is e^(old max − mnew), computed by the
  * caller with its own variant's exponential: calling the SSE-encoded
@@ -142,14 +164,21 @@ static void rows_scalar(int m, int n, float *s, int lds, const float *bias, int 
 		const float *b = bias ? bias + (int64_t)r * ldbias : NULL;
 		const unsigned char *k = keep ? keep + (int64_t)r * ldkeep : NULL;
 		float rowmax = -INFINITY;
+		int bad = 0;
 		for (int j = 0; j < lim; j++) {
 			float x = row[j];
 			if (b)
 				x += b[j];
-			if (k && !k[j])
+			if ((k && !k[j]) || (b && b[j] == -INFINITY))
 				x = -INFINITY;
+			else if (x - x != 0.0f) /* NaN or ±Inf on a visible column */
+				bad = 1;
 			row[j] = x;
 			rowmax = gomax(rowmax, x);
+		}
+		if (bad || mx[r] != mx[r]) {
+			row_bad(row, lim, n, b, k, &mx[r], &sum[r], &corr[r]);
+			continue;
 		}
 		float mnew = row_start(rowmax, row, n, &mx[r], &corr[r]);
 		if (mnew == -INFINITY)
@@ -162,6 +191,23 @@ static void rows_scalar(int m, int n, float *s, int lds, const float *bias, int 
 		}
 		row_end(row, lim, n, mnew, exp_scalar(mx[r] - mnew), acc, &mx[r], &sum[r], &corr[r]);
 	}
+}
+
+/*
+ * finite_scalar reports whether every value of the m×n matrix c (leading
+ * dimension ldc) is finite.
+ */
+static int finite_scalar(int m, int n, const float *c, int64_t ldc) {
+	uint32_t bad = 0;
+	for (int r = 0; r < m; r++) {
+		const float *row = c + (int64_t)r * ldc;
+		for (int j = 0; j < n; j++) {
+			uint32_t u;
+			memcpy(&u, &row[j], sizeof u);
+			bad |= (u & 0x7f800000u) == 0x7f800000u;
+		}
+	}
+	return !bad;
 }
 
 /* scale_scalar is pure.ScaleRows. */
@@ -250,55 +296,90 @@ XATTN_AVX2 static inline float hsum256(__m256 v) {
 	return _mm_cvtss_f32(x);
 }
 
+/*
+ * pass1_256 is pass 1 of rows_avx2 over the lim scores of row, with bias
+ * row b and keep row k (either NULL): mask, bias, store, maximum into
+ * *vmax. It returns whether a visible lane is not finite: x − x is NaN
+ * exactly where x is not finite, and OR-ed over the visible lanes (masked
+ * ones, set to −Inf, cleared) its bits are a NaN iff one of them was.
+ * Always inlined, so that the call without masks loses every test of b
+ * and k.
+ */
+XATTN_AVX2 static inline __attribute__((always_inline)) int pass1_256(float *row, int lim,
+		const float *b, const unsigned char *k, __m256 *vmax) {
+	const __m256 ninf = _mm256_set1_ps(-INFINITY);
+	__m256 vm = ninf, vbad = _mm256_setzero_ps();
+	int j = 0;
+	for (; j + 8 <= lim; j += 8) {
+		__m256 x = _mm256_loadu_ps(row + j);
+		__m256 dead = _mm256_setzero_ps();
+		if (b) {
+			__m256 bv = _mm256_loadu_ps(b + j);
+			x = _mm256_add_ps(x, bv);
+			dead = _mm256_cmp_ps(bv, ninf, _CMP_EQ_OQ);
+		}
+		if (k)
+			dead = _mm256_or_ps(dead, drop256(k + j));
+		__m256 z = _mm256_sub_ps(x, x);
+		if (b || k) {
+			x = _mm256_blendv_ps(x, ninf, dead);
+			z = _mm256_andnot_ps(dead, z);
+		}
+		_mm256_storeu_ps(row + j, x);
+		vbad = _mm256_or_ps(vbad, z);
+		vm = _mm256_max_ps(vm, x);
+	}
+	if (j < lim) {
+		int rem = lim - j;
+		__m256i mask = tail256(rem);
+		__m256 x = _mm256_maskload_ps(row + j, mask);
+		__m256 dead = _mm256_setzero_ps();
+		if (b) {
+			__m256 bv = _mm256_maskload_ps(b + j, mask);
+			x = _mm256_add_ps(x, bv);
+			dead = _mm256_cmp_ps(bv, ninf, _CMP_EQ_OQ);
+		}
+		if (k) {
+			unsigned char kt[8] = {0};
+			memcpy(kt, k + j, (size_t)rem);
+			dead = _mm256_or_ps(dead, drop256(kt));
+		}
+		__m256 z = _mm256_andnot_ps(dead, _mm256_sub_ps(x, x));
+		x = _mm256_blendv_ps(x, ninf, dead);
+		_mm256_maskstore_ps(row + j, mask, x);
+		x = _mm256_blendv_ps(ninf, x, _mm256_castsi256_ps(mask));
+		vbad = _mm256_or_ps(vbad, z);
+		vm = _mm256_max_ps(vm, x);
+	}
+	*vmax = vm;
+	return _mm256_movemask_ps(_mm256_cmp_ps(vbad, vbad, _CMP_UNORD_Q));
+}
+
 /* rows_avx2 is rows_scalar on 8 lanes, with masked loads and stores on the tail. */
 XATTN_AVX2 static void rows_avx2(int m, int n, float *s, int lds, const float *bias, int ldbias,
 		const unsigned char *keep, int ldkeep, int causal, int64_t lim0,
 		float *mx, float *sum, float *corr) {
-	const __m256 ninf = _mm256_set1_ps(-INFINITY);
 	for (int r = 0; r < m; r++) {
 		float *row = s + (int64_t)r * lds;
 		int lim = row_limit(n, causal, lim0, r);
 		const float *b = bias ? bias + (int64_t)r * ldbias : NULL;
 		const unsigned char *k = keep ? keep + (int64_t)r * ldkeep : NULL;
 
-		/* Pass 1: mask, bias, store, maximum; NaN tracked apart as Go's max keeps it. */
-		__m256 vmax = ninf, vnan = _mm256_setzero_ps();
-		int j = 0;
-		for (; j + 8 <= lim; j += 8) {
-			__m256 x = _mm256_loadu_ps(row + j);
-			if (b)
-				x = _mm256_add_ps(x, _mm256_loadu_ps(b + j));
-			if (k)
-				x = _mm256_blendv_ps(x, ninf, drop256(k + j));
-			_mm256_storeu_ps(row + j, x);
-			vnan = _mm256_or_ps(vnan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
-			vmax = _mm256_max_ps(vmax, x);
+		/* Pass 1: mask, bias, store, maximum. */
+		__m256 vmax;
+		int bad = b || k ? pass1_256(row, lim, b, k, &vmax) : pass1_256(row, lim, NULL, NULL, &vmax);
+		if (bad || mx[r] != mx[r]) {
+			row_bad(row, lim, n, b, k, &mx[r], &sum[r], &corr[r]);
+			continue;
 		}
-		if (j < lim) {
-			int rem = lim - j;
-			__m256i mask = tail256(rem);
-			__m256 x = _mm256_maskload_ps(row + j, mask);
-			if (b)
-				x = _mm256_add_ps(x, _mm256_maskload_ps(b + j, mask));
-			if (k) {
-				unsigned char kt[8] = {0};
-				memcpy(kt, k + j, (size_t)rem);
-				x = _mm256_blendv_ps(x, ninf, drop256(kt));
-			}
-			_mm256_maskstore_ps(row + j, mask, x);
-			x = _mm256_blendv_ps(ninf, x, _mm256_castsi256_ps(mask));
-			vnan = _mm256_or_ps(vnan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
-			vmax = _mm256_max_ps(vmax, x);
-		}
-		float rowmax = _mm256_movemask_ps(vnan) ? NAN : hmax256(vmax);
-		float mnew = row_start(rowmax, row, n, &mx[r], &corr[r]);
+		float mnew = row_start(hmax256(vmax), row, n, &mx[r], &corr[r]);
 		if (mnew == -INFINITY)
 			continue;
 
 		/* Pass 2: exponentials in place and their sum, two vectors at a time. */
 		const __m256 vm = _mm256_set1_ps(mnew);
 		__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-		j = 0;
+		int j = 0;
 		for (; j + 16 <= lim; j += 16) {
 			__m256 p0 = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
 			__m256 p1 = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + j + 8), vm));
@@ -345,6 +426,24 @@ XATTN_AVX2 static void scale_avx2(int m, int n, float *c, int ldc, const float *
 			_mm256_maskstore_ps(row + j, mask, _mm256_mul_ps(_mm256_maskload_ps(row + j, mask), vf));
 		}
 	}
+}
+
+/* finite_avx2 is finite_scalar on 8 lanes: x − x is NaN exactly where x is not finite. */
+XATTN_AVX2 static int finite_avx2(int m, int n, const float *c, int64_t ldc) {
+	__m256 acc = _mm256_setzero_ps();
+	for (int r = 0; r < m; r++) {
+		const float *row = c + (int64_t)r * ldc;
+		int j = 0;
+		for (; j + 8 <= n; j += 8) {
+			__m256 x = _mm256_loadu_ps(row + j);
+			acc = _mm256_or_ps(acc, _mm256_sub_ps(x, x));
+		}
+		if (j < n) {
+			__m256 x = _mm256_maskload_ps(row + j, tail256(n - j));
+			acc = _mm256_or_ps(acc, _mm256_sub_ps(x, x));
+		}
+	}
+	return !_mm256_movemask_ps(_mm256_cmp_ps(acc, acc, _CMP_UNORD_Q));
 }
 
 XATTN_AVX2 static void exp_avx2(int n, const float *x, float *y) {
@@ -418,34 +517,59 @@ XATTN_AVX512 static inline __mmask16 keep512(const unsigned char *keep, __mmask1
 	return _mm512_test_epi32_mask(ki, ki);
 }
 
+/*
+ * pass1_512 is pass 1 of rows_avx512 over the lim scores of row, with bias
+ * row b and keep row k (either NULL): mask, bias, store, maximum into
+ * *vmax. The visible lanes (in the row, kept, bias not −Inf) are tracked
+ * apart: it returns those that are not finite (NaN, ±Inf: vfpclassps),
+ * which make the row bad. Always inlined, so that the call without masks
+ * loses every test of b and k.
+ */
+XATTN_AVX512 static inline __attribute__((always_inline)) __mmask16 pass1_512(float *row, int lim,
+		const float *b, const unsigned char *k, __m512 *vmax) {
+	const __m512 ninf = _mm512_set1_ps(-INFINITY);
+	__m512 vm = ninf;
+	__mmask16 bad = 0;
+	for (int j = 0; j < lim; j += 16) {
+		__mmask16 mask = lim - j >= 16 ? (__mmask16)0xFFFF : tail512(lim - j);
+		__m512 x = _mm512_maskz_loadu_ps(mask, row + j);
+		__mmask16 vis = mask;
+		if (b) {
+			__m512 bv = _mm512_maskz_loadu_ps(mask, b + j);
+			vis = _mm512_mask_cmp_ps_mask(vis, bv, ninf, _CMP_NEQ_OQ);
+			x = _mm512_add_ps(x, bv);
+		}
+		if (k)
+			vis = keep512(k + j, vis);
+		if (b || k) {
+			x = _mm512_mask_mov_ps(ninf, vis, x);
+			_mm512_mask_storeu_ps(row + j, mask, x);
+		}
+		bad |= _mm512_mask_fpclass_ps_mask(vis, x, 0x99); /* QNaN, +Inf, −Inf, SNaN */
+		vm = _mm512_mask_max_ps(vm, mask, vm, x);
+	}
+	*vmax = vm;
+	return bad;
+}
+
 /* rows_avx512 is rows_scalar on 16 lanes, with masked loads and stores on the tail. */
 XATTN_AVX512 static void rows_avx512(int m, int n, float *s, int lds, const float *bias, int ldbias,
 		const unsigned char *keep, int ldkeep, int causal, int64_t lim0,
 		float *mx, float *sum, float *corr) {
-	const __m512 ninf = _mm512_set1_ps(-INFINITY);
 	for (int r = 0; r < m; r++) {
 		float *row = s + (int64_t)r * lds;
 		int lim = row_limit(n, causal, lim0, r);
 		const float *b = bias ? bias + (int64_t)r * ldbias : NULL;
 		const unsigned char *k = keep ? keep + (int64_t)r * ldkeep : NULL;
 
-		/* Pass 1: mask, bias, store, maximum; NaN tracked apart as Go's max keeps it. */
-		__m512 vmax = ninf;
-		__mmask16 nan = 0;
-		for (int j = 0; j < lim; j += 16) {
-			__mmask16 mask = lim - j >= 16 ? (__mmask16)0xFFFF : tail512(lim - j);
-			__m512 x = _mm512_maskz_loadu_ps(mask, row + j);
-			if (b)
-				x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, b + j));
-			if (k)
-				x = _mm512_mask_mov_ps(ninf, keep512(k + j, mask), x);
-			if (b || k)
-				_mm512_mask_storeu_ps(row + j, mask, x);
-			nan |= _mm512_mask_cmp_ps_mask(mask, x, x, _CMP_UNORD_Q);
-			vmax = _mm512_mask_max_ps(vmax, mask, vmax, x);
+		/* Pass 1: mask, bias, store, maximum. */
+		__m512 vmax;
+		__mmask16 bad = b || k ? pass1_512(row, lim, b, k, &vmax) : pass1_512(row, lim, NULL, NULL, &vmax);
+		if (bad || mx[r] != mx[r]) {
+			row_bad(row, lim, n, b, k, &mx[r], &sum[r], &corr[r]);
+			continue;
 		}
-		float rowmax = nan ? NAN : _mm512_reduce_max_ps(vmax);
-		float mnew = row_start(rowmax, row, n, &mx[r], &corr[r]);
+		float mnew = row_start(_mm512_reduce_max_ps(vmax), row, n, &mx[r], &corr[r]);
 		if (mnew == -INFINITY)
 			continue;
 
@@ -492,6 +616,19 @@ XATTN_AVX512 static void scale_avx512(int m, int n, float *c, int ldc, const flo
 	}
 }
 
+/* finite_avx512 is finite_scalar on 16 lanes. */
+XATTN_AVX512 static int finite_avx512(int m, int n, const float *c, int64_t ldc) {
+	__mmask16 bad = 0;
+	for (int r = 0; r < m; r++) {
+		const float *row = c + (int64_t)r * ldc;
+		for (int j = 0; j < n; j += 16) {
+			__mmask16 mask = n - j >= 16 ? (__mmask16)0xFFFF : tail512(n - j);
+			bad |= _mm512_mask_fpclass_ps_mask(mask, _mm512_maskz_loadu_ps(mask, row + j), 0x99);
+		}
+	}
+	return !bad;
+}
+
 XATTN_AVX512 static void exp_avx512(int n, const float *x, float *y) {
 	for (int j = 0; j < n; j += 16) {
 		__mmask16 mask = n - j >= 16 ? (__mmask16)0xFFFF : tail512(n - j);
@@ -506,29 +643,32 @@ XATTN_AVX512 static void exp_avx512(int n, const float *x, float *y) {
 typedef void (*rows_fn)(int, int, float *, int, const float *, int, const unsigned char *, int,
 		int, int64_t, float *, float *, float *);
 typedef void (*scale_fn)(int, int, float *, int, const float *);
+typedef int (*finite_fn)(int, int, const float *, int64_t);
 
-/* The variant isa of the row pass; scalar where the vector code is not compiled. */
-static rows_fn pick_rows(int isa) {
+/*
+ * PICK(type, name) defines pick_name(isa): name_avx512, name_avx2 or
+ * name_scalar, the variant isa of name; scalar where the vector code is not
+ * compiled.
+ */
 #if defined(XATTN_X86)
-	if (isa == XATTN_ISA_AVX512)
-		return rows_avx512;
-	if (isa == XATTN_ISA_AVX2)
-		return rows_avx2;
+#define PICK(type, name)                             \
+	static type pick_##name(int isa) {               \
+		if (isa == XATTN_ISA_AVX512)                 \
+			return name##_avx512;                    \
+		if (isa == XATTN_ISA_AVX2)                   \
+			return name##_avx2;                      \
+		return name##_scalar;                        \
+	}
+#else
+#define PICK(type, name)                             \
+	static type pick_##name(int isa) {               \
+		(void)isa;                                   \
+		return name##_scalar;                        \
+	}
 #endif
-	(void)isa;
-	return rows_scalar;
-}
-
-static scale_fn pick_scale(int isa) {
-#if defined(XATTN_X86)
-	if (isa == XATTN_ISA_AVX512)
-		return scale_avx512;
-	if (isa == XATTN_ISA_AVX2)
-		return scale_avx2;
-#endif
-	(void)isa;
-	return scale_scalar;
-}
+PICK(rows_fn, rows)
+PICK(scale_fn, scale)
+PICK(finite_fn, finite)
 
 void xattn_softmax_rows(int isa, int m, int n, float *s, int lds,
 		const float *bias, int ldbias, const unsigned char *keep, int ldkeep,
@@ -623,12 +763,55 @@ void xattn_sgemm_batch(int count, int transb, int m, int n, int k, float alpha,
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
+/*
+ * Non-finite values. A visible non-finite score ends its row in row_bad, so
+ * that the row's output is NaN; a masked key's score never counts. A masked
+ * key's value row is still multiplied by its probability 0 in P·V, and
+ * 0·NaN = NaN: the products cannot leave it out. So a task whose outputs
+ * are all finite is done; one with a non-finite output runs again,
+ * careful: each value block that holds a non-finite row is read from a copy
+ * with those rows zeroed, the same bits a finite row with probability 0
+ * gives, and fix_pv adds p·V_j of each such row j back to the rows that see
+ * it, p = 0 (underflow) included, as a product would: 0·NaN = NaN.
+ */
+
+/* v_bad reports whether row j of the nb×dv value block v (leading dimension ldv) holds a non-finite value. */
+static inline int v_bad(const float *v, int64_t ldv, int j, int dv) {
+	return !finite_scalar(1, dv, v + (int64_t)j * ldv, 0);
+}
+
+/*
+ * fix_pv adds p[r,j]·v[j,:] to o[r,:] for every row r < mq and every
+ * non-finite row j < nb of v that row r sees (its limit, keep and bias rows
+ * as for the row pass).
+ */
+static void fix_pv(int mq, int nb, int dv, const float *p, int lds, const float *v, int64_t ldv,
+		const float *bias, int ldbias, const unsigned char *keep, int ldkeep, int causal, int64_t lim0,
+		float *o, int64_t ldo) {
+	for (int j = 0; j < nb; j++) {
+		if (!v_bad(v, ldv, j, dv))
+			continue;
+		const float *vj = v + (int64_t)j * ldv;
+		for (int r = 0; r < mq; r++) {
+			const float *b = bias ? bias + (int64_t)r * ldbias : NULL;
+			const unsigned char *k = keep ? keep + (int64_t)r * ldkeep : NULL;
+			if (!seen(j, row_limit(nb, causal, lim0, r), b, k))
+				continue;
+			const float pr = p[(int64_t)r * lds + j];
+			float *orow = o + (int64_t)r * ldo;
+			for (int d = 0; d < dv; d++)
+				orow[d] += pr * vj[d];
+		}
+	}
+}
+
 void xattn_attend(int isa, const xattn_attention *p, const float *q,
 		const float *k, const float *v, float *o, const int32_t *key_len,
 		const unsigned char *keep, const float *bias, const float *ktp, float *stats,
 		float *scratch, int64_t t0, int64_t t1) {
 	rows_fn rows = pick_rows(isa);
 	scale_fn scale = pick_scale(isa);
+	finite_fn finite = pick_finite(isa);
 	const int64_t nqb = (p->tq + p->q_block - 1) / p->q_block;
 	const int hb = p->head_block;
 	const int64_t nhb = (p->heads + hb - 1) / hb;
@@ -647,7 +830,8 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 	 * in the same few L1 sets: 88 → 75 ms for the Perceiver's core on one
 	 * thread): OpenBLAS packs both operands on every call, which cost about
 	 * as much as the products on these tiles. Each block is packed once for
-	 * all the heads of a task.
+	 * all the heads of a task. The other variants use vt only for a careful
+	 * block's copy of its values (row-major, leading dimension dv).
 	 */
 	const int own = isa == XATTN_ISA_AVX512;
 	float *kt = scratch + (slen + 3 * (int64_t)p->q_block * hb + 15) / 16 * 16;
@@ -670,23 +854,26 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 		const int64_t vb = p->batch_v * b + (int64_t)p->dv * g;
 		const int stack = own && nh > 1 && nh == p->heads && p->ldq == (int64_t)p->heads * p->dk &&
 				p->ldo == (int64_t)p->heads * p->dv;
-		for (int r = 0; r < p->q_block * nh; r++) {
-			mxs[r] = -INFINITY;
-			sums[r] = 0.0f;
-		}
-
 		/* The keys any row of the block can see: key length and causal diagonal. */
 		int64_t nk = p->tk;
 		if (key_len)
 			nk = min64(nk, max64(key_len[b], 0));
 		if (p->causal)
 			nk = min64(nk, max64(q0 + mq + p->causal_offset, 0));
+		int careful = 0;
+	again:
+		for (int r = 0; r < p->q_block * nh; r++) {
+			mxs[r] = -INFINITY;
+			sums[r] = 0.0f;
+		}
 
 		for (int64_t k0 = 0; k0 < nk; k0 += p->kv_block) {
 			const int nb = (int)min64(p->kv_block, nk - k0);
 			/* S's rows start on 64-byte boundaries: aligned stores and loads. */
 			const int lds = (nb + 15) / 16 * 16;
 			const float *kb_t = kt;
+			const float *vblk = v + vb + k0 * p->ldv; /* the value block as the product reads it */
+			int64_t ldvb = p->ldv;
 			if (p->dk > 0 && own) {
 				if (ktp && p->kv_block % 64 == 0)
 					kb_t = ktp + p->kt_batch * b + p->kt_head * g + k0 * (int64_t)p->dk;
@@ -694,7 +881,27 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 					xattn_pack_kt(nb, p->dk, k + kb + k0 * p->ldk, p->ldk, kt);
 			}
 			if (p->dv > 0 && own)
-				xattn_pack_rows(nb, p->dv, v + vb + k0 * p->ldv, p->ldv, vt, ldp);
+				xattn_pack_rows(nb, p->dv, vblk, p->ldv, vt, ldp);
+			int fix = 0; /* the block has non-finite values, zeroed in vt */
+			if (careful && p->dv > 0) {
+				for (int j = 0; j < nb && !fix; j++)
+					fix = v_bad(vblk, p->ldv, j, p->dv);
+				if (fix && !own) {
+					for (int j = 0; j < nb; j++)
+						memcpy(vt + (int64_t)j * p->dv, vblk + (int64_t)j * p->ldv, (size_t)p->dv * sizeof *vt);
+					vblk = vt, ldvb = p->dv;
+				}
+				for (int j = 0; fix && j < nb; j++) {
+					if (!v_bad(v + vb + k0 * p->ldv, p->ldv, j, p->dv))
+						continue;
+					if (!own) {
+						memset(vt + (int64_t)j * p->dv, 0, (size_t)p->dv * sizeof *vt);
+						continue;
+					}
+					for (int d = 0; d < p->dv; d++)
+						vt[(int64_t)(d / 64) * 64 * ldp + (int64_t)j * 64 + d % 64] = 0.0f;
+				}
+			}
 			if (stack) {
 				/*
 				 * Every head of the row, side by side in Q and O: row i
@@ -723,6 +930,14 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 				if (p->dv > 0)
 					xattn_gemm_avx512_pf(ms, p->dv, nb, 1.0f, s, lds, vt, 64, 64 * ldp,
 							k0 > 0 ? 1.0f : 0.0f, os, p->dv, NULL, 0);
+				for (int i = 0; fix && i < nh; i++) {
+					const int h = h0 + i;
+					const float *bb = bias ? bias + p->bias_stride[0] * b + p->bias_stride[1] * h + p->bias_stride[2] * q0 + k0 : NULL;
+					const unsigned char *kk = keep ? keep + p->keep_stride[0] * b + p->keep_stride[1] * h + p->keep_stride[2] * q0 + k0 : NULL;
+					fix_pv(mq, nb, p->dv, s + (int64_t)i * lds, lds * nh, v + vb + k0 * p->ldv, p->ldv,
+							bb, (int)p->bias_stride[2], kk, (int)p->keep_stride[2], p->causal, q0 + p->causal_offset + 1 - k0,
+							os + (int64_t)p->dv * h, p->ldo);
+				}
 				continue;
 			}
 			for (int i = 0; i < nh; i++) {
@@ -756,9 +971,13 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 							beta, ot, p->ldo, NULL, 0);
 				else
 					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mq, p->dv, nb, 1.0f,
-							s, lds, v + vb + k0 * p->ldv, p->ldv, beta, ot, p->ldo);
+							s, lds, vblk, (int)ldvb, beta, ot, p->ldo);
+				if (fix)
+					fix_pv(mq, nb, p->dv, s, lds, v + vb + k0 * p->ldv, p->ldv, bb, (int)p->bias_stride[2],
+							kk, (int)p->keep_stride[2], p->causal, q0 + p->causal_offset + 1 - k0, ot, p->ldo);
 			}
 		}
+		int ok = 1;
 		for (int i = 0; i < nh; i++) {
 			const int h = h0 + i;
 			float *mx = mxs + i * p->q_block, *sum = sums + i * p->q_block, *corr = corrs + i * p->q_block;
@@ -771,10 +990,19 @@ void xattn_attend(int isa, const xattn_attention *p, const float *q,
 			}
 			if (p->dv == 0)
 				continue;
-			/* Normalise; a row that saw no key (sum 0, or no block at all) becomes 0. */
+			/*
+			 * Normalise; a row that saw no key (sum 0, or no block at
+			 * all) becomes 0, a NaN row (sum NaN) stays NaN.
+			 */
 			for (int r = 0; r < mq; r++)
-				corr[r] = nk > 0 && sum[r] > 0 ? 1.0f / sum[r] : 0.0f;
-			scale(mq, p->dv, o + p->batch_o * b + (int64_t)p->ldo * q0 + (int64_t)p->dv * h, p->ldo, corr);
+				corr[r] = nk > 0 && sum[r] != 0.0f ? 1.0f / sum[r] : 0.0f;
+			float *ot = o + p->batch_o * b + (int64_t)p->ldo * q0 + (int64_t)p->dv * h;
+			scale(mq, p->dv, ot, p->ldo, corr);
+			ok = ok && finite(mq, p->dv, ot, p->ldo);
+		}
+		if (!ok && !careful) {
+			careful = 1;
+			goto again;
 		}
 	}
 }

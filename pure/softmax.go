@@ -7,7 +7,7 @@ import "math"
 // it masks, takes the running maximum, exponentiates in place and updates the
 // running sum:
 //
-//	valid(j) = j < lim(r) && (keep == nil || keep[r*ldkeep+j])
+//	valid(j) = j < lim(r) && (keep == nil || keep[r*ldkeep+j]) && (bias == nil || bias[r*ldbias+j] ≠ −Inf)
 //	v_j      = s[r,j] + bias[r*ldbias+j]     (bias term only if bias != nil)
 //	mNew     = max(mx[r], max_{valid j} v_j)
 //	s[r,j]   = exp(v_j − mNew) if valid(j), else 0
@@ -21,8 +21,15 @@ import "math"
 // subtraction and no NaN is made. mx, sum and corr have length ≥ m; before the
 // first block of a row, mx[r] = −Inf and sum[r] = 0.
 //
+// Non-finite scores: the mask alone decides what is valid, so a masked
+// score never matters, whatever it holds (NaN, ±Inf). A valid v_j that is
+// not finite (NaN, +Inf or −Inf), or a NaN mx[r] from an earlier block,
+// makes the row NaN: s[r,j] = NaN for every valid j and 0 for the others,
+// and mx[r] = sum[r] = corr[r] = NaN.
+//
 // Callers rescale their output rows by corr and add P·V; after the last block
-// a row with sum 0 had no valid key and its output is 0.
+// a row with sum 0 had no valid key and its output is 0, and a row with sum
+// NaN is NaN.
 func SoftmaxRows(m, n int, s []float32, lds int, bias []float32, ldbias int, keep []bool, ldkeep int, causal bool, lim0 int, mx, sum, corr []float32) {
 	negInf := float32(math.Inf(-1))
 	for r := 0; r < m; r++ {
@@ -41,18 +48,26 @@ func SoftmaxRows(m, n int, s []float32, lds int, bias []float32, ldbias int, kee
 		}
 		v := row[:lim]
 		rowMax := negInf
+		bad := false
 		for j := range v {
 			x := v[j]
 			if b != nil {
 				x += b[j]
 			}
-			if k != nil && !k[j] {
+			if k != nil && !k[j] || b != nil && b[j] == negInf {
 				x = negInf
+			} else if x-x != 0 { // NaN or ±Inf on a valid column
+				bad = true
 			}
 			v[j] = x
 			rowMax = max(rowMax, x)
 		}
 		mOld := mx[r]
+		if bad || mOld != mOld {
+			rowBad(row, lim, b, k)
+			mx[r], sum[r], corr[r] = nan, nan, nan
+			continue
+		}
 		mNew := max(mOld, rowMax)
 		if mNew == negInf {
 			clear(row)
@@ -70,6 +85,19 @@ func SoftmaxRows(m, n int, s []float32, lds int, bias []float32, ldbias int, kee
 		corr[r] = c
 		sum[r] = sum[r]*c + acc
 		mx[r] = mNew
+	}
+}
+
+var nan = float32(math.NaN())
+
+// rowBad sets the row of a NaN row: NaN on its valid columns, before lim and
+// allowed by its keep and bias rows k and b (either nil), 0 on the others.
+func rowBad(row []float32, lim int, b []float32, k []bool) {
+	for j := range row {
+		row[j] = 0
+		if j < lim && (k == nil || k[j]) && (b == nil || !math.IsInf(float64(b[j]), -1)) {
+			row[j] = nan
+		}
 	}
 }
 

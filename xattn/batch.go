@@ -140,6 +140,9 @@ func (bs *batchScratch) check(l *Layer, reqs []Request) (float64, error) {
 		r, br := &reqs[i], &bs.reqs[i]
 		*br = batchReq{keyLen: -1}
 		s, err := l.checkRequest(r)
+		if err == nil {
+			err = l.finiteInputs(r.X, r.Context, r.Context, s)
+		}
 		if err != nil {
 			return 0, fmt.Errorf("request %d: %w", i, err)
 		}

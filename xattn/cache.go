@@ -85,6 +85,9 @@ func (l *Layer) project(key, value []float32, batch, tk int) (*Context, error) {
 	if err := checkLen("value input", value, batch, tk, c.ValueDim); err != nil {
 		return nil, err
 	}
+	if err := l.finiteInputs(nil, key, value, Shape{Batch: batch, Tk: tk}); err != nil {
+		return nil, err
+	}
 	ldkv := c.KVHeads * (c.HeadDim + c.ValueHeadDim)
 	n, ok := mul3(batch, tk, ldkv)
 	if !ok {
@@ -155,6 +158,9 @@ func (l *Layer) ForwardContext(y, x []float32, ctx *Context, tq int, m *Mask) er
 		return err
 	}
 	if err := checkOverlap("y", y, "query input", x); err != nil {
+		return err
+	}
+	if err := l.finiteInputs(x, nil, nil, s); err != nil {
 		return err
 	}
 	if s.Batch == 0 || tq == 0 {
@@ -341,6 +347,9 @@ func (l *Layer) ForwardStep(y, x []float32, kv *KVCache, tq int, m *Mask) error 
 		return err
 	}
 	if err := checkOverlap("y", y, "query input", x); err != nil {
+		return err
+	}
+	if err := l.finiteInputs(x, nil, nil, Shape{Batch: b, Tq: tq}); err != nil {
 		return err
 	}
 	if b == 0 || tq == 0 {

@@ -87,10 +87,43 @@
 // methods of a nil or zero [Layer], [FiLM], [Context] or [KVCache] return
 // errors (wrapping [ErrConfig] or [ErrShape]) or zero values, never panic.
 //
+// # Non-finite inputs
+//
+// A NaN or an infinity in x or the context is not an error (unless the
+// layer is built [WithFiniteCheck], which rejects it with [ErrNonFinite]).
+// It reaches exactly the outputs it takes part in, the same on every
+// backend, kernel and path (fused, phased, split keys, absorbed, Context,
+// KVCache, ForwardBatch, AttentionMap):
+//
+//   - A non-finite value in a query row makes that row's y NaN, unless the
+//     row sees no key at all (then it is the output bias, as every fully
+//     masked row).
+//   - A non-finite value in a context row makes NaN (or, for an infinite
+//     value alone, ±Inf) the y row of every query that sees that key in
+//     some head, and nothing else.
+//   - A visible score that is not finite (NaN, +Inf or −Inf, which only a
+//     non-finite or overflowing input makes) turns its query's attention
+//     row, in that head, to NaN; through the output projection the whole y
+//     row is NaN.
+//   - A masked key — past its KeyLen, above the causal diagonal, Keep false
+//     or bias −Inf — never changes any output, whatever its keys and values
+//     hold: the mask decides, never the score, and a masked value row is
+//     left out of P·V instead of being multiplied by 0 (0·NaN = NaN).
+//   - [Layer.AttentionMap] gives a reached row NaN on the keys it sees and 0
+//     on the keys it does not.
+//
+// PyTorch and ONNX Runtime also propagate NaN, by plain IEEE arithmetic,
+// and differ in three places: a masked key's NaN value row still reaches
+// the output there (0·NaN = NaN in the product), a visible score of −Inf
+// only gets probability 0 (here it is NaN: it comes from a non-finite
+// input), and a row with no visible key is NaN in their math path (here it
+// is the output bias, as in their flash kernels).
+//
 // # Errors
 //
 // Every problem caused by caller data — lengths, shapes, masks, configs,
 // weights — is an error wrapping [ErrShape], [ErrMask], [ErrConfig] or
-// [ErrWeights], never a panic. Fully masked query rows give zeros, never NaN
-// (see [Mask]).
+// [ErrWeights], never a panic; with [WithFiniteCheck], a NaN or ±Inf input
+// is [ErrNonFinite]. Fully masked query rows give zeros, never NaN (see
+// [Mask]).
 package xattn

@@ -21,4 +21,9 @@ var (
 	// ErrBusy reports a [KVCache] that another [Layer.ForwardStep] is
 	// using: a cache serves one decoding stream, one step at a time.
 	ErrBusy = errors.New("xattn: KV cache in use by another step")
+	// ErrNonFinite reports an input that holds a NaN or an infinity, from a
+	// layer built [WithFiniteCheck]. Without that option non-finite inputs
+	// are not errors: they follow the rule of the package doc ("Non-finite
+	// inputs").
+	ErrNonFinite = errors.New("xattn: non-finite input")
 )

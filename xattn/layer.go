@@ -367,6 +367,9 @@ func (l *Layer) forward(y, q, k, v []float32, s Shape, m *Mask) error {
 	if err := l.checkCall(y, q, k, v, s); err != nil {
 		return err
 	}
+	if err := l.finiteInputs(q, k, v, s); err != nil {
+		return err
+	}
 	if s.Batch == 0 || s.Tq == 0 {
 		return nil
 	}

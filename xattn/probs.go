@@ -121,6 +121,9 @@ func (l *Layer) checkMap(x, context []float32, s Shape, perHead bool) (Shape, []
 	if err := checkLen("key input", k, s.Batch, s.Tk, c.ContextDim); err != nil {
 		return s, nil, 0, err
 	}
+	if err := l.finiteInputs(x, k, nil, s); err != nil {
+		return s, nil, 0, err
+	}
 	return s, k, n, nil
 }
 
@@ -260,11 +263,17 @@ func (l *Layer) attentionMap(p, x, k []float32, s Shape, a *blas.Attention, perH
 					rows.LDKeep = a.KeepStride[2]
 				}
 				be.SoftmaxRows(&rows)
-				// Divide by the row sums; a row that saw no key is 0.
+				// Divide by the row sums; a row that saw no key is 0, and
+				// a NaN row (sum NaN) is left as the row pass made it:
+				// NaN where it sees a key, 0 where it does not.
 				for r := range tq {
-					f[r] = 0
-					if sum[r] > 0 {
-						f[r] = 1 / sum[r]
+					switch s := sum[r]; {
+					case s != s:
+						f[r] = 1
+					case s > 0:
+						f[r] = 1 / s
+					default:
+						f[r] = 0
 					}
 				}
 				be.ScaleRows(tq, nkeys, dst, tk, f)

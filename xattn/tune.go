@@ -27,14 +27,21 @@ type Plan struct {
 	// ISA names the widest vector instruction set the CPU offers to the
 	// kernels: "avx512", "avx2" or "generic".
 	ISA string
+	// FiniteCheck makes every call reject non-finite inputs with an error
+	// wrapping ErrNonFinite (see [WithFiniteCheck]).
+	FiniteCheck bool
 }
 
 // String formats p as "threads=2 tile=64x256 serial<2MFLOP isa=avx512",
-// with " absorb=off" before isa when Absorb is false.
+// with " absorb=off" before isa when Absorb is false and " finite-check"
+// when FiniteCheck is set.
 func (p Plan) String() string {
 	absorb := ""
 	if !p.Absorb {
 		absorb = " absorb=off"
+	}
+	if p.FiniteCheck {
+		absorb += " finite-check"
 	}
 	return fmt.Sprintf("threads=%d tile=%dx%d serial<%.3gMFLOP%s isa=%s",
 		p.Threads, p.QBlock, p.KVBlock, p.SerialFLOPs/1e6, absorb, p.ISA)
