@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/xattn/xattn/blas"
+	"github.com/xattn/xattn/internal/testutil"
 	"github.com/xattn/xattn/xattn"
 )
 
@@ -161,11 +162,11 @@ func TestForwardBatchMatches(t *testing.T) {
 						if d > 2*tolerance(norm) {
 							t.Fatalf("request %d: max |batch−alone| = %.3g", i, d)
 						}
-						if sameBits(r.Y, alone) < 0 {
+						if testutil.BitDiff(r.Y, alone) < 0 {
 							identical++
 						}
 						outputs++
-						if got := append(append([]float32(nil), r.X...), r.Context...); sameBits(got, inputs[i]) >= 0 {
+						if got := append(append([]float32(nil), r.X...), r.Context...); testutil.BitDiff(got, inputs[i]) >= 0 {
 							t.Fatalf("request %d: an input changed", i)
 						}
 					}
@@ -357,7 +358,7 @@ func TestForwardBatchConcurrent(t *testing.T) {
 							return
 						}
 						for k, r := range j.reqs {
-							if i := sameBits(r.Y, j.want[k]); i >= 0 {
+							if i := testutil.BitDiff(r.Y, j.want[k]); i >= 0 {
 								errs <- fmt.Errorf("goroutine %d rep %d request %d: y[%d] differs", gi, rep, k, i)
 								return
 							}

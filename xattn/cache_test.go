@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/xattn/xattn/blas"
+	"github.com/xattn/xattn/internal/testutil"
 	"github.com/xattn/xattn/xattn"
 )
 
@@ -28,16 +29,6 @@ func planOptions(be blas.Backend) map[string][]xattn.Option {
 		// Context packed once (blas.Attention.KT) on the AVX-512 kernel.
 		"kv=64": {xattn.WithBackend(be), off, xattn.WithThreads(2), xattn.WithTile(6, 64), xattn.WithSerialFLOPs(0)},
 	}
-}
-
-// sameBits returns the first index where got and want differ as bits, or −1.
-func sameBits(got, want []float32) int {
-	for i := range want {
-		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-			return i
-		}
-	}
-	return -1
 }
 
 // TestForwardContextBitIdentical checks that a forward pass over a projected
@@ -109,7 +100,7 @@ func TestForwardContextBitIdentical(t *testing.T) {
 						if err := l.ForwardContext(got, d.xq, ctx, c.shape.Tq, d.mask); err != nil {
 							t.Fatal(err)
 						}
-						if i := sameBits(got, want); i >= 0 {
+						if i := testutil.BitDiff(got, want); i >= 0 {
 							t.Fatalf("%v: y[%d] = %v with the Context, %v without", l, i, got[i], want[i])
 						}
 						if diff, norm := maxAbsDiff(got, d.want); diff > tolerance(norm) || math.IsNaN(diff) {
@@ -154,7 +145,7 @@ func TestContextReuse(t *testing.T) {
 				if err := l.ForwardContext(got, x, ctx, tq, m); err != nil {
 					t.Fatal(err)
 				}
-				if i := sameBits(got, want); i >= 0 {
+				if i := testutil.BitDiff(got, want); i >= 0 {
 					t.Fatalf("Tq=%d: y[%d] = %v, want %v", tq, i, got[i], want[i])
 				}
 			}
@@ -183,7 +174,7 @@ func TestSerialParallelSameBits(t *testing.T) {
 				}
 				if first == nil {
 					first = got
-				} else if i := sameBits(got, first); i >= 0 {
+				} else if i := testutil.BitDiff(got, first); i >= 0 {
 					t.Fatalf("y[%d] = %v serially, %v in parallel", i, got[i], first[i])
 				}
 			}
@@ -380,7 +371,7 @@ func TestKVCacheLifecycle(t *testing.T) {
 	if err := l.ForwardStep(y2, x, kv, 3, nil); err != nil {
 		t.Fatal(err)
 	}
-	if i := sameBits(y2, y1); i >= 0 {
+	if i := testutil.BitDiff(y2, y1); i >= 0 {
 		t.Fatalf("after Reset y[%d] = %v, first time %v", i, y2[i], y1[i])
 	}
 }
@@ -584,7 +575,7 @@ func TestContextConcurrent(t *testing.T) {
 							errs <- err
 							return
 						}
-						if i := sameBits(y, j.want); i >= 0 {
+						if i := testutil.BitDiff(y, j.want); i >= 0 {
 							errs <- fmt.Errorf("goroutine %d rep %d: y[%d] = %v, want %v", gi, rep, i, y[i], j.want[i])
 							return
 						}
@@ -607,7 +598,7 @@ func TestContextConcurrent(t *testing.T) {
 			if err := l.ForwardContext(y2, x, before, 5, nil); err != nil {
 				t.Fatal(err)
 			}
-			if i := sameBits(y1, y2); i >= 0 {
+			if i := testutil.BitDiff(y1, y2); i >= 0 {
 				t.Fatalf("the shared Context changed: y[%d] = %v, fresh %v", i, y1[i], y2[i])
 			}
 		})

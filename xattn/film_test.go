@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/xattn/xattn/blas"
+	"github.com/xattn/xattn/internal/testutil"
 	"github.com/xattn/xattn/xattn"
 )
 
@@ -287,32 +288,13 @@ func TestFiLMBuffersUntouched(t *testing.T) {
 					t.Fatal(err)
 				}
 				x, cond := append([]float32(nil), d.x...), append([]float32(nil), d.cond...)
-				const guard = 37
-				n := c.batch * c.t * c.cfg.Dim
-				buf := make([]float32, n+2*guard)
-				nan := float32(math.NaN())
-				for i := range buf {
-					buf[i] = nan
-				}
-				y := buf[guard : guard+n : guard+n]
+				y, intact := testutil.Guarded(c.batch*c.t*c.cfg.Dim, 37)
 				if err := f.ForwardInto(y, d.x, d.cond, c.batch, c.t); err != nil {
 					t.Fatal(err)
 				}
-				for i, v := range buf {
-					inY := i >= guard && i < guard+n
-					if inY == math.IsNaN(float64(v)) {
-						t.Fatalf("buf[%d] = %v (inside y: %t)", i, v, inY)
-					}
-				}
-				for i := range x {
-					if x[i] != d.x[i] {
-						t.Fatal("x changed")
-					}
-				}
-				for i := range cond {
-					if cond[i] != d.cond[i] {
-						t.Fatal("cond changed")
-					}
+				testutil.CheckWritten(t, "y", y, intact)
+				if !testutil.SameBits(x, d.x) || !testutil.SameBits(cond, d.cond) {
+					t.Fatal("x or cond changed")
 				}
 			})
 		}

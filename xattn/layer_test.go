@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/xattn/xattn/blas"
+	"github.com/xattn/xattn/internal/testutil"
 	"github.com/xattn/xattn/xattn"
 )
 
@@ -465,32 +466,13 @@ func TestBuffersUntouched(t *testing.T) {
 				t.Fatal(err)
 			}
 			xq, xk := append([]float32(nil), d.xq...), append([]float32(nil), d.xk...)
-			const guard = 37
-			n := 2 * 9 * 12
-			buf := make([]float32, n+2*guard)
-			nan := float32(math.NaN())
-			for i := range buf {
-				buf[i] = nan
-			}
-			y := buf[guard : guard+n : guard+n]
+			y, intact := testutil.Guarded(2*9*12, 37)
 			if err := l.ForwardInto(y, d.xq, d.xk, c.shape, d.mask); err != nil {
 				t.Fatal(err)
 			}
-			for i, v := range buf {
-				inY := i >= guard && i < guard+n
-				if inY == math.IsNaN(float64(v)) {
-					t.Fatalf("buf[%d] = %v (inside y: %t)", i, v, inY)
-				}
-			}
-			for i := range xq {
-				if xq[i] != d.xq[i] {
-					t.Fatal("x changed")
-				}
-			}
-			for i := range xk {
-				if xk[i] != d.xk[i] {
-					t.Fatal("context changed")
-				}
+			testutil.CheckWritten(t, "y", y, intact)
+			if !testutil.SameBits(xq, d.xq) || !testutil.SameBits(xk, d.xk) {
+				t.Fatal("x or context changed")
 			}
 		})
 	}

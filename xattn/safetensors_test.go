@@ -18,13 +18,6 @@ import (
 	"github.com/xattn/xattn/xattn/safetensors"
 )
 
-// rawFile returns a safetensors file with the given header text and buffer.
-func rawFile(header string, data []byte) []byte {
-	b := binary.LittleEndian.AppendUint64(nil, uint64(len(header)))
-	b = append(b, header...)
-	return append(b, data...)
-}
-
 func readBytes(b []byte) (*xattn.SafetensorsFile, error) {
 	return xattn.ReadSafetensors(bytes.NewReader(b), int64(len(b)))
 }
@@ -37,10 +30,10 @@ func TestSafetensorsWrappers(t *testing.T) {
 	if xattn.ErrFormat != safetensors.ErrFormat {
 		t.Fatal("xattn.ErrFormat is not safetensors.ErrFormat")
 	}
-	if _, err := readBytes(rawFile("{", nil)); !errors.Is(err, xattn.ErrFormat) {
+	if _, err := readBytes(testutil.RawSafetensors("{", nil)); !errors.Is(err, xattn.ErrFormat) {
 		t.Errorf("malformed header: got %v, want ErrFormat", err)
 	}
-	b := rawFile(`{"i":{"dtype":"I32","shape":[2],"data_offsets":[0,8]},"f":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}`,
+	b := testutil.RawSafetensors(`{"i":{"dtype":"I32","shape":[2],"data_offsets":[0,8]},"f":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}`,
 		binary.LittleEndian.AppendUint32(make([]byte, 8), math.Float32bits(1.5)))
 	f, err := readBytes(b)
 	if err != nil {
@@ -239,7 +232,7 @@ func TestLoadWeightsErrors(t *testing.T) {
 	nan := slices.Clone(base)
 	nan[0].Data = slices.Clone(nan[0].Data)
 	nan[0].Data[3] = float32(math.NaN())
-	i32 := rawFile(`{"blk.to_q.weight":{"dtype":"I32","shape":[10,8],"data_offsets":[0,320]}}`, make([]byte, 320))
+	i32 := testutil.RawSafetensors(`{"blk.to_q.weight":{"dtype":"I32","shape":[10,8],"data_offsets":[0,320]}}`, make([]byte, 320))
 	mha := xattn.Config{QueryDim: 8, Heads: 2, HeadDim: 4}
 	wm, _ := xattn.NewWeights(mha, 2)
 	mhaTs, _ := wm.Tensors(mha, xattn.TorchMHA, "")

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xattn/xattn/internal/testutil"
 	"github.com/xattn/xattn/xattn"
 	"github.com/xattn/xattn/xattn/safetensors"
 )
@@ -41,8 +42,8 @@ func FuzzReadSafetensors(f *testing.F) {
 		}
 		seeds["valid-plain-"+dtype] = slices.Clone(buf.Bytes())
 	}
-	seeds["valid-empty"] = rawFile("{}", nil)
-	seeds["valid-mixed"] = rawFile(`{"a":{"dtype":"I64","shape":[],"data_offsets":[0,8]},"b":{"dtype":"F64","shape":[1,1],"data_offsets":[8,16]},"z":{"dtype":"F16","shape":[0],"data_offsets":[16,16]}}`, make([]byte, 16))
+	seeds["valid-empty"] = testutil.RawSafetensors("{}", nil)
+	seeds["valid-mixed"] = testutil.RawSafetensors(`{"a":{"dtype":"I64","shape":[],"data_offsets":[0,8]},"b":{"dtype":"F64","shape":[1,1],"data_offsets":[8,16]},"z":{"dtype":"F16","shape":[0],"data_offsets":[16,16]}}`, make([]byte, 16))
 	if *updateCorpus {
 		dir := filepath.Join("testdata", "fuzz", "FuzzReadSafetensors")
 		if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -17,13 +17,6 @@ import (
 	"github.com/xattn/xattn/xattn/safetensors"
 )
 
-// rawFile returns a safetensors file with the given header text and buffer.
-func rawFile(header string, data []byte) []byte {
-	b := binary.LittleEndian.AppendUint64(nil, uint64(len(header)))
-	b = append(b, header...)
-	return append(b, data...)
-}
-
 func readBytes(b []byte) (*safetensors.File, error) {
 	return safetensors.Read(bytes.NewReader(b), int64(len(b)))
 }
@@ -47,52 +40,52 @@ func malformedFiles() []struct {
 		{"header-beyond-file", append(binary.LittleEndian.AppendUint64(nil, 100), "{}"...)},
 		{"header-huge", append(huge, "{}"...)},
 		{"header-max-uint64", append(binary.LittleEndian.AppendUint64(nil, math.MaxUint64), "{}"...)},
-		{"header-empty", rawFile("", nil)},
-		{"not-json", rawFile("{nope}", nil)},
-		{"not-object", rawFile("[]", nil)},
-		{"truncated-json", rawFile(`{"t":{"dtype":"F32"`, nil)},
-		{"trailing-garbage", rawFile("{} x", nil)},
-		{"two-objects", rawFile("{}{}", nil)},
-		{"invalid-utf8", rawFile("{\"\xff\":{}}", nil)},
-		{"duplicate-name", rawFile(`{"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"t":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}`, make([]byte, 8))},
-		{"duplicate-metadata", rawFile(`{"__metadata__":{},"__metadata__":{}}`, nil)},
-		{"duplicate-metadata-key", rawFile(`{"__metadata__":{"a":"1","a":"2"}}`, nil)},
-		{"duplicate-field", rawFile(`{"t":{"dtype":"F32","dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, make([]byte, 4))},
-		{"unknown-field", rawFile(`{"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}}`, make([]byte, 4))},
-		{"missing-dtype", rawFile(`{"t":{"shape":[1],"data_offsets":[0,4]}}`, make([]byte, 4))},
-		{"missing-shape", rawFile(`{"t":{"dtype":"F32","data_offsets":[0,4]}}`, make([]byte, 4))},
-		{"missing-offsets", rawFile(`{"t":{"dtype":"F32","shape":[1]}}`, make([]byte, 4))},
-		{"tensor-not-object", rawFile(`{"t":[1]}`, nil)},
-		{"dtype-not-string", rawFile(`{"t":{"dtype":4,"shape":[1],"data_offsets":[0,4]}}`, make([]byte, 4))},
-		{"unknown-dtype", rawFile(t("F17", "[1]", "[0,4]"), make([]byte, 4))},
-		{"sub-byte-dtype", rawFile(t("F4", "[2]", "[0,1]"), make([]byte, 1))},
-		{"lowercase-dtype", rawFile(t("f32", "[1]", "[0,4]"), make([]byte, 4))},
-		{"negative-dim", rawFile(t("F32", "[-1]", "[0,4]"), make([]byte, 4))},
-		{"fractional-dim", rawFile(t("F32", "[1.0]", "[0,4]"), make([]byte, 4))},
-		{"exponent-dim", rawFile(t("F32", "[1e0]", "[0,4]"), make([]byte, 4))},
-		{"string-dim", rawFile(t("F32", `["1"]`, "[0,4]"), make([]byte, 4))},
-		{"dim-beyond-uint64", rawFile(t("F32", "[18446744073709551616]", "[0,4]"), make([]byte, 4))},
-		{"rank-33", rawFile(t("U8", "["+strings.Repeat("1,", 32)+"1]", "[0,1]"), make([]byte, 1))},
-		{"shape-not-array", rawFile(t("F32", "1", "[0,4]"), make([]byte, 4))},
-		{"offsets-one", rawFile(t("F32", "[1]", "[4]"), make([]byte, 4))},
-		{"offsets-three", rawFile(t("F32", "[1]", "[0,4,8]"), make([]byte, 4))},
-		{"offsets-reversed", rawFile(t("F32", "[0]", "[4,0]"), make([]byte, 4))},
-		{"offsets-beyond-buffer", rawFile(t("F32", "[2]", "[0,8]"), make([]byte, 4))},
-		{"offsets-huge", rawFile(t("F32", "[1]", "[18446744073709551612,18446744073709551615]"), make([]byte, 4))},
-		{"size-mismatch", rawFile(t("F32", "[2]", "[0,4]"), make([]byte, 4))},
-		{"size-mismatch-f16", rawFile(t("F16", "[2]", "[0,8]"), make([]byte, 8))},
-		{"shape-overflow", rawFile(t("F32", "[4294967296,4294967296,4294967296]", "[0,0]"), nil)},
-		{"shape-overflow-wraps-to-4", rawFile(t("F32", "[4611686018427387905,4]", "[0,4]"), make([]byte, 4))},
-		{"shape-overflow-behind-zero", rawFile(t("F32", "[0,4611686018427387904,4611686018427387904]", "[0,0]"), nil)},
-		{"overlap", rawFile(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}`, make([]byte, 12))},
-		{"same-range", rawFile(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, make([]byte, 8))},
-		{"gap", rawFile(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}`, make([]byte, 12))},
-		{"gap-at-start", rawFile(t("F32", "[1]", "[4,8]"), make([]byte, 8))},
-		{"trailing-bytes", rawFile(t("F32", "[1]", "[0,4]"), make([]byte, 5))},
-		{"bytes-without-tensors", rawFile("{}", make([]byte, 4))},
-		{"metadata-not-object", rawFile(`{"__metadata__":"x"}`, nil)},
-		{"metadata-number", rawFile(`{"__metadata__":{"a":1}}`, nil)},
-		{"metadata-nested", rawFile(`{"__metadata__":{"a":{}}}`, nil)},
+		{"header-empty", testutil.RawSafetensors("", nil)},
+		{"not-json", testutil.RawSafetensors("{nope}", nil)},
+		{"not-object", testutil.RawSafetensors("[]", nil)},
+		{"truncated-json", testutil.RawSafetensors(`{"t":{"dtype":"F32"`, nil)},
+		{"trailing-garbage", testutil.RawSafetensors("{} x", nil)},
+		{"two-objects", testutil.RawSafetensors("{}{}", nil)},
+		{"invalid-utf8", testutil.RawSafetensors("{\"\xff\":{}}", nil)},
+		{"duplicate-name", testutil.RawSafetensors(`{"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"t":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}`, make([]byte, 8))},
+		{"duplicate-metadata", testutil.RawSafetensors(`{"__metadata__":{},"__metadata__":{}}`, nil)},
+		{"duplicate-metadata-key", testutil.RawSafetensors(`{"__metadata__":{"a":"1","a":"2"}}`, nil)},
+		{"duplicate-field", testutil.RawSafetensors(`{"t":{"dtype":"F32","dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, make([]byte, 4))},
+		{"unknown-field", testutil.RawSafetensors(`{"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}}`, make([]byte, 4))},
+		{"missing-dtype", testutil.RawSafetensors(`{"t":{"shape":[1],"data_offsets":[0,4]}}`, make([]byte, 4))},
+		{"missing-shape", testutil.RawSafetensors(`{"t":{"dtype":"F32","data_offsets":[0,4]}}`, make([]byte, 4))},
+		{"missing-offsets", testutil.RawSafetensors(`{"t":{"dtype":"F32","shape":[1]}}`, make([]byte, 4))},
+		{"tensor-not-object", testutil.RawSafetensors(`{"t":[1]}`, nil)},
+		{"dtype-not-string", testutil.RawSafetensors(`{"t":{"dtype":4,"shape":[1],"data_offsets":[0,4]}}`, make([]byte, 4))},
+		{"unknown-dtype", testutil.RawSafetensors(t("F17", "[1]", "[0,4]"), make([]byte, 4))},
+		{"sub-byte-dtype", testutil.RawSafetensors(t("F4", "[2]", "[0,1]"), make([]byte, 1))},
+		{"lowercase-dtype", testutil.RawSafetensors(t("f32", "[1]", "[0,4]"), make([]byte, 4))},
+		{"negative-dim", testutil.RawSafetensors(t("F32", "[-1]", "[0,4]"), make([]byte, 4))},
+		{"fractional-dim", testutil.RawSafetensors(t("F32", "[1.0]", "[0,4]"), make([]byte, 4))},
+		{"exponent-dim", testutil.RawSafetensors(t("F32", "[1e0]", "[0,4]"), make([]byte, 4))},
+		{"string-dim", testutil.RawSafetensors(t("F32", `["1"]`, "[0,4]"), make([]byte, 4))},
+		{"dim-beyond-uint64", testutil.RawSafetensors(t("F32", "[18446744073709551616]", "[0,4]"), make([]byte, 4))},
+		{"rank-33", testutil.RawSafetensors(t("U8", "["+strings.Repeat("1,", 32)+"1]", "[0,1]"), make([]byte, 1))},
+		{"shape-not-array", testutil.RawSafetensors(t("F32", "1", "[0,4]"), make([]byte, 4))},
+		{"offsets-one", testutil.RawSafetensors(t("F32", "[1]", "[4]"), make([]byte, 4))},
+		{"offsets-three", testutil.RawSafetensors(t("F32", "[1]", "[0,4,8]"), make([]byte, 4))},
+		{"offsets-reversed", testutil.RawSafetensors(t("F32", "[0]", "[4,0]"), make([]byte, 4))},
+		{"offsets-beyond-buffer", testutil.RawSafetensors(t("F32", "[2]", "[0,8]"), make([]byte, 4))},
+		{"offsets-huge", testutil.RawSafetensors(t("F32", "[1]", "[18446744073709551612,18446744073709551615]"), make([]byte, 4))},
+		{"size-mismatch", testutil.RawSafetensors(t("F32", "[2]", "[0,4]"), make([]byte, 4))},
+		{"size-mismatch-f16", testutil.RawSafetensors(t("F16", "[2]", "[0,8]"), make([]byte, 8))},
+		{"shape-overflow", testutil.RawSafetensors(t("F32", "[4294967296,4294967296,4294967296]", "[0,0]"), nil)},
+		{"shape-overflow-wraps-to-4", testutil.RawSafetensors(t("F32", "[4611686018427387905,4]", "[0,4]"), make([]byte, 4))},
+		{"shape-overflow-behind-zero", testutil.RawSafetensors(t("F32", "[0,4611686018427387904,4611686018427387904]", "[0,0]"), nil)},
+		{"overlap", testutil.RawSafetensors(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}`, make([]byte, 12))},
+		{"same-range", testutil.RawSafetensors(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, make([]byte, 8))},
+		{"gap", testutil.RawSafetensors(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}`, make([]byte, 12))},
+		{"gap-at-start", testutil.RawSafetensors(t("F32", "[1]", "[4,8]"), make([]byte, 8))},
+		{"trailing-bytes", testutil.RawSafetensors(t("F32", "[1]", "[0,4]"), make([]byte, 5))},
+		{"bytes-without-tensors", testutil.RawSafetensors("{}", make([]byte, 4))},
+		{"metadata-not-object", testutil.RawSafetensors(`{"__metadata__":"x"}`, nil)},
+		{"metadata-number", testutil.RawSafetensors(`{"__metadata__":{"a":1}}`, nil)},
+		{"metadata-nested", testutil.RawSafetensors(`{"__metadata__":{"a":{}}}`, nil)},
 	}
 }
 
@@ -155,12 +148,12 @@ func TestReadSafetensorsHugeClaims(t *testing.T) {
 	}
 	// A tensor claiming a terabyte of a file that has 8 bytes of buffer.
 	hdr := `{"t":{"dtype":"U8","shape":[1099511627776],"data_offsets":[0,1099511627776]}}`
-	if _, err := readBytes(rawFile(hdr, make([]byte, 8))); !errors.Is(err, safetensors.ErrFormat) {
+	if _, err := readBytes(testutil.RawSafetensors(hdr, make([]byte, 8))); !errors.Is(err, safetensors.ErrFormat) {
 		t.Errorf("terabyte tensor: got %v, want ErrFormat", err)
 	}
 	// A reader that fails.
 	boom := errors.New("disk on fire")
-	b := rawFile(`{"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, make([]byte, 4))
+	b := testutil.RawSafetensors(`{"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, make([]byte, 4))
 	if _, err := safetensors.Read(fakeFile{head: b[:8], fail: boom}, int64(len(b))); !errors.Is(err, safetensors.ErrFormat) || !errors.Is(err, boom) {
 		t.Errorf("failing reader: got %v, want ErrFormat and the reader's error", err)
 	}
@@ -184,7 +177,7 @@ func TestReadSafetensorsValid(t *testing.T) {
 	}
 	t.Run("empty", func(t *testing.T) {
 		for _, hdr := range []string{"{}", "{}      ", " {\n} ", `{"__metadata__":{}}`} {
-			f, err := readBytes(rawFile(hdr, nil))
+			f, err := readBytes(testutil.RawSafetensors(hdr, nil))
 			if err != nil {
 				t.Fatalf("%q: %v", hdr, err)
 			}
@@ -214,7 +207,7 @@ func TestReadSafetensorsValid(t *testing.T) {
 			`"h":{"dtype":"F16","shape":[1,2],"data_offsets":[23,27]},` +
 			`"bf":{"dtype":"BF16","shape":[1],"data_offsets":[27,29]},` +
 			`"d":{"dtype":"F64","shape":[1],"data_offsets":[29,37]}}   `
-		b := rawFile(hdr, data)
+		b := testutil.RawSafetensors(hdr, data)
 		f, err := readBytes(b)
 		if err != nil {
 			t.Fatal(err)
@@ -280,7 +273,7 @@ func TestFloatConversions(t *testing.T) {
 				data = le.AppendUint16(data, uint16(h))
 			}
 			hdr := fmt.Sprintf(`{"all":{"dtype":"%s","shape":[65536],"data_offsets":[0,%d]}}`, dtype, len(data))
-			f, err := readBytes(rawFile(hdr, data))
+			f, err := readBytes(testutil.RawSafetensors(hdr, data))
 			if err != nil {
 				t.Fatal(err)
 			}
