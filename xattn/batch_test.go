@@ -345,32 +345,22 @@ func TestForwardBatchConcurrent(t *testing.T) {
 					j.want = append(j.want, append([]float32(nil), r.Y...))
 				}
 			}
-			var wg sync.WaitGroup
-			errs := make(chan error, goroutines)
-			for gi := range jobs {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
+			testutil.Parallel(t, len(jobs), func(gi int) func() error {
+				return func() error {
 					j := &jobs[gi]
 					for rep := 0; rep < 10; rep++ {
 						if err := l.ForwardBatch(j.reqs); err != nil {
-							errs <- err
-							return
+							return err
 						}
 						for k, r := range j.reqs {
 							if i := testutil.BitDiff(r.Y, j.want[k]); i >= 0 {
-								errs <- fmt.Errorf("goroutine %d rep %d request %d: y[%d] differs", gi, rep, k, i)
-								return
+								return fmt.Errorf("goroutine %d rep %d request %d: y[%d] differs", gi, rep, k, i)
 							}
 						}
 					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
+					return nil
+				}
+			})
 		})
 	}
 }

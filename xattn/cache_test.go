@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sync"
 	"testing"
 
 	"github.com/xattn/xattn/blas"
@@ -562,31 +561,21 @@ func TestContextConcurrent(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			var wg sync.WaitGroup
-			errs := make(chan error, goroutines)
-			for gi := range jobs {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
+			testutil.Parallel(t, len(jobs), func(gi int) func() error {
+				return func() error {
 					j := &jobs[gi]
 					y := make([]float32, len(j.want))
 					for rep := 0; rep < 10; rep++ {
 						if err := l.ForwardContext(y, j.x, ctx, j.tq, j.m); err != nil {
-							errs <- err
-							return
+							return err
 						}
 						if i := testutil.BitDiff(y, j.want); i >= 0 {
-							errs <- fmt.Errorf("goroutine %d rep %d: y[%d] = %v, want %v", gi, rep, i, y[i], j.want[i])
-							return
+							return fmt.Errorf("goroutine %d rep %d: y[%d] = %v, want %v", gi, rep, i, y[i], j.want[i])
 						}
 					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
+					return nil
+				}
+			})
 			// The Context is unchanged: a forward pass over it still
 			// matches one over a fresh projection.
 			y1 := make([]float32, b*5*16)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sync"
 	"testing"
 
 	"github.com/xattn/xattn/blas"
@@ -436,34 +435,24 @@ func TestFiLMConcurrent(t *testing.T) {
 				t.Fatal(err)
 			}
 			const goroutines = 16
-			var wg sync.WaitGroup
-			errs := make(chan error, goroutines)
-			for gi := 0; gi < goroutines; gi++ {
+			testutil.Parallel(t, goroutines, func(gi int) func() error {
 				batch, tokens := 1+gi%4, 3+5*gi
 				rng := rand.New(rand.NewPCG(uint64(gi), 9))
 				x, cond := randn(rng, batch*tokens*cfg.Dim), randn(rng, batch*cfg.CondDim)
 				want := filmRef64(cfg, w, x, cond, batch, tokens)
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
+				return func() error {
 					y := make([]float32, len(x))
 					for rep := 0; rep < 20; rep++ {
 						if err := f.ForwardInto(y, x, cond, batch, tokens); err != nil {
-							errs <- err
-							return
+							return err
 						}
 						if diff, norm := maxAbsDiff(y, want); diff > tolerance(norm) {
-							errs <- fmt.Errorf("goroutine %d rep %d: max diff %.3g", gi, rep, diff)
-							return
+							return fmt.Errorf("goroutine %d rep %d: max diff %.3g", gi, rep, diff)
 						}
 					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
+					return nil
+				}
+			})
 		})
 	}
 }

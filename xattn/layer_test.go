@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sync"
 	"testing"
 
 	"github.com/xattn/xattn/blas"
@@ -380,32 +379,22 @@ func TestConcurrent(t *testing.T) {
 				t.Fatal(err)
 			}
 			const goroutines = 16
-			var wg sync.WaitGroup
-			errs := make(chan error, goroutines)
-			for gi := 0; gi < goroutines; gi++ {
+			testutil.Parallel(t, goroutines, func(gi int) func() error {
 				c := sweepCase{cfg, xattn.Shape{Batch: 1 + gi%3, Tq: 5 + gi, Tk: 17 + 3*gi}, routeCross, maskKind(gi % 6)}
 				d := makeCaseW(t, c, uint64(100+gi), w)
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
+				return func() error {
 					for rep := 0; rep < 20; rep++ {
 						got, err := runCase(l, c, d)
 						if err != nil {
-							errs <- err
-							return
+							return err
 						}
 						if diff, norm := maxAbsDiff(got, d.want); diff > tolerance(norm) {
-							errs <- fmt.Errorf("goroutine %d rep %d: max diff %.3g", gi, rep, diff)
-							return
+							return fmt.Errorf("goroutine %d rep %d: max diff %.3g", gi, rep, diff)
 						}
 					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
+					return nil
+				}
+			})
 		})
 	}
 }

@@ -87,3 +87,15 @@ func TestRound16Ref64(t *testing.T) {
 		}
 	}
 }
+
+func TestParallel(t *testing.T) {
+	var got [5]int
+	Parallel(t, 5, func(g int) func() error {
+		return func() error { got[g] = g + 1; return nil }
+	})
+	for g, v := range got {
+		if v != g+1 {
+			t.Fatalf("goroutine %d did not run", g)
+		}
+	}
+}
