@@ -75,11 +75,7 @@ func TestFLOPs(t *testing.T) {
 	}
 
 	for _, fc := range []xattn.FiLMConfig{{Dim: 4, CondDim: 3}, {Dim: 320, CondDim: 1280, Bias: true}, {Dim: 1, CondDim: 1}} {
-		fw, err := xattn.NewFiLMWeights(fc, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := xattn.NewFiLM(fc, fw)
+		f, err := xattn.NewFiLM(fc, makeFiLMCase(t, filmCase{fc, 1, 1}, 1).w)
 		if err != nil {
 			t.Fatal(err)
 		}
