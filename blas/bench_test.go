@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"testing"
+
+	"github.com/xattn/xattn/internal/testutil"
 )
 
 // BenchmarkSoftmaxRows times the fused row pass on blocks of attention
@@ -24,10 +26,10 @@ func BenchmarkSoftmaxRows(b *testing.B) {
 				}
 				r := &Rows{M: sh.m, N: sh.n, S: make([]float32, sh.m*sh.n), LDS: sh.n,
 					Max: make([]float32, sh.m), Sum: make([]float32, sh.m), Corr: make([]float32, sh.m)}
-				fill(newRand(1), r.S, -8, 8)
+				testutil.Fill(newRand(1), r.S, -8, 8)
 				if sh.mask {
 					r.Bias = make([]float32, sh.n)
-					fill(newRand(2), r.Bias, -1, 1)
+					testutil.Fill(newRand(2), r.Bias, -1, 1)
 					r.Keep = make([]bool, sh.n)
 					for i := range r.Keep {
 						r.Keep[i] = i%7 != 0
@@ -77,8 +79,8 @@ func BenchmarkSgemm(b *testing.B) {
 				g.A = make([]float32, sh.m*g.LDA)
 				g.B = make([]float32, bRows*g.LDB)
 				g.C = make([]float32, sh.m*g.LDC)
-				fill(newRand(1), g.A, -1, 1)
-				fill(newRand(2), g.B, -1, 1)
+				testutil.Fill(newRand(1), g.A, -1, 1)
+				testutil.Fill(newRand(2), g.B, -1, 1)
 				be.Sgemm(g)
 				b.ReportAllocs()
 				for b.Loop() {
@@ -110,9 +112,9 @@ func BenchmarkAttend(b *testing.B) {
 				a.K = make([]float32, sh.tk*a.LDK)
 				a.V = make([]float32, sh.tk*a.LDV)
 				a.O = make([]float32, sh.tq*a.LDO)
-				fill(newRand(1), a.Q, -1, 1)
-				fill(newRand(2), a.K, -1, 1)
-				fill(newRand(3), a.V, -1, 1)
+				testutil.Fill(newRand(1), a.Q, -1, 1)
+				testutil.Fill(newRand(2), a.K, -1, 1)
+				testutil.Fill(newRand(3), a.V, -1, 1)
 				scratch := make([]float32, a.ScratchLen())
 				v.be.Attend(a, 0, a.Tasks(), scratch)
 				b.ReportAllocs()
@@ -144,8 +146,8 @@ func BenchmarkProjection(b *testing.B) {
 					g := &Batch{Count: 1, M: sh.m, N: sh.n, K: sh.k, TransB: true, Alpha: 1,
 						A: make([]float32, sh.m*sh.k), LDA: sh.k, B: make([]float32, sh.n*sh.k), LDB: sh.k,
 						C: make([]float32, sh.m*sh.n), LDC: sh.n, Bias: make([]float32, sh.n)}
-					fill(newRand(1), g.A, -1, 1)
-					fill(newRand(2), g.B, -1, 1)
+					testutil.Fill(newRand(1), g.A, -1, 1)
+					testutil.Fill(newRand(2), g.B, -1, 1)
 					if packed {
 						if g.Packed = v.be.Pack(g.B, sh.n, sh.k); g.Packed == nil {
 							b.Skipf("%s does not pack", v.name)

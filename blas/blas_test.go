@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"testing"
+
+	"github.com/xattn/xattn/internal/testutil"
 )
 
 // variant is one implementation of the row pass: a variant of the OpenBLAS
@@ -163,7 +165,7 @@ func mustPanic(t *testing.T, want string, f func()) {
 // is, the AVX-512 kernel's panels otherwise; and its panics.
 func TestPack(t *testing.T) {
 	w := make([]float32, 70*3)
-	fill(newRand(3), w, -1, 1)
+	testutil.Fill(newRand(3), w, -1, 1)
 	for _, v := range variants() {
 		if !v.ok {
 			continue
@@ -234,18 +236,18 @@ func testSgemm(t *testing.T, be Backend, sh sgemmShape, transB bool, pad int, al
 	g.LDC, g.StrideC, lc = layout(sh.m, sh.n, 2)
 	if la > 0 {
 		g.A = make([]float32, la)
-		fill(rng, g.A, -1, 1)
+		testutil.Fill(rng, g.A, -1, 1)
 	}
 	if lb > 0 {
 		g.B = make([]float32, lb)
-		fill(rng, g.B, -1, 1)
+		testutil.Fill(rng, g.B, -1, 1)
 	}
 	if withBias {
 		g.Bias = make([]float32, sh.n)
-		fill(rng, g.Bias, -1, 1)
+		testutil.Fill(rng, g.Bias, -1, 1)
 	}
 	var checkGuards func() bool
-	g.C, checkGuards = guarded(lc, 16)
+	g.C, checkGuards = testutil.Guarded(lc, 16)
 	owned := make([]bool, lc)
 	for it := 0; it < sh.count; it++ {
 		for i := 0; i < sh.m; i++ {
@@ -276,11 +278,11 @@ func testSgemm(t *testing.T, be Backend, sh sgemmShape, transB bool, pad int, al
 	bad := 0
 	for i, got := range g.C {
 		if !owned[i] {
-			if !isGuard(got) {
+			if !testutil.IsGuard(got) {
 				t.Errorf("C[%d] = %v outside the products, want it untouched", i, got)
 				bad++
 			}
-		} else if tol := 4*float64(sh.k+2)*0x1p-23*scale[i] + 1e-35; !(math.Abs(float64(got)-want[i]) <= tol) {
+		} else if tol := testutil.ProductBound(sh.k+2, scale[i]) + 1e-35; !(math.Abs(float64(got)-want[i]) <= tol) {
 			t.Errorf("C[%d] = %v, want %v ± %g", i, got, want[i], tol)
 			bad++
 		}
@@ -353,9 +355,9 @@ func testSoftmaxRows(t *testing.T, be Backend, tc rowsCase) {
 	m, n := tc.m, tc.n
 	lds := n + tc.pad
 	st := make([]rowState, m)
-	mx, checkMx := guarded(m, 4)
-	sum, checkSum := guarded(m, 4)
-	corr, checkCorr := guarded(m, 4)
+	mx, checkMx := testutil.Guarded(m, 4)
+	sum, checkSum := testutil.Guarded(m, 4)
+	corr, checkCorr := testutil.Guarded(m, 4)
 	for i := range m {
 		st[i] = rowState{max: math.Inf(-1)}
 		mx[i], sum[i] = float32(math.Inf(-1)), 0
@@ -365,12 +367,12 @@ func testSoftmaxRows(t *testing.T, be Backend, tc rowsCase) {
 	for blk := range tc.blocks {
 		r := &Rows{M: m, N: n, LDS: lds, Causal: tc.causal, Lim0: tc.lim0 - blk, Max: mx, Sum: sum, Corr: corr}
 		var checkS func() bool
-		r.S, checkS = guarded(m*lds, 8)
+		r.S, checkS = testutil.Guarded(m*lds, 8)
 		for i := range m {
 			if tc.wide {
-				fill(rng, r.S[i*lds:i*lds+n], -250, 10)
+				testutil.Fill(rng, r.S[i*lds:i*lds+n], -250, 10)
 			} else {
-				fill(rng, r.S[i*lds:i*lds+n], -4, 4)
+				testutil.Fill(rng, r.S[i*lds:i*lds+n], -4, 4)
 			}
 		}
 		if tc.bias > 0 {
@@ -380,7 +382,7 @@ func testSoftmaxRows(t *testing.T, be Backend, tc rowsCase) {
 				r.LDBias, rows = n+2, m
 			}
 			r.Bias = make([]float32, need(1, 0, rows, r.LDBias, n))
-			fill(rng, r.Bias, -2, 2)
+			testutil.Fill(rng, r.Bias, -2, 2)
 			if tc.negInf {
 				for i := range r.Bias {
 					if rng.IntN(5) == 0 {
@@ -434,7 +436,7 @@ func testSoftmaxRows(t *testing.T, be Backend, tc rowsCase) {
 			for j := range lds {
 				got := r.S[i*lds+j]
 				if j >= n {
-					if !isGuard(got) {
+					if !testutil.IsGuard(got) {
 						t.Fatalf("block %d: S[%d,%d] = %v past N, want it untouched", blk, i, j, got)
 					}
 					continue
@@ -492,10 +494,10 @@ func TestScaleRows(t *testing.T) {
 			t.Run(fmt.Sprintf("M=%d/N=%d/pad=%d", tc.m, tc.n, tc.pad), func(t *testing.T) {
 				rng := newRand(uint64(tc.m*100 + tc.n))
 				ldc := tc.n + tc.pad
-				c, check := guarded(tc.m*ldc, 8)
+				c, check := testutil.Guarded(tc.m*ldc, 8)
 				f := make([]float32, tc.m)
 				for i := range tc.m {
-					fill(rng, c[i*ldc:i*ldc+tc.n], -3, 3)
+					testutil.Fill(rng, c[i*ldc:i*ldc+tc.n], -3, 3)
 					switch i % 3 {
 					case 0: // 0 clears whatever the row holds
 						f[i] = 0
@@ -623,7 +625,7 @@ func (c attnCase) maskStrides(kind string) (s [3]int, n int) {
 
 // attention builds the Attention of c with padded leading dimensions and
 // gaps between batches, random Q, K, V and masks, and O filled with NaN
-// where the heads go and guardNaN elsewhere.
+// where the heads go and testutil.Guard elsewhere.
 func (c attnCase) attention(seed uint64) (a *Attention, owned []bool, checkO func() bool) {
 	rng := newRand(seed)
 	a = &Attention{
@@ -639,7 +641,7 @@ func (c attnCase) attention(seed uint64) (a *Attention, owned []bool, checkO fun
 	a.BatchQ, a.BatchK, a.BatchV, a.BatchO = c.tq*a.LDQ+5, c.tk*a.LDK, c.tk*a.LDV+1, c.tq*a.LDO+3
 	mk := func(rows, ld, stride int) []float32 {
 		s := make([]float32, need(c.b, stride, max(rows, 1), ld, ld))
-		fill(rng, s, -1, 1)
+		testutil.Fill(rng, s, -1, 1)
 		return s
 	}
 	a.Q = mk(c.tq, a.LDQ, a.BatchQ)
@@ -661,7 +663,7 @@ func (c attnCase) attention(seed uint64) (a *Attention, owned []bool, checkO fun
 		var n int
 		a.BiasStride, n = c.maskStrides(c.bias)
 		a.Bias = make([]float32, n)
-		fill(rng, a.Bias, -1, 1)
+		testutil.Fill(rng, a.Bias, -1, 1)
 		for i := range a.Bias {
 			if rng.IntN(10) == 0 {
 				a.Bias[i] = float32(math.Inf(-1))
@@ -675,7 +677,7 @@ func (c attnCase) attention(seed uint64) (a *Attention, owned []bool, checkO fun
 		}
 	}
 	lo := need(c.b, a.BatchO, c.tq, a.LDO, a.LDO)
-	a.O, checkO = guarded(lo, 16)
+	a.O, checkO = testutil.Guarded(lo, 16)
 	owned = make([]bool, lo)
 	for b := range c.b {
 		for i := range c.tq {
@@ -740,7 +742,7 @@ func testAttend(t *testing.T, be Backend, tc attnCase) {
 	for i, got := range a.O {
 		switch {
 		case !owned[i]:
-			if !isGuard(got) {
+			if !testutil.IsGuard(got) {
 				t.Fatalf("O[%d] = %v outside the heads, want it untouched", i, got)
 			}
 		case want[i] == 0:
@@ -796,14 +798,14 @@ func TestVariantsAgree(t *testing.T) {
 				}
 				for blk := range tc.blocks {
 					s = make([]float32, tc.m*lds)
-					fill(rng, s, -30, 30)
+					testutil.Fill(rng, s, -30, 30)
 					if blk == 1 {
 						s[0] = float32(math.NaN()) // Go's max keeps NaN: row 0 turns NaN
 					}
 					r := &Rows{M: tc.m, N: tc.n, S: s, LDS: lds, Causal: tc.causal, Lim0: tc.lim0, Max: mx, Sum: sum, Corr: corr}
 					if tc.bias > 0 {
 						r.Bias = make([]float32, tc.n)
-						fill(rng, r.Bias, -1, 1)
+						testutil.Fill(rng, r.Bias, -1, 1)
 						r.Bias[0] = float32(math.Inf(-1))
 					}
 					be.SoftmaxRows(r)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/klauspost/cpuid/v2"
 
+	"github.com/xattn/xattn/internal/testutil"
 	"github.com/xattn/xattn/pure"
 )
 
@@ -107,7 +108,7 @@ func TestExp(t *testing.T) {
 // escape through the cgo calls (#cgo noescape) and the semaphore must not
 // allocate.
 func TestAllocs(t *testing.T) {
-	f := func(n int) []float32 { s := make([]float32, n); fill(newRand(1), s, -1, 1); return s }
+	f := func(n int) []float32 { s := make([]float32, n); testutil.Fill(newRand(1), s, -1, 1); return s }
 	single := &Batch{Count: 1, M: 8, N: 9, K: 10, Alpha: 1, A: f(80), B: f(90), C: f(72), LDA: 10, LDB: 9, LDC: 9}
 	batch := &Batch{Count: 3, M: 8, N: 9, K: 10, TransB: true, Alpha: 1, Beta: 1, A: f(240), B: f(270), C: f(216),
 		LDA: 10, LDB: 10, LDC: 9, StrideA: 80, StrideB: 90, StrideC: 72}
@@ -162,8 +163,8 @@ func TestConcurrency(t *testing.T) {
 		g := &Batch{Count: 1, M: n, N: n, K: n, Alpha: 1, A: make([]float32, n*n), B: make([]float32, n*n),
 			C: make([]float32, n*n), LDA: n, LDB: n, LDC: n}
 		rng := newRand(seed)
-		fill(rng, g.A, -1, 1)
-		fill(rng, g.B, -1, 1)
+		testutil.Fill(rng, g.A, -1, 1)
+		testutil.Fill(rng, g.B, -1, 1)
 		return g
 	}
 	be := Default()
@@ -187,12 +188,12 @@ func TestConcurrency(t *testing.T) {
 				h := *g
 				h.Count, h.C, h.StrideC = 2, make([]float32, 2*n*n), n*n
 				be.Sgemm(&h)
-				if !sameBits(h.C[:n*n], want.C) || !sameBits(h.C[n*n:], want.C) {
+				if !testutil.SameBits(h.C[:n*n], want.C) || !testutil.SameBits(h.C[n*n:], want.C) {
 					errs <- fmt.Errorf("goroutine %d: batch result differs from the lone product", i)
 					return
 				}
 			}
-			if !sameBits(g.C, want.C) {
+			if !testutil.SameBits(g.C, want.C) {
 				errs <- fmt.Errorf("goroutine %d: result differs from the lone product", i)
 			}
 		}()

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"testing"
+
+	"github.com/xattn/xattn/internal/testutil"
 )
 
 // The non-finite rule of the row pass and the attention core (shim.c,
@@ -39,7 +41,7 @@ func testSoftmaxRowsNonFinite(t *testing.T, be Backend, n int, bad float32) {
 	lds := n + 3
 	keep := make([]bool, m*n)
 	bias := make([]float32, m*n)
-	fill(rng, bias, -1, 1)
+	testutil.Fill(rng, bias, -1, 1)
 	for i := range keep {
 		keep[i] = rng.IntN(4) != 0
 		if rng.IntN(5) == 0 {
@@ -47,7 +49,7 @@ func testSoftmaxRowsNonFinite(t *testing.T, be Backend, n int, bad float32) {
 		}
 	}
 	scores := make([]float32, m*lds)
-	fill(rng, scores, -3, 3)
+	testutil.Fill(rng, scores, -3, 3)
 	const lim0 = 3 // row r sees columns < 3+r
 	// visible reports whether column j of row r is seen.
 	visible := func(r, j int) bool {
@@ -100,11 +102,11 @@ func testSoftmaxRowsNonFinite(t *testing.T, be Backend, n int, bad float32) {
 	}
 	got, gotSt := run(zero(bad))
 	for blk := range 2 {
-		if !sameBits(got[blk], want[blk]) {
+		if !testutil.SameBits(got[blk], want[blk]) {
 			t.Fatalf("block %d: masked %v scores change S: %v, want %v", blk, bad, got[blk], want[blk])
 		}
 		for k := range 3 {
-			if !sameBits(gotSt[blk][k], wantSt[blk][k]) {
+			if !testutil.SameBits(gotSt[blk][k], wantSt[blk][k]) {
 				t.Fatalf("block %d: masked %v scores change the state: %v, want %v", blk, bad, gotSt[blk], wantSt[blk])
 			}
 		}
@@ -306,7 +308,7 @@ func testAttendNonFinite(t *testing.T, be Backend, tc attnCase, what string, bad
 		}
 	}
 	for k, o := range owned {
-		if !o && !isGuard(got[k]) {
+		if !o && !testutil.IsGuard(got[k]) {
 			t.Fatalf("O[%d] = %v outside the heads, want it untouched", k, got[k])
 		}
 	}

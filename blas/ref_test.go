@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/xattn/xattn/internal/testutil"
 )
 
 // This file holds plain float64 loops written from the formulas in the doc
@@ -176,53 +178,6 @@ func attentionRef64(a *Attention) (out, stats []float64) {
 // newRand returns the seeded generator of a test.
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 2)) }
 
-// fill sets s to uniform values in [lo, hi).
-func fill(rng *rand.Rand, s []float32, lo, hi float32) {
-	for i := range s {
-		s[i] = lo + (hi-lo)*rng.Float32()
-	}
-}
-
-// guardNaN is a NaN with a payload no arithmetic makes: the value of guard
-// bands and of the gaps between the elements a call may write.
-var guardNaN = math.Float32frombits(0x7fc0beef)
-
-// guarded returns a slice of length n, filled with guardNaN, whose backing
-// array carries pad more guard values before and after it; check reports
-// whether they are intact.
-func guarded(n, pad int) (s []float32, check func() bool) {
-	buf := make([]float32, n+2*pad)
-	for i := range buf {
-		buf[i] = guardNaN
-	}
-	s = buf[pad : pad+n : pad+n]
-	return s, func() bool {
-		for i := 0; i < pad; i++ {
-			if math.Float32bits(buf[i]) != math.Float32bits(guardNaN) ||
-				math.Float32bits(buf[pad+n+i]) != math.Float32bits(guardNaN) {
-				return false
-			}
-		}
-		return true
-	}
-}
-
-// isGuard reports whether v is still guardNaN, bit for bit.
-func isGuard(v float32) bool { return math.Float32bits(v) == math.Float32bits(guardNaN) }
-
-// sameBits reports whether a and b hold the same float32 bits.
-func sameBits(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
 // snapshot keeps copies of the inputs of a call; check fails the test if
 // any of them changed.
 type snapshot struct {
@@ -259,7 +214,7 @@ func (s *snapshot) ints(xs ...[]int32) {
 func (s *snapshot) check(t *testing.T) {
 	t.Helper()
 	for k := range s.f {
-		if !sameBits(s.f[k], s.c[k]) {
+		if !testutil.SameBits(s.f[k], s.c[k]) {
 			t.Errorf("float input %d modified", k)
 		}
 	}

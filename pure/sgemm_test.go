@@ -9,6 +9,8 @@ import (
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
+
+	"github.com/xattn/xattn/internal/testutil"
 )
 
 // sgemmCases cross the tiling of Sgemm (tileM×tileN = 64×192) and gonum's
@@ -79,20 +81,21 @@ func testSgemm(t *testing.T, transB bool, m, n, k, padA, padB, padC int, alpha, 
 	}
 	lda, ldb, ldc := max(1, k)+padA, max(1, colsB)+padB, max(1, n)+padC
 
-	bufA, bufB, bufC := newGuarded(m, lda), newGuarded(rowsB, ldb), newGuarded(m, ldc)
-	fillMatrix(rng, bufA, m, k, lda, 1)
-	fillMatrix(rng, bufB, rowsB, colsB, ldb, 1)
-	fillMatrix(rng, bufC, m, n, ldc, 1)
+	gl := testutil.GuardLen
+	ga, gb, gc := testutil.NewMatrix(m, k, lda, gl), testutil.NewMatrix(rowsB, colsB, ldb, gl), testutil.NewMatrix(m, n, ldc, gl)
+	ga.Fill(rng, -1, 1)
+	gb.Fill(rng, -1, 1)
+	gc.Fill(rng, -1, 1)
 	if beta == 0 {
 		// C is not read: NaN in it must not reach the result.
-		for i := range bufC {
-			if inMatrix(i, m, n, ldc) {
-				bufC[i] = float32(math.NaN())
+		for i := range gc.Buf {
+			if gc.In(i) {
+				gc.Buf[i] = float32(math.NaN())
 			}
 		}
 	}
-	a, b, c := bufA[guardLen:], bufB[guardLen:], bufC[guardLen:]
-	a0, b0, c0 := slices.Clone(bufA), slices.Clone(bufB), slices.Clone(c)
+	a, b, c := ga.Data(), gb.Data(), gc.Data()
+	a0, b0, c0 := slices.Clone(ga.Buf), slices.Clone(gb.Buf), slices.Clone(c)
 	var want, mag []float64 // with alpha = 0 or k = 0 the result is exact
 	if alpha != 0 && k != 0 {
 		want, mag = sgemmRef64(transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
@@ -100,13 +103,13 @@ func testSgemm(t *testing.T, transB bool, m, n, k, padA, padB, padC int, alpha, 
 
 	Sgemm(transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
-	if !sameBits(bufA, a0) {
+	if !testutil.SameBits(ga.Buf, a0) {
 		t.Errorf("A modified")
 	}
-	if !sameBits(bufB, b0) {
+	if !testutil.SameBits(gb.Buf, b0) {
 		t.Errorf("B modified")
 	}
-	checkGuards(t, "C", bufC, m, n, ldc)
+	gc.Check(t, "C")
 	for i := range m {
 		for j := range n {
 			got := c[i*ldc+j]
@@ -126,7 +129,7 @@ func testSgemm(t *testing.T, transB bool, m, n, k, padA, padB, padC int, alpha, 
 			// to first order; 4× that leaves room for gonum's order of
 			// summation.
 			w := want[i*n+j]
-			bound := 4*float64(max(k, 1))*0x1p-23*mag[i*n+j] + 1e-30
+			bound := testutil.ProductBound(max(k, 1), mag[i*n+j]) + 1e-30
 			if d := math.Abs(float64(got) - w); !(d <= bound) {
 				t.Fatalf("C[%d,%d] = %v, want %v: |error| %.3g > %.3g", i, j, got, w, d, bound)
 			}
@@ -219,7 +222,7 @@ func TestSgemmSerial(t *testing.T) {
 	// Without transB, gonum adds the k products of each element in the
 	// same order whether it runs serially or not, so tiling changes no bit.
 	Sgemm(false, m, n, k, 1, a, k, b, n, 0, c, n)
-	if !sameBits(c, cg) {
+	if !testutil.SameBits(c, cg) {
 		t.Errorf("Sgemm differs from gonum's Sgemm on the whole product")
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/xattn/xattn/internal/testutil"
 )
 
 type biasKind int
@@ -148,11 +150,11 @@ func testSoftmaxRows(t *testing.T, tc softmaxCase, m, n int) {
 	biasIn, keepIn := slices.Clone(bias), slices.Clone(keep)
 
 	// Running state, with guard cells past row m.
-	mx := make([]float32, m+guardLen)
-	sum := make([]float32, m+guardLen)
-	corr := make([]float32, m+guardLen)
+	mx := make([]float32, m+testutil.GuardLen)
+	sum := make([]float32, m+testutil.GuardLen)
+	corr := make([]float32, m+testutil.GuardLen)
 	for r := range mx {
-		mx[r], sum[r], corr[r] = guardVal, guardVal, guardVal
+		mx[r], sum[r], corr[r] = testutil.Guard, testutil.Guard, testutil.Guard
 		if r < m {
 			mx[r], sum[r], corr[r] = float32(negInf), 0, 42 // corr is output only
 		}
@@ -164,8 +166,8 @@ func testSoftmaxRows(t *testing.T, tc softmaxCase, m, n int) {
 	out := make([]float64, m*w)
 
 	for blk := range blocks {
-		buf := newGuarded(m, lds)
-		s := buf[guardLen:]
+		g := testutil.NewMatrix(m, n, lds, testutil.GuardLen)
+		s := g.Data()
 		for r := range m {
 			copy(s[r*lds:r*lds+n], scores[r*w+blk*n:])
 		}
@@ -181,7 +183,7 @@ func testSoftmaxRows(t *testing.T, tc softmaxCase, m, n int) {
 
 		SoftmaxRows(m, n, s, lds, bb, ldbias, kb, ldkeep, tc.causal, lim0-blk*n, mx, sum, corr)
 
-		checkGuards(t, fmt.Sprintf("block %d: s", blk), buf, m, n, lds)
+		g.Check(t, fmt.Sprintf("block %d: s", blk))
 		for r := range m {
 			lim := n
 			if tc.causal {
@@ -263,13 +265,13 @@ func testSoftmaxRows(t *testing.T, tc softmaxCase, m, n int) {
 		v    []float32
 	}{{"mx", mx}, {"sum", sum}, {"corr", corr}} {
 		for _, v := range st.v[m:] {
-			if math.Float32bits(v) != guardBits {
+			if !testutil.IsGuard(v) {
 				t.Errorf("%s written past row m: %v", st.name, st.v[m:])
 				break
 			}
 		}
 	}
-	if !sameBits(bias, biasIn) || !slices.Equal(keep, keepIn) {
+	if !testutil.SameBits(bias, biasIn) || !slices.Equal(keep, keepIn) {
 		t.Errorf("bias or keep modified")
 	}
 
@@ -331,9 +333,9 @@ func TestScaleRows(t *testing.T) {
 		f      []float32 // factor of row r is f[r%len(f)]
 		values []float32 // cell (r, j) starts as values[(r+j)%len(values)]; nil: random
 	}{
-		{"f=0/row=NaN", []float32{0}, []float32{nan, inf, -inf, guardVal}},
+		{"f=0/row=NaN", []float32{0}, []float32{nan, inf, -inf, testutil.Guard}},
 		{"f=0/row=finite", []float32{0}, nil},
-		{"f=1/row=NaN", []float32{1}, []float32{nan, -inf, 3, guardVal, float32(math.Copysign(0, -1))}},
+		{"f=1/row=NaN", []float32{1}, []float32{nan, -inf, 3, testutil.Guard, float32(math.Copysign(0, -1))}},
 		{"f=1/row=finite", []float32{1}, nil},
 		{"f=0.7", []float32{0.7}, nil},
 		{"f=-2.5", []float32{-2.5}, []float32{1, -inf, 0x1p-149, math.MaxFloat32, 0.3}},
@@ -348,8 +350,8 @@ func TestScaleRows(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/m=%d/n=%d/ldc=%d", tc.name, d.m, d.n, d.n+d.pad), func(t *testing.T) {
 				rng := rand.New(rand.NewPCG(1, 2))
 				m, n, ldc := d.m, d.n, d.n+d.pad
-				buf := newGuarded(m, ldc)
-				c := buf[guardLen:]
+				g := testutil.NewMatrix(m, n, ldc, testutil.GuardLen)
+				c := g.Data()
 				for r := range m {
 					for j := range n {
 						if tc.values == nil {
@@ -367,8 +369,8 @@ func TestScaleRows(t *testing.T) {
 
 				ScaleRows(m, n, c, ldc, f)
 
-				checkGuards(t, "c", buf, m, n, ldc)
-				if !sameBits(f, f0) {
+				g.Check(t, "c")
+				if !testutil.SameBits(f, f0) {
 					t.Errorf("f modified")
 				}
 				for r := range m {

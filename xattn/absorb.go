@@ -34,7 +34,7 @@ const absorbGain = 0.75
 // projecting the keys and values, the saving worth more than a few
 // hand-offs to the workers. (The key bias it drops is finite: New rejects
 // weights that are not.) Such a call does less work than [Layer.FLOPs]
-// counts.
+// counts: [Layer.WorkFLOPs].
 func (l *Layer) Absorbs(s Shape) bool {
 	if l == nil {
 		return false
@@ -43,15 +43,14 @@ func (l *Layer) Absorbs(s Shape) bool {
 	if !l.plan.Absorb || s.Tk == 0 || s.Tq == 0 {
 		return false
 	}
-	h, g := float64(c.Heads), float64(c.KVHeads)
-	dk, dv := float64(c.HeadDim), float64(c.ValueHeadDim)
-	dc, dx := float64(c.ContextDim), float64(c.ValueDim)
+	// The work of one sequence that the two forms do differently: the key
+	// and value projections and the core, or the absorbed products.
 	tq, tk := float64(s.Tq), float64(s.Tk)
-	projected := tk*g*(dc*dk+dx*dv) + h*tq*tk*(dk+dv)
-	absorbed := h * tq * (dk*dc + tk*(dc+dx) + dx*dv)
+	kv, a := keyValueProducts(c, tk, tq*tk), absorbedProducts(c, 1, tq, tk)
+	projected, absorbed := productFLOPs(kv[:]...), productFLOPs(a[:]...)
 	// Two more phases, and products of a few rows each: the work saved
 	// must pay for more than a few hand-offs (the tiny shape does not).
-	saved := 2 * float64(s.Batch) * (projected - absorbed)
+	saved := float64(s.Batch) * (projected - absorbed)
 	return absorbed < absorbGain*projected && saved >= absorbMinSaved*l.plan.SerialFLOPs
 }
 
@@ -183,15 +182,6 @@ func (ws *workspace) runAbsorbed(l *Layer, y, xq, xk, xv []float32, s Shape) {
 
 	// Phase 5: the output projection, straight into y.
 	ws.output(l, y, rows)
-}
-
-// absorbedFLOPs is the work of a forward pass of shape s in the absorbed
-// form, as flops counts the projected one.
-func absorbedFLOPs(c *Config, s Shape) float64 {
-	b, tq, tk := float64(s.Batch), float64(s.Tq), float64(s.Tk)
-	h, dk, dv := float64(c.Heads), float64(c.HeadDim), float64(c.ValueHeadDim)
-	dc, dx := float64(c.ContextDim), float64(c.ValueDim)
-	return 2 * b * tq * (float64(c.QueryDim)*h*dk + h*(dk*dc+tk*(dc+dx)+dx*dv) + h*dv*float64(c.OutDim))
 }
 
 // largestDivisorBelow returns the largest divisor of n below d (d > 1).

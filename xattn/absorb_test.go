@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"math"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/xattn/xattn/blas"
+	"github.com/xattn/xattn/internal/testutil"
 	"github.com/xattn/xattn/xattn"
 )
 
@@ -119,30 +119,20 @@ func TestAbsorbedAllocsAndConcurrency(t *testing.T) {
 				if !l.Absorbs(c.shape) {
 					t.Fatal("the case does not run absorbed")
 				}
-				var wg sync.WaitGroup
-				errs := make(chan error, 8)
-				for range 8 {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
+				testutil.Parallel(t, 8, func(int) func() error {
+					return func() error {
 						for range 5 {
 							got, err := runCase(l, c, d)
 							if err != nil {
-								errs <- err
-								return
+								return err
 							}
 							if diff, norm := maxAbsDiff(got, d.want); diff > tolerance(norm) || math.IsNaN(diff) {
-								errs <- fmt.Errorf("max |y−ref| = %.3g, bound %.3g", diff, tolerance(norm))
-								return
+								return fmt.Errorf("max |y−ref| = %.3g, bound %.3g", diff, tolerance(norm))
 							}
 						}
-					}()
-				}
-				wg.Wait()
-				close(errs)
-				for err := range errs {
-					t.Fatal(err)
-				}
+						return nil
+					}
+				})
 				if raceEnabled {
 					return // the race detector allocates
 				}

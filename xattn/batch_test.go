@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/xattn/xattn/blas"
+	"github.com/xattn/xattn/internal/testutil"
 	"github.com/xattn/xattn/xattn"
 )
 
@@ -161,11 +162,11 @@ func TestForwardBatchMatches(t *testing.T) {
 						if d > 2*tolerance(norm) {
 							t.Fatalf("request %d: max |batch−alone| = %.3g", i, d)
 						}
-						if sameBits(r.Y, alone) < 0 {
+						if testutil.BitDiff(r.Y, alone) < 0 {
 							identical++
 						}
 						outputs++
-						if got := append(append([]float32(nil), r.X...), r.Context...); sameBits(got, inputs[i]) >= 0 {
+						if got := append(append([]float32(nil), r.X...), r.Context...); testutil.BitDiff(got, inputs[i]) >= 0 {
 							t.Fatalf("request %d: an input changed", i)
 						}
 					}
@@ -344,32 +345,22 @@ func TestForwardBatchConcurrent(t *testing.T) {
 					j.want = append(j.want, append([]float32(nil), r.Y...))
 				}
 			}
-			var wg sync.WaitGroup
-			errs := make(chan error, goroutines)
-			for gi := range jobs {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
+			testutil.Parallel(t, len(jobs), func(gi int) func() error {
+				return func() error {
 					j := &jobs[gi]
 					for rep := 0; rep < 10; rep++ {
 						if err := l.ForwardBatch(j.reqs); err != nil {
-							errs <- err
-							return
+							return err
 						}
 						for k, r := range j.reqs {
-							if i := sameBits(r.Y, j.want[k]); i >= 0 {
-								errs <- fmt.Errorf("goroutine %d rep %d request %d: y[%d] differs", gi, rep, k, i)
-								return
+							if i := testutil.BitDiff(r.Y, j.want[k]); i >= 0 {
+								return fmt.Errorf("goroutine %d rep %d request %d: y[%d] differs", gi, rep, k, i)
 							}
 						}
 					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
+					return nil
+				}
+			})
 		})
 	}
 }

@@ -187,16 +187,6 @@ func (l *Layer) ForwardContext(y, x []float32, ctx *Context, tq int, m *Mask) er
 	return nil
 }
 
-// work returns the floating-point operations of a call that projects rq
-// query rows and rkv key and value rows, scores pairs (query, key) pairs per
-// head and projects rq output rows; see [Layer.FLOPs].
-func work(c *Config, rq, rkv, pairs float64) float64 {
-	h, g, dk, dv := float64(c.Heads), float64(c.KVHeads), float64(c.HeadDim), float64(c.ValueHeadDim)
-	proj := rq*float64(c.QueryDim)*h*dk + rkv*(float64(c.ContextDim)*g*dk+float64(c.ValueDim)*g*dv) +
-		rq*h*dv*float64(c.OutDim)
-	return 2*proj + 2*h*pairs*(dk+dv)
-}
-
 // KVCache holds the projected keys and values of the positions a
 // self-attention layer has seen so far, for incremental decoding with
 // [Layer.ForwardStep]: each step projects only its new positions, appends

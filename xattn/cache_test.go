@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sync"
 	"testing"
 
 	"github.com/xattn/xattn/blas"
+	"github.com/xattn/xattn/internal/testutil"
 	"github.com/xattn/xattn/xattn"
 )
 
@@ -28,16 +28,6 @@ func planOptions(be blas.Backend) map[string][]xattn.Option {
 		// Context packed once (blas.Attention.KT) on the AVX-512 kernel.
 		"kv=64": {xattn.WithBackend(be), off, xattn.WithThreads(2), xattn.WithTile(6, 64), xattn.WithSerialFLOPs(0)},
 	}
-}
-
-// sameBits returns the first index where got and want differ as bits, or −1.
-func sameBits(got, want []float32) int {
-	for i := range want {
-		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-			return i
-		}
-	}
-	return -1
 }
 
 // TestForwardContextBitIdentical checks that a forward pass over a projected
@@ -109,7 +99,7 @@ func TestForwardContextBitIdentical(t *testing.T) {
 						if err := l.ForwardContext(got, d.xq, ctx, c.shape.Tq, d.mask); err != nil {
 							t.Fatal(err)
 						}
-						if i := sameBits(got, want); i >= 0 {
+						if i := testutil.BitDiff(got, want); i >= 0 {
 							t.Fatalf("%v: y[%d] = %v with the Context, %v without", l, i, got[i], want[i])
 						}
 						if diff, norm := maxAbsDiff(got, d.want); diff > tolerance(norm) || math.IsNaN(diff) {
@@ -154,7 +144,7 @@ func TestContextReuse(t *testing.T) {
 				if err := l.ForwardContext(got, x, ctx, tq, m); err != nil {
 					t.Fatal(err)
 				}
-				if i := sameBits(got, want); i >= 0 {
+				if i := testutil.BitDiff(got, want); i >= 0 {
 					t.Fatalf("Tq=%d: y[%d] = %v, want %v", tq, i, got[i], want[i])
 				}
 			}
@@ -183,7 +173,7 @@ func TestSerialParallelSameBits(t *testing.T) {
 				}
 				if first == nil {
 					first = got
-				} else if i := sameBits(got, first); i >= 0 {
+				} else if i := testutil.BitDiff(got, first); i >= 0 {
 					t.Fatalf("y[%d] = %v serially, %v in parallel", i, got[i], first[i])
 				}
 			}
@@ -380,7 +370,7 @@ func TestKVCacheLifecycle(t *testing.T) {
 	if err := l.ForwardStep(y2, x, kv, 3, nil); err != nil {
 		t.Fatal(err)
 	}
-	if i := sameBits(y2, y1); i >= 0 {
+	if i := testutil.BitDiff(y2, y1); i >= 0 {
 		t.Fatalf("after Reset y[%d] = %v, first time %v", i, y2[i], y1[i])
 	}
 }
@@ -571,31 +561,21 @@ func TestContextConcurrent(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			var wg sync.WaitGroup
-			errs := make(chan error, goroutines)
-			for gi := range jobs {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
+			testutil.Parallel(t, len(jobs), func(gi int) func() error {
+				return func() error {
 					j := &jobs[gi]
 					y := make([]float32, len(j.want))
 					for rep := 0; rep < 10; rep++ {
 						if err := l.ForwardContext(y, j.x, ctx, j.tq, j.m); err != nil {
-							errs <- err
-							return
+							return err
 						}
-						if i := sameBits(y, j.want); i >= 0 {
-							errs <- fmt.Errorf("goroutine %d rep %d: y[%d] = %v, want %v", gi, rep, i, y[i], j.want[i])
-							return
+						if i := testutil.BitDiff(y, j.want); i >= 0 {
+							return fmt.Errorf("goroutine %d rep %d: y[%d] = %v, want %v", gi, rep, i, y[i], j.want[i])
 						}
 					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
+					return nil
+				}
+			})
 			// The Context is unchanged: a forward pass over it still
 			// matches one over a fresh projection.
 			y1 := make([]float32, b*5*16)
@@ -607,7 +587,7 @@ func TestContextConcurrent(t *testing.T) {
 			if err := l.ForwardContext(y2, x, before, 5, nil); err != nil {
 				t.Fatal(err)
 			}
-			if i := sameBits(y1, y2); i >= 0 {
+			if i := testutil.BitDiff(y1, y2); i >= 0 {
 				t.Fatalf("the shared Context changed: y[%d] = %v, fresh %v", i, y1[i], y2[i])
 			}
 		})

@@ -1,6 +1,10 @@
 package xattn
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/xattn/xattn/xattn/safetensors"
+)
 
 // Sentinel errors. Every error returned by this package wraps exactly one of
 // them, with the offending values in the message; test with [errors.Is].
@@ -17,7 +21,8 @@ var (
 	// must not (NaN or +Inf bias, key lengths out of range).
 	ErrMask = errors.New("xattn: invalid mask")
 	// ErrFormat reports a malformed safetensors file (see [ReadSafetensors]).
-	ErrFormat = errors.New("xattn: malformed safetensors file")
+	// It is [safetensors.ErrFormat], which package safetensors returns.
+	ErrFormat = safetensors.ErrFormat
 	// ErrBusy reports a [KVCache] that another [Layer.ForwardStep] is
 	// using: a cache serves one decoding stream, one step at a time.
 	ErrBusy = errors.New("xattn: KV cache in use by another step")

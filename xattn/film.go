@@ -244,8 +244,7 @@ func (f *FiLM) FLOPs(batch, t int) float64 {
 	if f == nil {
 		return 0
 	}
-	b, d := float64(batch), float64(f.cfg.Dim)
-	return 4*b*d*float64(f.cfg.CondDim) + 2*b*float64(t)*d
+	return filmFLOPs(&f.cfg, batch, t)
 }
 
 // Forward returns FiLM(x, cond) in a new slice of batch·t·Dim values; see

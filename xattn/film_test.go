@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sync"
 	"testing"
 
 	"github.com/xattn/xattn/blas"
+	"github.com/xattn/xattn/internal/testutil"
 	"github.com/xattn/xattn/xattn"
 )
 
@@ -287,32 +287,13 @@ func TestFiLMBuffersUntouched(t *testing.T) {
 					t.Fatal(err)
 				}
 				x, cond := append([]float32(nil), d.x...), append([]float32(nil), d.cond...)
-				const guard = 37
-				n := c.batch * c.t * c.cfg.Dim
-				buf := make([]float32, n+2*guard)
-				nan := float32(math.NaN())
-				for i := range buf {
-					buf[i] = nan
-				}
-				y := buf[guard : guard+n : guard+n]
+				y, intact := testutil.Guarded(c.batch*c.t*c.cfg.Dim, 37)
 				if err := f.ForwardInto(y, d.x, d.cond, c.batch, c.t); err != nil {
 					t.Fatal(err)
 				}
-				for i, v := range buf {
-					inY := i >= guard && i < guard+n
-					if inY == math.IsNaN(float64(v)) {
-						t.Fatalf("buf[%d] = %v (inside y: %t)", i, v, inY)
-					}
-				}
-				for i := range x {
-					if x[i] != d.x[i] {
-						t.Fatal("x changed")
-					}
-				}
-				for i := range cond {
-					if cond[i] != d.cond[i] {
-						t.Fatal("cond changed")
-					}
+				testutil.CheckWritten(t, "y", y, intact)
+				if !testutil.SameBits(x, d.x) || !testutil.SameBits(cond, d.cond) {
+					t.Fatal("x or cond changed")
 				}
 			})
 		}
@@ -454,34 +435,24 @@ func TestFiLMConcurrent(t *testing.T) {
 				t.Fatal(err)
 			}
 			const goroutines = 16
-			var wg sync.WaitGroup
-			errs := make(chan error, goroutines)
-			for gi := 0; gi < goroutines; gi++ {
+			testutil.Parallel(t, goroutines, func(gi int) func() error {
 				batch, tokens := 1+gi%4, 3+5*gi
 				rng := rand.New(rand.NewPCG(uint64(gi), 9))
 				x, cond := randn(rng, batch*tokens*cfg.Dim), randn(rng, batch*cfg.CondDim)
 				want := filmRef64(cfg, w, x, cond, batch, tokens)
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
+				return func() error {
 					y := make([]float32, len(x))
 					for rep := 0; rep < 20; rep++ {
 						if err := f.ForwardInto(y, x, cond, batch, tokens); err != nil {
-							errs <- err
-							return
+							return err
 						}
 						if diff, norm := maxAbsDiff(y, want); diff > tolerance(norm) {
-							errs <- fmt.Errorf("goroutine %d rep %d: max diff %.3g", gi, rep, diff)
-							return
+							return fmt.Errorf("goroutine %d rep %d: max diff %.3g", gi, rep, diff)
 						}
 					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
+					return nil
+				}
+			})
 		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/xattn/xattn/blas"
+	"github.com/xattn/xattn/internal/testutil"
 	"github.com/xattn/xattn/xattn"
 )
 
@@ -114,7 +115,7 @@ func TestGQAKVHeadsDefault(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if i := sameBits(ya, yb); i >= 0 {
+				if i := testutil.BitDiff(ya, yb); i >= 0 {
 					t.Fatalf("y[%d] = %v with KVHeads=0, %v with KVHeads=Heads", i, ya[i], yb[i])
 				}
 			})
@@ -193,7 +194,7 @@ func TestGQAEqualsRepeatedMHA(t *testing.T) {
 						if diff > 2*tolerance(norm) || math.IsNaN(diff) {
 							t.Fatalf("max |GQA − repeated MHA| = %.3g, bound %.3g", diff, 2*tolerance(norm))
 						}
-						if sameBits(yg, ym) < 0 {
+						if testutil.BitDiff(yg, ym) < 0 {
 							identical++
 						}
 						total++

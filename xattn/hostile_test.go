@@ -107,7 +107,7 @@ func hostileCases(t *testing.T) []errorCase {
 				return lay.ForwardBatch([]xattn.Request{{Y: y, X: x, Context: ctx, Shape: s}})
 			}},
 			{prefix + "/getters", nil, func() error {
-				if lay.FLOPs(s) != 0 || lay.Absorbs(s) || lay.Backend() != nil || lay.Config() != (xattn.Config{}) ||
+				if lay.FLOPs(s) != 0 || lay.WorkFLOPs(s) != 0 || lay.Absorbs(s) || lay.Backend() != nil || lay.Config() != (xattn.Config{}) ||
 					lay.Plan() != (xattn.Plan{}) || lay.String() == "" {
 					t.Errorf("getters of a %s Layer are not zero", prefix)
 				}

@@ -294,13 +294,23 @@ func FLOPs(cfg Config, s Shape) float64 {
 	return flops(&c, s)
 }
 
-// flops is FLOPs for a resolved configuration.
-func flops(c *Config, s Shape) float64 {
-	b, tq, tk := float64(s.Batch), float64(s.Tq), float64(s.Tk)
-	h, g, dk, dv := float64(c.Heads), float64(c.KVHeads), float64(c.HeadDim), float64(c.ValueHeadDim)
-	proj := tq*float64(c.QueryDim)*h*dk + tk*float64(c.ContextDim)*g*dk +
-		tk*float64(c.ValueDim)*g*dv + tq*h*dv*float64(c.OutDim)
-	return 2*b*proj + 2*b*h*tq*tk*(dk+dv)
+// WorkFLOPs returns the floating-point operations that a forward pass of
+// shape s through [Layer.ForwardInto] (and ForwardQKV, ForwardSelfDoc)
+// actually runs: [Layer.FLOPs] when it projects the keys and values, and
+// less where it runs in the absorbed form ([Layer.Absorbs]):
+//
+//	2·B·Tq·(Dq·H·dk + H·(dk·Dc + Tk·(Dc+Dv) + Dv·dv) + H·dv·Do)
+//
+// Report speed by [Layer.FLOPs], the work of the layer's function, so that
+// plans compare; WorkFLOPs tells how busy the cores were.
+func (l *Layer) WorkFLOPs(s Shape) float64 {
+	if l == nil {
+		return 0
+	}
+	if l.Absorbs(s) {
+		return absorbedFLOPs(&l.cfg, s)
+	}
+	return flops(&l.cfg, s)
 }
 
 // checkShape validates the sizes of s.

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sync"
 	"testing"
 
 	"github.com/xattn/xattn/blas"
+	"github.com/xattn/xattn/internal/testutil"
 	"github.com/xattn/xattn/xattn"
 )
 
@@ -379,32 +379,22 @@ func TestConcurrent(t *testing.T) {
 				t.Fatal(err)
 			}
 			const goroutines = 16
-			var wg sync.WaitGroup
-			errs := make(chan error, goroutines)
-			for gi := 0; gi < goroutines; gi++ {
+			testutil.Parallel(t, goroutines, func(gi int) func() error {
 				c := sweepCase{cfg, xattn.Shape{Batch: 1 + gi%3, Tq: 5 + gi, Tk: 17 + 3*gi}, routeCross, maskKind(gi % 6)}
 				d := makeCaseW(t, c, uint64(100+gi), w)
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
+				return func() error {
 					for rep := 0; rep < 20; rep++ {
 						got, err := runCase(l, c, d)
 						if err != nil {
-							errs <- err
-							return
+							return err
 						}
 						if diff, norm := maxAbsDiff(got, d.want); diff > tolerance(norm) {
-							errs <- fmt.Errorf("goroutine %d rep %d: max diff %.3g", gi, rep, diff)
-							return
+							return fmt.Errorf("goroutine %d rep %d: max diff %.3g", gi, rep, diff)
 						}
 					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
+					return nil
+				}
+			})
 		})
 	}
 }
@@ -465,32 +455,13 @@ func TestBuffersUntouched(t *testing.T) {
 				t.Fatal(err)
 			}
 			xq, xk := append([]float32(nil), d.xq...), append([]float32(nil), d.xk...)
-			const guard = 37
-			n := 2 * 9 * 12
-			buf := make([]float32, n+2*guard)
-			nan := float32(math.NaN())
-			for i := range buf {
-				buf[i] = nan
-			}
-			y := buf[guard : guard+n : guard+n]
+			y, intact := testutil.Guarded(2*9*12, 37)
 			if err := l.ForwardInto(y, d.xq, d.xk, c.shape, d.mask); err != nil {
 				t.Fatal(err)
 			}
-			for i, v := range buf {
-				inY := i >= guard && i < guard+n
-				if inY == math.IsNaN(float64(v)) {
-					t.Fatalf("buf[%d] = %v (inside y: %t)", i, v, inY)
-				}
-			}
-			for i := range xq {
-				if xq[i] != d.xq[i] {
-					t.Fatal("x changed")
-				}
-			}
-			for i := range xk {
-				if xk[i] != d.xk[i] {
-					t.Fatal("context changed")
-				}
+			testutil.CheckWritten(t, "y", y, intact)
+			if !testutil.SameBits(xq, d.xq) || !testutil.SameBits(xk, d.xk) {
+				t.Fatal("x or context changed")
 			}
 		})
 	}

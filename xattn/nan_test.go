@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/xattn/xattn/blas"
+	"github.com/xattn/xattn/internal/testutil"
 	"github.com/xattn/xattn/xattn"
 )
 
@@ -130,7 +131,7 @@ func checkRows(t *testing.T, got, want []float32, batch, rows, d int, nan bool, 
 				}
 				continue
 			}
-			if k := sameBits(g, w); k >= 0 {
+			if k := testutil.BitDiff(g, w); k >= 0 {
 				t.Fatalf("row (b=%d, i=%d) is not reached by the non-finite input, but [%d] = %v, %v with it zeroed", b, i, k, g[k], w[k])
 			}
 		}
@@ -442,7 +443,7 @@ func TestNonFiniteBatch(t *testing.T) {
 				got, want := run(dirty), run(clean)
 				checkRows(t, got[0], want[0], s0.Batch, s0.Tq, r.OutDim, true, reachedBy(p, m, s0, r.Heads, 0))
 				for i := 1; i < 3; i++ {
-					if k := sameBits(got[i], want[i]); k >= 0 {
+					if k := testutil.BitDiff(got[i], want[i]); k >= 0 {
 						t.Fatalf("request %d: y[%d] = %v, %v without the NaN in request 0", i, k, got[i][k], want[i][k])
 					}
 				}

@@ -1,4 +1,4 @@
-package xattn_test
+package safetensors_test
 
 import (
 	"bufio"
@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xattn/xattn/xattn"
+	"github.com/xattn/xattn/xattn/safetensors"
 )
 
 // TestReadSafetensorsMemory reads a legal header near the size limit made of
@@ -36,7 +36,7 @@ func TestReadSafetensorsMemory(t *testing.T) {
 	var before, after, parsed runtime.MemStats
 	runtime.ReadMemStats(&before)
 	start := time.Now()
-	f, err := xattn.ReadSafetensors(fh, size)
+	f, err := safetensors.Read(fh, size)
 	elapsed := time.Since(start)
 	runtime.ReadMemStats(&after)
 	if err != nil {

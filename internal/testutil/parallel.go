@@ -1,0 +1,30 @@
+package testutil
+
+import (
+	"sync"
+	"testing"
+)
+
+// Parallel runs n goroutines at once and fails t (t.Error) with every error
+// one returns. setup(g), called in the caller's goroutine, where it may call
+// t.Fatal, prepares goroutine g and returns what it runs.
+func Parallel(t testing.TB, n int, setup func(g int) func() error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for g := range n {
+		run := setup(g)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
