@@ -73,7 +73,7 @@ type Result struct {
 	// FLOPs is xattn.FLOPs of the case (of a serving call: the work it
 	// computes, see servingCall); GFLOPs is FLOPs over the median.
 	// WorkFLOPs, when set, is the smaller work the layer did (the absorbed
-	// form, see absorbedWork); %peak and %gemm use it.
+	// form: xattn.Layer.WorkFLOPs); %peak and %gemm use it.
 	FLOPs     float64 `json:"flops"`
 	GFLOPs    float64 `json:"gflops"`
 	WorkFLOPs float64 `json:"work_flops,omitempty"`

@@ -215,25 +215,6 @@ func (r *Result) workGFLOPs() float64 {
 	return w / (r.MedianMs * 1e6)
 }
 
-// absorbedWork is the work of a forward pass of shape s in the absorbed
-// form ([xattn.Layer.Absorbs]), as xattn.FLOPs counts the projected one:
-//
-//	2·B·Tq·(Dq·H·dk + H·(dk·Dc + Tk·(Dc + Dv) + Dv·dv) + H·dv·Do)
-//
-// the query projection, the per-head products Q̃ = Q·Wk (dk·Dc), the
-// attention over the raw context rows of Dc (keys) and Dv (values)
-// features, the per-head value projection Õ·Wvᵀ (Dv·dv) and the output
-// projection (xattn/absorb.go's absorbedFLOPs, which is not exported).
-// xbench's configurations leave ValueDim = ContextDim and ValueHeadDim =
-// HeadDim.
-func absorbedWork(c xattn.Config, s xattn.Shape) float64 {
-	b, tq, tk := float64(s.Batch), float64(s.Tq), float64(s.Tk)
-	h, dk, dv := float64(c.Heads), float64(c.HeadDim), float64(c.HeadDim)
-	dc := float64(contextDim(c))
-	dx := dc
-	return 2 * b * tq * (float64(c.QueryDim)*h*dk + h*(dk*dc+tk*(dc+dx)+dx*dv) + h*dv*float64(outDim(c)))
-}
-
 // summarize returns the median, minimum and maximum of ts in milliseconds.
 func summarize(ts []time.Duration) (median, lo, hi float64) {
 	if len(ts) == 0 {

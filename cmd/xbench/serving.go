@@ -43,7 +43,7 @@ func servingCall(l *xattn.Layer, p *problem, r *Result) (call func() error, out 
 	case "", modeRecompute:
 		r.FLOPs = xattn.FLOPs(cfg, sh)
 		if r.Absorbed = l.Absorbs(sh); r.Absorbed {
-			r.WorkFLOPs = absorbedWork(cfg, sh)
+			r.WorkFLOPs = l.WorkFLOPs(sh)
 		}
 		return func() error { return l.ForwardInto(y, p.x, p.ctx, sh, nil) }, out, nil
 	case modeCached:

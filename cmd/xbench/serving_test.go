@@ -95,13 +95,25 @@ func TestServingOutputs(t *testing.T) {
 
 func TestAbsorbedWork(t *testing.T) {
 	// The decoder: B=8, Tq=32, Tk=1500, dims 512, 8 heads of 64, by hand:
-	// 2·8·32·(512·512 + 8·(64·512 + 1500·1024 + 512·64) + 512·512).
-	c := presets[1].cfg
-	want := 2.0 * 8 * 32 * (512*512 + 8*(64*512+1500*1024+512*64) + 512*512)
-	if got := absorbedWork(c, presets[1].shape); got != want {
-		t.Errorf("absorbedWork = %v, want %v", got, want)
+	// 2·8·32·(512·512 + 8·(64·512 + 1500·1024 + 512·64) + 512·512), the
+	// work xbench holds its absorbed rows against (Layer.WorkFLOPs).
+	c, sh := presets[1].cfg, presets[1].shape
+	w, err := xattn.NewWeights(c, 1)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if full := xattn.FLOPs(c, presets[1].shape); !(want < full) {
+	l, err := xattn.New(c, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.Absorbs(sh) {
+		t.Fatalf("the decoder preset %+v is not absorbed", sh)
+	}
+	want := 2.0 * 8 * 32 * (512*512 + 8*(64*512+1500*1024+512*64) + 512*512)
+	if got := l.WorkFLOPs(sh); got != want {
+		t.Errorf("WorkFLOPs = %v, want %v", got, want)
+	}
+	if full := xattn.FLOPs(c, sh); !(want < full) {
 		t.Errorf("absorbed %v not below the projected form's %v", want, full)
 	}
 }
