@@ -37,7 +37,7 @@
 // [OpenBLASInfo] reports [Default]'s. XATTN_KERNELS ignores a name that is
 // unknown or asks for more than the CPU has; [OpenBLASVariant] fails on it.
 // scripts/test.sh runs the layer tests of package xattn once per variant.
-
+//
 // # Non-finite values
 //
 // Every backend and variant follows one rule (see [Attention]): the mask
