@@ -216,6 +216,16 @@ type Backend interface {
 	PackKeys(a *Attention) bool
 }
 
+// Kernels names the kernels be runs: "pure" for [Pure], the variant for an
+// OpenBLAS backend ("rows=avx512,gemm=avx512", which [OpenBLASVariant]
+// reads), and Name for a backend of another package.
+func Kernels(be Backend) string {
+	if k, ok := be.(interface{ kernels() string }); ok {
+		return k.kernels()
+	}
+	return be.Name()
+}
+
 // Default returns the fastest backend compiled into this binary: OpenBLAS when
 // built with cgo and without the purego tag, else [Pure].
 func Default() Backend {

@@ -12,11 +12,13 @@ package blas
 #cgo noescape xattn_attend
 #cgo nocallback xattn_attend
 #cgo noescape xattn_exp
-#cgo noescape xattn_gemm_avx512
-#cgo noescape xattn_pack_kt
-#cgo nocallback xattn_pack_kt
-#cgo nocallback xattn_gemm_avx512
 #cgo nocallback xattn_exp
+#cgo noescape xattn_gemm_packed
+#cgo nocallback xattn_gemm_packed
+#cgo noescape xattn_pack_keys
+#cgo nocallback xattn_pack_keys
+#cgo nocallback xattn_kernels_for
+#cgo nocallback xattn_kernels_info
 #cgo nocallback openblas_set_num_threads
 #cgo nocallback openblas_get_num_threads
 #cgo nocallback openblas_get_config
@@ -43,46 +45,87 @@ import (
 // with cgo and without the purego tag.
 const haveOpenBLAS = true
 
-// Variants of the C row pass (softmax rows, row scaling and the exponential),
-// the values of openBLAS.isa. They match the XATTN_ISA_* constants of shim.h.
+// cpuVariant returns the widest variant this CPU (and its operating
+// system) runs, from cpuid: the only place the backend looks at the CPU.
+// Off x86-64, and with the noasm tag, which turns cpuid's detection off, it
+// is the scalar row pass on OpenBLAS's products.
+func cpuVariant() choice {
+	switch {
+	case cpuid.CPU.Supports(cpuid.AVX512F, cpuid.AVX512DQ, cpuid.AVX512BW, cpuid.AVX512VL, cpuid.AVX2, cpuid.FMA3):
+		return choice{rows: int(C.XATTN_ROWS_AVX512), gemm: int(C.XATTN_GEMM_AVX512)}
+	case cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3):
+		return choice{rows: int(C.XATTN_ROWS_AVX2), gemm: int(C.XATTN_GEMM_OPENBLAS)}
+	}
+	return choice{rows: int(C.XATTN_ROWS_SCALAR), gemm: int(C.XATTN_GEMM_OPENBLAS)}
+}
+
+// tableRows and tableGEMMs are the numbers of row passes and GEMM kernels
+// of the C tables, which rowNames and gemmNames name.
 const (
-	isaScalar = int(C.XATTN_ISA_SCALAR) // portable C, any CPU
-	isaAVX2   = int(C.XATTN_ISA_AVX2)   // AVX2 and FMA
-	isaAVX512 = int(C.XATTN_ISA_AVX512) // AVX-512 F, DQ, BW and VL
+	tableRows  = int(C.XATTN_ROWS_N)
+	tableGEMMs = int(C.XATTN_GEMM_N)
 )
 
-// isaNames are the names of the variants, as reported by [Info.RowPass].
-var isaNames = [...]string{isaScalar: "scalar", isaAVX2: "avx2", isaAVX512: "avx512"}
-
-// detectISA returns the widest variant of the row pass this CPU (and its
-// operating system) supports, from cpuid; scalar off x86-64 and with the
-// noasm tag, which turns cpuid's detection off.
-func detectISA() int {
-	switch {
-	case cpuid.CPU.Supports(cpuid.AVX512F, cpuid.AVX512DQ, cpuid.AVX512BW, cpuid.AVX512VL):
-		return isaAVX512
-	case cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3):
-		return isaAVX2
-	}
-	return isaScalar
+// kernels is the C table of a variant, with what Go asks of it.
+type kernels struct {
+	c          *C.xattn_kernels
+	v          choice
+	rows, gemm string // the table's names for its row pass and products
+	packs      bool   // Pack and PackKeys lay operands out for its products
+	blas       bool   // Attend calls into OpenBLAS (takes a token of sem)
 }
 
-// chooseISA returns the variant the backend runs: detectISA's, or a lower
-// one named by the environment variable XATTN_KERNELS ("avx2" or "scalar";
-// "avx512" or an empty value keep the detected one), read once at set-up. It
-// exists so that tests of package xattn can run the AVX2 and scalar row
-// passes and the OpenBLAS-GEMM attention core on an AVX-512 machine (the
-// layer test TestNonFiniteKernels re-runs itself under it). A name that is
-// unknown, or asks for more than the CPU has, is ignored.
-func chooseISA() int {
-	isa := detectISA()
-	for i, name := range isaNames {
-		if name == os.Getenv("XATTN_KERNELS") && i < isa {
-			return i
-		}
-	}
-	return isa
+// newKernels returns the table of v, which the CPU must run.
+func newKernels(v choice) *kernels {
+	c := C.xattn_kernels_for(C.int(v.rows), C.int(v.gemm))
+	var info C.xattn_kernel_info
+	C.xattn_kernels_info(c, &info)
+	return &kernels{c: c, v: v, rows: C.GoString(info.rows), gemm: C.GoString(info.gemm),
+		packs: info.packs != 0, blas: info.blas != 0}
 }
+
+// envVariant returns the variant the environment variable XATTN_KERNELS
+// names (see [OpenBLASVariant] for the names), read once at set-up, or the
+// CPU's widest when it is unset, unknown or asks for more than the CPU has.
+// It exists so that tests of package xattn can run the AVX2 and scalar row
+// passes and the OpenBLAS-GEMM attention core on an AVX-512 machine.
+func envVariant() choice {
+	best := cpuVariant()
+	v, err := parseVariant(os.Getenv("XATTN_KERNELS"), best)
+	if err != nil {
+		return best
+	}
+	return v
+}
+
+// OpenBLASVariant returns the OpenBLAS backend with the kernels of the
+// variant name, one of [Variants] or a "rows=R,gemm=G" pair:
+//
+//	avx512    the own AVX-512 row pass and GEMM kernel (products against
+//	          packed weights and the attention tiles)
+//	openblas  the CPU's widest row pass, the products on OpenBLAS
+//	avx2      the AVX2+FMA row pass, the products on OpenBLAS
+//	scalar    the portable C row pass, the products on OpenBLAS
+//	rows=R,gemm=G  R one of scalar, avx2, avx512; G openblas or avx512;
+//	          either left out means the CPU's widest
+//
+// An empty name or "best" is the CPU's widest variant, which [Default] uses
+// unless XATTN_KERNELS names another (the same names, read once). It fails,
+// naming the variant, on an unknown name or one the CPU cannot run. Without
+// OpenBLAS in the build it always fails.
+func OpenBLASVariant(name string) (Backend, error) {
+	v, err := parseVariant(name, cpuVariant())
+	if err != nil {
+		return nil, err
+	}
+	setupOnce.Do(setup)
+	return openBLAS{k: newKernels(v)}, nil
+}
+
+// Variants returns the names of the variants of the OpenBLAS backend this
+// CPU runs, its widest first, for [OpenBLASVariant]; each names different
+// kernels. Without OpenBLAS in the build it is empty.
+func Variants() []string { return namedVariants(cpuVariant()) }
 
 var (
 	setupOnce sync.Once
@@ -101,7 +144,7 @@ var (
 func setup() {
 	C.openblas_set_num_threads(1)
 	sem = make(chan struct{}, concurrencyCap(C.GoString(C.openblas_get_config())))
-	defaultOpenBLAS = openBLAS{isa: chooseISA()}
+	defaultOpenBLAS = openBLAS{k: newKernels(envVariant())}
 }
 
 // concurrencyCap returns how many goroutines may be inside OpenBLAS at once,
@@ -151,47 +194,45 @@ func openBLASBackend() Backend {
 }
 
 // OpenBLASInfo describes the OpenBLAS library linked into the binary and the
-// row pass variant the backend uses on this CPU. It sets OpenBLAS up (one
-// thread) if the backend was not used yet.
+// kernels of [Default]'s variant. It sets OpenBLAS up (one thread) if the
+// backend was not used yet.
 func OpenBLASInfo() Info {
-	be := openBLASBackend().(openBLAS)
-	info := Info{
+	k := openBLASBackend().(openBLAS).k
+	return Info{
 		Linked:   true,
 		Config:   strings.TrimSpace(C.GoString(C.openblas_get_config())),
 		CoreName: C.GoString(C.openblas_get_corename()),
 		Threads:  int(C.openblas_get_num_threads()),
-		RowPass:  isaNames[be.isa],
-		Kernel:   "openblas",
+		RowPass:  k.rows,
+		Kernel:   k.gemm,
+		Variant:  k.v.String(),
 	}
-	if be.isa == isaAVX512 {
-		info.Kernel = "xattn-avx512"
-	}
-	return info
 }
 
 // openBLAS is the OpenBLAS backend. Every method checks its arguments in Go
 // with the checks pure uses, then crosses into C once: single products go
 // through netlib's cblas_sgemm, batches and products with a bias through
 // xattn_sgemm_batch, and the row passes and the attention core through the
-// C shim (shim.c), whose loops run the variant isa of the row pass. Calls
-// into OpenBLAS hold a token of sem.
+// C files, with the kernels of the table k. Calls into OpenBLAS hold a
+// token of sem.
 //
-// isa must name a variant the CPU supports; the zero value is the portable
-// scalar C. Tests build each variant directly.
+// k must be a variant the CPU runs: newKernels's, never nil.
 type openBLAS struct {
-	isa int
+	k *kernels
 }
 
 // Name returns "openblas".
 func (openBLAS) Name() string { return "openblas" }
 
-// Pack packs w for the AVX-512 kernel of kernel.c when that is the variant
-// in use, and returns nil otherwise, or when the padding of its panels of 64
+func (o openBLAS) kernels() string { return o.k.v.String() }
+
+// Pack packs w for the GEMM kernel of the variant when it reads packed
+// weights (the AVX-512 kernel of kernel.c), and returns nil otherwise, or when the padding of its panels of 64
 // rows would more than double w (n < 32 rows: a 1×2²⁴ matrix would take 4 GB
 // as one panel). Such a product reads w as it is.
 func (o openBLAS) Pack(w []float32, n, k int) []float32 {
 	checkPack(w, n, k)
-	if o.isa != isaAVX512 || n == 0 || k == 0 || packedLen(n, k) > 2*n*k {
+	if !o.k.packs || n == 0 || k == 0 || packedLen(n, k) > 2*n*k {
 		return nil
 	}
 	return packPanels(w, n, k)
@@ -199,16 +240,16 @@ func (o openBLAS) Pack(w []float32, n, k int) []float32 {
 
 // Sgemm computes the products of g: the same result as [Pure]'s Sgemm and
 // sgemmRef64 to float32 rounding (OpenBLAS's kernels sum in another order).
-// A product with Packed B runs on the AVX-512 kernel of kernel.c, which reads
+// A product with Packed B runs on the variant's own kernel (kernel.c), which reads
 // the packed weights in place where OpenBLAS would copy all of B on every
 // call: the cost that dominates a product of a few rows.
 func (o openBLAS) Sgemm(g *Batch) {
 	if !checkBatch(g) {
 		return
 	}
-	if g.Packed != nil && o.isa == isaAVX512 && g.K > 0 {
-		C.xattn_gemm_avx512(C.int(g.M), C.int(g.N), C.int(g.K), C.float(g.Alpha), fptr(g.A), C.int64_t(g.LDA),
-			fptr(g.Packed), 64, C.int64_t(64*g.K), C.float(g.Beta), fptr(g.C), C.int64_t(g.LDC), fptr(g.Bias))
+	if g.Packed != nil && o.k.packs && g.K > 0 {
+		C.xattn_gemm_packed(o.k.c, C.int(g.M), C.int(g.N), C.int(g.K), C.float(g.Alpha), fptr(g.A), C.int64_t(g.LDA),
+			fptr(g.Packed), C.float(g.Beta), fptr(g.C), C.int64_t(g.LDC), fptr(g.Bias))
 		return
 	}
 	enter()
@@ -234,7 +275,7 @@ func (o openBLAS) SoftmaxRows(r *Rows) {
 	if !checkRows(r) {
 		return
 	}
-	C.xattn_softmax_rows(C.int(o.isa), C.int(r.M), C.int(r.N), fptr(r.S), C.int(r.LDS),
+	C.xattn_softmax_rows(o.k.c, C.int(r.M), C.int(r.N), fptr(r.S), C.int(r.LDS),
 		fptr(r.Bias), C.int(r.LDBias), bptr(r.Keep), C.int(r.LDKeep),
 		cbool(r.Causal), C.int64_t(r.Lim0), fptr(r.Max), fptr(r.Sum), fptr(r.Corr))
 }
@@ -246,12 +287,12 @@ func (o openBLAS) ScaleRows(m, n int, c []float32, ldc int, f []float32) {
 	if !checkScale(m, n, c, ldc, f) {
 		return
 	}
-	C.xattn_scale_rows(C.int(o.isa), C.int(m), C.int(n), fptr(c), C.int(ldc), fptr(f))
+	C.xattn_scale_rows(o.k.c, C.int(m), C.int(n), fptr(c), C.int(ldc), fptr(f))
 }
 
 // Attend runs tasks [t0, t1) of a in one crossing: the steps of the pure
-// backend's attendTask, with cblas_sgemm for both products and the variant
-// o.isa of the row pass; the same result to float32 rounding.
+// backend's attendTask, with the products and row pass of the variant; the
+// same result to float32 rounding.
 func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 	if !checkAttention(a, t0, t1, scratch) {
 		return
@@ -275,20 +316,20 @@ func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 	if len(a.KeyLen) > 0 {
 		keyLen = (*C.int32_t)(unsafe.Pointer(&a.KeyLen[0]))
 	}
-	if o.isa != isaAVX512 { // the AVX-512 variant never calls into OpenBLAS
+	if o.k.blas {
 		enter()
 		defer leave()
 	}
-	C.xattn_attend(C.int(o.isa), &p, fptr(a.Q), fptr(a.K), fptr(a.V), fptr(a.O), keyLen,
+	C.xattn_attend(o.k.c, &p, fptr(a.Q), fptr(a.K), fptr(a.V), fptr(a.O), keyLen,
 		bptr(a.Keep), fptr(a.Bias), fptr(a.KT), fptr(a.Stats), fptr(scratch), C.int64_t(t0), C.int64_t(t1))
 }
 
-// PackKeys packs the keys of a for the AVX-512 kernel when that is the
-// variant in use: each key/value head of each batch as the transposed, 64-key
-// panels xattn_pack_kt writes, which Attend then reads in place of packing
+// PackKeys packs the keys of a for the variant's products when they read
+// packed keys: each key/value head of each batch as the transposed, 64-key
+// panels xattn_pack_keys writes, which Attend then reads in place of packing
 // every key block of every task. Other variants read K as it is.
 func (o openBLAS) PackKeys(a *Attention) bool {
-	if o.isa != isaAVX512 || a.Batch <= 0 || a.KVHeads <= 0 || a.Tk <= 0 || a.DK <= 0 {
+	if !o.k.packs || a.Batch <= 0 || a.KVHeads <= 0 || a.Tk <= 0 || a.DK <= 0 {
 		return false
 	}
 	if a.Batch > maxC || a.KVHeads > maxC || a.Tk > maxC || a.DK > maxC || a.LDK > maxC ||
@@ -299,7 +340,7 @@ func (o openBLAS) PackKeys(a *Attention) bool {
 	kt := make([]float32, a.Batch*a.KVHeads*head)
 	for b := range a.Batch {
 		for g := range a.KVHeads {
-			C.xattn_pack_kt(C.int(a.Tk), C.int(a.DK), fptr(a.K[b*a.BatchK+g*a.DK:]), C.int64_t(a.LDK),
+			C.xattn_pack_keys(o.k.c, C.int(a.Tk), C.int(a.DK), fptr(a.K[b*a.BatchK+g*a.DK:]), C.int64_t(a.LDK),
 				fptr(kt[(b*a.KVHeads+g)*head:]))
 		}
 	}
@@ -308,13 +349,13 @@ func (o openBLAS) PackKeys(a *Attention) bool {
 }
 
 // exp sets dst[i] = e^src[i] for i < min(len(dst), len(src)) with the
-// exponential of the variant o.isa, for tests to hold against pure.Exp.
+// exponential of the variant's row pass, for tests to hold against pure.Exp.
 func (o openBLAS) exp(dst, src []float32) {
 	n := min(len(dst), len(src))
 	if n == 0 {
 		return
 	}
-	C.xattn_exp(C.int(o.isa), C.int(n), fptr(src), fptr(dst))
+	C.xattn_exp(o.k.c, C.int(n), fptr(src), fptr(dst))
 }
 
 // fptr returns the address of s[0], or nil for an empty s (C gets NULL and

@@ -8,36 +8,59 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/klauspost/cpuid/v2"
-
 	"github.com/xattn/xattn/internal/testutil"
 	"github.com/xattn/xattn/pure"
 )
 
-// variants lists the implementations of the row pass in this binary: the
-// three C variants of the OpenBLAS backend, then pure.
+// variants lists the implementations of the row pass and attention core in
+// this binary: every variant table of the OpenBLAS backend (each row pass
+// with each GEMM kernel; ok is false for those the CPU lacks), then pure.
 func variants() []variant {
-	isa := detectISA()
-	return []variant{
-		{name: "scalar", be: openBLAS{isa: isaScalar}, ok: true},
-		{name: "avx2", be: openBLAS{isa: isaAVX2}, ok: isa == isaAVX512 || cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3)},
-		{name: "avx512", be: openBLAS{isa: isaAVX512}, ok: isa == isaAVX512},
-		{name: "pure", be: Pure(), ok: true},
+	best := cpuVariant()
+	var vs []variant
+	for g := range gemmNames {
+		for r := range rowNames {
+			v := choice{rows: r, gemm: g}
+			ok := r <= best.rows && g <= best.gemm
+			var be Backend = openBLAS{}
+			if ok {
+				be = openBLAS{k: newKernels(v)}
+			}
+			vs = append(vs, variant{name: v.short(), be: be, ok: ok, packs: gemmNames[g] == "avx512"})
+		}
 	}
+	return append(vs, variant{name: "pure", be: Pure(), ok: true})
 }
 
 func TestOpenBLASInfo(t *testing.T) {
 	info := OpenBLASInfo()
-	if want := isaNames[chooseISA()]; info.RowPass != want {
-		t.Errorf("RowPass = %q, want %q", info.RowPass, want)
+	want := envVariant()
+	if info.RowPass != rowNames[want.rows] || info.Variant != want.String() {
+		t.Errorf("RowPass, Variant = %q, %q, want %q, %q", info.RowPass, info.Variant, rowNames[want.rows], want)
 	}
-	if want := map[bool]string{true: "xattn-avx512", false: "openblas"}[chooseISA() == isaAVX512]; info.Kernel != want {
+	if want := map[int]string{0: "openblas", 1: "xattn-avx512"}[want.gemm]; info.Kernel != want {
 		t.Errorf("Kernel = %q, want %q", info.Kernel, want)
 	}
-	if be, ok := Default().(openBLAS); !ok || be.isa != chooseISA() {
-		t.Errorf("Default() = %#v, want openBLAS{isa: %d}", Default(), chooseISA())
+	if be, ok := Default().(openBLAS); !ok || be.k.v != want {
+		t.Errorf("Default() = %#v, want the variant %v", Default(), want)
 	}
 	t.Logf("%+v; %d goroutines may be inside OpenBLAS at once", info, cap(sem))
+}
+
+// TestVariantNames holds the names of the Go side to the enums of shim.h
+// and to the tables' own names.
+func TestVariantNames(t *testing.T) {
+	if len(rowNames) != tableRows || len(gemmNames) != tableGEMMs {
+		t.Fatalf("%d row passes and %d GEMM kernels, shim.h has %d and %d", len(rowNames), len(gemmNames), tableRows, tableGEMMs)
+	}
+	for r := range rowNames {
+		for g, gemm := range []string{"openblas", "xattn-avx512"} {
+			k := newKernels(choice{rows: r, gemm: g})
+			if k.rows != rowNames[r] || k.gemm != gemm || k.packs != (g == 1) || k.blas != (g == 0) {
+				t.Errorf("table %v: %+v", k.v, *k)
+			}
+		}
+	}
 }
 
 // TestExp holds the exponential of every C variant against math.Exp and

@@ -14,11 +14,29 @@
 //   - "pure": package github.com/xattn/xattn/pure, portable Go on gonum.
 //
 // [Default] is OpenBLAS when it is compiled in, else pure; [All] lists what
-// the binary has, and tests run every backend side by side. The environment
-// variable XATTN_KERNELS=avx2 or scalar, read once when the OpenBLAS backend
-// is set up, lowers its row-pass variant below the CPU's, which also moves
-// its attention core from the own AVX-512 kernel to OpenBLAS's products:
-// the path of CPUs without AVX-512, for tests on a machine with it.
+// the binary has, and tests run every backend side by side.
+//
+// # Kernel variants
+//
+// The OpenBLAS backend runs one variant, a table of C kernels chosen once
+// (shim.h, variants.c): a row pass (row pass, row scale, exponential, finite
+// check) in AVX-512, AVX2+FMA or scalar C, and a GEMM kernel for the
+// products against packed weights and the attention tiles, the own AVX-512
+// kernel or OpenBLAS's. By default it is the widest the CPU runs, from
+// cpuid. [OpenBLASVariant] builds a backend value with another, and the
+// environment variable XATTN_KERNELS, read once when the backend is set up,
+// lowers [Default]'s for the whole process, with the same names:
+//
+//	avx512         own AVX-512 row pass and GEMM kernel
+//	openblas       the CPU's widest row pass, products on OpenBLAS
+//	avx2           AVX2+FMA row pass, products on OpenBLAS (CPUs without AVX-512)
+//	scalar         portable C row pass, products on OpenBLAS
+//	rows=R,gemm=G  R in scalar, avx2, avx512; G in openblas, avx512
+//
+// [Variants] lists those the CPU runs, [Kernels] names a backend's, and
+// [OpenBLASInfo] reports [Default]'s. XATTN_KERNELS ignores a name that is
+// unknown or asks for more than the CPU has; [OpenBLASVariant] fails on it.
+// scripts/test.sh runs the layer tests of package xattn once per variant.
 //
 // # Non-finite values
 //

@@ -2,6 +2,8 @@
 
 package blas
 
+import "fmt"
+
 // haveOpenBLAS reports whether the OpenBLAS backend is compiled in: not with
 // CGO_ENABLED=0 or the purego tag.
 const haveOpenBLAS = false
@@ -12,3 +14,11 @@ func openBLASBackend() Backend { return Pure() }
 // OpenBLASInfo describes the OpenBLAS library linked into the binary; in this
 // build there is none and every field is zero.
 func OpenBLASInfo() Info { return Info{} }
+
+// OpenBLASVariant fails: this build has no OpenBLAS backend.
+func OpenBLASVariant(name string) (Backend, error) {
+	return nil, fmt.Errorf("%w %q: this build has no OpenBLAS backend (CGO_ENABLED=0 or -tags purego)", errVariant, name)
+}
+
+// Variants returns nil: this build has no OpenBLAS backend.
+func Variants() []string { return nil }

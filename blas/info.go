@@ -11,11 +11,14 @@ type Info struct {
 	CoreName string
 	// Threads is openblas_get_num_threads() as set by this package.
 	Threads int
-	// RowPass names the variant of the C softmax row pass chosen for this CPU:
+	// RowPass names the C softmax row pass of the backend's variant:
 	// "avx512", "avx2" or "scalar".
 	RowPass string
 	// Kernel names what runs a layer's products: "xattn-avx512", the
 	// backend's own AVX-512 kernel, for the projections against packed
-	// weights and the attention tiles (RowPass avx512), else "openblas".
+	// weights and the attention tiles, else "openblas".
 	Kernel string
+	// Variant is the backend's variant as [OpenBLASVariant] reads it,
+	// "rows=avx512,gemm=avx512" for instance.
+	Variant string
 }

@@ -12,7 +12,7 @@
  * A is row-major with leading dimension lda. B is row-major in column panels
  * of 64: columns j … j+63 of row p start at b + (j/64)·pstride + p·ldb +
  * j%64. A plain row-major B has pstride = 64 and ldb = its row length; B
- * packed by xattn_pack_panels has ldb = 64 and pstride = 64·k, so that a panel
+ * packed by Go's packPanels (blas/check.go) has ldb = 64 and pstride = 64·k, so that a panel
  * is one contiguous k×64 block that streams from L2 without set conflicts.
  * With beta = 0, C is not read. bias may be NULL.
  *
@@ -20,15 +20,11 @@
  * B and 6 broadcasts of A for 24 FMAs per step of k. Rows past m re-read the
  * last row and are not stored; columns past n are masked.
  */
-#if defined(__x86_64__)
-#include <immintrin.h>
-#include <stdint.h>
+#include "internal.h"
 
-#include "shim.h"
+#if defined(XATTN_X86)
 
-#define KTGT __attribute__((target("avx512f,avx512dq")))
-
-static inline KTGT __m512 kfinish(__m512 acc, __mmask16 m, __m512 va, float beta, __m512 vb,
+static inline XATTN_AVX512 __m512 kfinish(__m512 acc, __mmask16 m, __m512 va, float beta, __m512 vb,
 		const float *c, const float *bias) {
 	__m512 x = _mm512_mul_ps(acc, va);
 	if (beta != 0.0f)
@@ -64,7 +60,7 @@ static inline KTGT __m512 kfinish(__m512 acc, __mmask16 m, __m512 va, float beta
  * address B with fixed offsets — a few percent, measured in isolation.
  */
 #define KERN(NV_, C_, F_)                                                                 \
-static KTGT __attribute__((noinline)) void kern6x##NV_##_##C_##F_(int mr, __mmask16 lm, int k, \
+static XATTN_AVX512 __attribute__((noinline)) void kern6x##NV_##_##C_##F_(int mr, __mmask16 lm, int k, \
 		float alpha, const float *a, int64_t lda, const float *b, int64_t ldb_,           \
 		float beta, float *c, int64_t ldc, const float *bias) {                           \
 	enum { NV = NV_ };                                                                    \
@@ -119,13 +115,13 @@ static kern_fn const kerns[4][2][2] = {
  * block pass. The k-blocks after the first accumulate into C (beta = 1);
  * the bias goes in with the first.
  */
-KTGT void xattn_gemm_avx512(int m, int n, int k, float alpha, const float *a, int64_t lda,
+XATTN_AVX512 void xattn_gemm_avx512(int m, int n, int k, float alpha, const float *a, int64_t lda,
 		const float *b, int64_t ldb, int64_t pstride, float beta, float *c, int64_t ldc,
 		const float *bias) {
 	xattn_gemm_avx512_pf(m, n, k, alpha, a, lda, b, ldb, pstride, beta, c, ldc, bias, XATTN_PF_ALL);
 }
 
-KTGT void xattn_gemm_avx512_pf(int m, int n, int k, float alpha, const float *a, int64_t lda,
+XATTN_AVX512 void xattn_gemm_avx512_pf(int m, int n, int k, float alpha, const float *a, int64_t lda,
 		const float *b, int64_t ldb, int64_t pstride, float beta, float *c, int64_t ldc,
 		const float *bias, int pf) {
 	for (int i0 = 0; i0 < m; i0 += XATTN_MC) {
@@ -191,7 +187,7 @@ KTGT void xattn_gemm_avx512_pf(int m, int n, int k, float alpha, const float *a,
  * 64·dk. It works on 16×16 tiles transposed in registers; the column tail of
  * each tile is masked, the row tail padded with zeros that are never read.
  */
-KTGT void xattn_pack_kt(int nb, int dk, const float *k, int64_t ldk, float *kt) {
+XATTN_AVX512 void xattn_pack_kt(int nb, int dk, const float *k, int64_t ldk, float *kt) {
 	for (int j0 = 0; j0 < nb; j0 += 16) {
 		const int rows = nb - j0 < 16 ? nb - j0 : 16;
 		/* The next tile's rows: ldk apart, too far for the hardware prefetcher. */
@@ -234,7 +230,7 @@ KTGT void xattn_pack_kt(int nb, int dk, const float *k, int64_t ldk, float *kt) 
 		}
 	}
 }
-KTGT void xattn_pack_rows(int nb, int n, const float *v, int64_t ldv, float *vt, int64_t ldp) {
+XATTN_AVX512 void xattn_pack_rows(int nb, int n, const float *v, int64_t ldv, float *vt, int64_t ldp) {
 	for (int j = 0; j < nb; j++) {
 		const float *row = v + (int64_t)j * ldv;
 		/* Rows ldv apart: ask for a later one, beyond the prefetcher's reach. */
@@ -249,24 +245,27 @@ KTGT void xattn_pack_rows(int nb, int n, const float *v, int64_t ldv, float *vt,
 	}
 }
 #else
-/* Off x86-64 the Go side never selects the AVX-512 variant; these only link. */
-#include <stdint.h>
+/* Off x86-64 no table reaches these; a slip ends the process with a message. */
 void xattn_gemm_avx512(int m, int n, int k, float alpha, const float *a, int64_t lda,
 		const float *b, int64_t ldb, int64_t pstride, float beta, float *c, int64_t ldc,
 		const float *bias) {
 	(void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b, (void)ldb;
 	(void)pstride, (void)beta, (void)c, (void)ldc, (void)bias;
+	XATTN_UNAVAILABLE("xattn_gemm_avx512");
 }
 void xattn_gemm_avx512_pf(int m, int n, int k, float alpha, const float *a, int64_t lda,
 		const float *b, int64_t ldb, int64_t pstride, float beta, float *c, int64_t ldc,
 		const float *bias, int pf) {
 	(void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b, (void)ldb;
 	(void)pstride, (void)beta, (void)c, (void)ldc, (void)bias, (void)pf;
+	XATTN_UNAVAILABLE("xattn_gemm_avx512_pf");
 }
 void xattn_pack_kt(int nb, int dk, const float *k, int64_t ldk, float *kt) {
 	(void)nb, (void)dk, (void)k, (void)ldk, (void)kt;
+	XATTN_UNAVAILABLE("xattn_pack_kt");
 }
 void xattn_pack_rows(int nb, int n, const float *v, int64_t ldv, float *vt, int64_t ldp) {
 	(void)nb, (void)n, (void)v, (void)ldv, (void)vt, (void)ldp;
+	XATTN_UNAVAILABLE("xattn_pack_rows");
 }
 #endif

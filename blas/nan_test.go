@@ -8,7 +8,7 @@ import (
 	"github.com/xattn/xattn/internal/testutil"
 )
 
-// The non-finite rule of the row pass and the attention core (shim.c,
+// The non-finite rule of the row pass and the attention core (rows*.c, attend.c,
 // pure.SoftmaxRows): the mask alone decides which keys a row sees; a
 // non-finite visible score makes its row NaN (NaN on the visible columns,
 // 0 on the masked ones); a masked key's scores and value rows, whatever they

@@ -15,6 +15,8 @@ type pureBackend struct{}
 
 func (pureBackend) Name() string { return "pure" }
 
+func (pureBackend) kernels() string { return "pure" }
+
 // Pack returns nil: the pure backend reads B as it is. It checks its
 // arguments as the OpenBLAS backend does.
 func (pureBackend) Pack(w []float32, n, k int) []float32 {
@@ -133,7 +135,7 @@ func attendHead(a *Attention, b, h, q0 int, scratch []float32) {
 	// Normalise; a row that saw no key (sum 0, or no block at all) becomes
 	// 0, a NaN row (sum NaN) stays NaN. gonum's product skips the terms of
 	// a probability 0, so a masked key's value row, NaN or not, adds
-	// nothing: pure needs no careful pass (see shim.c), only addSkipped.
+	// nothing: pure needs no careful pass (see attend.c), only addSkipped.
 	for r := range mq {
 		if nk > 0 && sum[r] != 0 {
 			corr[r] = 1 / sum[r]

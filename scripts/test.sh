@@ -28,6 +28,18 @@ go vet -tags purego ./...
 step "go test, cgo with OpenBLAS required"
 XATTN_REQUIRE_OPENBLAS=1 go test ./...
 
+step "layer tests on every other kernel variant (XATTN_KERNELS)"
+# The xattn tests (the differential sweep, masks, GQA, cache, batch, the
+# fuzz corpus) with the OpenBLAS backend forced to each variant below the
+# CPU's widest, which the run above tested: products on OpenBLAS with the
+# widest row pass, then the AVX2 and scalar row passes. TestMain skips a
+# variant the CPU lacks and says why; TestRequireKernels fails if the
+# variant asked for is not the one that runs.
+for k in openblas avx2 scalar; do
+	echo "XATTN_KERNELS=$k"
+	XATTN_KERNELS=$k XATTN_REQUIRE_OPENBLAS=1 go test -short ./xattn/...
+done
+
 step "hostile inputs under a 2 GB address-space limit"
 # TestHostile's bogus and huge requests must be errors, never a fatal
 # out-of-memory, also where the address space runs out first. The Go

@@ -75,6 +75,7 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 		}
 	}
 	l := &Layer{cfg: c, backend: s.backend, plan: s.plan}
+	l.plan.Kernels = blas.Kernels(s.backend)
 	l.wq = clone(w.Q)
 	l.wo = clone(w.Out)
 	if w.OutBias != nil {

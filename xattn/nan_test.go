@@ -539,14 +539,18 @@ func reachedByHead(p nanPlacement, m *xattn.Mask, s xattn.Shape, b, h, i int) bo
 }
 
 // TestNonFiniteKernels re-runs the non-finite tests in child processes
-// with the OpenBLAS backend forced down to its AVX2 and scalar row passes
-// (blas reads XATTN_KERNELS once): the OpenBLAS-GEMM attention core that
-// CPUs without AVX-512 run.
+// with the OpenBLAS backend forced down to its other variants (blas reads
+// XATTN_KERNELS once): the OpenBLAS-GEMM attention core that CPUs without
+// AVX-512 run, with each row pass.
 func TestNonFiniteKernels(t *testing.T) {
-	if isa := os.Getenv("XATTN_KERNELS"); isa != "" {
+	if name := os.Getenv("XATTN_KERNELS"); name != "" {
 		// In a child: the variant asked for must be the one that runs.
-		if got := blas.OpenBLASInfo().RowPass; got != isa {
-			t.Fatalf("XATTN_KERNELS=%s, but the row pass is %q", isa, got)
+		want, err := blas.OpenBLASVariant(name)
+		if err != nil {
+			t.Skipf("XATTN_KERNELS=%s: %v", name, err)
+		}
+		if got := blas.Kernels(blas.Default()); got != blas.Kernels(want) {
+			t.Fatalf("XATTN_KERNELS=%s, but the kernels are %s", name, got)
 		}
 		return
 	}
@@ -556,7 +560,7 @@ func TestNonFiniteKernels(t *testing.T) {
 	if testing.Short() {
 		t.Skip("child processes in -short")
 	}
-	for _, isa := range []string{"avx2", "scalar"} {
+	for _, isa := range blas.Variants()[1:] {
 		t.Run("kernels="+isa, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestNonFinite(Rule|SelfAndCache|Batch|AttentionMap|Kernels)$", "-test.count=1")
 			cmd.Env = append(os.Environ(), "XATTN_KERNELS="+isa)

@@ -25,8 +25,13 @@ type Plan struct {
 	// queries' side when that is less work (see [WithAbsorb]).
 	Absorb bool
 	// ISA names the widest vector instruction set the CPU offers to the
-	// kernels: "avx512", "avx2" or "generic".
+	// kernels: "avx512", "avx2" or "generic". It describes the CPU, whatever
+	// the backend runs; Kernels names what does.
 	ISA string
+	// Kernels names the kernels of the Layer's backend, as [blas.Kernels]
+	// reports them: "pure", or the OpenBLAS backend's variant, such as
+	// "rows=avx512,gemm=avx512".
+	Kernels string
 	// FiniteCheck makes every call reject non-finite inputs with an error
 	// wrapping ErrNonFinite (see [WithFiniteCheck]).
 	FiniteCheck bool

@@ -48,11 +48,12 @@ type OpenBLASEnv struct {
 	Threads  int    `json:"threads,omitempty"`
 	RowPass  string `json:"row_pass,omitempty"`
 	Kernel   string `json:"kernel,omitempty"`
+	Variant  string `json:"variant,omitempty"`
 }
 
 // openBLASEnv copies the fields of i that the report keeps.
 func openBLASEnv(i blas.Info) OpenBLASEnv {
-	return OpenBLASEnv{Linked: i.Linked, Config: i.Config, CoreName: i.CoreName, Threads: i.Threads, RowPass: i.RowPass, Kernel: i.Kernel}
+	return OpenBLASEnv{Linked: i.Linked, Config: i.Config, CoreName: i.CoreName, Threads: i.Threads, RowPass: i.RowPass, Kernel: i.Kernel, Variant: i.Variant}
 }
 
 // isaFlags are the CPU features worth printing for an SGEMM-bound program.
@@ -149,8 +150,8 @@ func writeHeader(w io.Writer, e *Env, peaks []Peak, skipped []string) {
 		case check.Level == "warning":
 			products += " " + e.OpenBLAS.CoreName + ": a FALLBACK core (see below)"
 		}
-		fmt.Fprintf(w, "openblas  %s; core %s; row pass %s; layer products on %s\n",
-			e.OpenBLAS.Config, core, e.OpenBLAS.RowPass, products)
+		fmt.Fprintf(w, "openblas  %s; core %s; row pass %s; layer products on %s; variant %s\n",
+			e.OpenBLAS.Config, core, e.OpenBLAS.RowPass, products, e.OpenBLAS.Variant)
 		if s := check.String(); s != "" {
 			fmt.Fprintf(w, "          %s\n", s)
 		}

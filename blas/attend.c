@@ -1,0 +1,253 @@
+//go:build cgo && !purego
+
+/*
+ * The attention core's driver: the tasks of blas.Attention, each walked
+ * block by block over its keys with online softmax, on the kernels of one
+ * variant table (the products, the row pass and row scale it holds).
+ */
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/*
+ * Non-finite values. A visible non-finite score ends its row in xattn_row_bad, so
+ * that the row's output is NaN; a masked key's score never counts. A masked
+ * key's value row is still multiplied by its probability 0 in P·V, and
+ * 0·NaN = NaN: the products cannot leave it out. So a task whose outputs
+ * are all finite is done; one with a non-finite output runs again,
+ * careful: each value block that holds a non-finite row is read from a copy
+ * with those rows zeroed, the same bits a finite row with probability 0
+ * gives, and fix_pv adds p·V_j of each such row j back to the rows that see
+ * it, p = 0 (underflow) included, as a product would: 0·NaN = NaN.
+ */
+
+/* v_bad reports whether row j of the nb×dv value block v (leading dimension ldv) holds a non-finite value. */
+static inline int v_bad(const float *v, int64_t ldv, int j, int dv) {
+	return !xattn_finite_scalar(1, dv, v + (int64_t)j * ldv, 0);
+}
+
+/*
+ * fix_pv adds p[r,j]·v[j,:] to o[r,:] for every row r < mq and every
+ * non-finite row j < nb of v that row r sees (its limit, keep and bias rows
+ * as for the row pass).
+ */
+static void fix_pv(int mq, int nb, int dv, const float *p, int lds, const float *v, int64_t ldv,
+		const float *bias, int ldbias, const unsigned char *keep, int ldkeep, int causal, int64_t lim0,
+		float *o, int64_t ldo) {
+	for (int j = 0; j < nb; j++) {
+		if (!v_bad(v, ldv, j, dv))
+			continue;
+		const float *vj = v + (int64_t)j * ldv;
+		for (int r = 0; r < mq; r++) {
+			const float *b = bias ? bias + (int64_t)r * ldbias : NULL;
+			const unsigned char *k = keep ? keep + (int64_t)r * ldkeep : NULL;
+			if (!seen(j, row_limit(nb, causal, lim0, r), b, k))
+				continue;
+			const float pr = p[(int64_t)r * lds + j];
+			float *orow = o + (int64_t)r * ldo;
+			for (int d = 0; d < dv; d++)
+				orow[d] += pr * vj[d];
+		}
+	}
+}
+
+/*
+ * block_zero_row zeroes row j (n values) of a value block copied to vt in
+ * the layout vb describes.
+ */
+static void block_zero_row(float *vt, const xattn_block *vb, int j, int n) {
+	if (vb->pstride == 0) {
+		memset(vt + (int64_t)j * vb->ld, 0, (size_t)n * sizeof *vt);
+		return;
+	}
+	for (int d = 0; d < n; d++)
+		vt[(int64_t)(d / XATTN_PANEL) * vb->pstride + (int64_t)j * XATTN_PANEL + d % XATTN_PANEL] = 0.0f;
+}
+
+void xattn_attend(const xattn_kernels *kt, const xattn_attention *p, const float *q,
+		const float *k, const float *v, float *o, const int32_t *key_len,
+		const unsigned char *keep, const float *bias, const float *ktp, float *stats,
+		float *scratch, int64_t t0, int64_t t1) {
+	const xattn_rows_fn rows = kt->rows;
+	const xattn_scale_fn scale = kt->scale;
+	const xattn_products *prod = kt->prod;
+	const int64_t nqb = (p->tq + p->q_block - 1) / p->q_block;
+	const int hb = p->head_block;
+	const int64_t nhb = (p->heads + hb - 1) / hb;
+	const int group = p->heads / p->kv_heads;
+	float *s = scratch;
+	/* Scores of a block: q_block rows of every head of a task (stacked, below). */
+	const int64_t slen = (int64_t)p->q_block * hb * ((p->kv_block + 15) / 16 * 16);
+	/* Running maximum, sum and correction of row r of head i of the task: [i·q_block + r]. */
+	float *mxs = scratch + slen;
+	float *sums = mxs + (int64_t)p->q_block * hb;
+	float *corrs = sums + (int64_t)p->q_block * hb;
+	/*
+	 * Products that pack read the key block from its packed transpose kt
+	 * and the value block from its copy in panels vt, each packed once for
+	 * all the heads of a task; the others read both in place, and use vt
+	 * only for a careful block's copy of its values (row-major, leading
+	 * dimension dv).
+	 */
+	const int packs = prod->pack_keys != NULL;
+	float *kt_buf = scratch + (slen + 3 * (int64_t)p->q_block * hb + 15) / 16 * 16;
+	const int64_t ldp = (p->kv_block + 15) / 16 * 16; /* rows of a panel of packed values */
+	float *vt = kt_buf + (int64_t)p->dk * ((p->kv_block + 63) / 64 * 64);
+
+	for (int64_t t = t0; t < t1; t++) {
+		/*
+		 * The task: batch b, query heads [h0, h0+nh) sharing key/value
+		 * head g, query rows [q0, q0+mq). The keys are walked once, block
+		 * by block, for all its heads.
+		 */
+		const int64_t bh = t / nqb;
+		const int b = (int)(bh / nhb), h0 = (int)(bh % nhb) * hb;
+		const int nh = p->heads - h0 < hb ? p->heads - h0 : hb;
+		const int q0 = (int)(t % nqb) * p->q_block;
+		const int mq = (int)min64(p->q_block, p->tq - q0);
+		const int g = h0 / group;
+		const int64_t kb = p->batch_k * b + (int64_t)p->dk * g;
+		const int64_t vb = p->batch_v * b + (int64_t)p->dv * g;
+		const int stack = prod->stacks && nh > 1 && nh == p->heads && p->ldq == (int64_t)p->heads * p->dk &&
+				p->ldo == (int64_t)p->heads * p->dv;
+		/* The keys any row of the block can see: key length and causal diagonal. */
+		int64_t nk = p->tk;
+		if (key_len)
+			nk = min64(nk, max64(key_len[b], 0));
+		if (p->causal)
+			nk = min64(nk, max64(q0 + mq + p->causal_offset, 0));
+		int careful = 0;
+	again:
+		for (int r = 0; r < p->q_block * nh; r++) {
+			mxs[r] = -INFINITY;
+			sums[r] = 0.0f;
+		}
+
+		for (int64_t k0 = 0; k0 < nk; k0 += p->kv_block) {
+			const int nb = (int)min64(p->kv_block, nk - k0);
+			/* S's rows start on 64-byte boundaries: aligned stores and loads. */
+			const int lds = (nb + 15) / 16 * 16;
+			const float *vin = v + vb + k0 * p->ldv; /* the value block in V */
+			xattn_block kblk = {k + kb + k0 * p->ldk, p->ldk, 0};
+			xattn_block vblk = {vin, p->ldv, 0};
+			if (p->dk > 0 && packs) {
+				kblk = (xattn_block){kt_buf, XATTN_PANEL, (int64_t)XATTN_PANEL * p->dk};
+				if (ktp && p->kv_block % XATTN_PANEL == 0)
+					kblk.p = ktp + p->kt_batch * b + p->kt_head * g + k0 * (int64_t)p->dk;
+				else
+					prod->pack_keys(nb, p->dk, k + kb + k0 * p->ldk, p->ldk, kt_buf);
+			}
+			if (p->dv > 0 && packs) {
+				prod->pack_values(nb, p->dv, vin, p->ldv, vt, ldp);
+				vblk = (xattn_block){vt, XATTN_PANEL, XATTN_PANEL * ldp};
+			}
+			int fix = 0; /* the block has non-finite values, zeroed in vt */
+			if (careful && p->dv > 0) {
+				for (int j = 0; j < nb && !fix; j++)
+					fix = v_bad(vin, p->ldv, j, p->dv);
+				if (fix && !packs) {
+					for (int j = 0; j < nb; j++)
+						memcpy(vt + (int64_t)j * p->dv, vin + (int64_t)j * p->ldv, (size_t)p->dv * sizeof *vt);
+					vblk = (xattn_block){vt, p->dv, 0};
+				}
+				for (int j = 0; fix && j < nb; j++)
+					if (v_bad(vin, p->ldv, j, p->dv))
+						block_zero_row(vt, &vblk, j, p->dv);
+			}
+			if (stack) {
+				/*
+				 * Every head of the row, side by side in Q and O: row i
+				 * of head h is row i·heads + h of one matrix with
+				 * leading dimension dk (dv), so both products run once
+				 * for all heads, mq·heads rows tall; the row pass runs
+				 * per head on every heads-th row of S.
+				 */
+				const int ms = mq * nh;
+				float *os = o + p->batch_o * b + (int64_t)p->ldo * q0;
+				if (p->dk > 0)
+					prod->qk(ms, nb, p->dk, p->scale, q + p->batch_q * b + (int64_t)p->ldq * q0, p->dk, &kblk, s, lds);
+				else
+					memset(s, 0, (size_t)ms * (size_t)lds * sizeof *s);
+				for (int i = 0; i < nh; i++) {
+					const int h = h0 + i;
+					float *mx = mxs + i * p->q_block, *sum = sums + i * p->q_block, *corr = corrs + i * p->q_block;
+					const float *bb = bias ? bias + p->bias_stride[0] * b + p->bias_stride[1] * h + p->bias_stride[2] * q0 + k0 : NULL;
+					const unsigned char *kk = keep ? keep + p->keep_stride[0] * b + p->keep_stride[1] * h + p->keep_stride[2] * q0 + k0 : NULL;
+					rows(mq, nb, s + (int64_t)i * lds, lds * nh, bb, (int)p->bias_stride[2], kk, (int)p->keep_stride[2],
+							p->causal, q0 + p->causal_offset + 1 - k0, mx, sum, corr);
+					if (p->dv > 0 && k0 > 0)
+						scale(mq, p->dv, os + (int64_t)p->dv * h, p->ldo, corr);
+				}
+				if (p->dv > 0)
+					prod->pv(ms, p->dv, nb, s, lds, &vblk, k0 > 0 ? 1.0f : 0.0f, os, p->dv);
+				for (int i = 0; fix && i < nh; i++) {
+					const int h = h0 + i;
+					const float *bb = bias ? bias + p->bias_stride[0] * b + p->bias_stride[1] * h + p->bias_stride[2] * q0 + k0 : NULL;
+					const unsigned char *kk = keep ? keep + p->keep_stride[0] * b + p->keep_stride[1] * h + p->keep_stride[2] * q0 + k0 : NULL;
+					fix_pv(mq, nb, p->dv, s + (int64_t)i * lds, lds * nh, vin, p->ldv,
+							bb, (int)p->bias_stride[2], kk, (int)p->keep_stride[2], p->causal, q0 + p->causal_offset + 1 - k0,
+							os + (int64_t)p->dv * h, p->ldo);
+				}
+				continue;
+			}
+			for (int i = 0; i < nh; i++) {
+				const int h = h0 + i;
+				float *mx = mxs + i * p->q_block, *sum = sums + i * p->q_block, *corr = corrs + i * p->q_block;
+				const float *qt = p->dk > 0 ? q + p->batch_q * b + (int64_t)p->ldq * q0 + (int64_t)p->dk * h : NULL;
+				float *ot = p->dv > 0 ? o + p->batch_o * b + (int64_t)p->ldo * q0 + (int64_t)p->dv * h : NULL;
+				/* S = Scale·Q_blk·K_blkᵀ, mq×nb with leading dimension lds. */
+				if (p->dk > 0)
+					prod->qk(mq, nb, p->dk, p->scale, qt, p->ldq, &kblk, s, lds);
+				else
+					memset(s, 0, (size_t)mq * (size_t)lds * sizeof *s);
+				const float *bb = bias ? bias + p->bias_stride[0] * b + p->bias_stride[1] * h + p->bias_stride[2] * q0 + k0 : NULL;
+				const unsigned char *kk = keep ? keep + p->keep_stride[0] * b + p->keep_stride[1] * h + p->keep_stride[2] * q0 + k0 : NULL;
+				rows(mq, nb, s, lds, bb, (int)p->bias_stride[2], kk, (int)p->keep_stride[2],
+						p->causal, q0 + p->causal_offset + 1 - k0, mx, sum, corr);
+				if (p->dv == 0)
+					continue;
+				/* O_blk = corr·O_blk + P·V_blk; the first block overwrites O. */
+				float beta = 0.0f;
+				if (k0 > 0) {
+					scale(mq, p->dv, ot, p->ldo, corr);
+					beta = 1.0f;
+				}
+				prod->pv(mq, p->dv, nb, s, lds, &vblk, beta, ot, p->ldo);
+				if (fix)
+					fix_pv(mq, nb, p->dv, s, lds, vin, p->ldv, bb, (int)p->bias_stride[2],
+							kk, (int)p->keep_stride[2], p->causal, q0 + p->causal_offset + 1 - k0, ot, p->ldo);
+			}
+		}
+		int ok = 1;
+		for (int i = 0; i < nh; i++) {
+			const int h = h0 + i;
+			float *mx = mxs + i * p->q_block, *sum = sums + i * p->q_block, *corr = corrs + i * p->q_block;
+			if (stats) {
+				float *st = stats + 2 * (((int64_t)b * p->heads + h) * p->tq + q0);
+				for (int r = 0; r < mq; r++) {
+					st[2 * r] = mx[r];
+					st[2 * r + 1] = sum[r];
+				}
+			}
+			if (p->dv == 0)
+				continue;
+			/*
+			 * Normalise; a row that saw no key (sum 0, or no block at
+			 * all) becomes 0, a NaN row (sum NaN) stays NaN.
+			 */
+			for (int r = 0; r < mq; r++)
+				corr[r] = nk > 0 && sum[r] != 0.0f ? 1.0f / sum[r] : 0.0f;
+			float *ot = o + p->batch_o * b + (int64_t)p->ldo * q0 + (int64_t)p->dv * h;
+			scale(mq, p->dv, ot, p->ldo, corr);
+			ok = ok && kt->finite(mq, p->dv, ot, p->ldo);
+		}
+		if (!ok && !careful) {
+			careful = 1;
+			goto again;
+		}
+	}
+}
