@@ -15,10 +15,11 @@ import "math"
 // The C_i must not overlap each other, A or B. A head of a [T, Heads·HeadDim]
 // matrix is a column block: LDA = Heads·HeadDim and StrideA = HeadDim.
 //
-// Packed, when not nil, is B as the same backend's [Backend.Pack] returned it
-// for a single product (Count = 1) with TransB and LDB = K: a backend may
-// read it instead of B. B must still be given; it is checked, and read by
-// backends that do not use Packed.
+// Packed, when not zero, is B as a backend's [Backend.Pack] returned it (or
+// a view of it, [Packed.Cols]) for a single product (Count = 1) with TransB
+// and LDB = K, N×K: a backend may read it instead of B. B must still be
+// given; it is checked, and read by backends that do not read Packed's
+// layout.
 type Batch struct {
 	Count, M, N, K            int
 	TransB                    bool
@@ -27,7 +28,7 @@ type Batch struct {
 	LDA, LDB, LDC             int
 	StrideA, StrideB, StrideC int
 	Bias                      []float32
-	Packed                    []float32
+	Packed                    Packed
 }
 
 // Rows describes one call of the fused softmax row pass over an M×N block of
@@ -113,13 +114,12 @@ type Attention struct {
 	// block is read, and repacked, once. 0 means 1.
 	HeadBlock int
 
-	// KT, when not nil, holds the keys of K again, as the backend's
+	// KT, when not zero, holds the keys of K again, as the backend's
 	// PackKeys laid them out for its kernel: a caller that attends over the
-	// same keys many times (a cached context) packs them once. KTBatch and
-	// KTHead are its strides between batches and between key/value heads.
-	// K must still be given: backends that do not pack read it.
-	KT              []float32
-	KTBatch, KTHead int
+	// same keys many times (a cached context) packs them once. Its item
+	// b·KVHeads+g holds the Tk keys (at least) of head g of batch b. K must
+	// still be given: backends that do not read KT's layout read K.
+	KT Packed
 
 	// Stats, when not nil, receives the softmax statistics of every query
 	// row the tasks compute: the largest masked, scaled score m and the sum
@@ -195,12 +195,18 @@ type Backend interface {
 	Sgemm(g *Batch)
 	// Pack returns the n×k row-major matrix w, the right-hand side of
 	// products C = A·wᵀ (TransB), rearranged for this backend's Sgemm to
-	// read as Batch.Packed, or nil if the backend reads w as it is. It is
-	// for a matrix used in many products, such as a layer's weights: the
-	// result is a new slice, never written to after, safe to share, of at
-	// most twice the values of w (where its layout would pad more, the
-	// backend returns nil).
-	Pack(w []float32, n, k int) []float32
+	// read as Batch.Packed, or the zero Packed if the backend reads w as it
+	// is. It is for a matrix used in many products, such as a layer's
+	// weights: the result is new memory, never written to after, safe to
+	// share, of at most twice the values of w (where its layout would pad
+	// more, the backend returns the zero Packed).
+	Pack(w []float32, n, k int) Packed
+	// Steps returns the row and column counts this backend's products are
+	// best cut in: a caller that splits a product, or the query rows of
+	// an attention, over workers cuts it in multiples of rows (the rows a
+	// kernel computes at once), and the columns of a packed matrix at
+	// multiples of cols, where [Packed.Cols] has views. Both are positive.
+	Steps() (rows, cols int)
 	// SoftmaxRows runs the fused softmax row pass described by r.
 	SoftmaxRows(r *Rows)
 	// ScaleRows multiplies row i of the m×n matrix c (leading dimension ldc)
@@ -209,10 +215,12 @@ type Backend interface {
 	// Attend runs tasks [t0, t1) of a, using scratch, of length at least
 	// a.ScratchLen(), as its working memory.
 	Attend(a *Attention, t0, t1 int, scratch []float32)
-	// PackKeys sets a.KT, a.KTBatch and a.KTHead to a new copy of the keys
-	// of a (K, LDK, BatchK over Batch, KVHeads, Tk and DK) in the layout
-	// this backend's Attend reads fastest, and reports whether it did; it
-	// leaves a alone and returns false when the backend reads K as it is.
+	// PackKeys sets a.KT to a new copy of the keys of a (K, LDK, BatchK
+	// over Batch, KVHeads, Tk and DK) in the layout this backend's Attend
+	// reads fastest, and reports whether it did; it leaves a alone and
+	// returns false when the backend reads K as it is. The copy's columns
+	// are keys: a.KT.Cols(k0, n) is keys [k0, k0+n) where k0 starts a
+	// column step.
 	PackKeys(a *Attention) bool
 }
 

@@ -15,8 +15,8 @@ package blas
 #cgo nocallback xattn_exp
 #cgo noescape xattn_gemm_packed
 #cgo nocallback xattn_gemm_packed
-#cgo noescape xattn_pack_keys
-#cgo nocallback xattn_pack_keys
+#cgo noescape xattn_pack
+#cgo nocallback xattn_pack
 #cgo nocallback xattn_kernels_for
 #cgo nocallback xattn_kernels_info
 #cgo nocallback openblas_set_num_threads
@@ -73,6 +73,9 @@ type kernels struct {
 	rows, gemm string // the table's names for its row pass and products
 	packs      bool   // Pack and PackKeys lay operands out for its products
 	blas       bool   // Attend calls into OpenBLAS (takes a token of sem)
+	// rowStep and colStep are Steps; colStep is the panel width of the
+	// packed operands when packs.
+	rowStep, colStep int
 }
 
 // newKernels returns the table of v, which the CPU must run.
@@ -81,7 +84,8 @@ func newKernels(v choice) *kernels {
 	var info C.xattn_kernel_info
 	C.xattn_kernels_info(c, &info)
 	return &kernels{c: c, v: v, rows: C.GoString(info.rows), gemm: C.GoString(info.gemm),
-		packs: info.packs != 0, blas: info.blas != 0}
+		packs: info.packs != 0, blas: info.blas != 0,
+		rowStep: int(info.row_step), colStep: int(info.col_step)}
 }
 
 // envVariant returns the variant the environment variable XATTN_KERNELS
@@ -227,16 +231,23 @@ func (openBLAS) Name() string { return "openblas" }
 func (o openBLAS) kernels() string { return o.k.v.String() }
 
 // Pack packs w for the GEMM kernel of the variant when it reads packed
-// weights (the AVX-512 kernel of kernel.c), and returns nil otherwise, or when the padding of its panels of 64
-// rows would more than double w (n < 32 rows: a 1×2²⁴ matrix would take 4 GB
-// as one panel). Such a product reads w as it is.
-func (o openBLAS) Pack(w []float32, n, k int) []float32 {
+// weights (the AVX-512 kernel of kernel.c, in panels of its colStep
+// columns), and returns the zero Packed otherwise, or when the padding of
+// its panels would more than double w (n < colStep/2 rows: a 1×2²⁴ matrix
+// would take 4 GB as one panel). Such a product reads w as it is.
+func (o openBLAS) Pack(w []float32, n, k int) Packed {
 	checkPack(w, n, k)
-	if !o.k.packs || n == 0 || k == 0 || packedLen(n, k) > 2*n*k {
-		return nil
+	if !o.k.packs || n == 0 || k == 0 || panelsLen(n, k, o.k.colStep) > 2*n*k {
+		return Packed{}
 	}
-	return packPanels(w, n, k)
+	p := newPanels(1, n, k, o.k.colStep)
+	C.xattn_pack(o.k.c, C.int(n), C.int(k), fptr(w), C.int64_t(k), fptr(p.f32))
+	return p
 }
+
+// Steps returns the variant's cut: its kernel's strip of rows and its
+// panel of columns.
+func (o openBLAS) Steps() (rows, cols int) { return o.k.rowStep, o.k.colStep }
 
 // Sgemm computes the products of g: the same result as [Pure]'s Sgemm and
 // sgemmRef64 to float32 rounding (OpenBLAS's kernels sum in another order).
@@ -247,9 +258,9 @@ func (o openBLAS) Sgemm(g *Batch) {
 	if !checkBatch(g) {
 		return
 	}
-	if g.Packed != nil && o.k.packs && g.K > 0 {
+	if pb := o.panels(g.Packed); pb != nil && g.K > 0 {
 		C.xattn_gemm_packed(o.k.c, C.int(g.M), C.int(g.N), C.int(g.K), C.float(g.Alpha), fptr(g.A), C.int64_t(g.LDA),
-			fptr(g.Packed), C.float(g.Beta), fptr(g.C), C.int64_t(g.LDC), fptr(g.Bias))
+			fptr(pb), C.float(g.Beta), fptr(g.C), C.int64_t(g.LDC), fptr(g.Bias))
 		return
 	}
 	enter()
@@ -306,7 +317,10 @@ func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 		batch_v: C.int64_t(a.BatchV), batch_o: C.int64_t(a.BatchO),
 		causal: cbool(a.Causal), causal_offset: C.int64_t(a.CausalOffset),
 		q_block: C.int(a.QBlock), kv_block: C.int(a.KVBlock), head_block: C.int(a.headBlock()),
-		kt_batch: C.int64_t(a.KTBatch), kt_head: C.int64_t(a.KTHead),
+	}
+	kt := o.panels(a.KT)
+	if kt != nil {
+		p.kt_batch, p.kt_head = C.int64_t(a.KVHeads*a.KT.stride), C.int64_t(a.KT.stride)
 	}
 	for i := range 3 {
 		p.keep_stride[i] = C.int64_t(a.KeepStride[i])
@@ -321,13 +335,13 @@ func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 		defer leave()
 	}
 	C.xattn_attend(o.k.c, &p, fptr(a.Q), fptr(a.K), fptr(a.V), fptr(a.O), keyLen,
-		bptr(a.Keep), fptr(a.Bias), fptr(a.KT), fptr(a.Stats), fptr(scratch), C.int64_t(t0), C.int64_t(t1))
+		bptr(a.Keep), fptr(a.Bias), fptr(kt), fptr(a.Stats), fptr(scratch), C.int64_t(t0), C.int64_t(t1))
 }
 
 // PackKeys packs the keys of a for the variant's products when they read
-// packed keys: each key/value head of each batch as the transposed, 64-key
-// panels xattn_pack_keys writes, which Attend then reads in place of packing
-// every key block of every task. Other variants read K as it is.
+// packed keys: each key/value head of each batch as the transposed panels
+// of colStep keys that xattn_pack writes, which Attend then reads in place
+// of packing every key block of every task. Other variants read K as it is.
 func (o openBLAS) PackKeys(a *Attention) bool {
 	if !o.k.packs || a.Batch <= 0 || a.KVHeads <= 0 || a.Tk <= 0 || a.DK <= 0 {
 		return false
@@ -336,16 +350,24 @@ func (o openBLAS) PackKeys(a *Attention) bool {
 		a.LDK < a.KVHeads*a.DK || a.BatchK < 0 || need(a.Batch, a.BatchK, a.Tk, a.LDK, a.KVHeads*a.DK) > len(a.K) {
 		panic(errShortK)
 	}
-	head := a.DK * ceilDiv(a.Tk, 64) * 64
-	kt := make([]float32, a.Batch*a.KVHeads*head)
+	kt := newPanels(a.Batch*a.KVHeads, a.Tk, a.DK, o.k.colStep)
 	for b := range a.Batch {
 		for g := range a.KVHeads {
-			C.xattn_pack_keys(o.k.c, C.int(a.Tk), C.int(a.DK), fptr(a.K[b*a.BatchK+g*a.DK:]), C.int64_t(a.LDK),
-				fptr(kt[(b*a.KVHeads+g)*head:]))
+			C.xattn_pack(o.k.c, C.int(a.Tk), C.int(a.DK), fptr(a.K[b*a.BatchK+g*a.DK:]), C.int64_t(a.LDK),
+				fptr(kt.f32[(b*a.KVHeads+g)*kt.stride:]))
 		}
 	}
-	a.KT, a.KTBatch, a.KTHead = kt, a.KVHeads*head, head
+	a.KT = kt
 	return true
+}
+
+// panels returns the values of p when the variant's products read its
+// layout, else nil.
+func (o openBLAS) panels(p Packed) []float32 {
+	if !o.k.packs {
+		return nil
+	}
+	return p.panels(o.k.colStep)
 }
 
 // exp sets dst[i] = e^src[i] for i < min(len(dst), len(src)) with the

@@ -17,12 +17,17 @@ func (pureBackend) Name() string { return "pure" }
 
 func (pureBackend) kernels() string { return "pure" }
 
-// Pack returns nil: the pure backend reads B as it is. It checks its
-// arguments as the OpenBLAS backend does.
-func (pureBackend) Pack(w []float32, n, k int) []float32 {
+// Pack returns the zero Packed: the pure backend reads B as it is. It
+// checks its arguments as the OpenBLAS backend does.
+func (pureBackend) Pack(w []float32, n, k int) Packed {
 	checkPack(w, n, k)
-	return nil
+	return Packed{}
 }
+
+// Steps returns the cut of the OpenBLAS backend's AVX-512 kernel (strips of
+// 6 rows, panels of 64 columns): gonum's products care for neither, and
+// this way every backend cuts a call alike.
+func (pureBackend) Steps() (rows, cols int) { return 6, 64 }
 
 // PackKeys returns false: the pure backend reads K as it is.
 func (pureBackend) PackKeys(a *Attention) bool { return false }

@@ -51,8 +51,14 @@ const xattn_kernels *xattn_kernels_for(int rows, int gemm);
 /* What Go asks of a table: names for reports, and how its products run. */
 typedef struct {
 	const char *rows, *gemm;
-	int packs; /* reads packed weights (xattn_gemm_packed) and keys (xattn_pack_keys) */
+	int packs; /* reads packed weights (xattn_gemm_packed) and keys, as xattn_pack lays them out */
 	int blas;  /* xattn_attend calls into OpenBLAS */
+	/*
+	 * The steps its products are best cut in: row_step rows (the strip its
+	 * kernel computes at once) and, for a table that packs, col_step
+	 * columns, the width of its panels (blas.Backend.Steps).
+	 */
+	int row_step, col_step;
 } xattn_kernel_info;
 void xattn_kernels_info(const xattn_kernels *kt, xattn_kernel_info *info);
 
@@ -87,20 +93,22 @@ void xattn_sgemm_batch(int count, int transb, int m, int n, int k, float alpha,
 
 /*
  * xattn_gemm_packed computes C = alpha·A·B + beta·C (+ 1·biasᵀ) with the
- * GEMM kernel of kt, for row-major m×k A and k×n B as blas.packPanels lays
- * it out (panels of 64 columns, each k×64 contiguous). With beta = 0, C is
- * not read. Only for a table whose info says packs.
+ * GEMM kernel of kt, for row-major m×k A and k×n B as xattn_pack lays it
+ * out. With beta = 0, C is not read. Only for a table whose info says packs.
  */
 void xattn_gemm_packed(const xattn_kernels *kt, int m, int n, int k, float alpha, const float *a,
 		int64_t lda, const float *b, float beta, float *c, int64_t ldc, const float *bias);
 
 /*
- * xattn_pack_keys writes the transpose of the nb×dk matrix K (leading
- * dimension ldk) to kt as the packed key panels of kt's products: dk×nb in
- * panels of 64 keys, each dk×64 contiguous; kt holds 64·dk·⌈nb/64⌉ floats.
- * Only for a table whose info says packs.
+ * xattn_pack writes the transpose of the n×k matrix w (leading dimension
+ * ldw) to out in the layout of kt's products: panels of col_step columns
+ * of the k×n transpose, each k×col_step and contiguous, the columns past n
+ * left as they are (zero); out holds col_step·k·⌈n/col_step⌉ floats. It
+ * packs weights (w is a layer's n×k weight matrix, the product A·wᵀ) and
+ * keys (w is nb keys of dk features). Only for a table whose info says
+ * packs.
  */
-void xattn_pack_keys(const xattn_kernels *kt, int nb, int dk, const float *k, int64_t ldk, float *out);
+void xattn_pack(const xattn_kernels *kt, int n, int k, const float *w, int64_t ldw, float *out);
 
 /* xattn_softmax_rows is pure.SoftmaxRows with the row pass of kt; keep holds Go bools. */
 void xattn_softmax_rows(const xattn_kernels *kt, int m, int n, float *s, int lds,

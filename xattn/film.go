@@ -358,10 +358,10 @@ const (
 	filmPhaseModulate
 )
 
-// Work split. A column block of the projection has at least 64 of the
-// 2·Dim outputs (a whole panel of the packed kernels); a row block of the
-// modulation at least filmMinChunk values, so that each item outweighs its
-// hand-off.
+// Work split, so that each item outweighs its hand-off: a column block of
+// the projection has at least filmMinCols of the 2·Dim outputs, a row block
+// of the modulation at least filmMinChunk values. (The projection reads
+// the weights unpacked: no layout constrains the cut.)
 const (
 	filmMinCols  = 64
 	filmMinChunk = 1 << 13

@@ -1,8 +1,11 @@
 package xattn_test
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/xattn/xattn/blas"
@@ -70,5 +73,58 @@ func TestPlanKernels(t *testing.T) {
 	}
 	if _, err := blas.OpenBLASVariant("rows=avx1024"); err == nil {
 		t.Errorf("OpenBLASVariant(rows=avx1024) did not fail")
+	}
+}
+
+// oddSteps is a backend that cuts work in other steps than the one it
+// wraps: rows of 5 and columns of 32, so that half the column cuts of a
+// packed matrix have no view (blas.Packed.Cols) and the products read the
+// weights as they are.
+type oddSteps struct{ blas.Backend }
+
+func (oddSteps) Steps() (rows, cols int) { return 5, 32 }
+
+// TestOtherSteps runs part of the differential sweep on every backend
+// wrapped to state other steps: package xattn takes the cut from the
+// backend and never assumes a layout, so the results stay right.
+func TestOtherSteps(t *testing.T) {
+	for i, c := range sweep(true) {
+		if i%3 != 0 {
+			continue
+		}
+		d := makeCase(t, c, uint64(i))
+		for _, be := range blas.All() {
+			t.Run("backend="+be.Name()+"/"+c.name(), func(t *testing.T) {
+				for _, opts := range [][]xattn.Option{
+					{xattn.WithBackend(oddSteps{be}), xattn.WithThreads(3), xattn.WithSerialFLOPs(0)},
+					{xattn.WithBackend(oddSteps{be}), xattn.WithThreads(3), xattn.WithTile(7, 16), xattn.WithSerialFLOPs(0), xattn.WithAbsorb(false)},
+				} {
+					l, err := xattn.New(c.cfg, d.w, opts...)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got, err := runCase(l, c, d)
+					if err != nil {
+						t.Fatalf("%v: %v", l, err)
+					}
+					if diff, norm := maxAbsDiff(got, d.want); diff > tolerance(norm) || math.IsNaN(diff) {
+						t.Fatalf("%v: max |y−ref| = %.3g, ‖ref‖∞ = %.3g", l, diff, norm)
+					}
+				}
+			})
+		}
+	}
+}
+
+// badSteps is a backend that states no step.
+type badSteps struct{ blas.Backend }
+
+func (badSteps) Steps() (rows, cols int) { return 0, 64 }
+
+func TestBadSteps(t *testing.T) {
+	cfg := xattn.Config{QueryDim: 8, ContextDim: 8, Heads: 2, HeadDim: 4, OutDim: 8}
+	_, err := xattn.New(cfg, mustWeights(t, cfg), xattn.WithBackend(badSteps{blas.Default()}))
+	if !errors.Is(err, xattn.ErrConfig) || !strings.Contains(err.Error(), "0 rows") {
+		t.Fatalf("New with a backend of 0-row steps: %v, want ErrConfig naming the steps", err)
 	}
 }
