@@ -301,13 +301,16 @@ func (o openBLAS) ScaleRows(m, n int, c []float32, ldc int, f []float32) {
 	C.xattn_scale_rows(o.k.c, C.int(m), C.int(n), fptr(c), C.int(ldc), fptr(f))
 }
 
-// Attend runs tasks [t0, t1) of a in one crossing: the steps of the pure
-// backend's attendTask, with the products and row pass of the variant; the
-// same result to float32 rounding.
+// Attend runs tasks [t0, t1) of a in C, up to attendTasks tasks per
+// crossing: the steps of the pure backend's attendTask, with the products
+// and row pass of the variant; the same result to float32 rounding. Go maps
+// the tasks (Attention.task) and lays the scratch out (Attention.scratch);
+// C reads both.
 func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 	if !checkAttention(a, t0, t1, scratch) {
 		return
 	}
+	lay := a.scratch()
 	p := C.xattn_attention{
 		batch: C.int(a.Batch), heads: C.int(a.Heads), kv_heads: C.int(a.KVHeads),
 		tq: C.int(a.Tq), tk: C.int(a.Tk), dk: C.int(a.DK), dv: C.int(a.DV),
@@ -317,6 +320,8 @@ func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 		batch_v: C.int64_t(a.BatchV), batch_o: C.int64_t(a.BatchO),
 		causal: cbool(a.Causal), causal_offset: C.int64_t(a.CausalOffset),
 		q_block: C.int(a.QBlock), kv_block: C.int(a.KVBlock), head_block: C.int(a.headBlock()),
+		scratch_stats: C.int64_t(lay.stats), scratch_keys: C.int64_t(lay.keys),
+		scratch_values: C.int64_t(lay.values), scratch_lds: C.int(lay.ldS), scratch_ldv: C.int(lay.ldV),
 	}
 	kt := o.panels(a.KT)
 	if kt != nil {
@@ -326,17 +331,27 @@ func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 		p.keep_stride[i] = C.int64_t(a.KeepStride[i])
 		p.bias_stride[i] = C.int64_t(a.BiasStride[i])
 	}
-	var keyLen *C.int32_t
-	if len(a.KeyLen) > 0 {
-		keyLen = (*C.int32_t)(unsafe.Pointer(&a.KeyLen[0]))
-	}
 	if o.k.blas {
 		enter()
 		defer leave()
 	}
-	C.xattn_attend(o.k.c, &p, fptr(a.Q), fptr(a.K), fptr(a.V), fptr(a.O), keyLen,
-		bptr(a.Keep), fptr(a.Bias), fptr(kt), fptr(a.Stats), fptr(scratch), C.int64_t(t0), C.int64_t(t1))
+	var tasks [attendTasks]C.xattn_task // on the stack: xattn_attend does not keep it
+	for t := t0; t < t1; {
+		n := min(t1-t, attendTasks)
+		for i := range n {
+			k := a.task(t + i)
+			tasks[i] = C.xattn_task{b: C.int(k.b), h0: C.int(k.h0), nh: C.int(k.nh), q0: C.int(k.q0),
+				mq: C.int(k.mq), lo: C.int(k.lo), hi: C.int(k.hi)}
+		}
+		C.xattn_attend(o.k.c, &p, fptr(a.Q), fptr(a.K), fptr(a.V), fptr(a.O), bptr(a.Keep), fptr(a.Bias),
+			fptr(kt), fptr(a.Stats), fptr(scratch), &tasks[0], C.int(n))
+		t += n
+	}
 }
+
+// attendTasks is the most tasks one crossing of Attend carries: enough that
+// a crossing's cost is lost among its tasks' work.
+const attendTasks = 32
 
 // PackKeys packs the keys of a for the variant's products when they read
 // packed keys: each key/value head of each batch as the transposed panels

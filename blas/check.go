@@ -197,7 +197,7 @@ func checkAttention(a *Attention, t0, t1 int, scratch []float32) bool {
 			panic(errTooLarge)
 		}
 	}
-	if a.HeadBlock > maxC || a.QBlock*max(a.HeadBlock, 1) > maxC || a.QBlock*max(a.HeadBlock, 1)*(ceilDiv(a.KVBlock, 16)*16) > maxC {
+	if a.HeadBlock > maxC || a.QBlock*max(a.HeadBlock, 1) > maxC || a.scratch().stats > maxC {
 		panic(errTooLarge)
 	}
 	if a.Heads > 0 && (a.KVHeads <= 0 || a.Heads%a.KVHeads != 0) {

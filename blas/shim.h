@@ -64,7 +64,9 @@ void xattn_kernels_info(const xattn_kernels *kt, xattn_kernel_info *info);
 
 /*
  * The plain-integer part of blas.Attention; the slices travel as separate
- * pointer arguments of xattn_attend. Field names follow the Go ones.
+ * pointer arguments of xattn_attend. Field names follow the Go ones; the
+ * scratch_* fields are blas.Attention's scratch layout (scratchLayout in
+ * blas.go), which Go defines: offsets into the scratch, in floats.
  */
 typedef struct {
 	int batch, heads, kv_heads, tq, tk, dk, dv;
@@ -77,7 +79,19 @@ typedef struct {
 	int64_t bias_stride[3];
 	int q_block, kv_block, head_block;
 	int64_t kt_batch, kt_head;
+	int64_t scratch_stats, scratch_keys, scratch_values;
+	int scratch_lds, scratch_ldv;
 } xattn_attention;
+
+/*
+ * One task of blas.Attention, as Go's Attention.task maps it (C never
+ * computes the map): batch b, query heads [h0, h0+nh) sharing one
+ * key/value head, query rows [q0, q0+mq), and the keys [lo, hi) any of its
+ * rows can see, which its walk over the key blocks covers.
+ */
+typedef struct {
+	int b, h0, nh, q0, mq, lo, hi;
+} xattn_task;
 
 /*
  * xattn_sgemm_batch computes, for i = 0 … count−1,
@@ -122,21 +136,18 @@ void xattn_scale_rows(const xattn_kernels *kt, int m, int n, float *c, int ldc, 
 void xattn_exp(const xattn_kernels *kt, int n, const float *x, float *y);
 
 /*
- * xattn_attend runs tasks [t0, t1) of the attention p, the steps of Go's
- * attendTask, with the kernels of kt. scratch holds
- * q_block·head_block·⌈kv_block/16⌉·16 + 3·q_block·head_block, rounded up to a
- * multiple of 16, + dk·⌈kv_block/64⌉·64 + ⌈dv/64⌉·64·⌈kv_block/16⌉·16 floats
- * (blas.Attention's ScratchLen); the last two parts hold a key block's packed
- * transpose and the block's values in panels when kt's products pack, and a
- * copy of a value block in the careful rerun of a task with a non-finite
- * output (see attend.c). stats, if not NULL, receives each row's maximum and
- * sum as blas.Attention.Stats; kt_keys, if not NULL, holds the keys packed
- * as blas.Attention.KT, which packing products read instead of packing a key
- * block when the blocks start on panels (kv_block a multiple of 64).
+ * xattn_attend runs the ntasks tasks of the attention p, the steps of Go's
+ * attendTask, with the kernels of kt. scratch is laid out as p's scratch_*
+ * fields say: the last two parts hold a key block's packed transpose and
+ * the block's values in panels when kt's products pack, and a copy of a
+ * value block in the careful rerun of a task with a non-finite output (see
+ * attend.c). stats, if not NULL, receives each row's maximum and sum as
+ * blas.Attention.Stats; kt_keys, if not NULL, holds the keys packed as
+ * blas.Attention.KT, which packing products read instead of packing a key
+ * block when the blocks start on panels.
  */
 void xattn_attend(const xattn_kernels *kt, const xattn_attention *p, const float *q,
-		const float *k, const float *v, float *o, const int32_t *key_len,
-		const unsigned char *keep, const float *bias, const float *kt_keys, float *stats,
-		float *scratch, int64_t t0, int64_t t1);
+		const float *k, const float *v, float *o, const unsigned char *keep, const float *bias,
+		const float *kt_keys, float *stats, float *scratch, const xattn_task *tasks, int ntasks);
 
 #endif
