@@ -30,6 +30,7 @@ package blas
 import "C"
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -90,16 +91,28 @@ func newKernels(v choice) *kernels {
 
 // envVariant returns the variant the environment variable XATTN_KERNELS
 // names (see [OpenBLASVariant] for the names), read once at set-up, or the
-// CPU's widest when it is unset, unknown or asks for more than the CPU has.
-// It exists so that tests of package xattn can run the AVX2 and scalar row
-// passes and the OpenBLAS-GEMM attention core on an AVX-512 machine.
-func envVariant() choice {
+// CPU's widest when it is unset; when it names no variant, or one the CPU
+// lacks, the widest and the error, which [CheckEnv] reports. It exists so
+// that tests of package xattn can run the AVX2 and scalar row passes and
+// the OpenBLAS-GEMM attention core on an AVX-512 machine.
+func envVariant(spec string) (choice, error) {
 	best := cpuVariant()
-	v, err := parseVariant(os.Getenv("XATTN_KERNELS"), best)
+	v, err := parseVariant(spec, best)
 	if err != nil {
-		return best
+		return best, fmt.Errorf("XATTN_KERNELS=%q: %w", spec, err)
 	}
-	return v
+	return v, nil
+}
+
+// CheckEnv returns the error of reading XATTN_KERNELS when the backend was
+// set up, or nil: an error wrapping [ErrVariant] when it names no variant,
+// [ErrUnsupported] when this CPU cannot run the one it names, the value
+// quoted in either. [Default] then runs the CPU's widest variant instead;
+// package xattn's New and NewFiLM fail with this error when they would use
+// Default. It sets the backend up if it was not yet.
+func CheckEnv() error {
+	setupOnce.Do(setup)
+	return envErr
 }
 
 // OpenBLASVariant returns the OpenBLAS backend with the kernels of the
@@ -133,8 +146,10 @@ func Variants() []string { return namedVariants(cpuVariant()) }
 
 var (
 	setupOnce sync.Once
-	// defaultOpenBLAS is the backend [Default] returns, set by setup.
+	// defaultOpenBLAS is the backend [Default] returns, set by setup, and
+	// envErr the error of XATTN_KERNELS (CheckEnv).
 	defaultOpenBLAS Backend
+	envErr          error
 	// sem holds one token per goroutine inside OpenBLAS, set by setup; see
 	// concurrencyCap.
 	sem chan struct{}
@@ -148,7 +163,8 @@ var (
 func setup() {
 	C.openblas_set_num_threads(1)
 	sem = make(chan struct{}, concurrencyCap(C.GoString(C.openblas_get_config())))
-	defaultOpenBLAS = openBLAS{k: newKernels(envVariant())}
+	v, err := envVariant(os.Getenv("XATTN_KERNELS"))
+	defaultOpenBLAS, envErr = openBLAS{k: newKernels(v)}, err
 }
 
 // concurrencyCap returns how many goroutines may be inside OpenBLAS at once,

@@ -168,6 +168,9 @@ func NewFiLM(cfg FiLMConfig, w *FiLMWeights, opts ...Option) (*FiLM, error) {
 			return nil, err
 		}
 	}
+	if err := s.checkEnv(); err != nil {
+		return nil, err
+	}
 	if s.plan.QBlock != 0 || s.plan.KVBlock != 0 {
 		return nil, fmt.Errorf("%w: WithTile(%d, %d) does not apply to FiLM", ErrConfig, s.plan.QBlock, s.plan.KVBlock)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -15,15 +16,55 @@ import (
 // TestMain runs the package's tests on the backend [blas.Default] is. When
 // XATTN_KERNELS names a variant of the OpenBLAS backend this CPU lacks
 // (scripts/test.sh asks for each in turn), it says so and runs nothing,
-// rather than run the CPU's own variant again under another name.
+// rather than run the CPU's own variant again under another name; when it
+// names no variant at all, the run fails. (TestBadKernelsEnv's child
+// process sets XATTN_TEST_BAD_KERNELS to be let through.)
 func TestMain(m *testing.M) {
-	if name := os.Getenv("XATTN_KERNELS"); name != "" && blas.OpenBLASInfo().Linked {
-		if _, err := blas.OpenBLASVariant(name); err != nil {
+	if name := os.Getenv("XATTN_KERNELS"); name != "" && blas.OpenBLASInfo().Linked && os.Getenv("XATTN_TEST_BAD_KERNELS") == "" {
+		if _, err := blas.OpenBLASVariant(name); errors.Is(err, blas.ErrUnsupported) {
 			fmt.Printf("skipping every test of package xattn: XATTN_KERNELS=%s: %v\n", name, err)
 			os.Exit(0)
+		} else if err != nil {
+			fmt.Printf("XATTN_KERNELS=%s: %v\n", name, err)
+			os.Exit(1)
 		}
 	}
 	os.Exit(m.Run())
+}
+
+// TestBadKernelsEnv runs a child process with XATTN_KERNELS naming no
+// variant: New and NewFiLM fail with an error wrapping ErrConfig that names
+// the value, unless WithBackend chose the backend.
+func TestBadKernelsEnv(t *testing.T) {
+	if !blas.OpenBLASInfo().Linked {
+		t.Skip("no OpenBLAS backend in this build: XATTN_KERNELS is not read")
+	}
+	cfg := xattn.Config{QueryDim: 8, ContextDim: 8, Heads: 2, HeadDim: 4, OutDim: 8}
+	fcfg := xattn.FiLMConfig{Dim: 4, CondDim: 3}
+	if spec := os.Getenv("XATTN_TEST_BAD_KERNELS"); spec != "" {
+		w := mustWeights(t, cfg)
+		fw, err := xattn.NewFiLMWeights(fcfg, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = xattn.New(cfg, w)
+		if !errors.Is(err, xattn.ErrConfig) || !errors.Is(err, blas.ErrVariant) || !strings.Contains(err.Error(), spec) {
+			t.Errorf("New with XATTN_KERNELS=%s: %v, want ErrConfig naming it", spec, err)
+		}
+		_, err = xattn.NewFiLM(fcfg, fw)
+		if !errors.Is(err, xattn.ErrConfig) || !strings.Contains(err.Error(), spec) {
+			t.Errorf("NewFiLM with XATTN_KERNELS=%s: %v, want ErrConfig naming it", spec, err)
+		}
+		if _, err := xattn.New(cfg, w, xattn.WithBackend(blas.Pure())); err != nil {
+			t.Errorf("New WithBackend(Pure) with XATTN_KERNELS=%s: %v", spec, err)
+		}
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBadKernelsEnv$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "XATTN_KERNELS=avx1024", "XATTN_TEST_BAD_KERNELS=avx1024")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "PASS") {
+		t.Fatalf("%v\n%s", err, out)
+	}
 }
 
 // TestRequireKernels fails if XATTN_KERNELS names a variant that the

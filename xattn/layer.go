@@ -78,6 +78,9 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 			return nil, err
 		}
 	}
+	if err := s.checkEnv(); err != nil {
+		return nil, err
+	}
 	l := &Layer{cfg: c, backend: s.backend, plan: s.plan}
 	l.rowStep, l.colStep = s.backend.Steps()
 	if l.rowStep < 1 || l.colStep < 1 {
