@@ -11,7 +11,6 @@
 #include "internal.h"
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /*
  * Non-finite values. A visible non-finite score ends its row in xattn_row_bad, so
@@ -69,21 +68,18 @@ static void block_zero_row(float *vt, const xattn_block *vb, int j, int n) {
 }
 
 void xattn_attend(const xattn_kernels *kt, const xattn_attention *p, const float *q,
-		const float *k, const float *v, float *o, const int32_t *key_len,
-		const unsigned char *keep, const float *bias, const float *ktp, float *stats,
-		float *scratch, int64_t t0, int64_t t1) {
+		const float *k, const float *v, float *o, const unsigned char *keep, const float *bias,
+		const float *ktp, float *stats, float *scratch, const xattn_task *tasks, int ntasks) {
 	const xattn_rows_fn rows = kt->rows;
 	const xattn_scale_fn scale = kt->scale;
 	const xattn_products *prod = kt->prod;
-	const int64_t nqb = (p->tq + p->q_block - 1) / p->q_block;
 	const int hb = p->head_block;
-	const int64_t nhb = (p->heads + hb - 1) / hb;
 	const int group = p->heads / p->kv_heads;
-	float *s = scratch;
 	/* Scores of a block: q_block rows of every head of a task (stacked, below). */
-	const int64_t slen = (int64_t)p->q_block * hb * ((p->kv_block + 15) / 16 * 16);
+	float *s = scratch;
+	const int lds = p->scratch_lds;
 	/* Running maximum, sum and correction of row r of head i of the task: [i·q_block + r]. */
-	float *mxs = scratch + slen;
+	float *mxs = scratch + p->scratch_stats;
 	float *sums = mxs + (int64_t)p->q_block * hb;
 	float *corrs = sums + (int64_t)p->q_block * hb;
 	/*
@@ -94,32 +90,26 @@ void xattn_attend(const xattn_kernels *kt, const xattn_attention *p, const float
 	 * dimension dv).
 	 */
 	const int packs = prod->pack_keys != NULL;
-	float *kt_buf = scratch + (slen + 3 * (int64_t)p->q_block * hb + 15) / 16 * 16;
-	const int64_t ldp = (p->kv_block + 15) / 16 * 16; /* rows of a panel of packed values */
-	float *vt = kt_buf + (int64_t)p->dk * ((p->kv_block + 63) / 64 * 64);
+	float *kt_buf = scratch + p->scratch_keys;
+	float *vt = scratch + p->scratch_values;
+	const int64_t ldp = p->scratch_ldv; /* rows of a panel of packed values */
 
-	for (int64_t t = t0; t < t1; t++) {
+	for (int ti = 0; ti < ntasks; ti++) {
 		/*
 		 * The task: batch b, query heads [h0, h0+nh) sharing key/value
-		 * head g, query rows [q0, q0+mq). The keys are walked once, block
-		 * by block, for all its heads.
+		 * head g, query rows [q0, q0+mq), keys [lo, hi). The keys are
+		 * walked once, block by block, for all its heads.
 		 */
-		const int64_t bh = t / nqb;
-		const int b = (int)(bh / nhb), h0 = (int)(bh % nhb) * hb;
-		const int nh = p->heads - h0 < hb ? p->heads - h0 : hb;
-		const int q0 = (int)(t % nqb) * p->q_block;
-		const int mq = (int)min64(p->q_block, p->tq - q0);
+		const xattn_task *tk = tasks + ti;
+		const int b = tk->b, h0 = tk->h0, nh = tk->nh, q0 = tk->q0, mq = tk->mq;
+		const int64_t lo = tk->lo, hi = tk->hi;
 		const int g = h0 / group;
 		const int64_t kb = p->batch_k * b + (int64_t)p->dk * g;
 		const int64_t vb = p->batch_v * b + (int64_t)p->dv * g;
 		const int stack = prod->stacks && nh > 1 && nh == p->heads && p->ldq == (int64_t)p->heads * p->dk &&
 				p->ldo == (int64_t)p->heads * p->dv;
-		/* The keys any row of the block can see: key length and causal diagonal. */
-		int64_t nk = p->tk;
-		if (key_len)
-			nk = min64(nk, max64(key_len[b], 0));
-		if (p->causal)
-			nk = min64(nk, max64(q0 + mq + p->causal_offset, 0));
+		/* Packed keys serve where the key blocks start on their panels. */
+		const int use_ktp = ktp && p->kv_block % XATTN_PANEL == 0 && lo % XATTN_PANEL == 0;
 		int careful = 0;
 	again:
 		for (int r = 0; r < p->q_block * nh; r++) {
@@ -127,16 +117,14 @@ void xattn_attend(const xattn_kernels *kt, const xattn_attention *p, const float
 			sums[r] = 0.0f;
 		}
 
-		for (int64_t k0 = 0; k0 < nk; k0 += p->kv_block) {
-			const int nb = (int)min64(p->kv_block, nk - k0);
-			/* S's rows start on 64-byte boundaries: aligned stores and loads. */
-			const int lds = (nb + 15) / 16 * 16;
+		for (int64_t k0 = lo; k0 < hi; k0 += p->kv_block) {
+			const int nb = (int)min64(p->kv_block, hi - k0);
 			const float *vin = v + vb + k0 * p->ldv; /* the value block in V */
 			xattn_block kblk = {k + kb + k0 * p->ldk, p->ldk, 0};
 			xattn_block vblk = {vin, p->ldv, 0};
 			if (p->dk > 0 && packs) {
 				kblk = (xattn_block){kt_buf, XATTN_PANEL, (int64_t)XATTN_PANEL * p->dk};
-				if (ktp && p->kv_block % XATTN_PANEL == 0)
+				if (use_ktp)
 					kblk.p = ktp + p->kt_batch * b + p->kt_head * g + k0 * (int64_t)p->dk;
 				else
 					prod->pack_keys(nb, p->dk, k + kb + k0 * p->ldk, p->ldk, kt_buf);
@@ -179,11 +167,11 @@ void xattn_attend(const xattn_kernels *kt, const xattn_attention *p, const float
 					const unsigned char *kk = keep ? keep + p->keep_stride[0] * b + p->keep_stride[1] * h + p->keep_stride[2] * q0 + k0 : NULL;
 					rows(mq, nb, s + (int64_t)i * lds, lds * nh, bb, (int)p->bias_stride[2], kk, (int)p->keep_stride[2],
 							p->causal, q0 + p->causal_offset + 1 - k0, mx, sum, corr);
-					if (p->dv > 0 && k0 > 0)
+					if (p->dv > 0 && k0 > lo)
 						scale(mq, p->dv, os + (int64_t)p->dv * h, p->ldo, corr);
 				}
 				if (p->dv > 0)
-					prod->pv(ms, p->dv, nb, s, lds, &vblk, k0 > 0 ? 1.0f : 0.0f, os, p->dv);
+					prod->pv(ms, p->dv, nb, s, lds, &vblk, k0 > lo ? 1.0f : 0.0f, os, p->dv);
 				for (int i = 0; fix && i < nh; i++) {
 					const int h = h0 + i;
 					const float *bb = bias ? bias + p->bias_stride[0] * b + p->bias_stride[1] * h + p->bias_stride[2] * q0 + k0 : NULL;
@@ -212,7 +200,7 @@ void xattn_attend(const xattn_kernels *kt, const xattn_attention *p, const float
 					continue;
 				/* O_blk = corr·O_blk + P·V_blk; the first block overwrites O. */
 				float beta = 0.0f;
-				if (k0 > 0) {
+				if (k0 > lo) {
 					scale(mq, p->dv, ot, p->ldo, corr);
 					beta = 1.0f;
 				}
@@ -240,7 +228,7 @@ void xattn_attend(const xattn_kernels *kt, const xattn_attention *p, const float
 			 * all) becomes 0, a NaN row (sum NaN) stays NaN.
 			 */
 			for (int r = 0; r < mq; r++)
-				corr[r] = nk > 0 && sum[r] != 0.0f ? 1.0f / sum[r] : 0.0f;
+				corr[r] = hi > lo && sum[r] != 0.0f ? 1.0f / sum[r] : 0.0f;
 			float *ot = o + p->batch_o * b + (int64_t)p->ldo * q0 + (int64_t)p->dv * h;
 			scale(mq, p->dv, ot, p->ldo, corr);
 			ok = ok && kt->finite(mq, p->dv, ot, p->ldo);

@@ -149,7 +149,7 @@ func BenchmarkProjection(b *testing.B) {
 					testutil.Fill(newRand(1), g.A, -1, 1)
 					testutil.Fill(newRand(2), g.B, -1, 1)
 					if packed {
-						if g.Packed = v.be.Pack(g.B, sh.n, sh.k); g.Packed == nil {
+						if g.Packed = v.be.Pack(g.B, sh.n, sh.k); g.Packed.IsZero() {
 							b.Skipf("%s does not pack", v.name)
 						}
 					}

@@ -15,10 +15,11 @@ import "math"
 // The C_i must not overlap each other, A or B. A head of a [T, Heads·HeadDim]
 // matrix is a column block: LDA = Heads·HeadDim and StrideA = HeadDim.
 //
-// Packed, when not nil, is B as the same backend's [Backend.Pack] returned it
-// for a single product (Count = 1) with TransB and LDB = K: a backend may
-// read it instead of B. B must still be given; it is checked, and read by
-// backends that do not use Packed.
+// Packed, when not zero, is B as a backend's [Backend.Pack] returned it (or
+// a view of it, [Packed.Cols]) for a single product (Count = 1) with TransB
+// and LDB = K, N×K: a backend may read it instead of B. B must still be
+// given; it is checked, and read by backends that do not read Packed's
+// layout.
 type Batch struct {
 	Count, M, N, K            int
 	TransB                    bool
@@ -27,7 +28,7 @@ type Batch struct {
 	LDA, LDB, LDC             int
 	StrideA, StrideB, StrideC int
 	Bias                      []float32
-	Packed                    []float32
+	Packed                    Packed
 }
 
 // Rows describes one call of the fused softmax row pass over an M×N block of
@@ -113,13 +114,12 @@ type Attention struct {
 	// block is read, and repacked, once. 0 means 1.
 	HeadBlock int
 
-	// KT, when not nil, holds the keys of K again, as the backend's
+	// KT, when not zero, holds the keys of K again, as the backend's
 	// PackKeys laid them out for its kernel: a caller that attends over the
-	// same keys many times (a cached context) packs them once. KTBatch and
-	// KTHead are its strides between batches and between key/value heads.
-	// K must still be given: backends that do not pack read it.
-	KT              []float32
-	KTBatch, KTHead int
+	// same keys many times (a cached context) packs them once. Its item
+	// b·KVHeads+g holds the Tk keys (at least) of head g of batch b. K must
+	// still be given: backends that do not read KT's layout read K.
+	KT Packed
 
 	// Stats, when not nil, receives the softmax statistics of every query
 	// row the tasks compute: the largest masked, scaled score m and the sum
@@ -142,45 +142,82 @@ func (a *Attention) Tasks() int {
 func (a *Attention) headBlock() int { return max(a.HeadBlock, 1) }
 
 // ScratchLen returns the number of float32 scratch values one worker needs
-// for [Backend.Attend] on a.
-//
-// It holds the scores of a query block of every head of a task against a key
-// block (rows padded to a multiple of 16 values), the running maximum, sum
-// and correction of each row of each head of a task, then, for backends
-// that repack a key block and its values, the block's DK·KVBlock keys
-// (rounded up to whole panels of 64 keys) and its KVBlock·DV values (DV
-// rounded up to whole panels of 64). Each part starts, and the length ends,
-// on a multiple of 16 values, so that consecutive scratch slices of a
-// 64-byte aligned buffer keep the blocks aligned for the vector loads.
-func (a *Attention) ScratchLen() int {
-	return a.ktOffset() + a.DK*ceilDiv(a.KVBlock, 64)*64 + ceilDiv(a.DV, 64)*64*ceilDiv(a.KVBlock, 16)*16
+// for [Backend.Attend] on a: the parts that a.scratch lays out.
+func (a *Attention) ScratchLen() int { return a.scratch().len }
+
+// maxPanel is the widest column panel of a backend's packed layout (the
+// AVX-512 kernel's 64), for which the scratch holds a packed key block and
+// value block.
+const maxPanel = 64
+
+// scratchLayout is where the parts of one worker's scratch start, for
+// every backend and variant: the one definition both sides of the cgo
+// crossing use (xattn_attend reads it from xattn_attention).
+type scratchLayout struct {
+	// scores holds S, the scores of a query block of every head of a task
+	// against a key block: row i of head j at scores + (i·nh + j)·ldS
+	// when the task's heads are stacked, else head j's block at scores +
+	// j·QBlock·ldS. ldS is KVBlock rounded up to 16 values (64 bytes), so
+	// that rows start aligned for the vector loads.
+	scores, ldS int
+	// stats holds the running maximum, sum and correction of each row of
+	// each head of a task: row r of head j at stats + j·QBlock + r, then
+	// QBlock·HeadBlock further for the sum and as far again for the
+	// correction.
+	stats int
+	// keys holds a key block repacked for a backend that packs: DK rows of
+	// KVBlock keys, rounded up to whole panels.
+	keys int
+	// values holds a value block repacked in panels of ldV rows (KVBlock
+	// rounded up to 16), DV rounded up to whole panels; or a row-major
+	// copy of one (a careful rerun, see attend.c), or other per-key scratch
+	// (the pure backend's).
+	values, ldV int
+	// len is the whole scratch. Each part starts, and len ends, on a
+	// multiple of 16 values, so that the parts of a 64-byte aligned buffer
+	// stay aligned.
+	len int
 }
 
-// ktOffset is where the repacked key block starts in the scratch.
-func (a *Attention) ktOffset() int {
-	return ceilDiv(a.QBlock*a.headBlock()*ceilDiv(a.KVBlock, 16)*16+3*a.QBlock*a.headBlock(), 16) * 16
+// scratch returns the layout of a worker's scratch for a.
+func (a *Attention) scratch() scratchLayout {
+	hq := a.QBlock * a.headBlock() // query rows of a task
+	ld := ceilDiv(a.KVBlock, 16) * 16
+	var l scratchLayout
+	l.ldS, l.ldV = ld, ld
+	l.stats = hq * ld
+	l.keys = ceilDiv(l.stats+3*hq, 16) * 16
+	l.values = l.keys + a.DK*ceilDiv(a.KVBlock, maxPanel)*maxPanel
+	l.len = l.values + ceilDiv(a.DV, maxPanel)*maxPanel*ld
+	return l
 }
 
-// task returns the batch, first head and first query row of task t.
-func (a *Attention) task(t int) (b, h, q0 int) {
+// task is one task of an Attention: batch b, its query heads [h0, h0+nh)
+// (which share one key/value head) and query rows [q0, q0+mq), and the
+// keys [lo, hi) that any of its rows can see at all, which its walk over
+// the keys is cut to.
+type task struct{ b, h0, nh, q0, mq, lo, hi int }
+
+// task returns task t of a: the one definition of the task map and of the
+// keys a task sees, for every backend (the OpenBLAS one hands them to C).
+// The query block is the fastest-moving index, then the head block, then
+// the batch. The key length and the causal diagonal end the keys early.
+func (a *Attention) task(t int) task {
+	hb := a.headBlock()
 	nqb := ceilDiv(a.Tq, a.QBlock)
-	nhb := ceilDiv(a.Heads, a.headBlock())
-	qb := t % nqb
+	nhb := ceilDiv(a.Heads, hb)
 	bh := t / nqb
-	return bh / nhb, bh % nhb * a.headBlock(), qb * a.QBlock
-}
-
-// keys returns how many leading keys the query rows [q0, q0+mq) of batch b
-// can see at all: the key length and the causal diagonal cut the walk short.
-func (a *Attention) keys(b, q0, mq int) int {
-	nk := a.Tk
+	k := task{b: bh / nhb, h0: bh % nhb * hb, q0: t % nqb * a.QBlock}
+	k.nh = min(hb, a.Heads-k.h0)
+	k.mq = min(a.QBlock, a.Tq-k.q0)
+	k.hi = a.Tk
 	if a.KeyLen != nil {
-		nk = min(nk, max(int(a.KeyLen[b]), 0))
+		k.hi = min(k.hi, max(int(a.KeyLen[k.b]), 0))
 	}
 	if a.Causal {
-		nk = min(nk, max(q0+mq+a.CausalOffset, 0))
+		k.hi = min(k.hi, max(k.q0+k.mq+a.CausalOffset, 0))
 	}
-	return nk
+	return k
 }
 
 // Backend computes the products and row passes of a layer. Both
@@ -195,12 +232,18 @@ type Backend interface {
 	Sgemm(g *Batch)
 	// Pack returns the n×k row-major matrix w, the right-hand side of
 	// products C = A·wᵀ (TransB), rearranged for this backend's Sgemm to
-	// read as Batch.Packed, or nil if the backend reads w as it is. It is
-	// for a matrix used in many products, such as a layer's weights: the
-	// result is a new slice, never written to after, safe to share, of at
-	// most twice the values of w (where its layout would pad more, the
-	// backend returns nil).
-	Pack(w []float32, n, k int) []float32
+	// read as Batch.Packed, or the zero Packed if the backend reads w as it
+	// is. It is for a matrix used in many products, such as a layer's
+	// weights: the result is new memory, never written to after, safe to
+	// share, of at most twice the values of w (where its layout would pad
+	// more, the backend returns the zero Packed).
+	Pack(w []float32, n, k int) Packed
+	// Steps returns the row and column counts this backend's products are
+	// best cut in: a caller that splits a product, or the query rows of
+	// an attention, over workers cuts it in multiples of rows (the rows a
+	// kernel computes at once), and the columns of a packed matrix at
+	// multiples of cols, where [Packed.Cols] has views. Both are positive.
+	Steps() (rows, cols int)
 	// SoftmaxRows runs the fused softmax row pass described by r.
 	SoftmaxRows(r *Rows)
 	// ScaleRows multiplies row i of the m×n matrix c (leading dimension ldc)
@@ -209,10 +252,12 @@ type Backend interface {
 	// Attend runs tasks [t0, t1) of a, using scratch, of length at least
 	// a.ScratchLen(), as its working memory.
 	Attend(a *Attention, t0, t1 int, scratch []float32)
-	// PackKeys sets a.KT, a.KTBatch and a.KTHead to a new copy of the keys
-	// of a (K, LDK, BatchK over Batch, KVHeads, Tk and DK) in the layout
-	// this backend's Attend reads fastest, and reports whether it did; it
-	// leaves a alone and returns false when the backend reads K as it is.
+	// PackKeys sets a.KT to a new copy of the keys of a (K, LDK, BatchK
+	// over Batch, KVHeads, Tk and DK) in the layout this backend's Attend
+	// reads fastest, and reports whether it did; it leaves a alone and
+	// returns false when the backend reads K as it is. The copy's columns
+	// are keys: a.KT.Cols(k0, n) is keys [k0, k0+n) where k0 starts a
+	// column step.
 	PackKeys(a *Attention) bool
 }
 

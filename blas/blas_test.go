@@ -164,8 +164,9 @@ func mustPanic(t *testing.T, want string, f func()) {
 	f()
 }
 
-// TestPack checks what Pack returns: nil where the backend reads B as it
-// is, the AVX-512 kernel's panels otherwise; and its panics.
+// TestPack checks what Pack returns: the zero Packed where the backend reads
+// B as it is, the AVX-512 kernel's panels otherwise; its views (Cols,
+// Items) and sizes; and its panics.
 func TestPack(t *testing.T) {
 	w := make([]float32, 70*3)
 	testutil.Fill(newRand(3), w, -1, 1)
@@ -173,15 +174,20 @@ func TestPack(t *testing.T) {
 		if !v.ok {
 			continue
 		}
+		rows, cols := v.be.Steps()
+		if rows < 1 || cols < 1 {
+			t.Errorf("%s: Steps() = %d, %d, want positive", v.name, rows, cols)
+		}
 		p := v.be.Pack(w, 70, 3)
 		if !v.packs {
-			if p != nil {
-				t.Errorf("%s: Pack returned %d values, want nil", v.name, len(p))
+			if !p.IsZero() {
+				t.Errorf("%s: Pack returned %d bytes, want the zero Packed", v.name, p.Bytes())
 			}
 			continue
 		}
-		if len(p) != packedLen(70, 3) {
-			t.Fatalf("avx512: Pack returned %d values, want %d", len(p), packedLen(70, 3))
+		if p.N() != 70 || p.K() != 3 || p.Count() != 1 || p.Bytes() != 4*128*3 || cols != 64 {
+			t.Fatalf("%s: Pack returned %d×%d (%d items, %d bytes), panels of %d; want 70×3, 1, %d, 64",
+				v.name, p.N(), p.K(), p.Count(), p.Bytes(), cols, 4*128*3)
 		}
 		for j := range 128 {
 			for q := range 3 {
@@ -189,23 +195,39 @@ func TestPack(t *testing.T) {
 				if j < 70 {
 					want = w[j*3+q]
 				}
-				if got := p[j/64*64*3+q*64+j%64]; got != want {
-					t.Fatalf("avx512: packed (%d, %d) = %v, want %v", q, j, got, want)
+				if got := p.f32[j/64*64*3+q*64+j%64]; got != want {
+					t.Fatalf("%s: packed (%d, %d) = %v, want %v", v.name, q, j, got, want)
 				}
 			}
 		}
-		if v.be.Pack(w, 0, 3) != nil || v.be.Pack(nil, 4, 0) != nil {
-			t.Errorf("avx512: Pack of an empty matrix is not nil")
+		if c, ok := p.Cols(64, 6); !ok || c.N() != 6 || c.panels(64)[0] != w[64*3] {
+			t.Errorf("%s: Cols(64, 6) = %d columns, %v", v.name, c.N(), ok)
 		}
+		for _, jn := range [][2]int{{1, 6}, {63, 7}, {64, 7}, {0, 0}, {-64, 6}, {0, 71}} {
+			if c, ok := p.Cols(jn[0], jn[1]); ok || !c.IsZero() {
+				t.Errorf("%s: Cols(%d, %d) has a view", v.name, jn[0], jn[1])
+			}
+		}
+		if c, ok := p.Items(0, 1); !ok || c.Count() != 1 {
+			t.Errorf("%s: Items(0, 1) = %d items, %v", v.name, c.Count(), ok)
+		}
+		if _, ok := p.Items(1, 1); ok {
+			t.Errorf("%s: Items(1, 1) of one item has a view", v.name)
+		}
+		if !v.be.Pack(w, 0, 3).IsZero() || !v.be.Pack(nil, 4, 0).IsZero() {
+			t.Errorf("%s: Pack of an empty matrix is not zero", v.name)
+		}
+		// A view of another shape, or a Packed where B is not packable.
+		g := &Batch{Count: 1, M: 2, N: 70, K: 3, TransB: true, Alpha: 1, A: w[:6], LDA: 3, B: w, LDB: 3,
+			C: make([]float32, 140), LDC: 70}
+		g.Packed, _ = p.Cols(0, 69)
+		mustPanic(t, errPacked, func() { v.be.Sgemm(g) })
+		g.Packed, g.TransB, g.LDB = p, false, 70
+		mustPanic(t, errPacked, func() { v.be.Sgemm(g) })
 	}
 	for _, be := range All() {
 		mustPanic(t, errShortB, func() { be.Pack(w, 71, 3) })
 		mustPanic(t, errDim, func() { be.Pack(w, -1, 3) })
-		g := &Batch{Count: 1, M: 2, N: 70, K: 3, TransB: true, Alpha: 1, A: w[:6], LDA: 3, B: w, LDB: 3,
-			C: make([]float32, 140), LDC: 70, Packed: make([]float32, packedLen(70, 3)-1)}
-		mustPanic(t, errPacked, func() { be.Sgemm(g) })
-		g.Packed, g.TransB, g.LDB = make([]float32, packedLen(70, 3)), false, 70
-		mustPanic(t, errPacked, func() { be.Sgemm(g) })
 	}
 }
 
@@ -269,7 +291,7 @@ func testSgemm(t *testing.T, be Backend, sh sgemmShape, transB bool, pad int, al
 		g.Packed = be.Pack(g.B, sh.n, sh.k)
 	}
 	var in snapshot
-	in.floats(g.A, g.B, g.Bias, g.Packed)
+	in.floats(g.A, g.B, g.Bias, g.Packed.f32)
 	want, scale := sgemmRef64(g)
 
 	be.Sgemm(g)
@@ -712,11 +734,11 @@ func testAttend(t *testing.T, be Backend, tc attnCase) {
 	in.ints(a.KeyLen)
 	if tc.packKeys {
 		packed := be.PackKeys(a)
-		if !packed && be.Pack(make([]float32, 64*64), 64, 64) != nil {
+		if !packed && !be.Pack(make([]float32, 64*64), 64, 64).IsZero() {
 			t.Fatal("PackKeys = false on a backend that packs weights (the AVX-512 variant)")
 		}
 		if packed {
-			in.floats(a.KT) // the keys are read, never written
+			in.floats(a.KT.f32) // the keys are read, never written
 		}
 	}
 	want, wantStats := attentionRef64(a)
@@ -933,8 +955,9 @@ func TestPanics(t *testing.T) {
 		{"attend/short-K", attn(func(a *Attention, _, _ *int, _ *[]float32) { a.K = a.K[:15] }), errShortK},
 		{"attend/short-V", attn(func(a *Attention, _, _ *int, _ *[]float32) { a.V = a.V[:23] }), errShortV},
 		{"attend/keylen", attn(func(a *Attention, _, _ *int, _ *[]float32) { a.KeyLen = []int32{1} }), errKeyLen},
-		{"attend/short-KT", attn(func(a *Attention, _, _ *int, _ *[]float32) { a.KT = f(127) }), errShortKT},
-		{"attend/KT-stride", attn(func(a *Attention, _, _ *int, _ *[]float32) { a.KT, a.KTHead = f(512), -1 }), errShortKT},
+		{"attend/short-KT", attn(func(a *Attention, _, _ *int, _ *[]float32) { a.KT = newPanels(2, 3, 2, 64) }), errShortKT},
+		{"attend/KT-items", attn(func(a *Attention, _, _ *int, _ *[]float32) { a.KT = newPanels(1, 4, 2, 64) }), errShortKT},
+		{"attend/KT-depth", attn(func(a *Attention, _, _ *int, _ *[]float32) { a.KT = newPanels(2, 4, 3, 64) }), errShortKT},
 		{"attend/stats", attn(func(a *Attention, _, _ *int, _ *[]float32) { a.Stats = f(2*2*2*3 - 1) }), errStats},
 		{"attend/short-bias", attn(func(a *Attention, _, _ *int, _ *[]float32) {
 			a.Bias, a.BiasStride = f(12), [3]int{12, 0, 4}

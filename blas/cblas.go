@@ -15,8 +15,8 @@ package blas
 #cgo nocallback xattn_exp
 #cgo noescape xattn_gemm_packed
 #cgo nocallback xattn_gemm_packed
-#cgo noescape xattn_pack_keys
-#cgo nocallback xattn_pack_keys
+#cgo noescape xattn_pack
+#cgo nocallback xattn_pack
 #cgo nocallback xattn_kernels_for
 #cgo nocallback xattn_kernels_info
 #cgo nocallback openblas_set_num_threads
@@ -30,6 +30,7 @@ package blas
 import "C"
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -73,6 +74,9 @@ type kernels struct {
 	rows, gemm string // the table's names for its row pass and products
 	packs      bool   // Pack and PackKeys lay operands out for its products
 	blas       bool   // Attend calls into OpenBLAS (takes a token of sem)
+	// rowStep and colStep are Steps; colStep is the panel width of the
+	// packed operands when packs.
+	rowStep, colStep int
 }
 
 // newKernels returns the table of v, which the CPU must run.
@@ -81,21 +85,34 @@ func newKernels(v choice) *kernels {
 	var info C.xattn_kernel_info
 	C.xattn_kernels_info(c, &info)
 	return &kernels{c: c, v: v, rows: C.GoString(info.rows), gemm: C.GoString(info.gemm),
-		packs: info.packs != 0, blas: info.blas != 0}
+		packs: info.packs != 0, blas: info.blas != 0,
+		rowStep: int(info.row_step), colStep: int(info.col_step)}
 }
 
 // envVariant returns the variant the environment variable XATTN_KERNELS
 // names (see [OpenBLASVariant] for the names), read once at set-up, or the
-// CPU's widest when it is unset, unknown or asks for more than the CPU has.
-// It exists so that tests of package xattn can run the AVX2 and scalar row
-// passes and the OpenBLAS-GEMM attention core on an AVX-512 machine.
-func envVariant() choice {
+// CPU's widest when it is unset; when it names no variant, or one the CPU
+// lacks, the widest and the error, which [CheckEnv] reports. It exists so
+// that tests of package xattn can run the AVX2 and scalar row passes and
+// the OpenBLAS-GEMM attention core on an AVX-512 machine.
+func envVariant(spec string) (choice, error) {
 	best := cpuVariant()
-	v, err := parseVariant(os.Getenv("XATTN_KERNELS"), best)
+	v, err := parseVariant(spec, best)
 	if err != nil {
-		return best
+		return best, fmt.Errorf("XATTN_KERNELS=%q: %w", spec, err)
 	}
-	return v
+	return v, nil
+}
+
+// CheckEnv returns the error of reading XATTN_KERNELS when the backend was
+// set up, or nil: an error wrapping [ErrVariant] when it names no variant,
+// [ErrUnsupported] when this CPU cannot run the one it names, the value
+// quoted in either. [Default] then runs the CPU's widest variant instead;
+// package xattn's New and NewFiLM fail with this error when they would use
+// Default. It sets the backend up if it was not yet.
+func CheckEnv() error {
+	setupOnce.Do(setup)
+	return envErr
 }
 
 // OpenBLASVariant returns the OpenBLAS backend with the kernels of the
@@ -129,8 +146,10 @@ func Variants() []string { return namedVariants(cpuVariant()) }
 
 var (
 	setupOnce sync.Once
-	// defaultOpenBLAS is the backend [Default] returns, set by setup.
+	// defaultOpenBLAS is the backend [Default] returns, set by setup, and
+	// envErr the error of XATTN_KERNELS (CheckEnv).
 	defaultOpenBLAS Backend
+	envErr          error
 	// sem holds one token per goroutine inside OpenBLAS, set by setup; see
 	// concurrencyCap.
 	sem chan struct{}
@@ -144,7 +163,8 @@ var (
 func setup() {
 	C.openblas_set_num_threads(1)
 	sem = make(chan struct{}, concurrencyCap(C.GoString(C.openblas_get_config())))
-	defaultOpenBLAS = openBLAS{k: newKernels(envVariant())}
+	v, err := envVariant(os.Getenv("XATTN_KERNELS"))
+	defaultOpenBLAS, envErr = openBLAS{k: newKernels(v)}, err
 }
 
 // concurrencyCap returns how many goroutines may be inside OpenBLAS at once,
@@ -227,16 +247,23 @@ func (openBLAS) Name() string { return "openblas" }
 func (o openBLAS) kernels() string { return o.k.v.String() }
 
 // Pack packs w for the GEMM kernel of the variant when it reads packed
-// weights (the AVX-512 kernel of kernel.c), and returns nil otherwise, or when the padding of its panels of 64
-// rows would more than double w (n < 32 rows: a 1×2²⁴ matrix would take 4 GB
-// as one panel). Such a product reads w as it is.
-func (o openBLAS) Pack(w []float32, n, k int) []float32 {
+// weights (the AVX-512 kernel of kernel.c, in panels of its colStep
+// columns), and returns the zero Packed otherwise, or when the padding of
+// its panels would more than double w (n < colStep/2 rows: a 1×2²⁴ matrix
+// would take 4 GB as one panel). Such a product reads w as it is.
+func (o openBLAS) Pack(w []float32, n, k int) Packed {
 	checkPack(w, n, k)
-	if !o.k.packs || n == 0 || k == 0 || packedLen(n, k) > 2*n*k {
-		return nil
+	if !o.k.packs || n == 0 || k == 0 || panelsLen(n, k, o.k.colStep) > 2*n*k {
+		return Packed{}
 	}
-	return packPanels(w, n, k)
+	p := newPanels(1, n, k, o.k.colStep)
+	C.xattn_pack(o.k.c, C.int(n), C.int(k), fptr(w), C.int64_t(k), fptr(p.f32))
+	return p
 }
+
+// Steps returns the variant's cut: its kernel's strip of rows and its
+// panel of columns.
+func (o openBLAS) Steps() (rows, cols int) { return o.k.rowStep, o.k.colStep }
 
 // Sgemm computes the products of g: the same result as [Pure]'s Sgemm and
 // sgemmRef64 to float32 rounding (OpenBLAS's kernels sum in another order).
@@ -247,9 +274,9 @@ func (o openBLAS) Sgemm(g *Batch) {
 	if !checkBatch(g) {
 		return
 	}
-	if g.Packed != nil && o.k.packs && g.K > 0 {
+	if pb := o.panels(g.Packed); pb != nil && g.K > 0 {
 		C.xattn_gemm_packed(o.k.c, C.int(g.M), C.int(g.N), C.int(g.K), C.float(g.Alpha), fptr(g.A), C.int64_t(g.LDA),
-			fptr(g.Packed), C.float(g.Beta), fptr(g.C), C.int64_t(g.LDC), fptr(g.Bias))
+			fptr(pb), C.float(g.Beta), fptr(g.C), C.int64_t(g.LDC), fptr(g.Bias))
 		return
 	}
 	enter()
@@ -290,13 +317,16 @@ func (o openBLAS) ScaleRows(m, n int, c []float32, ldc int, f []float32) {
 	C.xattn_scale_rows(o.k.c, C.int(m), C.int(n), fptr(c), C.int(ldc), fptr(f))
 }
 
-// Attend runs tasks [t0, t1) of a in one crossing: the steps of the pure
-// backend's attendTask, with the products and row pass of the variant; the
-// same result to float32 rounding.
+// Attend runs tasks [t0, t1) of a in C, up to attendTasks tasks per
+// crossing: the steps of the pure backend's attendTask, with the products
+// and row pass of the variant; the same result to float32 rounding. Go maps
+// the tasks (Attention.task) and lays the scratch out (Attention.scratch);
+// C reads both.
 func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 	if !checkAttention(a, t0, t1, scratch) {
 		return
 	}
+	lay := a.scratch()
 	p := C.xattn_attention{
 		batch: C.int(a.Batch), heads: C.int(a.Heads), kv_heads: C.int(a.KVHeads),
 		tq: C.int(a.Tq), tk: C.int(a.Tk), dk: C.int(a.DK), dv: C.int(a.DV),
@@ -306,28 +336,43 @@ func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 		batch_v: C.int64_t(a.BatchV), batch_o: C.int64_t(a.BatchO),
 		causal: cbool(a.Causal), causal_offset: C.int64_t(a.CausalOffset),
 		q_block: C.int(a.QBlock), kv_block: C.int(a.KVBlock), head_block: C.int(a.headBlock()),
-		kt_batch: C.int64_t(a.KTBatch), kt_head: C.int64_t(a.KTHead),
+		scratch_stats: C.int64_t(lay.stats), scratch_keys: C.int64_t(lay.keys),
+		scratch_values: C.int64_t(lay.values), scratch_lds: C.int(lay.ldS), scratch_ldv: C.int(lay.ldV),
+	}
+	kt := o.panels(a.KT)
+	if kt != nil {
+		p.kt_batch, p.kt_head = C.int64_t(a.KVHeads*a.KT.stride), C.int64_t(a.KT.stride)
 	}
 	for i := range 3 {
 		p.keep_stride[i] = C.int64_t(a.KeepStride[i])
 		p.bias_stride[i] = C.int64_t(a.BiasStride[i])
 	}
-	var keyLen *C.int32_t
-	if len(a.KeyLen) > 0 {
-		keyLen = (*C.int32_t)(unsafe.Pointer(&a.KeyLen[0]))
-	}
 	if o.k.blas {
 		enter()
 		defer leave()
 	}
-	C.xattn_attend(o.k.c, &p, fptr(a.Q), fptr(a.K), fptr(a.V), fptr(a.O), keyLen,
-		bptr(a.Keep), fptr(a.Bias), fptr(a.KT), fptr(a.Stats), fptr(scratch), C.int64_t(t0), C.int64_t(t1))
+	var tasks [attendTasks]C.xattn_task // on the stack: xattn_attend does not keep it
+	for t := t0; t < t1; {
+		n := min(t1-t, attendTasks)
+		for i := range n {
+			k := a.task(t + i)
+			tasks[i] = C.xattn_task{b: C.int(k.b), h0: C.int(k.h0), nh: C.int(k.nh), q0: C.int(k.q0),
+				mq: C.int(k.mq), lo: C.int(k.lo), hi: C.int(k.hi)}
+		}
+		C.xattn_attend(o.k.c, &p, fptr(a.Q), fptr(a.K), fptr(a.V), fptr(a.O), bptr(a.Keep), fptr(a.Bias),
+			fptr(kt), fptr(a.Stats), fptr(scratch), &tasks[0], C.int(n))
+		t += n
+	}
 }
 
+// attendTasks is the most tasks one crossing of Attend carries: enough that
+// a crossing's cost is lost among its tasks' work.
+const attendTasks = 32
+
 // PackKeys packs the keys of a for the variant's products when they read
-// packed keys: each key/value head of each batch as the transposed, 64-key
-// panels xattn_pack_keys writes, which Attend then reads in place of packing
-// every key block of every task. Other variants read K as it is.
+// packed keys: each key/value head of each batch as the transposed panels
+// of colStep keys that xattn_pack writes, which Attend then reads in place
+// of packing every key block of every task. Other variants read K as it is.
 func (o openBLAS) PackKeys(a *Attention) bool {
 	if !o.k.packs || a.Batch <= 0 || a.KVHeads <= 0 || a.Tk <= 0 || a.DK <= 0 {
 		return false
@@ -336,16 +381,24 @@ func (o openBLAS) PackKeys(a *Attention) bool {
 		a.LDK < a.KVHeads*a.DK || a.BatchK < 0 || need(a.Batch, a.BatchK, a.Tk, a.LDK, a.KVHeads*a.DK) > len(a.K) {
 		panic(errShortK)
 	}
-	head := a.DK * ceilDiv(a.Tk, 64) * 64
-	kt := make([]float32, a.Batch*a.KVHeads*head)
+	kt := newPanels(a.Batch*a.KVHeads, a.Tk, a.DK, o.k.colStep)
 	for b := range a.Batch {
 		for g := range a.KVHeads {
-			C.xattn_pack_keys(o.k.c, C.int(a.Tk), C.int(a.DK), fptr(a.K[b*a.BatchK+g*a.DK:]), C.int64_t(a.LDK),
-				fptr(kt[(b*a.KVHeads+g)*head:]))
+			C.xattn_pack(o.k.c, C.int(a.Tk), C.int(a.DK), fptr(a.K[b*a.BatchK+g*a.DK:]), C.int64_t(a.LDK),
+				fptr(kt.f32[(b*a.KVHeads+g)*kt.stride:]))
 		}
 	}
-	a.KT, a.KTBatch, a.KTHead = kt, a.KVHeads*head, head
+	a.KT = kt
 	return true
+}
+
+// panels returns the values of p when the variant's products read its
+// layout, else nil.
+func (o openBLAS) panels(p Packed) []float32 {
+	if !o.k.packs {
+		return nil
+	}
+	return p.panels(o.k.colStep)
 }
 
 // exp sets dst[i] = e^src[i] for i < min(len(dst), len(src)) with the

@@ -3,8 +3,12 @@
 package blas
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 
@@ -34,7 +38,7 @@ func variants() []variant {
 
 func TestOpenBLASInfo(t *testing.T) {
 	info := OpenBLASInfo()
-	want := envVariant()
+	want, _ := envVariant(os.Getenv("XATTN_KERNELS"))
 	if info.RowPass != rowNames[want.rows] || info.Variant != want.String() {
 		t.Errorf("RowPass, Variant = %q, %q, want %q, %q", info.RowPass, info.Variant, rowNames[want.rows], want)
 	}
@@ -268,5 +272,52 @@ func TestSoftmaxRowsNilS(t *testing.T) {
 		if corr[0] != 1 || corr[1] != 1 || sum[1] != 3 || mx[1] != 2 {
 			t.Errorf("isa=%s: max %v sum %v corr %v", v.name, mx, sum, corr)
 		}
+	}
+}
+
+// TestEnvVariant checks how XATTN_KERNELS is read: unset is the CPU's
+// widest; an unknown name, or one beyond the CPU, is the widest and an error
+// that quotes the value and wraps ErrVariant or ErrUnsupported.
+func TestEnvVariant(t *testing.T) {
+	best := cpuVariant()
+	if v, err := envVariant(""); v != best || err != nil {
+		t.Errorf("envVariant(\"\") = %v, %v, want %v, nil", v, err, best)
+	}
+	if v, err := envVariant("scalar"); v != (choice{0, 0}) || err != nil {
+		t.Errorf("envVariant(scalar) = %v, %v", v, err)
+	}
+	for _, spec := range []string{"avx1024", "rows=avx2,gemm=cuda", "AVX2", " avx2", "rows=avx2,bogus=1"} {
+		v, err := envVariant(spec)
+		if v != best || !errors.Is(err, ErrVariant) || !strings.Contains(err.Error(), fmt.Sprintf("XATTN_KERNELS=%q", spec)) {
+			t.Errorf("envVariant(%q) = %v, %v; want %v and an error wrapping ErrVariant that quotes it", spec, v, err, best)
+		}
+	}
+	if best.rows < 2 {
+		if _, err := envVariant("avx512"); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("envVariant(avx512) on a CPU without it: %v, want ErrUnsupported", err)
+		}
+	}
+}
+
+// TestCheckEnv runs a child process with XATTN_KERNELS set to a name that
+// names nothing: CheckEnv reports it, and Default runs the widest variant.
+func TestCheckEnv(t *testing.T) {
+	if spec, ok := os.LookupEnv("XATTN_TEST_CHECK_ENV"); ok {
+		err := CheckEnv()
+		if !errors.Is(err, ErrVariant) || !strings.Contains(err.Error(), spec) {
+			t.Fatalf("XATTN_KERNELS=%s: CheckEnv() = %v, want an error naming it", spec, err)
+		}
+		if got := Default().(openBLAS).k.v; got != cpuVariant() {
+			t.Fatalf("Default() runs %v, want the widest, %v", got, cpuVariant())
+		}
+		return
+	}
+	if err := CheckEnv(); err != nil && os.Getenv("XATTN_KERNELS") == "" {
+		t.Fatalf("CheckEnv() = %v with XATTN_KERNELS unset", err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCheckEnv$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "XATTN_KERNELS=avx9000", "XATTN_TEST_CHECK_ENV=avx9000")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
 	}
 }

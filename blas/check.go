@@ -34,8 +34,8 @@ const (
 	errScratch   = "blas: insufficient length of scratch"
 	errStats     = "blas: insufficient length of Stats"
 	errHeadBlock = "blas: HeadBlock does not divide the query heads of a key/value head"
-	errShortKT   = "blas: insufficient length of KT, or negative KT strides"
-	errPacked    = "blas: Packed with Count ≠ 1, without TransB, with LDB ≠ K, or of the wrong length"
+	errShortKT   = "blas: KT of too few keys or items, or of another depth than DK"
+	errPacked    = "blas: Packed with Count ≠ 1, without TransB, with LDB ≠ K, or of another shape than N×K"
 )
 
 // maxC is the largest dimension, leading dimension or stride handed to C: the
@@ -90,7 +90,8 @@ func checkBatch(g *Batch) bool {
 	if g.Bias != nil && len(g.Bias) < g.N {
 		panic(errShortBia)
 	}
-	if g.Packed != nil && (g.Count != 1 || !g.TransB || g.LDB != g.K || len(g.Packed) != packedLen(g.N, g.K)) {
+	if !g.Packed.IsZero() && (g.Count != 1 || !g.TransB || g.LDB != g.K || g.Packed.Count() != 1 ||
+		g.Packed.N() != g.N || g.Packed.K() != g.K) {
 		panic(errPacked)
 	}
 	return true
@@ -107,25 +108,6 @@ func checkPack(w []float32, n, k int) {
 	if len(w) < n*k {
 		panic(errShortB)
 	}
-}
-
-// packedLen is the length of an n×k matrix packed in panels of 64 rows.
-func packedLen(n, k int) int { return ceilDiv(n, 64) * 64 * k }
-
-// packPanels returns the n×k matrix w as the k×n matrix wᵀ stored in panels
-// of 64 columns, each a contiguous k×64 block padded with zeros: element
-// (p, j) of wᵀ, that is w[j*k+p], at (j/64)·64·k + p·64 + j%64. It is the
-// packed B of the AVX-512 kernel (kernel.c).
-func packPanels(w []float32, n, k int) []float32 {
-	out := make([]float32, packedLen(n, k))
-	for j := range n {
-		panel := out[j/64*64*k:]
-		row := w[j*k : j*k+k]
-		for p, v := range row {
-			panel[p*64+j%64] = v
-		}
-	}
-	return out
 }
 
 // need returns the length a slice must have to hold count matrices of
@@ -215,7 +197,7 @@ func checkAttention(a *Attention, t0, t1 int, scratch []float32) bool {
 			panic(errTooLarge)
 		}
 	}
-	if a.HeadBlock > maxC || a.QBlock*max(a.HeadBlock, 1) > maxC || a.QBlock*max(a.HeadBlock, 1)*(ceilDiv(a.KVBlock, 16)*16) > maxC {
+	if a.HeadBlock > maxC || a.QBlock*max(a.HeadBlock, 1) > maxC || a.scratch().stats > maxC {
 		panic(errTooLarge)
 	}
 	if a.Heads > 0 && (a.KVHeads <= 0 || a.Heads%a.KVHeads != 0) {
@@ -271,8 +253,7 @@ func checkAttention(a *Attention, t0, t1 int, scratch []float32) bool {
 	if a.DV > 0 && need(a.Batch, a.BatchV, a.Tk, a.LDV, a.KVHeads*a.DV) > len(a.V) {
 		panic(errShortV)
 	}
-	if a.KT != nil && (a.KTBatch < 0 || a.KTHead < 0 || a.DK > 0 &&
-		(a.Batch-1)*a.KTBatch+(a.KVHeads-1)*a.KTHead+a.DK*ceilDiv(a.Tk, 64)*64 > len(a.KT)) {
+	if !a.KT.IsZero() && (a.KT.Count() < a.Batch*a.KVHeads || a.KT.N() < a.Tk || a.KT.K() != a.DK) {
 		panic(errShortKT)
 	}
 	if a.Keep != nil && maskNeed(a.KeepStride, a.Batch, a.Heads, a.Tq, a.Tk) > len(a.Keep) {

@@ -34,8 +34,10 @@
 //	rows=R,gemm=G  R in scalar, avx2, avx512; G in openblas, avx512
 //
 // [Variants] lists those the CPU runs, [Kernels] names a backend's, and
-// [OpenBLASInfo] reports [Default]'s. XATTN_KERNELS ignores a name that is
-// unknown or asks for more than the CPU has; [OpenBLASVariant] fails on it.
+// [OpenBLASInfo] reports [Default]'s. A name that is unknown, or asks for
+// more than the CPU has, is an error: [OpenBLASVariant] returns it, and for
+// XATTN_KERNELS [CheckEnv] does (Default then runs the CPU's widest), which
+// package xattn's New returns when it would use Default.
 // scripts/test.sh runs the layer tests of package xattn once per variant.
 //
 // # Non-finite values

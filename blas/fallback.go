@@ -17,8 +17,12 @@ func OpenBLASInfo() Info { return Info{} }
 
 // OpenBLASVariant fails: this build has no OpenBLAS backend.
 func OpenBLASVariant(name string) (Backend, error) {
-	return nil, fmt.Errorf("%w %q: this build has no OpenBLAS backend (CGO_ENABLED=0 or -tags purego)", errVariant, name)
+	return nil, fmt.Errorf("%w: %q: this build has no OpenBLAS backend (CGO_ENABLED=0 or -tags purego)", ErrUnsupported, name)
 }
+
+// CheckEnv returns nil: without OpenBLAS in the build, XATTN_KERNELS, which
+// names variants of the OpenBLAS backend, has no meaning and is not read.
+func CheckEnv() error { return nil }
 
 // Variants returns nil: this build has no OpenBLAS backend.
 func Variants() []string { return nil }

@@ -26,8 +26,12 @@
 #define XATTN_AVX512 __attribute__((target("avx2,fma,avx512f,avx512dq,avx512bw,avx512vl")))
 #endif
 
-/* Column panel width of the packed operands of xattn_gemm_avx512 (kernel.c). */
+/*
+ * Column panel width of the packed operands of xattn_gemm_avx512
+ * (kernel.c), and the rows of its register block, a strip.
+ */
 #define XATTN_PANEL 64
+#define XATTN_STRIP 6
 
 /* The row pass, row scale, finite check and exponential of one ISA (rows.c). */
 typedef void (*xattn_rows_fn)(int m, int n, float *s, int lds, const float *bias, int ldbias,
@@ -107,6 +111,7 @@ typedef struct {
 typedef struct {
 	const char *name;
 	int stacks, blas;
+	int row_step, col_step; /* as xattn_kernel_info's */
 	void (*qk)(int mq, int nb, int dk, float alpha, const float *q, int64_t ldq, const xattn_block *kb,
 			float *s, int lds);
 	void (*pv)(int mq, int dv, int nb, const float *s, int lds, const xattn_block *vb, float beta,

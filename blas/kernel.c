@@ -12,8 +12,9 @@
  * A is row-major with leading dimension lda. B is row-major in column panels
  * of 64: columns j … j+63 of row p start at b + (j/64)·pstride + p·ldb +
  * j%64. A plain row-major B has pstride = 64 and ldb = its row length; B
- * packed by Go's packPanels (blas/check.go) has ldb = 64 and pstride = 64·k, so that a panel
- * is one contiguous k×64 block that streams from L2 without set conflicts.
+ * packed by xattn_pack_kt (xattn_pack in shim.h) has ldb = 64 and pstride =
+ * 64·k, so that a panel is one contiguous k×64 block that streams from L2
+ * without set conflicts.
  * With beta = 0, C is not read. bias may be NULL.
  *
  * Register blocking is 6 rows × 64 columns: 24 zmm accumulators, 4 loads of

@@ -73,6 +73,11 @@ static void pv_openblas(int mq, int dv, int nb, const float *s, int lds, const x
 
 const xattn_products xattn_products_openblas = {
 	.name = "openblas", .stacks = 0, .blas = 1, .qk = qk_openblas, .pv = pv_openblas,
+	/*
+	 * OpenBLAS packs its operands itself, so any cut serves; these are the
+	 * AVX-512 kernel's, so that every variant cuts a call alike.
+	 */
+	.row_step = XATTN_STRIP, .col_step = XATTN_PANEL,
 };
 
 /*
@@ -96,4 +101,5 @@ static void pv_avx512(int mq, int dv, int nb, const float *s, int lds, const xat
 const xattn_products xattn_products_avx512 = {
 	.name = "xattn-avx512", .stacks = 1, .blas = 0, .qk = qk_avx512, .pv = pv_avx512,
 	.pack_keys = xattn_pack_kt, .pack_values = xattn_pack_rows, .gemm = xattn_gemm_avx512_pf,
+	.row_step = XATTN_STRIP, .col_step = XATTN_PANEL,
 };

@@ -17,12 +17,17 @@ func (pureBackend) Name() string { return "pure" }
 
 func (pureBackend) kernels() string { return "pure" }
 
-// Pack returns nil: the pure backend reads B as it is. It checks its
-// arguments as the OpenBLAS backend does.
-func (pureBackend) Pack(w []float32, n, k int) []float32 {
+// Pack returns the zero Packed: the pure backend reads B as it is. It
+// checks its arguments as the OpenBLAS backend does.
+func (pureBackend) Pack(w []float32, n, k int) Packed {
 	checkPack(w, n, k)
-	return nil
+	return Packed{}
 }
+
+// Steps returns the cut of the OpenBLAS backend's AVX-512 kernel (strips of
+// 6 rows, panels of 64 columns): gonum's products care for neither, and
+// this way every backend cuts a call alike.
+func (pureBackend) Steps() (rows, cols int) { return 6, 64 }
 
 // PackKeys returns false: the pure backend reads K as it is.
 func (pureBackend) PackKeys(a *Attention) bool { return false }
@@ -71,20 +76,22 @@ func (pureBackend) Attend(a *Attention, t0, t1 int, scratch []float32) {
 	}
 }
 
-// attendTask is one task of the attention core in Go; the C shim of the
+// attendTask is one task of the attention core in Go; the C driver of the
 // OpenBLAS backend runs the same steps.
 func attendTask(a *Attention, t int, scratch []float32) {
-	b, h0, q0 := a.task(t)
-	for h := h0; h < min(h0+a.headBlock(), a.Heads); h++ {
-		attendHead(a, b, h, q0, scratch)
+	k := a.task(t)
+	for h := k.h0; h < k.h0+k.nh; h++ {
+		attendHead(a, &k, h, scratch)
 	}
 }
 
-// attendHead runs head h of the task of query rows q0… of batch b. The C
-// core walks the key blocks once for all heads of a task; the heads do not
-// depend on each other, so the order gives the same values.
-func attendHead(a *Attention, b, h, q0 int, scratch []float32) {
-	mq := min(a.QBlock, a.Tq-q0)
+// attendHead runs head h of task k. The C core walks the key blocks once
+// for all heads of a task; the heads do not depend on each other, so the
+// order gives the same values. It uses the scratch as a.scratch lays it
+// out, with the scores of one head at a time.
+func attendHead(a *Attention, k *task, h int, scratch []float32) {
+	b, q0, mq := k.b, k.q0, k.mq
+	lay := a.scratch()
 	g := h / (a.Heads / a.KVHeads)
 	qb := a.BatchQ*b + a.LDQ*q0 + a.DK*h
 	ob := a.BatchO*b + a.LDO*q0 + a.DV*h
@@ -92,19 +99,19 @@ func attendHead(a *Attention, b, h, q0 int, scratch []float32) {
 	vb := a.BatchV*b + a.DV*g
 	o := a.O[ob:]
 
-	s := scratch[:a.QBlock*a.KVBlock]
-	mx := scratch[a.QBlock*a.KVBlock:][:mq]
-	sum := scratch[a.QBlock*a.KVBlock+a.QBlock:][:mq]
-	corr := scratch[a.QBlock*a.KVBlock+2*a.QBlock:][:mq]
+	s, lds := scratch[lay.scores:], lay.ldS
+	hq := a.QBlock * a.headBlock()
+	mx := scratch[lay.stats:][:mq]
+	sum := scratch[lay.stats+hq:][:mq]
+	corr := scratch[lay.stats+2*hq:][:mq]
 	for r := range mq {
 		mx[r] = negInf
 		sum[r] = 0
 	}
 
-	nk := a.keys(b, q0, mq)
-	for k0 := 0; k0 < nk; k0 += a.KVBlock {
-		nb := min(a.KVBlock, nk-k0)
-		pure.Sgemm(true, mq, nb, a.DK, a.Scale, a.Q[qb:], a.LDQ, a.K[kb+k0*a.LDK:], a.LDK, 0, s, nb)
+	for k0 := k.lo; k0 < k.hi; k0 += a.KVBlock {
+		nb := min(a.KVBlock, k.hi-k0)
+		pure.Sgemm(true, mq, nb, a.DK, a.Scale, a.Q[qb:], a.LDQ, a.K[kb+k0*a.LDK:], a.LDK, 0, s, lds)
 		var bias []float32
 		if a.Bias != nil {
 			bias = a.Bias[a.BiasStride[0]*b+a.BiasStride[1]*h+a.BiasStride[2]*q0+k0:]
@@ -113,17 +120,17 @@ func attendHead(a *Attention, b, h, q0 int, scratch []float32) {
 		if a.Keep != nil {
 			keep = a.Keep[a.KeepStride[0]*b+a.KeepStride[1]*h+a.KeepStride[2]*q0+k0:]
 		}
-		pure.SoftmaxRows(mq, nb, s, nb, bias, a.BiasStride[2], keep, a.KeepStride[2],
+		pure.SoftmaxRows(mq, nb, s, lds, bias, a.BiasStride[2], keep, a.KeepStride[2],
 			a.Causal, q0+a.CausalOffset+1-k0, mx, sum, corr)
 		beta := float32(0)
-		if k0 > 0 {
+		if k0 > k.lo {
 			pure.ScaleRows(mq, a.DV, o, a.LDO, corr)
 			beta = 1
 		}
-		pure.Sgemm(false, mq, a.DV, nb, 1, s, nb, a.V[vb+k0*a.LDV:], a.LDV, beta, o, a.LDO)
+		pure.Sgemm(false, mq, a.DV, nb, 1, s, lds, a.V[vb+k0*a.LDV:], a.LDV, beta, o, a.LDO)
 		if a.DV > 0 {
-			addSkipped(mq, nb, a.DV, s, a.V[vb+k0*a.LDV:], a.LDV, bias, a.BiasStride[2], keep, a.KeepStride[2],
-				a.Causal, q0+a.CausalOffset+1-k0, o, a.LDO, scratch[a.QBlock*a.KVBlock+3*a.QBlock:][:nb])
+			addSkipped(mq, nb, a.DV, s, lds, a.V[vb+k0*a.LDV:], a.LDV, bias, a.BiasStride[2], keep, a.KeepStride[2],
+				a.Causal, q0+a.CausalOffset+1-k0, o, a.LDO, scratch[lay.values:][:nb])
 		}
 	}
 	if a.Stats != nil {
@@ -137,7 +144,7 @@ func attendHead(a *Attention, b, h, q0 int, scratch []float32) {
 	// a probability 0, so a masked key's value row, NaN or not, adds
 	// nothing: pure needs no careful pass (see attend.c), only addSkipped.
 	for r := range mq {
-		if nk > 0 && sum[r] != 0 {
+		if k.hi > k.lo && sum[r] != 0 {
 			corr[r] = 1 / sum[r]
 		} else {
 			corr[r] = 0
@@ -149,9 +156,9 @@ func attendHead(a *Attention, b, h, q0 int, scratch []float32) {
 // addSkipped adds to o the terms of P·V that gonum's product skips and the
 // C products compute: p = 0 (an exponential that underflowed) on a key the
 // row sees, times a value row that is not finite, 0·NaN = NaN. s holds the
-// mq×nb probabilities (leading dimension nb) of the row pass run with the
+// mq×nb probabilities (leading dimension lds) of the row pass run with the
 // bias, keep and causal arguments given; seen is scratch for nb values.
-func addSkipped(mq, nb, dv int, s, v []float32, ldv int, bias []float32, ldbias int, keep []bool, ldkeep int,
+func addSkipped(mq, nb, dv int, s []float32, lds int, v []float32, ldv int, bias []float32, ldbias int, keep []bool, ldkeep int,
 	causal bool, lim0 int, o []float32, ldo int, seen []float32) {
 	clear(seen) // per key: 0 not looked at, 1 finite, 2 not
 	for r := range mq {
@@ -159,7 +166,7 @@ func addSkipped(mq, nb, dv int, s, v []float32, ldv int, bias []float32, ldbias 
 		if causal {
 			lim = min(max(lim0+r, 0), nb)
 		}
-		row := s[r*nb : r*nb+lim]
+		row := s[r*lds : r*lds+lim]
 		if !slices.Contains(row, 0) {
 			continue // the common case: no key of the row has probability 0
 		}

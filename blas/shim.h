@@ -51,14 +51,22 @@ const xattn_kernels *xattn_kernels_for(int rows, int gemm);
 /* What Go asks of a table: names for reports, and how its products run. */
 typedef struct {
 	const char *rows, *gemm;
-	int packs; /* reads packed weights (xattn_gemm_packed) and keys (xattn_pack_keys) */
+	int packs; /* reads packed weights (xattn_gemm_packed) and keys, as xattn_pack lays them out */
 	int blas;  /* xattn_attend calls into OpenBLAS */
+	/*
+	 * The steps its products are best cut in: row_step rows (the strip its
+	 * kernel computes at once) and, for a table that packs, col_step
+	 * columns, the width of its panels (blas.Backend.Steps).
+	 */
+	int row_step, col_step;
 } xattn_kernel_info;
 void xattn_kernels_info(const xattn_kernels *kt, xattn_kernel_info *info);
 
 /*
  * The plain-integer part of blas.Attention; the slices travel as separate
- * pointer arguments of xattn_attend. Field names follow the Go ones.
+ * pointer arguments of xattn_attend. Field names follow the Go ones; the
+ * scratch_* fields are blas.Attention's scratch layout (scratchLayout in
+ * blas.go), which Go defines: offsets into the scratch, in floats.
  */
 typedef struct {
 	int batch, heads, kv_heads, tq, tk, dk, dv;
@@ -71,7 +79,19 @@ typedef struct {
 	int64_t bias_stride[3];
 	int q_block, kv_block, head_block;
 	int64_t kt_batch, kt_head;
+	int64_t scratch_stats, scratch_keys, scratch_values;
+	int scratch_lds, scratch_ldv;
 } xattn_attention;
+
+/*
+ * One task of blas.Attention, as Go's Attention.task maps it (C never
+ * computes the map): batch b, query heads [h0, h0+nh) sharing one
+ * key/value head, query rows [q0, q0+mq), and the keys [lo, hi) any of its
+ * rows can see, which its walk over the key blocks covers.
+ */
+typedef struct {
+	int b, h0, nh, q0, mq, lo, hi;
+} xattn_task;
 
 /*
  * xattn_sgemm_batch computes, for i = 0 … count−1,
@@ -87,20 +107,22 @@ void xattn_sgemm_batch(int count, int transb, int m, int n, int k, float alpha,
 
 /*
  * xattn_gemm_packed computes C = alpha·A·B + beta·C (+ 1·biasᵀ) with the
- * GEMM kernel of kt, for row-major m×k A and k×n B as blas.packPanels lays
- * it out (panels of 64 columns, each k×64 contiguous). With beta = 0, C is
- * not read. Only for a table whose info says packs.
+ * GEMM kernel of kt, for row-major m×k A and k×n B as xattn_pack lays it
+ * out. With beta = 0, C is not read. Only for a table whose info says packs.
  */
 void xattn_gemm_packed(const xattn_kernels *kt, int m, int n, int k, float alpha, const float *a,
 		int64_t lda, const float *b, float beta, float *c, int64_t ldc, const float *bias);
 
 /*
- * xattn_pack_keys writes the transpose of the nb×dk matrix K (leading
- * dimension ldk) to kt as the packed key panels of kt's products: dk×nb in
- * panels of 64 keys, each dk×64 contiguous; kt holds 64·dk·⌈nb/64⌉ floats.
- * Only for a table whose info says packs.
+ * xattn_pack writes the transpose of the n×k matrix w (leading dimension
+ * ldw) to out in the layout of kt's products: panels of col_step columns
+ * of the k×n transpose, each k×col_step and contiguous, the columns past n
+ * left as they are (zero); out holds col_step·k·⌈n/col_step⌉ floats. It
+ * packs weights (w is a layer's n×k weight matrix, the product A·wᵀ) and
+ * keys (w is nb keys of dk features). Only for a table whose info says
+ * packs.
  */
-void xattn_pack_keys(const xattn_kernels *kt, int nb, int dk, const float *k, int64_t ldk, float *out);
+void xattn_pack(const xattn_kernels *kt, int n, int k, const float *w, int64_t ldw, float *out);
 
 /* xattn_softmax_rows is pure.SoftmaxRows with the row pass of kt; keep holds Go bools. */
 void xattn_softmax_rows(const xattn_kernels *kt, int m, int n, float *s, int lds,
@@ -114,21 +136,18 @@ void xattn_scale_rows(const xattn_kernels *kt, int m, int n, float *c, int ldc, 
 void xattn_exp(const xattn_kernels *kt, int n, const float *x, float *y);
 
 /*
- * xattn_attend runs tasks [t0, t1) of the attention p, the steps of Go's
- * attendTask, with the kernels of kt. scratch holds
- * q_block·head_block·⌈kv_block/16⌉·16 + 3·q_block·head_block, rounded up to a
- * multiple of 16, + dk·⌈kv_block/64⌉·64 + ⌈dv/64⌉·64·⌈kv_block/16⌉·16 floats
- * (blas.Attention's ScratchLen); the last two parts hold a key block's packed
- * transpose and the block's values in panels when kt's products pack, and a
- * copy of a value block in the careful rerun of a task with a non-finite
- * output (see attend.c). stats, if not NULL, receives each row's maximum and
- * sum as blas.Attention.Stats; kt_keys, if not NULL, holds the keys packed
- * as blas.Attention.KT, which packing products read instead of packing a key
- * block when the blocks start on panels (kv_block a multiple of 64).
+ * xattn_attend runs the ntasks tasks of the attention p, the steps of Go's
+ * attendTask, with the kernels of kt. scratch is laid out as p's scratch_*
+ * fields say: the last two parts hold a key block's packed transpose and
+ * the block's values in panels when kt's products pack, and a copy of a
+ * value block in the careful rerun of a task with a non-finite output (see
+ * attend.c). stats, if not NULL, receives each row's maximum and sum as
+ * blas.Attention.Stats; kt_keys, if not NULL, holds the keys packed as
+ * blas.Attention.KT, which packing products read instead of packing a key
+ * block when the blocks start on panels.
  */
 void xattn_attend(const xattn_kernels *kt, const xattn_attention *p, const float *q,
-		const float *k, const float *v, float *o, const int32_t *key_len,
-		const unsigned char *keep, const float *bias, const float *kt_keys, float *stats,
-		float *scratch, int64_t t0, int64_t t1);
+		const float *k, const float *v, float *o, const unsigned char *keep, const float *bias,
+		const float *kt_keys, float *stats, float *scratch, const xattn_task *tasks, int ntasks);
 
 #endif

@@ -26,8 +26,13 @@ func (v choice) String() string {
 	return "rows=" + rowNames[v.rows] + ",gemm=" + gemmNames[v.gemm]
 }
 
-// errVariant is wrapped by the errors of [OpenBLASVariant].
-var errVariant = errors.New("blas: unknown kernel variant")
+// The errors of [OpenBLASVariant] and [CheckEnv] wrap one of these.
+var (
+	// ErrVariant is a variant name that names no variant.
+	ErrVariant = errors.New("blas: unknown kernel variant")
+	// ErrUnsupported is a variant this CPU, or this build, cannot run.
+	ErrUnsupported = errors.New("blas: kernel variant not supported here")
+)
 
 // parseVariant reads the variant named by spec for a CPU whose widest
 // variant is best:
@@ -64,20 +69,20 @@ func parseVariant(spec string, best choice) (choice, error) {
 			case "gemm":
 				names, dst = gemmNames[:], &v.gemm
 			default:
-				return choice{}, fmt.Errorf("%w %q: want avx512, openblas, avx2, scalar or rows=…,gemm=…", errVariant, spec)
+				return choice{}, fmt.Errorf("%w %q: want avx512, openblas, avx2, scalar or rows=…,gemm=…", ErrVariant, spec)
 			}
 			i := slices.Index(names, val)
 			if i < 0 {
-				return choice{}, fmt.Errorf("%w %q: %s=%q is none of %s", errVariant, spec, key, val, strings.Join(names, ", "))
+				return choice{}, fmt.Errorf("%w %q: %s=%q is none of %s", ErrVariant, spec, key, val, strings.Join(names, ", "))
 			}
 			*dst = i
 		}
 	}
 	if v.rows > best.rows {
-		return choice{}, fmt.Errorf("%w %q: this CPU lacks the %s row pass", errVariant, spec, rowNames[v.rows])
+		return choice{}, fmt.Errorf("%w: %q: this CPU lacks the %s row pass", ErrUnsupported, spec, rowNames[v.rows])
 	}
 	if v.gemm > best.gemm {
-		return choice{}, fmt.Errorf("%w %q: this CPU lacks the %s GEMM kernel", errVariant, spec, gemmNames[v.gemm])
+		return choice{}, fmt.Errorf("%w: %q: this CPU lacks the %s GEMM kernel", ErrUnsupported, spec, gemmNames[v.gemm])
 	}
 	return v, nil
 }

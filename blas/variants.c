@@ -28,6 +28,8 @@ void xattn_kernels_info(const xattn_kernels *kt, xattn_kernel_info *info) {
 	info->gemm = kt->prod->name;
 	info->packs = kt->prod->gemm != NULL;
 	info->blas = kt->prod->blas;
+	info->row_step = kt->prod->row_step;
+	info->col_step = kt->prod->col_step;
 }
 
 void xattn_gemm_packed(const xattn_kernels *kt, int m, int n, int k, float alpha, const float *a,
@@ -36,8 +38,8 @@ void xattn_gemm_packed(const xattn_kernels *kt, int m, int n, int k, float alpha
 			XATTN_PF_ALL);
 }
 
-void xattn_pack_keys(const xattn_kernels *kt, int nb, int dk, const float *k, int64_t ldk, float *out) {
-	kt->prod->pack_keys(nb, dk, k, ldk, out);
+void xattn_pack(const xattn_kernels *kt, int n, int k, const float *w, int64_t ldw, float *out) {
+	kt->prod->pack_keys(n, k, w, ldw, out);
 }
 
 void xattn_softmax_rows(const xattn_kernels *kt, int m, int n, float *s, int lds,

@@ -2,6 +2,8 @@ package xattn
 
 import (
 	"math"
+
+	"github.com/xattn/xattn/blas"
 )
 
 // The absorbed form of a forward pass. Per head h (key/value head g),
@@ -65,7 +67,7 @@ const absorbMinSaved = 16
 // heads fill whole panels).
 type absorbedWeights struct {
 	wkT      []float32
-	pkT, pvh [][]float32
+	pkT, pvh []blas.Packed
 }
 
 func (l *Layer) absorbed() *absorbedWeights {
@@ -74,8 +76,8 @@ func (l *Layer) absorbed() *absorbedWeights {
 		dk, dv, dc, dx := c.HeadDim, c.ValueHeadDim, c.ContextDim, c.ValueDim
 		w := &l.abs
 		w.wkT = make([]float32, c.KVHeads*dc*dk)
-		w.pkT = make([][]float32, c.KVHeads)
-		w.pvh = make([][]float32, c.KVHeads)
+		w.pkT = make([]blas.Packed, c.KVHeads)
+		w.pvh = make([]blas.Packed, c.KVHeads)
 		for g := range c.KVHeads {
 			t := w.wkT[g*dc*dk:][:dc*dk]
 			for d := range dk {
@@ -84,12 +86,14 @@ func (l *Layer) absorbed() *absorbedWeights {
 				}
 			}
 			w.pkT[g] = l.backend.Pack(t, dc, dk)
-			if l.pv != nil && dv%64 == 0 {
-				// Head g's rows of Wv are whole panels of the packed Wv.
-				w.pvh[g] = l.pv[g*dv*dx:][:dv*dx]
-			} else {
-				w.pvh[g] = l.backend.Pack(l.wv[g*dv*dx:][:dv*dx], dv, dx)
+			// Head g's rows of Wv: a view of the packed Wv where they
+			// are whole column steps, else packed apart (and maybe not
+			// packed: the backend decides for a few rows).
+			pv, ok := l.pv.Cols(g*dv, dv)
+			if !ok || dv%l.colStep != 0 {
+				pv = l.backend.Pack(l.wv[g*dv*dx:][:dv*dx], dv, dx)
 			}
+			w.pvh[g] = pv
 		}
 	})
 	return &l.abs
@@ -115,7 +119,7 @@ func (ws *workspace) runAbsorbed(l *Layer, y, xq, xk, xv []float32, s Shape) {
 	a.Scale = c.Scale
 	a.K, a.LDK, a.BatchK = xk, dc, tk*dc
 	a.V, a.LDV, a.BatchV = xv, dx, tk*dx
-	a.KT, a.KTBatch, a.KTHead = nil, 0, 0
+	a.KT = blas.Packed{}
 	ws.gemmPhase()
 
 	// Phase 2: Q̃_h = Q_h·Wk_g, rows of H·Dc values.
@@ -141,9 +145,11 @@ func (ws *workspace) runAbsorbed(l *Layer, y, xq, xk, xv []float32, s Shape) {
 	}
 	p := &l.plan
 	// Key blocks of about the bytes the plan's take at dk+dv values a key,
-	// times 4 (the plan's are a quarter of L2's quarter), in whole panels.
-	kv := max(4*p.KVBlock*(dk+dv)/(dc+dx)/64*64, 64)
-	q := qBlock(p.QBlock, b*h, tq, p.Threads)
+	// times 4 (the plan's are a quarter of L2's quarter), in whole column
+	// steps of the backend (the panels a packed key block is cut in).
+	cs := l.colStep
+	kv := max(4*p.KVBlock*(dk+dv)/(dc+dx)/cs*cs, cs)
+	q := qBlock(p.QBlock, b*h, tq, p.Threads, l.rowStep)
 	// Every head reads the same context rows: a task takes as many heads as
 	// leave each thread two tasks, so each key block is read (and packed)
 	// once for them all.

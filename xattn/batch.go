@@ -295,7 +295,7 @@ func (bs *batchScratch) attend(l *Layer, reqs []Request) {
 		if br.keyLen >= 0 {
 			a.KeyLen = bs.keyLen[br.keyLen:][:a.Batch]
 		}
-		a.QBlock = qBlock(p.QBlock, a.Batch*h, tq, p.Threads) // the tiles of a separate call
+		a.QBlock = qBlock(p.QBlock, a.Batch*h, tq, p.Threads, l.rowStep) // the tiles of a separate call
 		a.KVBlock = max(min(p.KVBlock, tk), 1)
 		ws.scratchN = max(ws.scratchN, a.ScratchLen())
 		tasks += a.Tasks()

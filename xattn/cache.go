@@ -21,10 +21,9 @@ type Context struct {
 	layer     *Layer
 	batch, tk int
 	kv        []float32 // [batch, tk, nk+nv]: the keys, then the values of each row
-	// kt holds the keys again as the backend's PackKeys laid them out, nil
+	// kt holds the keys again as the backend's PackKeys laid them out, zero
 	// when it reads them from kv (blas.Attention.KT).
-	kt              []float32
-	ktBatch, ktHead int
+	kt blas.Packed
 }
 
 // Batch returns the number of sequences of c (0 for a nil Context).
@@ -113,7 +112,7 @@ func (l *Layer) project(key, value []float32, batch, tk int) (*Context, error) {
 	a := blas.Attention{Batch: batch, KVHeads: c.KVHeads, Tk: tk, DK: c.HeadDim,
 		K: ctx.kv, LDK: ldkv, BatchK: tk * ldkv}
 	if l.backend.PackKeys(&a) {
-		ctx.kt, ctx.ktBatch, ctx.ktHead = a.KT, a.KTBatch, a.KTHead
+		ctx.kt = a.KT
 	}
 	return ctx, nil
 }
@@ -174,7 +173,7 @@ func (l *Layer) ForwardContext(y, x []float32, ctx *Context, tq int, m *Mask) er
 	b := float64(s.Batch)
 	ws.begin(l, work(c, b*float64(tq), 0, b*float64(tq)*float64(s.Tk)))
 	ldkv := c.KVHeads * (c.HeadDim + c.ValueHeadDim)
-	k := keys{kv: ctx.kv, stride: s.Tk * ldkv, kt: ctx.kt, ktBatch: ctx.ktBatch, ktHead: ctx.ktHead}
+	k := keys{kv: ctx.kv, stride: s.Tk * ldkv, kt: ctx.kt}
 	if q := ws.fusedRows(l, s); q > 0 {
 		ws.fused(l, y, x, k, s, q)
 		return nil

@@ -168,6 +168,9 @@ func NewFiLM(cfg FiLMConfig, w *FiLMWeights, opts ...Option) (*FiLM, error) {
 			return nil, err
 		}
 	}
+	if err := s.checkEnv(); err != nil {
+		return nil, err
+	}
 	if s.plan.QBlock != 0 || s.plan.KVBlock != 0 {
 		return nil, fmt.Errorf("%w: WithTile(%d, %d) does not apply to FiLM", ErrConfig, s.plan.QBlock, s.plan.KVBlock)
 	}
@@ -358,10 +361,10 @@ const (
 	filmPhaseModulate
 )
 
-// Work split. A column block of the projection has at least 64 of the
-// 2·Dim outputs (a whole panel of the packed kernels); a row block of the
-// modulation at least filmMinChunk values, so that each item outweighs its
-// hand-off.
+// Work split, so that each item outweighs its hand-off: a column block of
+// the projection has at least filmMinCols of the 2·Dim outputs, a row block
+// of the modulation at least filmMinChunk values. (The projection reads
+// the weights unpacked: no layout constrains the cut.)
 const (
 	filmMinCols  = 64
 	filmMinChunk = 1 << 13

@@ -37,9 +37,13 @@ type Layer struct {
 	// are then views into them.
 	wkv, bkv []float32
 	// pq … po are the weights as the backend packed them for its products
-	// (blas.Backend.Pack), nil where it reads them as they are. pk and pv
-	// are views into pkv when the panels of Wk end where Wv's begin.
-	pq, pk, pv, po, pkv []float32
+	// (blas.Backend.Pack), zero where it reads them as they are. pk and pv
+	// are views into pkv where the layout has them (blas.Packed.Cols).
+	pq, pk, pv, po, pkv blas.Packed
+	// rowStep and colStep are the backend's cut (blas.Backend.Steps): work
+	// is split in multiples of rowStep rows, and packed matrices at
+	// multiples of colStep columns.
+	rowStep, colStep int
 
 	// abs holds the weights of the absorbed form (see absorb.go), made by
 	// absOnce on first use.
@@ -74,7 +78,15 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 			return nil, err
 		}
 	}
+	if err := s.checkEnv(); err != nil {
+		return nil, err
+	}
 	l := &Layer{cfg: c, backend: s.backend, plan: s.plan}
+	l.rowStep, l.colStep = s.backend.Steps()
+	if l.rowStep < 1 || l.colStep < 1 {
+		return nil, fmt.Errorf("%w: backend %s cuts work in steps of %d rows and %d columns, want positive ones",
+			ErrConfig, s.backend.Name(), l.rowStep, l.colStep)
+	}
 	l.plan.Kernels = blas.Kernels(s.backend)
 	l.wq = clone(w.Q)
 	l.wo = clone(w.Out)
@@ -109,11 +121,12 @@ func (l *Layer) pack() {
 	l.po = be.Pack(l.wo, c.OutDim, c.Heads*c.ValueHeadDim)
 	if l.wkv != nil {
 		l.pkv = be.Pack(l.wkv, nk+nv, c.ContextDim)
-		if l.pkv != nil && nk%64 == 0 {
-			// Rows [0, nk) of [Wk; Wv] fill whole panels: the packed Wk
-			// is the first nk/64 panels, and the packed Wv the rest.
-			split := nk / 64 * 64 * c.ContextDim
-			l.pk, l.pv = l.pkv[:split:split], l.pkv[split:]
+		// The packed Wk and Wv are views of the packed [Wk; Wv] where the
+		// layout has them (Wv's rows start a column step).
+		pk, okk := l.pkv.Cols(0, nk)
+		pv, okv := l.pkv.Cols(nk, nv)
+		if okk && okv {
+			l.pk, l.pv = pk, pv
 			return
 		}
 	}

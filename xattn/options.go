@@ -12,19 +12,36 @@ import (
 type Option func(*settings) error
 
 type settings struct {
-	backend blas.Backend
-	plan    Plan
+	backend    blas.Backend
+	backendSet bool // by WithBackend: else Default's, and XATTN_KERNELS is checked
+	plan       Plan
+}
+
+// checkEnv returns an error wrapping ErrConfig when the settings use
+// [blas.Default] and the XATTN_KERNELS that chose its kernels names no
+// variant, or one this CPU cannot run (blas.CheckEnv).
+func (s *settings) checkEnv() error {
+	if s.backendSet {
+		return nil
+	}
+	if err := blas.CheckEnv(); err != nil {
+		return fmt.Errorf("%w: the default backend: %w", ErrConfig, err)
+	}
+	return nil
 }
 
 // WithBackend makes the layer compute with b instead of [blas.Default], for
 // instance [blas.Pure] to use the portable Go kernels in a binary that also
-// has OpenBLAS.
+// has OpenBLAS. Without it, New and NewFiLM fail with an error wrapping
+// ErrConfig when the environment variable XATTN_KERNELS, which chooses
+// Default's kernels, names no variant or one this CPU lacks
+// ([blas.CheckEnv]).
 func WithBackend(b blas.Backend) Option {
 	return func(s *settings) error {
 		if b == nil {
 			return fmt.Errorf("%w: WithBackend(nil)", ErrConfig)
 		}
-		s.backend = b
+		s.backend, s.backendSet = b, true
 		return nil
 	}
 }

@@ -37,9 +37,10 @@ type Plan struct {
 	FiniteCheck bool
 }
 
-// String formats p as "threads=2 tile=64x256 serial<2MFLOP isa=avx512",
-// with " absorb=off" before isa when Absorb is false and " finite-check"
-// when FiniteCheck is set.
+// String formats p as "threads=2 tile=64x256 serial<2MFLOP isa=avx512
+// kernels=rows=avx512,gemm=avx512", with " absorb=off" before isa when
+// Absorb is false, " finite-check" when FiniteCheck is set, and no kernels
+// when Kernels is empty.
 func (p Plan) String() string {
 	absorb := ""
 	if !p.Absorb {
@@ -48,8 +49,12 @@ func (p Plan) String() string {
 	if p.FiniteCheck {
 		absorb += " finite-check"
 	}
-	return fmt.Sprintf("threads=%d tile=%dx%d serial<%.3gMFLOP%s isa=%s",
-		p.Threads, p.QBlock, p.KVBlock, p.SerialFLOPs/1e6, absorb, p.ISA)
+	kernels := ""
+	if p.Kernels != "" {
+		kernels = " kernels=" + p.Kernels
+	}
+	return fmt.Sprintf("threads=%d tile=%dx%d serial<%.3gMFLOP%s isa=%s%s",
+		p.Threads, p.QBlock, p.KVBlock, p.SerialFLOPs/1e6, absorb, p.ISA, kernels)
 }
 
 // cpuInfo is what tune needs to know about the CPU. Any field may be unknown:

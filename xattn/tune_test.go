@@ -48,7 +48,7 @@ func TestDefaultPlan(t *testing.T) {
 }
 
 // TestQBlock checks the query block of a call: within [1, Tq], a multiple of
-// the kernel's 6-row strips unless it is all of Tq, no more blocks than the
+// the backend's row step (6 here, the AVX-512 kernel's strips) unless it is all of Tq, no more blocks than the
 // plan's tile gives, and two tasks per thread where the rows allow.
 func TestQBlock(t *testing.T) {
 	for _, tc := range []struct{ q, bh, tq, threads, want int }{
@@ -60,7 +60,7 @@ func TestQBlock(t *testing.T) {
 		{256, 1, 1, 8, 1},       // one row: nothing to split
 		{7, 1, 13, 1, 12},       // two blocks: 7 rounded up to a strip multiple
 	} {
-		got := qBlock(tc.q, tc.bh, tc.tq, tc.threads)
+		got := qBlock(tc.q, tc.bh, tc.tq, tc.threads, 6)
 		if got != tc.want {
 			t.Errorf("qBlock(%d, %d, %d, %d) = %d, want %d", tc.q, tc.bh, tc.tq, tc.threads, got, tc.want)
 		}
@@ -68,7 +68,7 @@ func TestQBlock(t *testing.T) {
 	for q := 1; q <= 40; q++ {
 		for tq := 1; tq <= 100; tq++ {
 			for _, th := range []int{1, 2, 3, 16} {
-				got := qBlock(q, 3, tq, th)
+				got := qBlock(q, 3, tq, th, 6)
 				if got < 1 || got > tq || (got != tq && got%6 != 0) {
 					t.Fatalf("qBlock(%d, 3, %d, %d) = %d", q, tq, th, got)
 				}

@@ -58,12 +58,12 @@ const (
 )
 
 // gemm is one projection C = A·Wᵀ + bias of m×n from k features; packed
-// is W as the backend's Pack returned it (nil if it does not pack).
+// is W as the backend's Pack returned it (zero if it does not pack).
 type gemm struct {
 	a            []float32
 	m, lda, k, n int
 	w, bias      []float32
-	packed       []float32
+	packed       blas.Packed
 	c            []float32
 	ldc          int
 }
@@ -165,11 +165,11 @@ func (ws *workspace) run(l *Layer, y, xq, xk, xv []float32, s Shape) {
 // rows do not depend on how they are chunked — the packed-weight kernel's —
 // so that it computes exactly what the phases do.
 func (ws *workspace) fusedRows(l *Layer, s Shape) int {
-	if l.pq == nil || l.po == nil || s.Tk == 0 {
+	if l.pq.IsZero() || l.po.IsZero() || s.Tk == 0 {
 		return 0
 	}
 	p := &l.plan
-	q := qBlock(p.QBlock, 1, s.Tq, 1)
+	q := qBlock(p.QBlock, 1, s.Tq, 1, l.rowStep)
 	if s.Batch*ceilDiv(s.Tq, q) < 4*p.Threads {
 		return 0
 	}
@@ -180,10 +180,9 @@ func (ws *workspace) fusedRows(l *Layer, s Shape) int {
 // (keys, then values), batch b's from kv[b·stride]; kt, when not nil, holds
 // the keys again as the backend's PackKeys laid them out (blas.Attention.KT).
 type keys struct {
-	kv              []float32
-	stride          int
-	kt              []float32
-	ktBatch, ktHead int
+	kv     []float32
+	stride int
+	kt     blas.Packed
 }
 
 // fused runs the fused path over blocks of q query rows: item i is block
@@ -214,7 +213,7 @@ func (ws *workspace) describe(l *Layer, k keys, s Shape, q int) *blas.Attention 
 	a.Scale = c.Scale
 	a.K, a.LDK, a.BatchK = k.kv, ldkv, k.stride
 	a.V, a.LDV, a.BatchV = k.kv[min(nk, len(k.kv)):], ldkv, k.stride
-	a.KT, a.KTBatch, a.KTHead = k.kt, k.ktBatch, k.ktHead
+	a.KT = k.kt
 	ws.tiles(q, max(min(l.plan.KVBlock, s.Tk), 1))
 	return a
 }
@@ -253,9 +252,7 @@ func (ws *workspace) fusedItem(slot, i int) {
 	v.Q, v.LDQ, v.BatchQ = qb, nq, rows*nq
 	v.O, v.LDO, v.BatchO = ob, hdv, rows*hdv
 	v.K, v.V = a.K[bi*a.BatchK:], a.V[bi*a.BatchV:]
-	if a.KT != nil {
-		v.KT = a.KT[bi*a.KTBatch:]
-	}
+	v.KT, _ = a.KT.Items(bi*a.KVHeads, a.KVHeads)
 	if a.KeyLen != nil {
 		v.KeyLen = a.KeyLen[bi : bi+1]
 	}
@@ -337,7 +334,7 @@ func (ws *workspace) attend(l *Layer, k keys, s Shape) {
 	h, dk, dv := c.Heads, c.HeadDim, c.ValueHeadDim
 	nq := h * dk
 	ws.o = grow(ws.o, b*tq*h*dv)
-	a := ws.describe(l, k, s, qBlock(p.QBlock, b*h, tq, p.Threads))
+	a := ws.describe(l, k, s, qBlock(p.QBlock, b*h, tq, p.Threads, l.rowStep))
 	a.Q, a.LDQ, a.BatchQ = ws.q, nq, tq*nq
 	a.O, a.LDO, a.BatchO = ws.o, h*dv, tq*h*dv
 	ws.runAttention(tk)
@@ -402,14 +399,10 @@ func (ws *workspace) splitKeys(n int) {
 		pa.Stats = ws.partStats[i*2*b*h*tq:][:2*b*h*tq]
 		pa.CausalOffset = a.CausalOffset - k0
 		if pa.Tk == 0 {
-			pa.K, pa.V, pa.KT, pa.Keep, pa.Bias = nil, nil, nil, nil, nil
+			pa.K, pa.V, pa.KT, pa.Keep, pa.Bias = nil, nil, blas.Packed{}, nil, nil
 		} else {
 			pa.K, pa.V = a.K[k0*a.LDK:], a.V[k0*a.LDV:]
-			if a.KT != nil && k0%64 == 0 {
-				pa.KT = a.KT[k0*a.DK:] // whole panels of 64 keys
-			} else {
-				pa.KT = nil
-			}
+			pa.KT, _ = a.KT.Cols(k0, pa.Tk) // zero where the layout has no view: K is read
 			if a.Keep != nil {
 				pa.Keep = a.Keep[k0:]
 			}
@@ -474,14 +467,15 @@ func (ws *workspace) mergeParts() {
 // qBlock returns the query rows of one attention task for bh (batch, head)
 // pairs of tq rows: the plan's q, lowered until every one of the plan's
 // threads gets two tasks where the rows allow it, then evened out over the
-// blocks and rounded up to the AVX-512 kernel's strips of 6 rows. Like the
-// chunks of gemmPhase it depends on the plan, never on the call's threads.
-func qBlock(q, bh, tq, threads int) int {
+// blocks and rounded up to whole row steps of the backend (the strips its
+// kernel computes). Like the chunks of gemmPhase it depends on the plan and
+// the backend, never on the call's threads.
+func qBlock(q, bh, tq, threads, step int) int {
 	q = max(min(q, tq), 1)
-	for q > 6 && bh*ceilDiv(tq, q) < 2*threads {
+	for q > step && bh*ceilDiv(tq, q) < 2*threads {
 		q = ceilDiv(q, 2)
 	}
-	return min(tq, ceilDiv(ceilDiv(tq, ceilDiv(tq, q)), 6)*6)
+	return min(tq, ceilDiv(ceilDiv(tq, ceilDiv(tq, q)), step)*step)
 }
 
 // output runs the output projection of the rows attention rows in ws.o,
@@ -503,6 +497,7 @@ func (ws *workspace) output(l *Layer, y []float32, rows int) {
 // equal to fresh ones.
 func (ws *workspace) gemmPhase() {
 	parts := ws.plan.Threads
+	rs, cs := ws.layer.rowStep, ws.layer.colStep
 	ws.chunks = ws.chunks[:0]
 	for gi := range ws.gemms {
 		r, n := ws.gemms[gi].m, ws.gemms[gi].n
@@ -510,15 +505,15 @@ func (ws *workspace) gemmPhase() {
 		switch {
 		case parts == 1:
 		case r >= 32*parts:
-			// Six chunks per worker, of whole 6-row strips of the
+			// A few chunks per worker, of whole row steps of the
 			// kernel, let a worker that runs late (a busy machine) hand
 			// its share to the others; below 48 rows a chunk's share of
 			// reading the weights grows too large.
-			rstep = ceilDiv(max(48, ceilDiv(r, 6*parts)), 6) * 6
+			rstep = ceilDiv(max(48, ceilDiv(r, chunksPerWorker*parts)), rs) * rs
 		default:
 			// Few rows: the weights are the traffic, so split them, by
-			// whole panels of 64 columns (what a packed matrix is cut in).
-			cstep = ceilDiv(ceilDiv(n, 64), parts) * 64
+			// whole column steps (what a packed matrix is cut in).
+			cstep = ceilDiv(ceilDiv(n, cs), parts) * cs
 		}
 		for r0 := 0; r0 < r; r0 += rstep {
 			for c0 := 0; c0 < n; c0 += cstep {
@@ -529,6 +524,10 @@ func (ws *workspace) gemmPhase() {
 	ws.phase = phaseGemm
 	ws.job.run(ws, len(ws.chunks), ws.threads-1)
 }
+
+// chunksPerWorker is how many row chunks gemmPhase cuts a tall product in
+// per thread of the plan.
+const chunksPerWorker = 6
 
 // product runs chunk ch of g on worker slot.
 func (ws *workspace) product(slot int, g *gemm, ch chunk) {
@@ -543,11 +542,9 @@ func (ws *workspace) product(slot int, g *gemm, ch chunk) {
 	if g.bias != nil {
 		bt.Bias = g.bias[ch.c0:]
 	}
-	if g.packed != nil {
-		// Columns [c0, c1) are whole panels from c0 = 64·p on: they
-		// start at p·64·k and take ⌈n/64⌉ panels of 64·k values.
-		bt.Packed = g.packed[ch.c0*g.k:][:ceilDiv(n, 64)*64*g.k]
-	}
+	// Columns [c0, c1) start a column step (gemmPhase), where the packed
+	// matrix has a view; without one the product reads B.
+	bt.Packed, _ = g.packed.Cols(ch.c0, n)
 	ws.backend.Sgemm(bt)
 }
 

@@ -289,7 +289,7 @@ func measureGemm(be blas.Backend, threads, n, rounds int) *Peak {
 		}
 		gs[t] = blas.Batch{Count: 1, M: n, N: n, K: n, TransB: true, Alpha: 1, Beta: 0,
 			A: a, B: b, C: make([]float32, n*n), LDA: n, LDB: n, LDC: n, Packed: be.Pack(b, n, n)}
-		packed = gs[t].Packed != nil
+		packed = !gs[t].Packed.IsZero()
 	}
 	best, done := bestOf(rounds, func() time.Duration {
 		return inParallel(threads, func(t int) { be.Sgemm(&gs[t]) })
