@@ -70,15 +70,7 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 		return nil, err
 	}
 	s := settings{backend: blas.Default(), plan: defaultPlan(c.HeadDim, c.ValueHeadDim)}
-	for _, o := range opts {
-		if o == nil {
-			return nil, fmt.Errorf("%w: nil Option", ErrConfig)
-		}
-		if err := o(&s); err != nil {
-			return nil, err
-		}
-	}
-	if err := s.checkEnv(); err != nil {
+	if err := s.apply(opts); err != nil {
 		return nil, err
 	}
 	l := &Layer{cfg: c, backend: s.backend, plan: s.plan}
