@@ -154,7 +154,7 @@ func (p *pipeline) attendAbsorbed(c *call) {
 	// steps of the backend (the panels a packed key block is cut in).
 	cs := l.colStep
 	kv := max(4*pl.KVBlock*(dk+dv)/(dc+dx)/cs*cs, cs)
-	q := qBlock(pl.QBlock, b*h, tq, pl.Threads, l.rowStep)
+	q := l.queryBlock(s)
 	// Every head reads the same context rows: a task takes as many heads as
 	// leave each thread two tasks, so each key block is read (and packed)
 	// once for them all.

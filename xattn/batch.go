@@ -255,12 +255,10 @@ func (l *Layer) checkRequest(r *Request) (Shape, error) {
 func (p *pipeline) attendRequests(reqs []Request) {
 	l := p.layer
 	c := &l.cfg
-	pl := p.plan
 	ws := &p.ws
 	bs := ws.bat
-	h, g, dk, dv := c.Heads, c.KVHeads, c.HeadDim, c.ValueHeadDim
-	nq, nk := h*dk, g*dk
-	ldkv := nk + g*dv
+	h, dv := c.Heads, c.ValueHeadDim
+	nq, ldkv := h*c.HeadDim, c.KVHeads*(c.HeadDim+dv)
 	ws.o = grow(ws.o, bs.rq*h*dv)
 	tasks := 0
 	p.scratchN = 0
@@ -270,22 +268,16 @@ func (p *pipeline) attendRequests(reqs []Request) {
 			continue
 		}
 		a := &br.att
-		tq, tk := a.Tq, a.Tk
-		a.Heads, a.KVHeads, a.DK, a.DV = h, g, dk, dv
-		a.Scale = c.Scale
-		a.Q, a.LDQ, a.BatchQ = ws.q[br.rq*nq:], nq, tq*nq
-		kv, batchKV := ws.kv[br.rk*ldkv:], tk*ldkv
+		s := Shape{Batch: a.Batch, Tq: a.Tq, Tk: a.Tk}
+		k := keys{kv: ws.kv[br.rk*ldkv:], stride: s.Tk * ldkv}
 		if r := reqs[i].Cached; r != nil {
-			kv = r.kv
+			k.kv = r.kv
 		}
-		a.K, a.LDK, a.BatchK = kv, ldkv, batchKV
-		a.V, a.LDV, a.BatchV = kv[min(nk, len(kv)):], ldkv, batchKV
-		a.O, a.LDO, a.BatchO = ws.o[br.rq*h*dv:], h*dv, tq*h*dv
+		// The tiles of a separate call.
+		l.describe(a, k, ws.q[br.rq*nq:], ws.o[br.rq*h*dv:], s, l.queryBlock(s))
 		if br.keyLen >= 0 {
 			a.KeyLen = bs.keyLen[br.keyLen:][:a.Batch]
 		}
-		a.QBlock = qBlock(pl.QBlock, a.Batch*h, tq, pl.Threads, l.rowStep) // the tiles of a separate call
-		a.KVBlock = max(min(pl.KVBlock, tk), 1)
 		p.scratchN = max(p.scratchN, a.ScratchLen())
 		tasks += a.Tasks()
 	}

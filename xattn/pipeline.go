@@ -228,7 +228,9 @@ type keys struct {
 // i%⌈Tq/q⌉ of batch i/⌈Tq/q⌉.
 func (p *pipeline) fused(y, x []float32, k keys, s Shape, q int) {
 	c := &p.layer.cfg
-	a := p.describe(k, s, q)
+	a := &p.att
+	p.layer.describe(a, k, nil, nil, s, q) // Q and O: each item's block
+	p.tiles(a.QBlock, a.KVBlock)
 	p.ws.fq = grow(p.ws.fq, p.threads*q*c.Heads*c.HeadDim)
 	p.ws.fo = grow(p.ws.fo, p.threads*q*c.Heads*c.ValueHeadDim)
 	p.ws.views = grow(p.ws.views, p.threads)
@@ -238,24 +240,24 @@ func (p *pipeline) fused(y, x []float32, k keys, s Shape, q int) {
 	p.fx, p.fy = nil, nil
 }
 
-// describe sets the fields of p.att that every attention over projected
-// keys shares — sizes, scale, the keys and values k, query blocks of q rows
-// and the plan's key blocks — and grows the workers' scratch to its tiles.
-// It returns &p.att.
-func (p *pipeline) describe(k keys, s Shape, q int) *blas.Attention {
-	l := p.layer
+// describe sets every field of a but the masks for an attention of shape s
+// over the projected keys and values k: sizes and scale, the keys and
+// values, the queries q and outputs o (rows of Heads·HeadDim and
+// Heads·ValueHeadDim values, Tq rows a batch), query blocks of qb rows and
+// the plan's key blocks.
+func (l *Layer) describe(a *blas.Attention, k keys, q, o []float32, s Shape, qb int) {
 	c := &l.cfg
 	h, g, dk, dv := c.Heads, c.KVHeads, c.HeadDim, c.ValueHeadDim
 	nk := g * dk
 	ldkv := nk + g*dv
-	a := &p.att
 	a.Batch, a.Heads, a.KVHeads, a.Tq, a.Tk, a.DK, a.DV = s.Batch, h, g, s.Tq, s.Tk, dk, dv
 	a.Scale = c.Scale
 	a.K, a.LDK, a.BatchK = k.kv, ldkv, k.stride
 	a.V, a.LDV, a.BatchV = k.kv[min(nk, len(k.kv)):], ldkv, k.stride
 	a.KT = k.kt
-	p.tiles(q, max(min(l.plan.KVBlock, s.Tk), 1))
-	return a
+	a.Q, a.LDQ, a.BatchQ = q, h*dk, s.Tq*h*dk
+	a.O, a.LDO, a.BatchO = o, h*dv, s.Tq*h*dv
+	a.QBlock, a.KVBlock = qb, max(min(l.plan.KVBlock, s.Tk), 1)
 }
 
 // tiles sets the query and key blocks of p.att and grows the workers'
@@ -360,15 +362,18 @@ func (p *pipeline) addKV(xk, xv, kv []float32) {
 func (p *pipeline) attend(k keys, s Shape) {
 	l := p.layer
 	c := &l.cfg
-	pl := p.plan
-	b, tq, tk := s.Batch, s.Tq, s.Tk
-	h, dk, dv := c.Heads, c.HeadDim, c.ValueHeadDim
-	nq := h * dk
-	p.ws.o = grow(p.ws.o, b*tq*h*dv)
-	a := p.describe(k, s, qBlock(pl.QBlock, b*h, tq, pl.Threads, l.rowStep))
-	a.Q, a.LDQ, a.BatchQ = p.ws.q, nq, tq*nq
-	a.O, a.LDO, a.BatchO = p.ws.o, h*dv, tq*h*dv
-	p.runAttention(tk)
+	a := &p.att
+	p.ws.o = grow(p.ws.o, s.Batch*s.Tq*c.Heads*c.ValueHeadDim)
+	l.describe(a, k, p.ws.q, p.ws.o, s, l.queryBlock(s))
+	p.tiles(a.QBlock, a.KVBlock)
+	p.runAttention(s.Tk)
+}
+
+// queryBlock is the query block of an attention of shape s, as qBlock
+// chooses it from the plan and the backend's row step.
+func (l *Layer) queryBlock(s Shape) int {
+	p := &l.plan
+	return qBlock(p.QBlock, s.Batch*l.cfg.Heads, s.Tq, p.Threads, l.rowStep)
 }
 
 // runAttention runs the tasks of p.att, with keys split (see splitKeys)
