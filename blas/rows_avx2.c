@@ -227,22 +227,5 @@ XATTN_AVX2 void xattn_exp_avx2(int n, const float *x, float *y) {
 
 #else
 /* Off x86-64 no table reaches these; a slip ends the process with a message. */
-void xattn_rows_avx2(int m, int n, float *s, int lds, const float *bias, int ldbias, const unsigned char *keep,
-		int ldkeep, int causal, int64_t lim0, float *mx, float *sum, float *corr) {
-	(void)m, (void)n, (void)s, (void)lds, (void)bias, (void)ldbias, (void)keep, (void)ldkeep, (void)causal;
-	(void)lim0, (void)mx, (void)sum, (void)corr;
-	XATTN_UNAVAILABLE("xattn_rows_avx2");
-}
-void xattn_scale_avx2(int m, int n, float *c, int ldc, const float *f) {
-	(void)m, (void)n, (void)c, (void)ldc, (void)f;
-	XATTN_UNAVAILABLE("xattn_scale_avx2");
-}
-int xattn_finite_avx2(int m, int n, const float *c, int64_t ldc) {
-	(void)m, (void)n, (void)c, (void)ldc;
-	XATTN_UNAVAILABLE("xattn_finite_avx2");
-}
-void xattn_exp_avx2(int n, const float *x, float *y) {
-	(void)n, (void)x, (void)y;
-	XATTN_UNAVAILABLE("xattn_exp_avx2");
-}
+XATTN_ROW_PASS_UNAVAILABLE(avx2)
 #endif
