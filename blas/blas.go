@@ -142,7 +142,12 @@ func (a *Attention) Tasks() int {
 func (a *Attention) headBlock() int { return max(a.HeadBlock, 1) }
 
 // ScratchLen returns the number of float32 scratch values one worker needs
-// for [Backend.Attend] on a: the parts that a.scratch lays out.
+// for [Backend.Attend] on a: the scores of a query block of every head of a
+// task against a key block, the running maximum, sum and correction of each
+// of its rows, and room for a key block and a value block repacked by a
+// backend that packs. Package blas lays the parts out, one layout for every
+// backend and variant; each starts on a multiple of 16 values, so that the
+// blocks of a 64-byte aligned buffer stay aligned for the vector loads.
 func (a *Attention) ScratchLen() int { return a.scratch().len }
 
 // maxPanel is the widest column panel of a backend's packed layout (the

@@ -51,6 +51,32 @@ XATTN_ROW_PASS(scalar)
 XATTN_ROW_PASS(avx2)
 XATTN_ROW_PASS(avx512)
 
+/*
+ * XATTN_ROW_PASS_UNAVAILABLE(isa) defines the functions of
+ * XATTN_ROW_PASS(isa) for a target that cannot run them: each ends the
+ * process with a message (XATTN_UNAVAILABLE, below).
+ */
+#define XATTN_ROW_PASS_UNAVAILABLE(isa)                                                                  \
+	void xattn_rows_##isa(int m, int n, float *s, int lds, const float *bias, int ldbias,               \
+			const unsigned char *keep, int ldkeep, int causal, int64_t lim0, float *mx, float *sum,      \
+			float *corr) {                                                                           \
+		(void)m, (void)n, (void)s, (void)lds, (void)bias, (void)ldbias, (void)keep, (void)ldkeep;      \
+		(void)causal, (void)lim0, (void)mx, (void)sum, (void)corr;                                     \
+		XATTN_UNAVAILABLE("xattn_rows_" #isa);                                                         \
+	}                                                                                                  \
+	void xattn_scale_##isa(int m, int n, float *c, int ldc, const float *f) {                           \
+		(void)m, (void)n, (void)c, (void)ldc, (void)f;                                                 \
+		XATTN_UNAVAILABLE("xattn_scale_" #isa);                                                        \
+	}                                                                                                  \
+	int xattn_finite_##isa(int m, int n, const float *c, int64_t ldc) {                                 \
+		(void)m, (void)n, (void)c, (void)ldc;                                                          \
+		XATTN_UNAVAILABLE("xattn_finite_" #isa);                                                       \
+	}                                                                                                  \
+	void xattn_exp_##isa(int n, const float *x, float *y) {                                             \
+		(void)n, (void)x, (void)y;                                                                     \
+		XATTN_UNAVAILABLE("xattn_exp_" #isa);                                                          \
+	}
+
 /* The running state of a row that saw no score (rows.c): as pure.SoftmaxRows with n = 0. */
 void xattn_rows_empty(int m, float *mx, float *sum, float *corr);
 

@@ -60,39 +60,45 @@ __attribute__((cold, noinline)) void xattn_row_bad(float *row, int lim, int n, c
 	*mx = *sum = *corr = NAN;
 }
 
+/* pass1_scalar is pass 1 of xattn_rows_scalar (see row_pass). */
+static inline __attribute__((always_inline)) int pass1_scalar(float *row, int lim, const float *b,
+		const unsigned char *k, float *rowmax) {
+	float m = -INFINITY;
+	int bad = 0;
+	for (int j = 0; j < lim; j++) {
+		float x = row[j];
+		if (b)
+			x += b[j];
+		if ((k && !k[j]) || (b && b[j] == -INFINITY))
+			x = -INFINITY;
+		else if (x - x != 0.0f) /* NaN or ±Inf on a visible column */
+			bad = 1;
+		row[j] = x;
+		m = gomax(m, x);
+	}
+	*rowmax = m;
+	return bad;
+}
+
+/* pass2_scalar is pass 2 of xattn_rows_scalar. */
+static inline __attribute__((always_inline)) float pass2_scalar(float *row, int lim, float mnew) {
+	float acc = 0.0f;
+	for (int j = 0; j < lim; j++) {
+		float p = exp_scalar(row[j] - mnew);
+		row[j] = p;
+		acc += p;
+	}
+	return acc;
+}
+
+static inline __attribute__((always_inline)) float corr_scalar(float mx, float mnew) { return exp_scalar(mx - mnew); }
+
 /* xattn_rows_scalar is pure.SoftmaxRows. */
 void xattn_rows_scalar(int m, int n, float *s, int lds, const float *bias, int ldbias,
 		const unsigned char *keep, int ldkeep, int causal, int64_t lim0,
 		float *mx, float *sum, float *corr) {
-	for (int r = 0; r < m; r++) {
-		float *row = s + (int64_t)r * lds;
-		int lim = row_limit(n, causal, lim0, r);
-		const float *b = bias ? bias + (int64_t)r * ldbias : NULL;
-		const unsigned char *k = keep ? keep + (int64_t)r * ldkeep : NULL;
-		float rowmax = -INFINITY;
-		int bad = 0;
-		for (int j = 0; j < lim; j++) {
-			float x = row[j];
-			if (b)
-				x += b[j];
-			if ((k && !k[j]) || (b && b[j] == -INFINITY))
-				x = -INFINITY;
-			else if (x - x != 0.0f) /* NaN or ±Inf on a visible column */
-				bad = 1;
-			row[j] = x;
-			rowmax = gomax(rowmax, x);
-		}
-		float mnew;
-		if (!row_open(bad, rowmax, row, lim, n, b, k, &mx[r], &sum[r], &corr[r], &mnew))
-			continue;
-		float acc = 0.0f;
-		for (int j = 0; j < lim; j++) {
-			float p = exp_scalar(row[j] - mnew);
-			row[j] = p;
-			acc += p;
-		}
-		row_end(row, lim, n, mnew, exp_scalar(mx[r] - mnew), acc, &mx[r], &sum[r], &corr[r]);
-	}
+	row_pass(m, n, s, lds, bias, ldbias, keep, ldkeep, causal, lim0, mx, sum, corr, pass1_scalar, pass2_scalar,
+			corr_scalar);
 }
 
 /*

@@ -112,4 +112,39 @@ static inline __attribute__((always_inline)) int row_open(int bad, float rowmax,
 	return *mnew != -INFINITY;
 }
 
+/*
+ * The steps of a row pass that differ by ISA, which row_pass runs: pass 1
+ * masks and biases the lim scores of row in place and sets *rowmax to their
+ * maximum, and returns whether a visible one is not finite (bias row b and
+ * keep row k may be NULL); pass 2 replaces them by e^(score − mnew) and
+ * returns their sum; corr returns e^(mx − mnew), the correction of the sum
+ * so far, with the ISA's own exponential (see row_end).
+ */
+typedef int (*row_pass1_fn)(float *row, int lim, const float *b, const unsigned char *k, float *rowmax);
+typedef float (*row_pass2_fn)(float *row, int lim, float mnew);
+typedef float (*row_corr_fn)(float mx, float mnew);
+
+/*
+ * row_pass is pure.SoftmaxRows with the steps of one ISA: every variant's
+ * xattn_rows_<isa> is this driver with its steps. Always inlined, with
+ * constant steps that are always inlined too, so a step costs no call, and
+ * pass 1 called with literal NULL masks loses every test of them.
+ */
+static inline __attribute__((always_inline)) void row_pass(int m, int n, float *s, int lds, const float *bias,
+		int ldbias, const unsigned char *keep, int ldkeep, int causal, int64_t lim0, float *mx, float *sum,
+		float *corr, row_pass1_fn pass1, row_pass2_fn pass2, row_corr_fn corrf) {
+	for (int r = 0; r < m; r++) {
+		float *row = s + (int64_t)r * lds;
+		int lim = row_limit(n, causal, lim0, r);
+		const float *b = bias ? bias + (int64_t)r * ldbias : NULL;
+		const unsigned char *k = keep ? keep + (int64_t)r * ldkeep : NULL;
+		float rowmax, mnew;
+		int bad = b || k ? pass1(row, lim, b, k, &rowmax) : pass1(row, lim, NULL, NULL, &rowmax);
+		if (!row_open(bad, rowmax, row, lim, n, b, k, &mx[r], &sum[r], &corr[r], &mnew))
+			continue;
+		float acc = pass2(row, lim, mnew);
+		row_end(row, lim, n, mnew, corrf(mx[r], mnew), acc, &mx[r], &sum[r], &corr[r]);
+	}
+}
+
 #endif

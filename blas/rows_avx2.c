@@ -79,14 +79,14 @@ XATTN_AVX2 static inline float hsum256(__m256 v) {
 /*
  * pass1_256 is pass 1 of xattn_rows_avx2 over the lim scores of row, with bias
  * row b and keep row k (either NULL): mask, bias, store, maximum into
- * *vmax. It returns whether a visible lane is not finite: x − x is NaN
+ * *rowmax. It returns whether a visible lane is not finite: x − x is NaN
  * exactly where x is not finite, and OR-ed over the visible lanes (masked
  * ones, set to −Inf, cleared) its bits are a NaN iff one of them was.
  * Always inlined, so that the call without masks loses every test of b
  * and k.
  */
 XATTN_AVX2 static inline __attribute__((always_inline)) int pass1_256(float *row, int lim,
-		const float *b, const unsigned char *k, __m256 *vmax) {
+		const float *b, const unsigned char *k, float *rowmax) {
 	const __m256 ninf = _mm256_set1_ps(-INFINITY);
 	__m256 vm = ninf, vbad = _mm256_setzero_ps();
 	int j = 0;
@@ -131,55 +131,52 @@ XATTN_AVX2 static inline __attribute__((always_inline)) int pass1_256(float *row
 		vbad = _mm256_or_ps(vbad, z);
 		vm = _mm256_max_ps(vm, x);
 	}
-	*vmax = vm;
+	*rowmax = hmax256(vm);
 	return _mm256_movemask_ps(_mm256_cmp_ps(vbad, vbad, _CMP_UNORD_Q));
+}
+
+/*
+ * pass2_256 is pass 2 of xattn_rows_avx2: the exponentials of the lim
+ * scores of row less mnew in place, two vectors at a time, and their sum.
+ */
+XATTN_AVX2 static inline __attribute__((always_inline)) float pass2_256(float *row, int lim, float mnew) {
+	const __m256 vm = _mm256_set1_ps(mnew);
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+	int j = 0;
+	for (; j + 16 <= lim; j += 16) {
+		__m256 p0 = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
+		__m256 p1 = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + j + 8), vm));
+		_mm256_storeu_ps(row + j, p0);
+		_mm256_storeu_ps(row + j + 8, p1);
+		acc0 = _mm256_add_ps(acc0, p0);
+		acc1 = _mm256_add_ps(acc1, p1);
+	}
+	if (j + 8 <= lim) {
+		__m256 p = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
+		_mm256_storeu_ps(row + j, p);
+		acc0 = _mm256_add_ps(acc0, p);
+		j += 8;
+	}
+	if (j < lim) {
+		__m256i mask = tail256(lim - j);
+		__m256 p = exp256(_mm256_sub_ps(_mm256_maskload_ps(row + j, mask), vm));
+		p = _mm256_and_ps(p, _mm256_castsi256_ps(mask));
+		_mm256_maskstore_ps(row + j, mask, p);
+		acc1 = _mm256_add_ps(acc1, p);
+	}
+	return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+/* corr_256 is e^(mx − mnew) with exp256. */
+XATTN_AVX2 static inline __attribute__((always_inline)) float corr_256(float mx, float mnew) {
+	return _mm256_cvtss_f32(exp256(_mm256_set1_ps(mx - mnew)));
 }
 
 /* xattn_rows_avx2 is xattn_rows_scalar on 8 lanes, with masked loads and stores on the tail. */
 XATTN_AVX2 void xattn_rows_avx2(int m, int n, float *s, int lds, const float *bias, int ldbias,
 		const unsigned char *keep, int ldkeep, int causal, int64_t lim0,
 		float *mx, float *sum, float *corr) {
-	for (int r = 0; r < m; r++) {
-		float *row = s + (int64_t)r * lds;
-		int lim = row_limit(n, causal, lim0, r);
-		const float *b = bias ? bias + (int64_t)r * ldbias : NULL;
-		const unsigned char *k = keep ? keep + (int64_t)r * ldkeep : NULL;
-
-		/* Pass 1: mask, bias, store, maximum. */
-		__m256 vmax;
-		int bad = b || k ? pass1_256(row, lim, b, k, &vmax) : pass1_256(row, lim, NULL, NULL, &vmax);
-		float mnew;
-		if (!row_open(bad, hmax256(vmax), row, lim, n, b, k, &mx[r], &sum[r], &corr[r], &mnew))
-			continue;
-
-		/* Pass 2: exponentials in place and their sum, two vectors at a time. */
-		const __m256 vm = _mm256_set1_ps(mnew);
-		__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-		int j = 0;
-		for (; j + 16 <= lim; j += 16) {
-			__m256 p0 = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
-			__m256 p1 = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + j + 8), vm));
-			_mm256_storeu_ps(row + j, p0);
-			_mm256_storeu_ps(row + j + 8, p1);
-			acc0 = _mm256_add_ps(acc0, p0);
-			acc1 = _mm256_add_ps(acc1, p1);
-		}
-		if (j + 8 <= lim) {
-			__m256 p = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
-			_mm256_storeu_ps(row + j, p);
-			acc0 = _mm256_add_ps(acc0, p);
-			j += 8;
-		}
-		if (j < lim) {
-			__m256i mask = tail256(lim - j);
-			__m256 p = exp256(_mm256_sub_ps(_mm256_maskload_ps(row + j, mask), vm));
-			p = _mm256_and_ps(p, _mm256_castsi256_ps(mask));
-			_mm256_maskstore_ps(row + j, mask, p);
-			acc1 = _mm256_add_ps(acc1, p);
-		}
-		row_end(row, lim, n, mnew, _mm256_cvtss_f32(exp256(_mm256_set1_ps(mx[r] - mnew))),
-				hsum256(_mm256_add_ps(acc0, acc1)), &mx[r], &sum[r], &corr[r]);
-	}
+	row_pass(m, n, s, lds, bias, ldbias, keep, ldkeep, causal, lim0, mx, sum, corr, pass1_256, pass2_256, corr_256);
 }
 
 /* xattn_scale_avx2 is xattn_scale_scalar on 8 lanes. */
@@ -230,22 +227,5 @@ XATTN_AVX2 void xattn_exp_avx2(int n, const float *x, float *y) {
 
 #else
 /* Off x86-64 no table reaches these; a slip ends the process with a message. */
-void xattn_rows_avx2(int m, int n, float *s, int lds, const float *bias, int ldbias, const unsigned char *keep,
-		int ldkeep, int causal, int64_t lim0, float *mx, float *sum, float *corr) {
-	(void)m, (void)n, (void)s, (void)lds, (void)bias, (void)ldbias, (void)keep, (void)ldkeep, (void)causal;
-	(void)lim0, (void)mx, (void)sum, (void)corr;
-	XATTN_UNAVAILABLE("xattn_rows_avx2");
-}
-void xattn_scale_avx2(int m, int n, float *c, int ldc, const float *f) {
-	(void)m, (void)n, (void)c, (void)ldc, (void)f;
-	XATTN_UNAVAILABLE("xattn_scale_avx2");
-}
-int xattn_finite_avx2(int m, int n, const float *c, int64_t ldc) {
-	(void)m, (void)n, (void)c, (void)ldc;
-	XATTN_UNAVAILABLE("xattn_finite_avx2");
-}
-void xattn_exp_avx2(int n, const float *x, float *y) {
-	(void)n, (void)x, (void)y;
-	XATTN_UNAVAILABLE("xattn_exp_avx2");
-}
+XATTN_ROW_PASS_UNAVAILABLE(avx2)
 #endif

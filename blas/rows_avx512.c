@@ -70,13 +70,13 @@ XATTN_AVX512 static inline __mmask16 keep512(const unsigned char *keep, __mmask1
 /*
  * pass1_512 is pass 1 of xattn_rows_avx512 over the lim scores of row, with bias
  * row b and keep row k (either NULL): mask, bias, store, maximum into
- * *vmax. The visible lanes (in the row, kept, bias not −Inf) are tracked
+ * *rowmax. The visible lanes (in the row, kept, bias not −Inf) are tracked
  * apart: it returns those that are not finite (NaN, ±Inf: vfpclassps),
  * which make the row bad. Always inlined, so that the call without masks
  * loses every test of b and k.
  */
-XATTN_AVX512 static inline __attribute__((always_inline)) __mmask16 pass1_512(float *row, int lim,
-		const float *b, const unsigned char *k, __m512 *vmax) {
+XATTN_AVX512 static inline __attribute__((always_inline)) int pass1_512(float *row, int lim,
+		const float *b, const unsigned char *k, float *rowmax) {
 	const __m512 ninf = _mm512_set1_ps(-INFINITY);
 	__m512 vm = ninf;
 	__mmask16 bad = 0;
@@ -98,49 +98,45 @@ XATTN_AVX512 static inline __attribute__((always_inline)) __mmask16 pass1_512(fl
 		bad |= _mm512_mask_fpclass_ps_mask(vis, x, 0x99); /* QNaN, +Inf, −Inf, SNaN */
 		vm = _mm512_mask_max_ps(vm, mask, vm, x);
 	}
-	*vmax = vm;
-	return bad;
+	*rowmax = _mm512_reduce_max_ps(vm);
+	return bad != 0;
+}
+
+/*
+ * pass2_512 is pass 2 of xattn_rows_avx512: the exponentials of the lim
+ * scores of row less mnew in place, two vectors at a time, and their sum.
+ */
+XATTN_AVX512 static inline __attribute__((always_inline)) float pass2_512(float *row, int lim, float mnew) {
+	const __m512 vm = _mm512_set1_ps(mnew);
+	__m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+	int j = 0;
+	for (; j + 32 <= lim; j += 32) {
+		__m512 p0 = exp512_nonpos(_mm512_sub_ps(_mm512_loadu_ps(row + j), vm));
+		__m512 p1 = exp512_nonpos(_mm512_sub_ps(_mm512_loadu_ps(row + j + 16), vm));
+		_mm512_storeu_ps(row + j, p0);
+		_mm512_storeu_ps(row + j + 16, p1);
+		acc0 = _mm512_add_ps(acc0, p0);
+		acc1 = _mm512_add_ps(acc1, p1);
+	}
+	for (; j < lim; j += 16) {
+		__mmask16 mask = lim - j >= 16 ? (__mmask16)0xFFFF : tail512(lim - j);
+		__m512 p = exp512_nonpos(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, row + j), vm));
+		_mm512_mask_storeu_ps(row + j, mask, p);
+		acc0 = _mm512_mask_add_ps(acc0, mask, acc0, p);
+	}
+	return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+/* corr_512 is e^(mx − mnew) with exp512; the first block of a row (mx = −Inf) needs none. */
+XATTN_AVX512 static inline __attribute__((always_inline)) float corr_512(float mx, float mnew) {
+	return mx == -INFINITY ? 0.0f : _mm512_cvtss_f32(exp512(_mm512_set1_ps(mx - mnew)));
 }
 
 /* xattn_rows_avx512 is xattn_rows_scalar on 16 lanes, with masked loads and stores on the tail. */
 XATTN_AVX512 void xattn_rows_avx512(int m, int n, float *s, int lds, const float *bias, int ldbias,
 		const unsigned char *keep, int ldkeep, int causal, int64_t lim0,
 		float *mx, float *sum, float *corr) {
-	for (int r = 0; r < m; r++) {
-		float *row = s + (int64_t)r * lds;
-		int lim = row_limit(n, causal, lim0, r);
-		const float *b = bias ? bias + (int64_t)r * ldbias : NULL;
-		const unsigned char *k = keep ? keep + (int64_t)r * ldkeep : NULL;
-
-		/* Pass 1: mask, bias, store, maximum. */
-		__m512 vmax;
-		__mmask16 bad = b || k ? pass1_512(row, lim, b, k, &vmax) : pass1_512(row, lim, NULL, NULL, &vmax);
-		float mnew;
-		if (!row_open(bad, _mm512_reduce_max_ps(vmax), row, lim, n, b, k, &mx[r], &sum[r], &corr[r], &mnew))
-			continue;
-
-		/* Pass 2: exponentials in place and their sum, two vectors at a time. */
-		const __m512 vm = _mm512_set1_ps(mnew);
-		__m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-		int j = 0;
-		for (; j + 32 <= lim; j += 32) {
-			__m512 p0 = exp512_nonpos(_mm512_sub_ps(_mm512_loadu_ps(row + j), vm));
-			__m512 p1 = exp512_nonpos(_mm512_sub_ps(_mm512_loadu_ps(row + j + 16), vm));
-			_mm512_storeu_ps(row + j, p0);
-			_mm512_storeu_ps(row + j + 16, p1);
-			acc0 = _mm512_add_ps(acc0, p0);
-			acc1 = _mm512_add_ps(acc1, p1);
-		}
-		for (; j < lim; j += 16) {
-			__mmask16 mask = lim - j >= 16 ? (__mmask16)0xFFFF : tail512(lim - j);
-			__m512 p = exp512_nonpos(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, row + j), vm));
-			_mm512_mask_storeu_ps(row + j, mask, p);
-			acc0 = _mm512_mask_add_ps(acc0, mask, acc0, p);
-		}
-		/* The first block of a row (max −Inf) needs no exponential for corr. */
-		row_end(row, lim, n, mnew, mx[r] == -INFINITY ? 0.0f : _mm512_cvtss_f32(exp512(_mm512_set1_ps(mx[r] - mnew))),
-				_mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)), &mx[r], &sum[r], &corr[r]);
-	}
+	row_pass(m, n, s, lds, bias, ldbias, keep, ldkeep, causal, lim0, mx, sum, corr, pass1_512, pass2_512, corr_512);
 }
 
 /* xattn_scale_avx512 is xattn_scale_scalar on 16 lanes. */
@@ -180,22 +176,5 @@ XATTN_AVX512 void xattn_exp_avx512(int n, const float *x, float *y) {
 
 #else
 /* Off x86-64 no table reaches these; a slip ends the process with a message. */
-void xattn_rows_avx512(int m, int n, float *s, int lds, const float *bias, int ldbias, const unsigned char *keep,
-		int ldkeep, int causal, int64_t lim0, float *mx, float *sum, float *corr) {
-	(void)m, (void)n, (void)s, (void)lds, (void)bias, (void)ldbias, (void)keep, (void)ldkeep, (void)causal;
-	(void)lim0, (void)mx, (void)sum, (void)corr;
-	XATTN_UNAVAILABLE("xattn_rows_avx512");
-}
-void xattn_scale_avx512(int m, int n, float *c, int ldc, const float *f) {
-	(void)m, (void)n, (void)c, (void)ldc, (void)f;
-	XATTN_UNAVAILABLE("xattn_scale_avx512");
-}
-int xattn_finite_avx512(int m, int n, const float *c, int64_t ldc) {
-	(void)m, (void)n, (void)c, (void)ldc;
-	XATTN_UNAVAILABLE("xattn_finite_avx512");
-}
-void xattn_exp_avx512(int n, const float *x, float *y) {
-	(void)n, (void)x, (void)y;
-	XATTN_UNAVAILABLE("xattn_exp_avx512");
-}
+XATTN_ROW_PASS_UNAVAILABLE(avx512)
 #endif

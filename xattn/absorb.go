@@ -99,95 +99,107 @@ func (l *Layer) absorbed() *absorbedWeights {
 	return &l.abs
 }
 
-// runAbsorbed computes one validated call in the absorbed form: queries
-// (and the context's rows packed as keys, where the backend wants that),
-// absorbed queries, the attention core over the context rows, the values'
-// projection of its outputs, the output projection.
-func (ws *workspace) runAbsorbed(l *Layer, y, xq, xk, xv []float32, s Shape) {
+// The stages of the absorbed form (pipeline.run): after the queries,
+// absorbQueries makes the absorbed queries, attendAbsorbed runs the core
+// over the context rows, absorbValues projects its outputs by Wv; the output
+// projection follows as in every form.
+
+// absorbQueries computes Q̃_h = Q_h·Wk_g, rows of H·Dc values, from the
+// projected queries of a call of shape s.
+func (p *pipeline) absorbQueries(s Shape) {
+	l := p.layer
 	c := &l.cfg
 	w := l.absorbed()
-	b, tq, tk := s.Batch, s.Tq, s.Tk
-	h, dk, dv, dc, dx := c.Heads, c.HeadDim, c.ValueHeadDim, c.ContextDim, c.ValueDim
-	rows := b * tq
-	ws.begin(l, absorbedFLOPs(c, s))
-
-	// Phase 1: the queries.
-	ws.gemms = ws.gemms[:0]
-	ws.addQ(l, xq, rows)
-	a := &ws.att
-	a.Batch, a.Heads, a.KVHeads, a.Tq, a.Tk, a.DK, a.DV = b, h, 1, tq, tk, dc, dx
-	a.Scale = c.Scale
-	a.K, a.LDK, a.BatchK = xk, dc, tk*dc
-	a.V, a.LDV, a.BatchV = xv, dx, tk*dx
-	a.KT = blas.Packed{}
-	ws.gemmPhase()
-
-	// Phase 2: Q̃_h = Q_h·Wk_g, rows of H·Dc values.
-	ws.aq = grow(ws.aq, rows*h*dc)
-	ws.gemms = ws.gemms[:0]
+	rows := s.Batch * s.Tq
+	h, dk, dc := c.Heads, c.HeadDim, c.ContextDim
+	p.ws.aq = grow(p.ws.aq, rows*h*dc)
+	p.ws.gemms = p.ws.gemms[:0]
 	group := h / c.KVHeads
 	for hh := range h {
 		g := hh / group
-		ws.gemms = append(ws.gemms, gemm{a: ws.q[hh*dk:], m: rows, lda: h * dk, k: dk, n: dc,
-			w: w.wkT[g*dc*dk:][:dc*dk], packed: w.pkT[g], c: ws.aq[hh*dc:], ldc: h * dc})
+		p.ws.gemms = append(p.ws.gemms, gemm{a: p.ws.q[hh*dk:], m: rows, lda: h * dk, k: dk, n: dc,
+			w: w.wkT[g*dc*dk:][:dc*dk], packed: w.pkT[g], c: p.ws.aq[hh*dc:], ldc: h * dc})
 	}
-	ws.gemmPhase()
+	p.gemmPhase()
+}
 
-	// Phase 3: Õ_h = softmax(Scale·Q̃_h·Cᵀ + mask)·C.
-	ws.ao = grow(ws.ao, rows*h*dx)
-	a.Q, a.LDQ, a.BatchQ = ws.aq, h*dc, tq*h*dc
-	a.O, a.LDO, a.BatchO = ws.ao, h*dx, tq*h*dx
+// attendAbsorbed runs Õ_h = softmax(Scale·Q̃_h·Cᵀ + mask)·C over the raw
+// context rows of call c (keys c.xk, values c.xv) as one shared key/value
+// head. The mask fields of p.att are set already.
+func (p *pipeline) attendAbsorbed(c *call) {
+	l := p.layer
+	cfg := &l.cfg
+	s := c.s
+	b, tq, tk := s.Batch, s.Tq, s.Tk
+	h, dk, dv, dc, dx := cfg.Heads, cfg.HeadDim, cfg.ValueHeadDim, cfg.ContextDim, cfg.ValueDim
+	rows := b * tq
+	a := &p.att
+	a.Batch, a.Heads, a.KVHeads, a.Tq, a.Tk, a.DK, a.DV = b, h, 1, tq, tk, dc, dx
+	a.Scale = cfg.Scale
+	a.K, a.LDK, a.BatchK = c.xk, dc, tk*dc
+	a.V, a.LDV, a.BatchV = c.xv, dx, tk*dx
+	a.KT = blas.Packed{}
+	p.ws.ao = grow(p.ws.ao, rows*h*dx)
+	a.Q, a.LDQ, a.BatchQ = p.ws.aq, h*dc, tq*h*dc
+	a.O, a.LDO, a.BatchO = p.ws.ao, h*dx, tq*h*dx
 	a.Stats = nil
 	if l.bv != nil {
 		// A row that sees no key has Õ = 0 but must get O = 0, not bv.
-		ws.astats = grow(ws.astats, 2*b*h*tq)
-		a.Stats = ws.astats
+		p.ws.astats = grow(p.ws.astats, 2*b*h*tq)
+		a.Stats = p.ws.astats
 	}
-	p := &l.plan
+	pl := &l.plan
 	// Key blocks of about the bytes the plan's take at dk+dv values a key,
 	// times 4 (the plan's are a quarter of L2's quarter), in whole column
 	// steps of the backend (the panels a packed key block is cut in).
 	cs := l.colStep
-	kv := max(4*p.KVBlock*(dk+dv)/(dc+dx)/cs*cs, cs)
-	q := qBlock(p.QBlock, b*h, tq, p.Threads, l.rowStep)
+	kv := max(4*pl.KVBlock*(dk+dv)/(dc+dx)/cs*cs, cs)
+	q := l.queryBlock(s)
 	// Every head reads the same context rows: a task takes as many heads as
 	// leave each thread two tasks, so each key block is read (and packed)
 	// once for them all.
 	a.HeadBlock = h
-	for a.HeadBlock > 1 && b*(h/a.HeadBlock)*ceilDiv(tq, q) < 2*p.Threads {
+	for a.HeadBlock > 1 && b*(h/a.HeadBlock)*ceilDiv(tq, q) < 2*pl.Threads {
 		a.HeadBlock = largestDivisorBelow(h, a.HeadBlock)
 	}
-	ws.tiles(q, min(kv, tk))
-	ws.runAttention(tk)
+	p.tiles(q, min(kv, tk))
+	p.runAttention(tk)
+}
 
-	// Phase 4: O_h = Õ_h·Wv_gᵀ + bv_g.
-	ws.o = grow(ws.o, rows*h*dv)
-	ws.gemms = ws.gemms[:0]
+// absorbValues computes O_h = Õ_h·Wv_gᵀ + bv_g into the workspace's O, and
+// zeroes the rows that saw no key.
+func (p *pipeline) absorbValues(s Shape) {
+	l := p.layer
+	c := &l.cfg
+	w := l.absorbed()
+	b, tq := s.Batch, s.Tq
+	rows := b * tq
+	h, dv, dx := c.Heads, c.ValueHeadDim, c.ValueDim
+	group := h / c.KVHeads
+	p.ws.o = grow(p.ws.o, rows*h*dv)
+	p.ws.gemms = p.ws.gemms[:0]
 	for hh := range h {
 		g := hh / group
-		gm := gemm{a: ws.ao[hh*dx:], m: rows, lda: h * dx, k: dx, n: dv,
-			w: l.wv[g*dv*dx:][:dv*dx], packed: w.pvh[g], c: ws.o[hh*dv:], ldc: h * dv}
+		gm := gemm{a: p.ws.ao[hh*dx:], m: rows, lda: h * dx, k: dx, n: dv,
+			w: l.wv[g*dv*dx:][:dv*dx], packed: w.pvh[g], c: p.ws.o[hh*dv:], ldc: h * dv}
 		if l.bv != nil {
 			gm.bias = l.bv[g*dv:][:dv]
 		}
-		ws.gemms = append(ws.gemms, gm)
+		p.ws.gemms = append(p.ws.gemms, gm)
 	}
-	ws.gemmPhase()
-	if a.Stats != nil {
+	p.gemmPhase()
+	if st := p.att.Stats; st != nil {
 		for bi := range b {
 			for hh := range h {
-				st := a.Stats[2*(bi*h+hh)*tq:]
+				st := st[2*(bi*h+hh)*tq:]
 				for i := range tq {
 					if math.IsInf(float64(st[2*i]), -1) {
-						clear(ws.o[((bi*tq+i)*h+hh)*dv:][:dv])
+						clear(p.ws.o[((bi*tq+i)*h+hh)*dv:][:dv])
 					}
 				}
 			}
 		}
 	}
-
-	// Phase 5: the output projection, straight into y.
-	ws.output(l, y, rows)
 }
 
 // largestDivisorBelow returns the largest divisor of n below d (d > 1).

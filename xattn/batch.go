@@ -46,14 +46,13 @@ func (l *Layer) ForwardBatch(reqs []Request) error {
 	if err := l.usable(); err != nil {
 		return err
 	}
-	ws := l.getWorkspace()
-	defer l.putWorkspace(ws)
-	if ws.bat == nil {
-		ws.bat = &batchScratch{ws: ws}
+	p := l.getPipeline()
+	defer l.putPipeline(p)
+	if p.ws.bat == nil {
+		p.ws.bat = &batchScratch{}
 	}
-	bs := ws.bat
-	defer bs.release()
-	work, err := bs.check(l, reqs)
+	bs := p.ws.bat
+	pairs, err := bs.check(l, &p.ws, reqs)
 	if err != nil {
 		return err
 	}
@@ -61,7 +60,6 @@ func (l *Layer) ForwardBatch(reqs []Request) error {
 		return nil
 	}
 	c := &l.cfg
-	ldkv := c.KVHeads * (c.HeadDim + c.ValueHeadDim)
 
 	// Stack the inputs.
 	bs.x = grow(bs.x, bs.rq*c.QueryDim)
@@ -81,19 +79,11 @@ func (l *Layer) ForwardBatch(reqs []Request) error {
 		}
 	}
 
-	// One product for every query, one for every key and value.
-	ws.begin(l, work)
-	ws.kv = grow(ws.kv, bs.rk*ldkv)
-	ws.gemms = ws.gemms[:0]
-	ws.addQ(l, bs.x, bs.rq)
-	ws.addKV(l, bs.ctx, bs.ctx, ws.kv)
-	ws.gemmPhase()
-
-	bs.attend(l, reqs)
-
-	// One output product, then each request's rows to its Y.
+	// One product for every query, one for every key and value, the
+	// attention of each request over its own keys, one output product;
+	// then each request's rows to its Y.
 	bs.y = grow(bs.y, bs.rq*c.OutDim)
-	ws.output(l, bs.y, bs.rq)
+	p.run(l, &call{y: bs.y, x: bs.x, rows: bs.rq, xk: bs.ctx, xv: bs.ctx, kvRows: bs.rk, reqs: reqs, pairs: pairs})
 	for i := range reqs {
 		if br := &bs.reqs[i]; br.rows > 0 {
 			copy(reqs[i].Y, bs.y[br.rq*c.OutDim:][:len(reqs[i].Y)])
@@ -105,7 +95,6 @@ func (l *Layer) ForwardBatch(reqs []Request) error {
 // batchScratch is the part of a workspace that ForwardBatch uses, made on
 // its first use.
 type batchScratch struct {
-	ws        *workspace
 	x, ctx, y []float32 // stacked inputs and outputs
 	reqs      []batchReq
 	keyLen    []int32
@@ -126,11 +115,10 @@ type batchReq struct {
 type batchItem struct{ r, t0, t1 int }
 
 // check validates every request and lays out the batch: stacked rows, mask
-// fields and key lengths. It returns the work of the batch in floating-point
-// operations.
-func (bs *batchScratch) check(l *Layer, reqs []Request) (float64, error) {
+// fields and key lengths, with ws's key-length buffer for scratch. It
+// returns the (query row, key) pairs the batch attends.
+func (bs *batchScratch) check(l *Layer, ws *workspace, reqs []Request) (float64, error) {
 	c := &l.cfg
-	ws := bs.ws
 	bs.reqs = grow(bs.reqs, len(reqs))
 	bs.keyLen = bs.keyLen[:0]
 	bs.rq, bs.rk = 0, 0
@@ -152,10 +140,10 @@ func (bs *batchScratch) check(l *Layer, reqs []Request) (float64, error) {
 		if s.Batch == 0 || s.Tq == 0 {
 			continue
 		}
-		if err := ws.setMask(r.Mask, s.Batch, c.Heads, s.Tq, s.Tk); err != nil {
+		var a blas.Attention
+		if err := ws.setMask(&a, r.Mask, s.Batch, c.Heads, s.Tq, s.Tk); err != nil {
 			return 0, fmt.Errorf("request %d: %w", i, err)
 		}
-		a := &ws.att
 		br.att = blas.Attention{
 			Batch: s.Batch, Tq: s.Tq, Tk: s.Tk,
 			Causal: a.Causal, CausalOffset: a.CausalOffset,
@@ -176,8 +164,7 @@ func (bs *batchScratch) check(l *Layer, reqs []Request) (float64, error) {
 		}
 		bs.rq += br.rows
 		bs.rk += rk
-		b, tq, tk := float64(s.Batch), float64(s.Tq), float64(s.Tk)
-		total += work(c, b*tq, float64(rk), b*tq*tk)
+		total += float64(s.Batch) * float64(s.Tq) * float64(s.Tk)
 	}
 	// The stacked inputs, projections and outputs.
 	rq, rk := float64(bs.rq), float64(bs.rk)
@@ -262,48 +249,42 @@ func (l *Layer) checkRequest(r *Request) (Shape, error) {
 	return s, nil
 }
 
-// attend runs the attention core of every request: their descriptors point
-// into the stacked projections (or a Cached context), and their tasks are
-// the items of one phase.
-func (bs *batchScratch) attend(l *Layer, reqs []Request) {
+// attendRequests runs the attention core of every request of a
+// ForwardBatch: their descriptors point into the stacked projections (or a
+// Cached context), and their tasks are the items of one phase.
+func (p *pipeline) attendRequests(reqs []Request) {
+	l := p.layer
 	c := &l.cfg
-	p := &l.plan
-	ws := bs.ws
-	h, g, dk, dv := c.Heads, c.KVHeads, c.HeadDim, c.ValueHeadDim
-	nq, nk := h*dk, g*dk
-	ldkv := nk + g*dv
+	ws := &p.ws
+	bs := ws.bat
+	h, dv := c.Heads, c.ValueHeadDim
+	nq, ldkv := h*c.HeadDim, c.KVHeads*(c.HeadDim+dv)
 	ws.o = grow(ws.o, bs.rq*h*dv)
 	tasks := 0
-	ws.scratchN = 0
+	p.scratchN = 0
 	for i := range reqs {
 		br := &bs.reqs[i]
 		if br.rows == 0 {
 			continue
 		}
 		a := &br.att
-		tq, tk := a.Tq, a.Tk
-		a.Heads, a.KVHeads, a.DK, a.DV = h, g, dk, dv
-		a.Scale = c.Scale
-		a.Q, a.LDQ, a.BatchQ = ws.q[br.rq*nq:], nq, tq*nq
-		kv, batchKV := ws.kv[br.rk*ldkv:], tk*ldkv
+		s := Shape{Batch: a.Batch, Tq: a.Tq, Tk: a.Tk}
+		k := keys{kv: ws.kv[br.rk*ldkv:], stride: s.Tk * ldkv}
 		if r := reqs[i].Cached; r != nil {
-			kv = r.kv
+			k.kv = r.kv
 		}
-		a.K, a.LDK, a.BatchK = kv, ldkv, batchKV
-		a.V, a.LDV, a.BatchV = kv[min(nk, len(kv)):], ldkv, batchKV
-		a.O, a.LDO, a.BatchO = ws.o[br.rq*h*dv:], h*dv, tq*h*dv
+		// The tiles of a separate call.
+		l.describe(a, k, ws.q[br.rq*nq:], ws.o[br.rq*h*dv:], s, l.queryBlock(s))
 		if br.keyLen >= 0 {
 			a.KeyLen = bs.keyLen[br.keyLen:][:a.Batch]
 		}
-		a.QBlock = qBlock(p.QBlock, a.Batch*h, tq, p.Threads, l.rowStep) // the tiles of a separate call
-		a.KVBlock = max(min(p.KVBlock, tk), 1)
-		ws.scratchN = max(ws.scratchN, a.ScratchLen())
+		p.scratchN = max(p.scratchN, a.ScratchLen())
 		tasks += a.Tasks()
 	}
-	ws.scratch = grow(ws.scratch, ws.threads*ws.scratchN)
+	ws.scratch = grow(ws.scratch, p.threads*p.scratchN)
 	chunk := tasks
-	if ws.threads > 1 {
-		chunk = max(1, tasks/(4*ws.threads))
+	if p.threads > 1 {
+		chunk = max(1, tasks/(4*p.threads))
 	}
 	bs.items = bs.items[:0]
 	for i := range reqs {
@@ -316,14 +297,8 @@ func (bs *batchScratch) attend(l *Layer, reqs []Request) {
 			bs.items = append(bs.items, batchItem{i, t0, min(t0+chunk, n)})
 		}
 	}
-	ws.job.run(bs, len(bs.items), ws.threads-1)
-}
-
-// runItem runs attention item i on worker slot.
-func (bs *batchScratch) runItem(slot, i int) {
-	ws := bs.ws
-	it := bs.items[i]
-	ws.backend.Attend(&bs.reqs[it.r].att, it.t0, it.t1, ws.scratch[slot*ws.scratchN:][:ws.scratchN])
+	p.phase = phaseRequests
+	p.job.run(p, len(bs.items), p.threads-1)
 }
 
 // release drops every reference to caller memory before the workspace goes

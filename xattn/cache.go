@@ -100,13 +100,9 @@ func (l *Layer) project(key, value []float32, batch, tk int) (*Context, error) {
 	if n == 0 {
 		return ctx, nil
 	}
-	ws := l.getWorkspace()
-	defer l.putWorkspace(ws)
-	rows := batch * tk
-	ws.begin(l, work(c, 0, float64(rows), 0))
-	ws.gemms = ws.gemms[:0]
-	ws.addKV(l, key, value, ctx.kv)
-	ws.gemmPhase()
+	p := l.getPipeline()
+	defer l.putPipeline(p)
+	p.run(l, &call{xk: key, xv: value, kvOut: ctx.kv, kvRows: batch * tk})
 	// Pack the keys once for the attention core, where the backend would
 	// otherwise pack every key block of every call (the AVX-512 kernel).
 	a := blas.Attention{Batch: batch, KVHeads: c.KVHeads, Tk: tk, DK: c.HeadDim,
@@ -165,24 +161,14 @@ func (l *Layer) ForwardContext(y, x []float32, ctx *Context, tq int, m *Mask) er
 	if s.Batch == 0 || tq == 0 {
 		return nil
 	}
-	ws := l.getWorkspace()
-	defer l.putWorkspace(ws)
-	if err := ws.setMask(m, s.Batch, c.Heads, tq, s.Tk); err != nil {
+	p := l.getPipeline()
+	defer l.putPipeline(p)
+	if err := p.ws.setMask(&p.att, m, s.Batch, c.Heads, tq, s.Tk); err != nil {
 		return err
 	}
-	b := float64(s.Batch)
-	ws.begin(l, work(c, b*float64(tq), 0, b*float64(tq)*float64(s.Tk)))
 	ldkv := c.KVHeads * (c.HeadDim + c.ValueHeadDim)
-	k := keys{kv: ctx.kv, stride: s.Tk * ldkv, kt: ctx.kt}
-	if q := ws.fusedRows(l, s); q > 0 {
-		ws.fused(l, y, x, k, s, q)
-		return nil
-	}
-	ws.gemms = ws.gemms[:0]
-	ws.addQ(l, x, s.Batch*tq)
-	ws.gemmPhase()
-	ws.attend(l, k, s)
-	ws.output(l, y, s.Batch*tq)
+	p.run(l, &call{y: y, x: x, rows: s.Batch * tq, s: s, keys: keys{kv: ctx.kv, stride: s.Tk * ldkv, kt: ctx.kt},
+		pairs: float64(s.Batch) * float64(tq) * float64(s.Tk)})
 	return nil
 }
 
@@ -344,29 +330,26 @@ func (l *Layer) ForwardStep(y, x []float32, kv *KVCache, tq int, m *Mask) error 
 	if b == 0 || tq == 0 {
 		return nil
 	}
-	ws := l.getWorkspace()
-	defer l.putWorkspace(ws)
-	if err := ws.setMask(m, b, c.Heads, tq, tk); err != nil {
+	p := l.getPipeline()
+	defer l.putPipeline(p)
+	if err := p.ws.setMask(&p.att, m, b, c.Heads, tq, tk); err != nil {
 		return err
 	}
-	ws.att.Causal, ws.att.CausalOffset = true, kv.n
+	p.att.Causal, p.att.CausalOffset = true, kv.n
+	// Project the step's queries, keys and values, append the keys and
+	// values to the cache, attend over everything cached.
 	rows := b * tq
-	ws.begin(l, work(c, float64(rows), float64(rows), float64(rows)*float64(tk)))
-
-	// Project the step's queries, keys and values, then append the keys and
-	// values to the cache.
-	ws.kv = grow(ws.kv, rows*kv.ldkv)
-	ws.gemms = ws.gemms[:0]
-	ws.addQ(l, x, rows)
-	ws.addKV(l, x, x, ws.kv)
-	ws.gemmPhase()
-	n := tq * kv.ldkv
-	for i := range b {
-		copy(kv.kv[i*kv.stride+kv.n*kv.ldkv:][:n], ws.kv[i*n:][:n])
-	}
-	kv.n = tk
-
-	ws.attend(l, keys{kv: kv.kv, stride: kv.stride}, Shape{Batch: b, Tq: tq, Tk: tk})
-	ws.output(l, y, rows)
+	p.run(l, &call{y: y, x: x, rows: rows, s: Shape{Batch: b, Tq: tq, Tk: tk}, xk: x, xv: x, kvRows: rows,
+		keys: keys{kv: kv.kv, stride: kv.stride}, cache: kv, pairs: float64(rows) * float64(tk)})
 	return nil
+}
+
+// append appends the projected keys and values of a step, tq positions of
+// each sequence (kv holds Batch·tq rows), to the cache.
+func (kv *KVCache) append(rows []float32) {
+	n := len(rows) / kv.batch
+	for i := range kv.batch {
+		copy(kv.kv[i*kv.stride+kv.n*kv.ldkv:][:n], rows[i*n:][:n])
+	}
+	kv.n += n / kv.ldkv
 }

@@ -160,15 +160,7 @@ func NewFiLM(cfg FiLMConfig, w *FiLMWeights, opts ...Option) (*FiLM, error) {
 	s := settings{backend: blas.Default(), plan: defaultPlan(1, 1)}
 	s.plan.QBlock, s.plan.KVBlock = 0, 0
 	s.plan.SerialFLOPs = filmSerialFLOPs
-	for _, o := range opts {
-		if o == nil {
-			return nil, fmt.Errorf("%w: nil Option", ErrConfig)
-		}
-		if err := o(&s); err != nil {
-			return nil, err
-		}
-	}
-	if err := s.checkEnv(); err != nil {
+	if err := s.apply(opts); err != nil {
 		return nil, err
 	}
 	if s.plan.QBlock != 0 || s.plan.KVBlock != 0 {

@@ -50,8 +50,8 @@ type Layer struct {
 	absOnce sync.Once
 	abs     absorbedWeights
 
-	// free holds the workspaces of finished calls.
-	free freeList[workspace]
+	// free holds the pipelines (with their workspaces) of finished calls.
+	free freeList[pipeline]
 }
 
 // New returns a layer with the shapes of cfg and a copy of the weights w, in
@@ -70,15 +70,7 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 		return nil, err
 	}
 	s := settings{backend: blas.Default(), plan: defaultPlan(c.HeadDim, c.ValueHeadDim)}
-	for _, o := range opts {
-		if o == nil {
-			return nil, fmt.Errorf("%w: nil Option", ErrConfig)
-		}
-		if err := o(&s); err != nil {
-			return nil, err
-		}
-	}
-	if err := s.checkEnv(); err != nil {
+	if err := s.apply(opts); err != nil {
 		return nil, err
 	}
 	l := &Layer{cfg: c, backend: s.backend, plan: s.plan}
@@ -198,7 +190,8 @@ func (l *Layer) Forward(x, context []float32, s Shape, m *Mask) ([]float32, erro
 		return nil, err
 	}
 	var ws workspace // the mask checked before y is allocated, as ForwardInto will
-	if err := ws.setMask(m, s.Batch, l.cfg.Heads, s.Tq, s.Tk); err != nil {
+	var a blas.Attention
+	if err := ws.setMask(&a, m, s.Batch, l.cfg.Heads, s.Tq, s.Tk); err != nil {
 		return nil, err
 	}
 	n := s.Batch * s.Tq * l.cfg.OutDim // checked by checkCall
@@ -400,12 +393,13 @@ func (l *Layer) forward(y, q, k, v []float32, s Shape, m *Mask) error {
 	if err := checkMem("the call's scratch", l.scratchLen(s)); err != nil {
 		return err
 	}
-	ws := l.getWorkspace()
-	defer l.putWorkspace(ws)
-	if err := ws.setMask(m, s.Batch, c.Heads, s.Tq, s.Tk); err != nil {
+	p := l.getPipeline()
+	defer l.putPipeline(p)
+	if err := p.ws.setMask(&p.att, m, s.Batch, c.Heads, s.Tq, s.Tk); err != nil {
 		return err
 	}
-	ws.run(l, y, q, k, v, s)
+	p.run(l, &call{y: y, x: q, rows: s.Batch * s.Tq, s: s, xk: k, xv: v, kvRows: s.Batch * s.Tk,
+		pairs: float64(s.Batch) * float64(s.Tq) * float64(s.Tk)})
 	return nil
 }
 

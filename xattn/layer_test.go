@@ -248,29 +248,38 @@ func TestForwardMatchesReference(t *testing.T) {
 				// query and key blocks and the multi-worker path, and the
 				// absorbed form wherever it is less work; the last plan
 				// forbids it, so those cases also run projected.
-				for _, opts := range [][]xattn.Option{
-					{xattn.WithBackend(be)},
-					{xattn.WithBackend(be), xattn.WithThreads(3), xattn.WithTile(5, 16), xattn.WithSerialFLOPs(0)},
-					{xattn.WithBackend(be), xattn.WithThreads(3), xattn.WithTile(5, 16), xattn.WithSerialFLOPs(0), xattn.WithAbsorb(false)},
-				} {
-					l, err := xattn.New(c.cfg, d.w, opts...)
-					if err != nil {
-						t.Fatal(err)
-					}
-					got, err := runCase(l, c, d)
-					if err != nil {
-						t.Fatalf("%v: %v", l, err)
-					}
-					diff, norm := maxAbsDiff(got, d.want)
-					if diff > tolerance(norm) || math.IsNaN(diff) {
-						t.Fatalf("%v: max |y−ref| = %.3g, ‖ref‖∞ = %.3g, bound %.3g", l, diff, norm, tolerance(norm))
-					}
-					worst = math.Max(worst, diff/math.Max(1, norm))
-				}
+				worst = math.Max(worst, checkPlans(t, c, d,
+					[]xattn.Option{xattn.WithBackend(be)},
+					[]xattn.Option{xattn.WithBackend(be), xattn.WithThreads(3), xattn.WithTile(5, 16), xattn.WithSerialFLOPs(0)},
+					[]xattn.Option{xattn.WithBackend(be), xattn.WithThreads(3), xattn.WithTile(5, 16), xattn.WithSerialFLOPs(0), xattn.WithAbsorb(false)}))
 			})
 		}
 	}
 	t.Logf("worst relative error over the sweep: %.3g", worst)
+}
+
+// checkPlans runs case c on a layer made with each of the option lists and
+// holds it against the reference; it returns the worst error relative to
+// max(1, ‖ref‖∞).
+func checkPlans(t *testing.T, c sweepCase, d caseData, plans ...[]xattn.Option) float64 {
+	t.Helper()
+	worst := 0.0
+	for _, opts := range plans {
+		l, err := xattn.New(c.cfg, d.w, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := runCase(l, c, d)
+		if err != nil {
+			t.Fatalf("%v: %v", l, err)
+		}
+		diff, norm := maxAbsDiff(got, d.want)
+		if diff > tolerance(norm) || math.IsNaN(diff) {
+			t.Fatalf("%v: max |y−ref| = %.3g, ‖ref‖∞ = %.3g, bound %.3g", l, diff, norm, tolerance(norm))
+		}
+		worst = math.Max(worst, diff/math.Max(1, norm))
+	}
+	return worst
 }
 
 // TestBackendsAgree compares every backend with the first on the same inputs.

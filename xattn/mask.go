@@ -3,6 +3,8 @@ package xattn
 import (
 	"fmt"
 	"math"
+
+	"github.com/xattn/xattn/blas"
 )
 
 // Mask chooses which keys each query attends to. Its parts combine: a key is
@@ -79,10 +81,9 @@ func maskStrides(name string, n, batch, heads, rows, b, h, tq, tk int) ([3]int, 
 	return s, nil
 }
 
-// checkMask validates m for a call and fills the mask fields of the
-// attention descriptor held by ws.
-func (ws *workspace) setMask(m *Mask, b, h, tq, tk int) error {
-	a := &ws.att
+// setMask validates m for a call and fills the mask fields of the
+// attention descriptor a, with its key lengths in ws's buffer.
+func (ws *workspace) setMask(a *blas.Attention, m *Mask, b, h, tq, tk int) error {
 	a.KeyLen, a.Causal, a.CausalOffset = nil, false, 0
 	a.Keep, a.KeepStride = nil, [3]int{}
 	a.Bias, a.BiasStride = nil, [3]int{}

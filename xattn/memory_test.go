@@ -46,7 +46,7 @@ func TestWorkingSetIndependentOfTk(t *testing.T) {
 			if len(l.free.items) != 1 {
 				t.Fatalf("%d workspaces pooled, want 1", len(l.free.items))
 			}
-			ws := l.free.items[0].x
+			ws := &l.free.items[0].x.ws
 			sizes = append(sizes, ws.workingSet())
 			t.Logf("heads=%d Tk=%d: working set %d bytes; K|V %d bytes", heads, tk, ws.workingSet(), 4*cap(ws.kv))
 		}

@@ -17,10 +17,18 @@ type settings struct {
 	plan       Plan
 }
 
-// checkEnv returns an error wrapping ErrConfig when the settings use
-// [blas.Default] and the XATTN_KERNELS that chose its kernels names no
-// variant, or one this CPU cannot run (blas.CheckEnv).
-func (s *settings) checkEnv() error {
+// apply applies opts to s in order, and then returns an error wrapping
+// ErrConfig when s uses [blas.Default] and the XATTN_KERNELS that chose its
+// kernels names no variant, or one this CPU cannot run (blas.CheckEnv).
+func (s *settings) apply(opts []Option) error {
+	for _, o := range opts {
+		if o == nil {
+			return fmt.Errorf("%w: nil Option", ErrConfig)
+		}
+		if err := o(s); err != nil {
+			return err
+		}
+	}
 	if s.backendSet {
 		return nil
 	}

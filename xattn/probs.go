@@ -56,7 +56,8 @@ func (l *Layer) AttentionMap(x, context []float32, s Shape, m *Mask, perHead boo
 		return nil, err
 	}
 	var ws workspace // the mask checked before p is allocated
-	if err := ws.setMask(m, s.Batch, l.cfg.Heads, s.Tq, s.Tk); err != nil {
+	var a blas.Attention
+	if err := ws.setMask(&a, m, s.Batch, l.cfg.Heads, s.Tq, s.Tk); err != nil {
 		return nil, err
 	}
 	if err := checkMem("the attention map", float64(n)); err != nil {
@@ -133,10 +134,11 @@ func (l *Layer) attentionMapInto(p, x, k []float32, s Shape, m *Mask, perHead bo
 	if s.Batch == 0 || s.Tq == 0 {
 		return nil
 	}
-	// A workspace of its own, not the pool's: only its mask fields are used,
+	// A workspace of its own, not the pool's: only its key lengths are used,
 	// and no caller memory must stay behind in the pool.
 	var ws workspace
-	if err := ws.setMask(m, s.Batch, c.Heads, s.Tq, s.Tk); err != nil {
+	var a blas.Attention
+	if err := ws.setMask(&a, m, s.Batch, c.Heads, s.Tq, s.Tk); err != nil {
 		return err
 	}
 	if s.Tk == 0 {
@@ -148,7 +150,7 @@ func (l *Layer) attentionMapInto(p, x, k []float32, s Shape, m *Mask, perHead bo
 		b*tk*float64(c.KVHeads*c.HeadDim)+tq*tk); err != nil {
 		return err
 	}
-	l.attentionMap(p, x, k, s, &ws.att, perHead)
+	l.attentionMap(p, x, k, s, &a, perHead)
 	return nil
 }
 

@@ -43,7 +43,7 @@ func TestCallerBuffersCollectable(t *testing.T) {
 		t.Fatal(err)
 	}
 	big := 4 * 1000 // query rows of the fused path (many query blocks)
-	if new(workspace).fusedRows(l, Shape{1, big, 20}) == 0 {
+	if l.fusedRows(Shape{1, big, 20}) == 0 {
 		t.Logf("%v: no fused path", l)
 	}
 	qkvCfg := Config{QueryDim: 32, ContextDim: 16, ValueDim: 12, Heads: 2, HeadDim: 8}

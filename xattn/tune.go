@@ -1,6 +1,7 @@
 package xattn
 
 import (
+	"cmp"
 	"fmt"
 	"runtime"
 
@@ -127,10 +128,7 @@ func tune(c cpuInfo, procs, dk, dv int) Plan {
 	kv = min(max(kv/16*16, minKVBlock), maxKVBlock)
 	q := min(kv, 2*d)
 	q = min(max(q/8*8, minQBlock), maxQBlock)
-	isa := c.isa
-	if isa == "" {
-		isa = "generic"
-	}
+	isa := cmp.Or(c.isa, "generic") // cpuid named none
 	return Plan{Threads: threads, QBlock: q, KVBlock: kv, SerialFLOPs: serialFLOPs, Absorb: true, ISA: isa}
 }
 
