@@ -64,15 +64,30 @@ __attribute__((cold, noinline)) void xattn_row_bad(float *row, int lim, int n, c
 void xattn_rows_scalar(int m, int n, float *s, int lds, const float *bias, int ldbias,
 		const unsigned char *keep, int ldkeep, int causal, int64_t lim0,
 		float *mx, float *sum, float *corr) {
+	const xattn_rowmask rm = {causal, lim0, 0, 0.0f};
+	xattn_rowsm_scalar(m, n, s, lds, bias, ldbias, keep, ldkeep, &rm, mx, sum, corr);
+}
+
+/* xattn_rowsm_scalar is pure.SoftmaxRowsMasked. */
+void xattn_rowsm_scalar(int m, int n, float *s, int lds, const float *bias, int ldbias,
+		const unsigned char *keep, int ldkeep, const xattn_rowmask *rm,
+		float *mx, float *sum, float *corr) {
+	const float slope = rm->slope;
 	for (int r = 0; r < m; r++) {
 		float *row = s + (int64_t)r * lds;
-		int lim = row_limit(n, causal, lim0, r);
-		const float *b = bias ? bias + (int64_t)r * ldbias : NULL;
-		const unsigned char *k = keep ? keep + (int64_t)r * ldkeep : NULL;
+		int lim;
+		int64_t d0;
+		const int st = row_shift(row, n, rm, r, &lim, &d0);
+		row += st;
+		const int nr = n - st;
+		const float *b = bias ? bias + (int64_t)r * ldbias + st : NULL;
+		const unsigned char *k = keep ? keep + (int64_t)r * ldkeep + st : NULL;
 		float rowmax = -INFINITY;
 		int bad = 0;
 		for (int j = 0; j < lim; j++) {
 			float x = row[j];
+			if (slope != 0.0f)
+				x += slope * (float)(j - d0);
 			if (b)
 				x += b[j];
 			if ((k && !k[j]) || (b && b[j] == -INFINITY))
@@ -83,7 +98,7 @@ void xattn_rows_scalar(int m, int n, float *s, int lds, const float *bias, int l
 			rowmax = gomax(rowmax, x);
 		}
 		float mnew;
-		if (!row_open(bad, rowmax, row, lim, n, b, k, &mx[r], &sum[r], &corr[r], &mnew))
+		if (!row_open(bad, rowmax, row, lim, nr, b, k, &mx[r], &sum[r], &corr[r], &mnew))
 			continue;
 		float acc = 0.0f;
 		for (int j = 0; j < lim; j++) {
@@ -91,7 +106,7 @@ void xattn_rows_scalar(int m, int n, float *s, int lds, const float *bias, int l
 			row[j] = p;
 			acc += p;
 		}
-		row_end(row, lim, n, mnew, exp_scalar(mx[r] - mnew), acc, &mx[r], &sum[r], &corr[r]);
+		row_end(row, lim, nr, mnew, exp_scalar(mx[r] - mnew), acc, &mx[r], &sum[r], &corr[r]);
 	}
 }
 

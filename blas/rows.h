@@ -112,4 +112,23 @@ static inline __attribute__((always_inline)) int row_open(int bad, float rowmax,
 	return *mnew != -INFINITY;
 }
 
+/*
+ * row_shift opens row r of a masked row pass (rm, xattn_rowmask in shim.h)
+ * over row, an n-column row of scores: it zeroes the columns before the
+ * first visible one, st, and returns st with *lim the row's limit and *d0
+ * its diagonal, both counted from st on, so that the pass runs unchanged
+ * on the row from st on (row + st, *lim, n − st, bias and keep rows moved
+ * alike): a window is a shift of the row's view.
+ */
+static inline __attribute__((always_inline)) int row_shift(float *row, int n, const xattn_rowmask *rm, int r,
+		int *lim, int64_t *d0) {
+	int st;
+	int l = row_span(n, rm, r, &st);
+	if (st > 0)
+		memset(row, 0, (size_t)st * sizeof *row);
+	*lim = l - st;
+	*d0 = rm->lim0 - 1 + r - st;
+	return st;
+}
+
 #endif

@@ -77,6 +77,18 @@ XATTN_AVX2 static inline float hsum256(__m256 v) {
 }
 
 /*
+ * alibi256 is the ALiBi term of 8 columns, slope·(c + lane) with c the
+ * first one's distance from the diagonal, the product rounded alone (no
+ * FMA with the score) as in rows.c.
+ */
+XATTN_AVX2 static inline __m256 alibi256(__m256 vslope, __m256i iota, int64_t c) {
+	__m256 dist = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_set1_epi32((int32_t)c), iota));
+	__m256 t = _mm256_mul_ps(vslope, dist);
+	__asm__("" : "+x"(t)); /* keep the product apart from the sum: no contraction to an FMA */
+	return t;
+}
+
+/*
  * pass1_256 is pass 1 of xattn_rows_avx2 over the lim scores of row, with bias
  * row b and keep row k (either NULL): mask, bias, store, maximum into
  * *vmax. It returns whether a visible lane is not finite: x − x is NaN
@@ -86,12 +98,16 @@ XATTN_AVX2 static inline float hsum256(__m256 v) {
  * and k.
  */
 XATTN_AVX2 static inline __attribute__((always_inline)) int pass1_256(float *row, int lim,
-		const float *b, const unsigned char *k, __m256 *vmax) {
+		const float *b, const unsigned char *k, float slope, int64_t d0, __m256 *vmax) {
 	const __m256 ninf = _mm256_set1_ps(-INFINITY);
+	const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+	const __m256 vslope = _mm256_set1_ps(slope);
 	__m256 vm = ninf, vbad = _mm256_setzero_ps();
 	int j = 0;
 	for (; j + 8 <= lim; j += 8) {
 		__m256 x = _mm256_loadu_ps(row + j);
+		if (slope != 0.0f)
+			x = _mm256_add_ps(x, alibi256(vslope, iota, j - d0));
 		__m256 dead = _mm256_setzero_ps();
 		if (b) {
 			__m256 bv = _mm256_loadu_ps(b + j);
@@ -113,6 +129,8 @@ XATTN_AVX2 static inline __attribute__((always_inline)) int pass1_256(float *row
 		int rem = lim - j;
 		__m256i mask = tail256(rem);
 		__m256 x = _mm256_maskload_ps(row + j, mask);
+		if (slope != 0.0f)
+			x = _mm256_add_ps(x, alibi256(vslope, iota, j - d0));
 		__m256 dead = _mm256_setzero_ps();
 		if (b) {
 			__m256 bv = _mm256_maskload_ps(b + j, mask);
@@ -135,21 +153,35 @@ XATTN_AVX2 static inline __attribute__((always_inline)) int pass1_256(float *row
 	return _mm256_movemask_ps(_mm256_cmp_ps(vbad, vbad, _CMP_UNORD_Q));
 }
 
-/* xattn_rows_avx2 is xattn_rows_scalar on 8 lanes, with masked loads and stores on the tail. */
+/* xattn_rows_avx2 is xattn_rows_scalar on 8 lanes. */
 XATTN_AVX2 void xattn_rows_avx2(int m, int n, float *s, int lds, const float *bias, int ldbias,
 		const unsigned char *keep, int ldkeep, int causal, int64_t lim0,
 		float *mx, float *sum, float *corr) {
+	const xattn_rowmask rm = {causal, lim0, 0, 0.0f};
+	xattn_rowsm_avx2(m, n, s, lds, bias, ldbias, keep, ldkeep, &rm, mx, sum, corr);
+}
+
+/* xattn_rowsm_avx2 is xattn_rowsm_scalar on 8 lanes, with masked loads and stores on the tail. */
+XATTN_AVX2 void xattn_rowsm_avx2(int m, int n, float *s, int lds, const float *bias, int ldbias,
+		const unsigned char *keep, int ldkeep, const xattn_rowmask *rm,
+		float *mx, float *sum, float *corr) {
+	const float slope = rm->slope;
 	for (int r = 0; r < m; r++) {
 		float *row = s + (int64_t)r * lds;
-		int lim = row_limit(n, causal, lim0, r);
-		const float *b = bias ? bias + (int64_t)r * ldbias : NULL;
-		const unsigned char *k = keep ? keep + (int64_t)r * ldkeep : NULL;
+		int lim;
+		int64_t d0;
+		const int st = row_shift(row, n, rm, r, &lim, &d0);
+		row += st;
+		const int nr = n - st;
+		const float *b = bias ? bias + (int64_t)r * ldbias + st : NULL;
+		const unsigned char *k = keep ? keep + (int64_t)r * ldkeep + st : NULL;
 
-		/* Pass 1: mask, bias, store, maximum. */
+		/* Pass 1: mask, ALiBi, bias, store, maximum. */
 		__m256 vmax;
-		int bad = b || k ? pass1_256(row, lim, b, k, &vmax) : pass1_256(row, lim, NULL, NULL, &vmax);
+		int bad = b || k || slope != 0.0f ? pass1_256(row, lim, b, k, slope, d0, &vmax)
+						  : pass1_256(row, lim, NULL, NULL, 0.0f, 0, &vmax);
 		float mnew;
-		if (!row_open(bad, hmax256(vmax), row, lim, n, b, k, &mx[r], &sum[r], &corr[r], &mnew))
+		if (!row_open(bad, hmax256(vmax), row, lim, nr, b, k, &mx[r], &sum[r], &corr[r], &mnew))
 			continue;
 
 		/* Pass 2: exponentials in place and their sum, two vectors at a time. */
@@ -177,7 +209,7 @@ XATTN_AVX2 void xattn_rows_avx2(int m, int n, float *s, int lds, const float *bi
 			_mm256_maskstore_ps(row + j, mask, p);
 			acc1 = _mm256_add_ps(acc1, p);
 		}
-		row_end(row, lim, n, mnew, _mm256_cvtss_f32(exp256(_mm256_set1_ps(mx[r] - mnew))),
+		row_end(row, lim, nr, mnew, _mm256_cvtss_f32(exp256(_mm256_set1_ps(mx[r] - mnew))),
 				hsum256(_mm256_add_ps(acc0, acc1)), &mx[r], &sum[r], &corr[r]);
 	}
 }
@@ -235,6 +267,12 @@ void xattn_rows_avx2(int m, int n, float *s, int lds, const float *bias, int ldb
 	(void)m, (void)n, (void)s, (void)lds, (void)bias, (void)ldbias, (void)keep, (void)ldkeep, (void)causal;
 	(void)lim0, (void)mx, (void)sum, (void)corr;
 	XATTN_UNAVAILABLE("xattn_rows_avx2");
+}
+void xattn_rowsm_avx2(int m, int n, float *s, int lds, const float *bias, int ldbias, const unsigned char *keep,
+		int ldkeep, const xattn_rowmask *rm, float *mx, float *sum, float *corr) {
+	(void)m, (void)n, (void)s, (void)lds, (void)bias, (void)ldbias, (void)keep, (void)ldkeep, (void)rm;
+	(void)mx, (void)sum, (void)corr;
+	XATTN_UNAVAILABLE("xattn_rowsm_avx2");
 }
 void xattn_scale_avx2(int m, int n, float *c, int ldc, const float *f) {
 	(void)m, (void)n, (void)c, (void)ldc, (void)f;

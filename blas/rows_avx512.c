@@ -76,14 +76,21 @@ XATTN_AVX512 static inline __mmask16 keep512(const unsigned char *keep, __mmask1
  * loses every test of b and k.
  */
 XATTN_AVX512 static inline __attribute__((always_inline)) __mmask16 pass1_512(float *row, int lim,
-		const float *b, const unsigned char *k, __m512 *vmax) {
+		const float *b, const unsigned char *k, float slope, int64_t d0, __m512 *vmax) {
 	const __m512 ninf = _mm512_set1_ps(-INFINITY);
+	const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	const __m512 vslope = _mm512_set1_ps(slope);
 	__m512 vm = ninf;
 	__mmask16 bad = 0;
 	for (int j = 0; j < lim; j += 16) {
 		__mmask16 mask = lim - j >= 16 ? (__mmask16)0xFFFF : tail512(lim - j);
 		__m512 x = _mm512_maskz_loadu_ps(mask, row + j);
 		__mmask16 vis = mask;
+		if (slope != 0.0f) {
+			/* ALiBi: slope·(column − diagonal), the product rounded before the sum as in rows.c. */
+			__m512 dist = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_set1_epi32((int32_t)(j - d0)), iota));
+			x = _mm512_add_ps(x, _mm512_mul_round_ps(vslope, dist, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+		}
 		if (b) {
 			__m512 bv = _mm512_maskz_loadu_ps(mask, b + j);
 			vis = _mm512_mask_cmp_ps_mask(vis, bv, ninf, _CMP_NEQ_OQ);
@@ -94,7 +101,8 @@ XATTN_AVX512 static inline __attribute__((always_inline)) __mmask16 pass1_512(fl
 		if (b || k) {
 			x = _mm512_mask_mov_ps(ninf, vis, x);
 			_mm512_mask_storeu_ps(row + j, mask, x);
-		}
+		} else if (slope != 0.0f)
+			_mm512_mask_storeu_ps(row + j, mask, x);
 		bad |= _mm512_mask_fpclass_ps_mask(vis, x, 0x99); /* QNaN, +Inf, −Inf, SNaN */
 		vm = _mm512_mask_max_ps(vm, mask, vm, x);
 	}
@@ -102,21 +110,35 @@ XATTN_AVX512 static inline __attribute__((always_inline)) __mmask16 pass1_512(fl
 	return bad;
 }
 
-/* xattn_rows_avx512 is xattn_rows_scalar on 16 lanes, with masked loads and stores on the tail. */
+/* xattn_rows_avx512 is xattn_rows_scalar on 16 lanes. */
 XATTN_AVX512 void xattn_rows_avx512(int m, int n, float *s, int lds, const float *bias, int ldbias,
 		const unsigned char *keep, int ldkeep, int causal, int64_t lim0,
 		float *mx, float *sum, float *corr) {
+	const xattn_rowmask rm = {causal, lim0, 0, 0.0f};
+	xattn_rowsm_avx512(m, n, s, lds, bias, ldbias, keep, ldkeep, &rm, mx, sum, corr);
+}
+
+/* xattn_rowsm_avx512 is xattn_rowsm_scalar on 16 lanes, with masked loads and stores on the tail. */
+XATTN_AVX512 void xattn_rowsm_avx512(int m, int n, float *s, int lds, const float *bias, int ldbias,
+		const unsigned char *keep, int ldkeep, const xattn_rowmask *rm,
+		float *mx, float *sum, float *corr) {
+	const float slope = rm->slope;
 	for (int r = 0; r < m; r++) {
 		float *row = s + (int64_t)r * lds;
-		int lim = row_limit(n, causal, lim0, r);
-		const float *b = bias ? bias + (int64_t)r * ldbias : NULL;
-		const unsigned char *k = keep ? keep + (int64_t)r * ldkeep : NULL;
+		int lim;
+		int64_t d0;
+		const int st = row_shift(row, n, rm, r, &lim, &d0);
+		row += st;
+		const int nr = n - st;
+		const float *b = bias ? bias + (int64_t)r * ldbias + st : NULL;
+		const unsigned char *k = keep ? keep + (int64_t)r * ldkeep + st : NULL;
 
-		/* Pass 1: mask, bias, store, maximum. */
+		/* Pass 1: mask, ALiBi, bias, store, maximum. */
 		__m512 vmax;
-		__mmask16 bad = b || k ? pass1_512(row, lim, b, k, &vmax) : pass1_512(row, lim, NULL, NULL, &vmax);
+		__mmask16 bad = b || k || slope != 0.0f ? pass1_512(row, lim, b, k, slope, d0, &vmax)
+							: pass1_512(row, lim, NULL, NULL, 0.0f, 0, &vmax);
 		float mnew;
-		if (!row_open(bad, _mm512_reduce_max_ps(vmax), row, lim, n, b, k, &mx[r], &sum[r], &corr[r], &mnew))
+		if (!row_open(bad, _mm512_reduce_max_ps(vmax), row, lim, nr, b, k, &mx[r], &sum[r], &corr[r], &mnew))
 			continue;
 
 		/* Pass 2: exponentials in place and their sum, two vectors at a time. */
@@ -138,7 +160,7 @@ XATTN_AVX512 void xattn_rows_avx512(int m, int n, float *s, int lds, const float
 			acc0 = _mm512_mask_add_ps(acc0, mask, acc0, p);
 		}
 		/* The first block of a row (max −Inf) needs no exponential for corr. */
-		row_end(row, lim, n, mnew, mx[r] == -INFINITY ? 0.0f : _mm512_cvtss_f32(exp512(_mm512_set1_ps(mx[r] - mnew))),
+		row_end(row, lim, nr, mnew, mx[r] == -INFINITY ? 0.0f : _mm512_cvtss_f32(exp512(_mm512_set1_ps(mx[r] - mnew))),
 				_mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)), &mx[r], &sum[r], &corr[r]);
 	}
 }
@@ -185,6 +207,12 @@ void xattn_rows_avx512(int m, int n, float *s, int lds, const float *bias, int l
 	(void)m, (void)n, (void)s, (void)lds, (void)bias, (void)ldbias, (void)keep, (void)ldkeep, (void)causal;
 	(void)lim0, (void)mx, (void)sum, (void)corr;
 	XATTN_UNAVAILABLE("xattn_rows_avx512");
+}
+void xattn_rowsm_avx512(int m, int n, float *s, int lds, const float *bias, int ldbias, const unsigned char *keep,
+		int ldkeep, const xattn_rowmask *rm, float *mx, float *sum, float *corr) {
+	(void)m, (void)n, (void)s, (void)lds, (void)bias, (void)ldbias, (void)keep, (void)ldkeep, (void)rm;
+	(void)mx, (void)sum, (void)corr;
+	XATTN_UNAVAILABLE("xattn_rowsm_avx512");
 }
 void xattn_scale_avx512(int m, int n, float *c, int ldc, const float *f) {
 	(void)m, (void)n, (void)c, (void)ldc, (void)f;
