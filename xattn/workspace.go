@@ -13,6 +13,7 @@ type workspace struct {
 	q, kv, o []float32
 	scratch  []float32 // Threads tiles of att.ScratchLen()
 	keyLen   []int32
+	slopes   []float32 // the standard ALiBi slopes, when a Mask asks for them (setMask)
 	att      blas.Attention
 	gemms    []gemm
 	chunks   []chunk
