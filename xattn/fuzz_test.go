@@ -27,7 +27,7 @@ func FuzzForward(f *testing.F) {
 			},
 			shape: xattn.Shape{Batch: 1 + int(b%3), Tq: int(tq % 48), Tk: int(tk % 64)},
 			route: route(bits & 3),
-			mask:  maskKind((bits >> 2) % 6),
+			mask:  maskKind(int(bits>>2) % maskKinds),
 		}
 		switch c.route {
 		case routeSelf:
@@ -43,7 +43,7 @@ func FuzzForward(f *testing.F) {
 			c.cfg.KVHeads = c.cfg.Heads / 2
 			c.cfg.ValueHeadDim = 1 + int(dh/24%16)
 		}
-		if c.mask == maskKeyLen || c.mask == maskAll {
+		if c.mask == maskKeyLen || c.mask == maskAll || c.mask == maskStructAll {
 			if c.shape.Tk == 0 {
 				c.mask = maskNone // a key length needs keys to count
 			}
