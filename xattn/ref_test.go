@@ -170,11 +170,11 @@ func refSlopes(m *xattn.Mask, heads int) []float64 {
 		return s
 	}
 	closest := 1 << int(math.Floor(math.Log2(float64(heads))))
-	base := math.Pow(2, -math.Pow(2, -(math.Log2(float64(closest)) - 3)))
+	base := math.Pow(2, -math.Pow(2, -(math.Log2(float64(closest))-3)))
 	for h := 0; h < closest; h++ {
 		s[h] = math.Pow(base, float64(h+1))
 	}
-	extra := math.Pow(2, -math.Pow(2, -(math.Log2(float64(2*closest)) - 3)))
+	extra := math.Pow(2, -math.Pow(2, -(math.Log2(float64(2*closest))-3)))
 	for k := 0; k < heads-closest; k++ {
 		s[closest+k] = math.Pow(extra, float64(1+2*k))
 	}
