@@ -358,3 +358,56 @@ func TestALiBiSlopes(t *testing.T) {
 		}
 	}
 }
+
+// TestStructMaskAllocs shows that the structural masks allocate nothing
+// once warm: the window and the standard slopes on the serial, the
+// multi-worker and the fused path, and a KVCache step under a window.
+func TestStructMaskAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	cfg := xattn.Config{QueryDim: 64, Heads: 4, HeadDim: 16, Bias: true}
+	w := mustWeights(t, cfg)
+	s := xattn.Shape{Batch: 2, Tq: 40, Tk: 40}
+	rng := rand.New(rand.NewPCG(1, 2))
+	x := randn(rng, s.Batch*s.Tq*cfg.QueryDim)
+	y := make([]float32, len(x))
+	m := &xattn.Mask{Window: 9, ALiBi: &xattn.ALiBi{}, KeyLen: []int{40, 30}}
+	for _, be := range blas.All() {
+		for _, opts := range [][]xattn.Option{
+			{xattn.WithThreads(2), xattn.WithSerialFLOPs(1e18)},
+			{xattn.WithThreads(2), xattn.WithTile(16, 32), xattn.WithSerialFLOPs(0)},
+			{xattn.WithThreads(2), xattn.WithTile(6, 32), xattn.WithSerialFLOPs(0)},
+		} {
+			l, err := xattn.New(cfg, w, append(opts, xattn.WithBackend(be))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.ForwardInto(y, x, nil, s, m); err != nil {
+				t.Fatal(err)
+			}
+			if n := testing.AllocsPerRun(20, func() {
+				if err := l.ForwardInto(y, x, nil, s, m); err != nil {
+					t.Fatal(err)
+				}
+			}); n != 0 {
+				t.Errorf("%v: %.1f allocations per ForwardInto with a window and ALiBi", l, n)
+			}
+			kv, err := l.NewKVCache(2, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			step := &xattn.Mask{Window: 5, ALiBi: &xattn.ALiBi{}}
+			if err := l.ForwardStep(y[:2*cfg.QueryDim], x[:2*cfg.QueryDim], kv, 1, step); err != nil {
+				t.Fatal(err)
+			}
+			if n := testing.AllocsPerRun(20, func() {
+				if err := l.ForwardStep(y[:2*cfg.QueryDim], x[:2*cfg.QueryDim], kv, 1, step); err != nil {
+					t.Fatal(err)
+				}
+			}); n != 0 {
+				t.Errorf("%v: %.1f allocations per ForwardStep with a window and ALiBi", l, n)
+			}
+		}
+	}
+}
