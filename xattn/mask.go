@@ -165,6 +165,11 @@ func (ws *workspace) setMask(m *Mask, b, h, tq, tk int) error {
 			if v-v != 0 {
 				return fmt.Errorf("%w: ALiBi.Slopes[%d] = %v", ErrMask, i, v)
 			}
+			// Every distance is below Tk+Tq: a term past 1e30 would come
+			// near float32's range, and an infinite score is a NaN row.
+			if math.Abs(float64(v))*float64(tk+tq) > 1e30 {
+				return fmt.Errorf("%w: ALiBi.Slopes[%d] = %v: its terms over %d positions overflow", ErrMask, i, v, tk+tq)
+			}
 		}
 	}
 	if m.KeyLen != nil {
@@ -185,6 +190,12 @@ func (ws *workspace) setMask(m *Mask, b, h, tq, tk int) error {
 		a.CausalOffset = tk - tq
 	}
 	a.Window = m.Window
+	if m.Window > tk+tq {
+		// Every query sits before position Tk+Tq: the window hides
+		// nothing the causal limit does not (and stays in the backend's
+		// range however large it was).
+		a.Window = 0
+	}
 	if al := m.ALiBi; al != nil {
 		a.ALiBi = al.Slopes
 		if a.ALiBi == nil {

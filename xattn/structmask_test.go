@@ -325,10 +325,18 @@ func TestStructMaskErrors(t *testing.T) {
 		{xattn.Mask{ALiBi: &xattn.ALiBi{Slopes: []float32{1, 2, 3}}}, "3 slopes"},
 		{xattn.Mask{ALiBi: &xattn.ALiBi{Slopes: []float32{0.5, nan}}}, "Slopes[1] = NaN"},
 		{xattn.Mask{ALiBi: &xattn.ALiBi{Slopes: []float32{float32(math.Inf(1)), 0}}}, "Slopes[0] = +Inf"},
+		{xattn.Mask{ALiBi: &xattn.ALiBi{Slopes: []float32{0, -1e38}}}, "Slopes[1] = -1e+38"},
 	} {
 		err := noPanic(t, func() error { return l.ForwardInto(y, x, ctx, s, &c.m) })
 		if !errors.Is(err, xattn.ErrMask) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("mask %+v: %v, want ErrMask naming %q", c.m, err, c.want)
+		}
+	}
+	// A window of any size is valid: past Tk+Tq it is plain causal.
+	for _, w := range []int{math.MaxInt, 1 << 40, 9} {
+		err := noPanic(t, func() error { return l.ForwardInto(y, x, ctx, s, &xattn.Mask{Window: w}) })
+		if err != nil {
+			t.Errorf("Window=%d: %v", w, err)
 		}
 	}
 }
