@@ -419,3 +419,53 @@ func TestStructMaskAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestStructMaskConcurrent runs one layer from several goroutines with the
+// standard slopes and a window (run it under -race): every call gives the
+// bits of a call alone.
+func TestStructMaskConcurrent(t *testing.T) {
+	cfg := xattn.Config{QueryDim: 32, Heads: 4, HeadDim: 8, Bias: true}
+	w := mustWeights(t, cfg)
+	s := xattn.Shape{Batch: 2, Tq: 30, Tk: 30}
+	rng := rand.New(rand.NewPCG(3, 4))
+	x := randn(rng, s.Batch*s.Tq*cfg.QueryDim)
+	for _, be := range blas.All() {
+		l, err := xattn.New(cfg, w, xattn.WithBackend(be), xattn.WithThreads(2), xattn.WithSerialFLOPs(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		masks := []*xattn.Mask{{Window: 7, ALiBi: &xattn.ALiBi{}}, {ALiBi: &xattn.ALiBi{}, CausalLowerRight: true}, {Window: 3}}
+		want := make([][]float32, len(masks))
+		for i, m := range masks {
+			want[i] = make([]float32, len(x))
+			if err := l.ForwardInto(want[i], x, nil, s, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		errs := make(chan error, 4)
+		for g := range 4 {
+			go func() {
+				y := make([]float32, len(x))
+				for n := range 10 {
+					i := (g + n) % len(masks)
+					if err := l.ForwardInto(y, x, nil, s, masks[i]); err != nil {
+						errs <- err
+						return
+					}
+					for j := range y {
+						if y[j] != want[i][j] {
+							errs <- fmt.Errorf("goroutine %d call %d mask %d: y[%d] = %v, alone %v", g, n, i, j, y[j], want[i][j])
+							return
+						}
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range 4 {
+			if err := <-errs; err != nil {
+				t.Errorf("%s: %v", be.Name(), err)
+			}
+		}
+	}
+}
