@@ -68,16 +68,6 @@ static void block_zero_row(float *vt, const xattn_block *vb, int j, int n) {
 		vt[(int64_t)(d / XATTN_PANEL) * vb->pstride + (int64_t)j * XATTN_PANEL + d % XATTN_PANEL] = 0.0f;
 }
 
-/*
- * row_mask is the structural mask of head h's rows from q0 on over the key
- * block from k0 on: query i sits at key position i + causal_offset for the
- * causal limit, the window and ALiBi alike (blas.Attention).
- */
-static inline xattn_rowmask row_mask(const xattn_attention *p, const float *alibi, int h, int q0, int64_t k0) {
-	xattn_rowmask rm = {p->causal, q0 + p->causal_offset + 1 - k0, p->window, alibi ? alibi[h] : 0.0f};
-	return rm;
-}
-
 void xattn_attend(const xattn_kernels *kt, const xattn_attention *p, const float *q,
 		const float *k, const float *v, float *o, const unsigned char *keep, const float *bias,
 		const float *alibi, const float *ktp, float *stats, float *scratch, const xattn_task *tasks, int ntasks) {

@@ -171,6 +171,17 @@ static inline int row_span(int n, const xattn_rowmask *rm, int r, int *st) {
 }
 
 /*
+ * row_mask is the structural mask of head h's rows from q0 on over the key
+ * block from k0 on, for a driver's row pass (rows_masked): query i sits at
+ * key position i + causal_offset for the causal limit, the window and ALiBi
+ * alike (blas.Attention); alibi is NULL or a slope per head.
+ */
+static inline xattn_rowmask row_mask(const xattn_attention *p, const float *alibi, int h, int q0, int64_t k0) {
+	xattn_rowmask rm = {p->causal, q0 + p->causal_offset + 1 - k0, p->window, alibi ? alibi[h] : 0.0f};
+	return rm;
+}
+
+/*
  * seen reports whether column j of a row with limit lim, bias row b and keep
  * row k (either NULL) is a visible key: before the limit, kept, and not
  * biased to −Inf. The mask alone decides, never the score.
