@@ -165,6 +165,8 @@ def golden(name, module, cfg, mapping, prefix, wdtype, inputs, cases, convention
                 tname = c["name"] + "." + key
                 tensors.append((tname, t, "BOOL" if t.dtype == torch.bool else "F32"))
                 entry[key] = tname
+        if "struct" in c:  # a structural mask xattn computes itself (Mask.Window, CausalLowerRight, ALiBi)
+            entry["struct"] = c["struct"]
         tensors.append((entry["y"], c["y"], "F32"))
         entry["nan_rows"] = int(torch.isnan(c["y"]).any(dim=-1).sum())
         meta_cases.append(entry)
@@ -313,6 +315,64 @@ def main():
         cases.append({"name": name, "route": "cross", "key_padding_mask": kpm, "y": y, "path": path})
     cfg = {"QueryDim": 8, "Heads": 2, "HeadDim": 4, "Bias": False}
     golden("mha_nobias", m, cfg, "torch-mha", "", "F32", {"x": x, "context": ctx}, cases, "mha")
+
+    structural()
+
+
+def alibi_slopes(heads):
+    """BLOOM's standard ALiBi slopes (transformers' build_alibi_tensor): for
+    a power of two n, (2^(-8/n))^k, k = 1 … n; otherwise those of the
+    largest power of two below, then every other slope of twice as many."""
+    closest = 2 ** math.floor(math.log2(heads))
+    base = 2.0 ** (-(2.0 ** -(math.log2(closest) - 3)))
+    slopes = [base ** k for k in range(1, closest + 1)]
+    if closest != heads:
+        extra = 2.0 ** (-(2.0 ** -(math.log2(2 * closest) - 3)))
+        slopes += [extra ** k for k in range(1, 1 + 2 * min(closest, heads - closest), 2)]
+    return torch.tensor(slopes, dtype=torch.float64)
+
+
+def structural():
+    """Structural masks, computed here in float64 as PyTorch and BLOOM define
+    them, on 7 queries over 13 keys: causal_lower_right (flash-attention's and
+    PyTorch 2's torch.nn.attention.bias.causal_lower_right: query i sees keys
+    j <= i + S - L), a sliding window, and ALiBi in BLOOM's form, slope_h * j
+    over the key positions (a per-row shift of -slope_h * (i - j), which the
+    softmax does not see)."""
+    torch.manual_seed(9)
+    gen = torch.Generator().manual_seed(4321)
+    Lq, Sk, H = 7, 13, 3
+    m = Projected(("q_proj", "k_proj", "v_proj", "out_proj"), 8, 6, H, 4, True, 7).eval().double()
+    x, ctx = torch.randn(B, Lq, 8, generator=gen), torch.randn(B, Sk, 6, generator=gen)
+    xd, cd = x.double(), ctx.double()
+    i = torch.arange(Lq)[:, None]
+    j = torch.arange(Sk)[None, :]
+    ninf = float("-inf")
+    cases = []
+
+    def add(name, bias, st):
+        with torch.no_grad():
+            y = m(xd, cd, bias.expand(B, H, Lq, Sk) if bias is not None else None)
+        cases.append({"name": name, "route": "cross", "y": y.float(), "struct": st})
+
+    zero = torch.zeros(Lq, Sk, dtype=torch.float64)
+    lower_right = zero.masked_fill(j > i + (Sk - Lq), ninf)
+    add("causal_lower_right", lower_right, {"lower_right": True})
+    top_left = zero.masked_fill(j > i, ninf)
+    add("causal_top_left", top_left, {"causal": True})
+    for w in (1, 4):
+        p = i + (Sk - Lq)
+        add("window%d_lower_right" % w, zero.masked_fill((j > p) | (j <= p - w), ninf), {"window": w, "lower_right": True})
+    add("window3", zero.masked_fill((j > i) | (j <= i - 3), ninf), {"window": 3})
+    slopes = alibi_slopes(H)
+    alibi = slopes[:, None, None] * j.double()[None]  # BLOOM: slope_h * key position
+    add("alibi_standard", alibi, {"alibi": "standard"})
+    add("alibi_lower_right", alibi + lower_right, {"alibi": "standard", "lower_right": True})
+    given = torch.tensor([0.5, -0.25, 1.5], dtype=torch.float64)
+    add("alibi_given_window5", given[:, None, None] * j.double()[None] + zero.masked_fill((j > i) | (j <= i - 5), ninf),
+        {"alibi": [0.5, -0.25, 1.5], "window": 5})
+    cfg = {"QueryDim": 8, "ContextDim": 6, "Heads": H, "HeadDim": 4, "OutDim": 7, "Bias": True}
+    golden("structural", m.float(), cfg, "plain", "", "F32", {"x": x, "context": ctx}, cases, "sdpa")
 
 
 if __name__ == "__main__":

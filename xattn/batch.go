@@ -149,6 +149,7 @@ func (bs *batchScratch) check(l *Layer, ws *workspace, reqs []Request) (float64,
 			Causal: a.Causal, CausalOffset: a.CausalOffset,
 			Keep: a.Keep, KeepStride: a.KeepStride,
 			Bias: a.Bias, BiasStride: a.BiasStride,
+			Window: a.Window, ALiBi: a.ALiBi, // ws.slopes depend on Heads alone: shared by the requests
 		}
 		if a.KeyLen != nil {
 			br.keyLen = len(bs.keyLen)

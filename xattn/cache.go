@@ -287,7 +287,8 @@ func (kv *KVCache) Truncate(n int) error {
 //
 // m applies on top of the causal mask, over Tk = kv.Len()+tq keys: KeyLen,
 // Keep and Bias as in [Mask], with Keep and Bias rows for the tq new
-// queries; m.Causal changes nothing.
+// queries; m.Causal and m.CausalLowerRight change nothing; m.Window and
+// m.ALiBi count from each query's cache position p = kv.Len()+i.
 //
 // A step that would exceed the capacity returns an error wrapping
 // [ErrShape], like any shape error; on error the cache is unchanged. After

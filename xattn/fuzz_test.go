@@ -27,7 +27,7 @@ func FuzzForward(f *testing.F) {
 			},
 			shape: xattn.Shape{Batch: 1 + int(b%3), Tq: int(tq % 48), Tk: int(tk % 64)},
 			route: route(bits & 3),
-			mask:  maskKind((bits >> 2) % 6),
+			mask:  fuzzMask(bits),
 		}
 		switch c.route {
 		case routeSelf:
@@ -43,7 +43,7 @@ func FuzzForward(f *testing.F) {
 			c.cfg.KVHeads = c.cfg.Heads / 2
 			c.cfg.ValueHeadDim = 1 + int(dh/24%16)
 		}
-		if c.mask == maskKeyLen || c.mask == maskAll {
+		if c.mask == maskKeyLen || c.mask == maskAll || c.mask == maskStructAll {
 			if c.shape.Tk == 0 {
 				c.mask = maskNone // a key length needs keys to count
 			}
@@ -65,4 +65,15 @@ func FuzzForward(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fuzzMask maps bits 2–5 of a fuzz input to a mask kind: 0–5 the array
+// masks, 6–9 the structural ones, 10–15 the array masks again (as before
+// there were structural masks).
+func fuzzMask(bits uint8) maskKind {
+	k := int(bits>>2) & 15
+	if k >= maskKinds {
+		k %= 6
+	}
+	return maskKind(k)
 }

@@ -253,8 +253,11 @@ func (l *Layer) attentionMap(p, x, k []float32, s Shape, a *blas.Attention, perH
 				}
 				rows := blas.Rows{
 					M: tq, N: nkeys, S: dst, LDS: tk,
-					Causal: a.Causal, Lim0: a.CausalOffset + 1,
+					Causal: a.Causal, Lim0: a.CausalOffset + 1, Window: a.Window,
 					Max: mx, Sum: sum, Corr: f,
+				}
+				if a.ALiBi != nil {
+					rows.Slope = a.ALiBi[hi]
 				}
 				if a.Bias != nil {
 					rows.Bias = a.Bias[a.BiasStride[0]*bi+a.BiasStride[1]*hi:]
