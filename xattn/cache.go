@@ -168,7 +168,7 @@ func (l *Layer) ForwardContext(y, x []float32, ctx *Context, tq int, m *Mask) er
 	}
 	ldkv := c.KVHeads * (c.HeadDim + c.ValueHeadDim)
 	p.run(l, &call{y: y, x: x, rows: s.Batch * tq, s: s, keys: keys{kv: ctx.kv, stride: s.Tk * ldkv, kt: ctx.kt},
-		pairs: float64(s.Batch) * float64(tq) * float64(s.Tk)})
+		pairs: visiblePairs(&p.att, Shape{Batch: s.Batch, Tq: tq, Tk: s.Tk})})
 	return nil
 }
 
@@ -341,7 +341,7 @@ func (l *Layer) ForwardStep(y, x []float32, kv *KVCache, tq int, m *Mask) error 
 	// values to the cache, attend over everything cached.
 	rows := b * tq
 	p.run(l, &call{y: y, x: x, rows: rows, s: Shape{Batch: b, Tq: tq, Tk: tk}, xk: x, xv: x, kvRows: rows,
-		keys: keys{kv: kv.kv, stride: kv.stride}, cache: kv, pairs: float64(rows) * float64(tk)})
+		keys: keys{kv: kv.kv, stride: kv.stride}, cache: kv, pairs: visiblePairs(&p.att, Shape{Batch: b, Tq: tq, Tk: tk})})
 	return nil
 }
 

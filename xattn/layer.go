@@ -399,7 +399,7 @@ func (l *Layer) forward(y, q, k, v []float32, s Shape, m *Mask) error {
 		return err
 	}
 	p.run(l, &call{y: y, x: q, rows: s.Batch * s.Tq, s: s, xk: k, xv: v, kvRows: s.Batch * s.Tk,
-		pairs: float64(s.Batch) * float64(s.Tq) * float64(s.Tk)})
+		pairs: visiblePairs(&p.att, s)})
 	return nil
 }
 

@@ -240,23 +240,56 @@ func (p *pipeline) fused(y, x []float32, k keys, s Shape, q int) {
 	p.fx, p.fy = nil, nil
 }
 
+// operands are the projected queries, keys and values of an attention core
+// and its output, each with a row stride and a batch stride: row i of batch
+// b of Q starts at q[b·bq + i·ldq] and holds Heads·HeadDim values (head h's
+// from h·HeadDim on); K and V hold KVHeads heads over Tk rows a batch, O
+// Heads·ValueHeadDim values over Tq rows. kt is zero or the keys packed as
+// blas.Attention.KT.
+type operands struct {
+	q, k, v, o         []float32
+	ldq, ldk, ldv, ldo int
+	bq, bk, bv, bo     int
+	kt                 blas.Packed
+}
+
+// operands returns the pipeline's layout of an attention of shape s over
+// the projected keys and values k: queries q and outputs o dense rows of
+// Heads·HeadDim and Heads·ValueHeadDim values, Tq rows a batch.
+func (l *Layer) operands(k keys, q, o []float32, s Shape) operands {
+	c := &l.cfg
+	h, g, dk, dv := c.Heads, c.KVHeads, c.HeadDim, c.ValueHeadDim
+	nk := g * dk
+	ldkv := nk + g*dv
+	return operands{
+		q: q, ldq: h * dk, bq: s.Tq * h * dk,
+		k: k.kv, ldk: ldkv, bk: k.stride,
+		v: k.kv[min(nk, len(k.kv)):], ldv: ldkv, bv: k.stride,
+		o: o, ldo: h * dv, bo: s.Tq * h * dv,
+		kt: k.kt,
+	}
+}
+
 // describe sets every field of a but the masks for an attention of shape s
 // over the projected keys and values k: sizes and scale, the keys and
 // values, the queries q and outputs o (rows of Heads·HeadDim and
 // Heads·ValueHeadDim values, Tq rows a batch), query blocks of qb rows and
 // the plan's key blocks.
 func (l *Layer) describe(a *blas.Attention, k keys, q, o []float32, s Shape, qb int) {
+	op := l.operands(k, q, o, s)
+	l.describeOperands(a, &op, s, qb)
+}
+
+// describeOperands is describe over the operands op, in any layout.
+func (l *Layer) describeOperands(a *blas.Attention, op *operands, s Shape, qb int) {
 	c := &l.cfg
-	h, g, dk, dv := c.Heads, c.KVHeads, c.HeadDim, c.ValueHeadDim
-	nk := g * dk
-	ldkv := nk + g*dv
-	a.Batch, a.Heads, a.KVHeads, a.Tq, a.Tk, a.DK, a.DV = s.Batch, h, g, s.Tq, s.Tk, dk, dv
+	a.Batch, a.Heads, a.KVHeads, a.Tq, a.Tk, a.DK, a.DV = s.Batch, c.Heads, c.KVHeads, s.Tq, s.Tk, c.HeadDim, c.ValueHeadDim
 	a.Scale = c.Scale
-	a.K, a.LDK, a.BatchK = k.kv, ldkv, k.stride
-	a.V, a.LDV, a.BatchV = k.kv[min(nk, len(k.kv)):], ldkv, k.stride
-	a.KT = k.kt
-	a.Q, a.LDQ, a.BatchQ = q, h*dk, s.Tq*h*dk
-	a.O, a.LDO, a.BatchO = o, h*dv, s.Tq*h*dv
+	a.K, a.LDK, a.BatchK = op.k, op.ldk, op.bk
+	a.V, a.LDV, a.BatchV = op.v, op.ldv, op.bv
+	a.KT = op.kt
+	a.Q, a.LDQ, a.BatchQ = op.q, op.ldq, op.bq
+	a.O, a.LDO, a.BatchO = op.o, op.ldo, op.bo
 	a.QBlock, a.KVBlock = qb, max(min(l.plan.KVBlock, s.Tk), 1)
 }
 
@@ -362,9 +395,20 @@ func (p *pipeline) addKV(xk, xv, kv []float32) {
 func (p *pipeline) attend(k keys, s Shape) {
 	l := p.layer
 	c := &l.cfg
-	a := &p.att
 	p.ws.o = grow(p.ws.o, s.Batch*s.Tq*c.Heads*c.ValueHeadDim)
-	l.describe(a, k, p.ws.q, p.ws.o, s, l.queryBlock(s))
+	op := l.operands(k, p.ws.q, p.ws.o, s)
+	p.attendCore(&op, s)
+}
+
+// attendCore runs the attention core of shape s over the operands op with
+// the mask fields of p.att, split over the call's threads: the attend stage
+// of every pipeline that is not fused, absorbed or batched, and all of
+// [Attention.ForwardInto], so that the layer and the public core cannot
+// drift.
+func (p *pipeline) attendCore(op *operands, s Shape) {
+	l := p.layer
+	a := &p.att
+	l.describeOperands(a, op, s, l.queryBlock(s))
 	p.tiles(a.QBlock, a.KVBlock)
 	p.runAttention(s.Tk)
 }
@@ -381,7 +425,8 @@ func (l *Layer) queryBlock(s Shape) int {
 func (p *pipeline) runAttention(tk int) {
 	a := &p.att
 	tasks := a.Tasks()
-	nparts := splitKeys(tasks, tk, a.KVBlock, p.plan.Threads)
+	lo, hi := keySpan(a, tk)
+	nparts := splitKeys(tasks, hi-lo, a.KVBlock, p.plan.Threads)
 	p.taskChunk = max(1, tasks*nparts/(8*p.threads))
 	if p.threads == 1 {
 		p.taskChunk = tasks
@@ -394,7 +439,7 @@ func (p *pipeline) runAttention(tk int) {
 		p.job.run(p, p.itemsPerPart, p.threads-1)
 		return
 	}
-	p.splitKeys(nparts)
+	p.splitKeys(nparts, lo, hi)
 	p.job.run(p, nparts*p.itemsPerPart, p.threads-1)
 	p.mergeParts()
 }
@@ -412,12 +457,29 @@ func splitKeys(tasks, tk, kvBlock, threads int) int {
 	return max(1, min(ceilDiv(2*threads, tasks), tk/kvBlock))
 }
 
+// keySpan returns the keys [lo, hi) of the tk keys of a that some query
+// sees by the structural mask: a window hides the keys before the first
+// query's window (lo, rounded down to a key block), the causal limit those
+// after the last query's position. Split keys cut this span alone, so a
+// windowed decoding step splits its window, not the whole cache.
+func keySpan(a *blas.Attention, tk int) (lo, hi int) {
+	hi = tk
+	if a.Causal {
+		hi = min(hi, max(a.Tq+a.CausalOffset, 0))
+	}
+	if a.Window > 0 {
+		lo = max(a.CausalOffset-a.Window+1, 0) / a.KVBlock * a.KVBlock
+	}
+	return min(lo, hi), hi
+}
+
 // splitKeys sets the workspace's parts to n descriptors that each run p.att
-// over a range of whole key blocks, into their own output and statistics.
-func (p *pipeline) splitKeys(n int) {
+// over a range of whole key blocks of the keys [lo, hi), into their own
+// output and statistics; no query sees a key outside them (keySpan).
+func (p *pipeline) splitKeys(n, lo, hi int) {
 	a := &p.att
 	ws := &p.ws
-	b, h, tq, tk := a.Batch, a.Heads, a.Tq, a.Tk
+	b, h, tq := a.Batch, a.Heads, a.Tq
 	oLen := (b-1)*a.BatchO + (tq-1)*a.LDO + h*a.DV // a part's O, as p.att.O
 	ws.parts = grow(ws.parts, n)
 	ws.partO = grow(ws.partO, n*oLen)
@@ -425,12 +487,12 @@ func (p *pipeline) splitKeys(n int) {
 	if a.KeyLen != nil {
 		ws.partLen = grow(ws.partLen, n*b)
 	}
-	step := ceilDiv(ceilDiv(tk, n), a.KVBlock) * a.KVBlock
+	step := ceilDiv(ceilDiv(hi-lo, n), a.KVBlock) * a.KVBlock
 	for i := range ws.parts {
-		k0 := min(i*step, tk)
+		k0 := min(lo+i*step, hi)
 		pa := &ws.parts[i]
 		*pa = *a
-		pa.Tk = min(step, tk-k0)
+		pa.Tk = min(step, hi-k0)
 		pa.O = ws.partO[i*oLen:][:oLen]
 		pa.Stats = ws.partStats[i*2*b*h*tq:][:2*b*h*tq]
 		pa.CausalOffset = a.CausalOffset - k0

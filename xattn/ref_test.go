@@ -42,6 +42,27 @@ func attentionRef64(cfg xattn.Config, w *xattn.Weights, xq, xk, xv []float32, s 
 	q := linearRef64(xq, B*tq, c.QueryDim, w.Q, H*dk, w.QBias)
 	k := linearRef64(xk, B*tk, c.ContextDim, w.K, G*dk, w.KBias)
 	v := linearRef64(xv, B*tk, c.ValueDim, w.V, G*dv, w.VBias)
+	o := coreRef64(c, q, k, v, s, m)
+	y := make([]float64, B*tq*c.OutDim)
+	for r := 0; r < B*tq; r++ {
+		for j := 0; j < c.OutDim; j++ {
+			acc := float64(w.OutBias[j])
+			for d := 0; d < H*dv; d++ {
+				acc += o[r*H*dv+d] * float64(w.Out[j*H*dv+d])
+			}
+			y[r*c.OutDim+j] = acc
+		}
+	}
+	return y
+}
+
+// coreRef64 is the attention core of a resolved c in float64, written from
+// the formula: dense q [B, Tq, H, dk], k [B, Tk, G, dk] and v [B, Tk, G, dv]
+// give o [B, Tq, H, dv], softmax(Scale·q·kᵀ + mask)·v per head, a row that
+// sees no key 0.
+func coreRef64(c xattn.Config, q, k, v []float64, s xattn.Shape, m *xattn.Mask) []float64 {
+	B, tq, tk := s.Batch, s.Tq, s.Tk
+	H, G, dk, dv := c.Heads, c.KVHeads, c.HeadDim, c.ValueHeadDim
 	o := make([]float64, B*tq*H*dv)
 	scores := make([]float64, tk)
 	seen := make([]bool, tk)
@@ -97,17 +118,7 @@ func attentionRef64(cfg xattn.Config, w *xattn.Weights, xq, xk, xv []float32, s 
 			}
 		}
 	}
-	y := make([]float64, B*tq*c.OutDim)
-	for r := 0; r < B*tq; r++ {
-		for j := 0; j < c.OutDim; j++ {
-			acc := float64(w.OutBias[j])
-			for d := 0; d < H*dv; d++ {
-				acc += o[r*H*dv+d] * float64(w.Out[j*H*dv+d])
-			}
-			y[r*c.OutDim+j] = acc
-		}
-	}
-	return y
+	return o
 }
 
 // allowed reports whether query i of batch b, head h sees key j under m,
