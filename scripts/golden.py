@@ -317,6 +317,7 @@ def main():
     golden("mha_nobias", m, cfg, "torch-mha", "", "F32", {"x": x, "context": ctx}, cases, "mha")
 
     structural()
+    attention_core()
 
 
 def alibi_slopes(heads):
@@ -373,6 +374,85 @@ def structural():
         {"alibi": [0.5, -0.25, 1.5], "window": 5})
     cfg = {"QueryDim": 8, "ContextDim": 6, "Heads": H, "HeadDim": 4, "OutDim": 7, "Bias": True}
     golden("structural", m.float(), cfg, "plain", "", "F32", {"x": x, "context": ctx}, cases, "sdpa")
+
+
+def attention_core():
+    """The attention core alone (xattn.Attention) on projected q [B,Tq,H,dh],
+    k [B,Tk,G,dh], v [B,Tk,G,dv] with grouped-query heads (6 query heads over 2
+    key/value heads, PyTorch's repeat_interleave), written out in float64 as
+    softmax(q·kᵀ·scale + mask)·v, since torch 1.13 has no SDPA. A query row
+    that sees no key is 0 here (PyTorch's softmax gives NaN), as xattn
+    documents. One file, attention_core.safetensors: the operands, each
+    case's bias, and its output; its "golden" metadata lists the cases."""
+    gen = torch.Generator().manual_seed(5150)
+    Bc, Lq, Sk, H, G, dh, dv = 2, 7, 13, 6, 2, 5, 3
+    scale = 0.37
+    q = torch.randn(Bc, Lq, H, dh, generator=gen)
+    q1 = torch.randn(Bc, 1, H, dh, generator=gen)
+    k = torch.randn(Bc, Sk, G, dh, generator=gen)
+    v = torch.randn(Bc, Sk, G, dv, generator=gen)
+    bias = torch.randn(Bc, H, Lq, Sk, generator=gen)
+    bias[0, 2, 3, :4] = float("-inf")
+    ninf = float("-inf")
+
+    def core(qq, mask):
+        tq = qq.shape[1]
+        qh = qq.double().permute(0, 2, 1, 3)
+        kh = k.double().permute(0, 2, 1, 3).repeat_interleave(H // G, dim=1)
+        vh = v.double().permute(0, 2, 1, 3).repeat_interleave(H // G, dim=1)
+        w = qh @ kh.transpose(-2, -1) * scale + mask
+        p = torch.softmax(w, dim=-1)
+        p = torch.nan_to_num(p, nan=0.0)  # a row that sees no key: 0
+        return (p @ vh).permute(0, 2, 1, 3).contiguous()  # [B, Tq, H, dv]
+
+    def struct_bias(tq, st):
+        i = torch.arange(tq)[:, None]
+        j = torch.arange(Sk)[None, :]
+        off = Sk - tq if st.get("lower_right") else 0
+        p = i + off
+        m = torch.zeros(Bc, H, tq, Sk, dtype=torch.float64)
+        hide = torch.zeros(tq, Sk, dtype=torch.bool)
+        if st.get("causal") or st.get("lower_right") or st.get("window", 0) > 0:
+            hide |= j > p
+        if st.get("window", 0) > 0:
+            hide |= j <= p - st["window"]
+        m = m.masked_fill(hide, ninf)
+        if "keylen" in st:
+            for b, n in enumerate(st["keylen"]):
+                m[b, :, :, n:] = ninf
+        if "alibi" in st:
+            sl = alibi_slopes(H) if st["alibi"] == "standard" else torch.tensor(st["alibi"], dtype=torch.float64)
+            m = m - sl[None, :, None, None] * (p - j).double()[None, None]
+        if st.get("bias"):
+            m = m + bias.double()
+        return m
+
+    tensors = [("q", q, "F32"), ("q1", q1, "F32"), ("k", k, "F32"), ("v", v, "F32"), ("bias", bias, "F32")]
+    cases = []
+    for name, qn, st in [
+        ("none", "q", {}),
+        ("causal", "q", {"causal": True}),
+        ("causal_lower_right", "q", {"lower_right": True}),
+        ("window4_lower_right", "q", {"window": 4, "lower_right": True}),
+        ("window1", "q", {"window": 1}),
+        ("window20", "q", {"window": 20, "lower_right": True}),
+        ("keylen", "q", {"keylen": [13, 5]}),
+        ("keylen_empty", "q", {"keylen": [9, 0], "causal": True}),
+        ("alibi_causal", "q", {"alibi": "standard", "causal": True}),
+        ("alibi_given_window", "q", {"alibi": [0.5, -0.25, 1.5, 0.0, 0.125, 2.0], "window": 5, "lower_right": True}),
+        ("bias", "q", {"bias": True}),
+        ("all", "q", {"bias": True, "keylen": [11, 6], "window": 6, "alibi": "standard", "lower_right": True}),
+        ("decode", "q1", {}),
+        ("decode_window", "q1", {"window": 3, "lower_right": True, "alibi": "standard"}),
+    ]:
+        qq = q if qn == "q" else q1
+        out = core(qq, struct_bias(qq.shape[1], st))
+        tensors.append((name + ".out", out, "F32"))
+        cases.append({"name": name, "q": qn, "tq": qq.shape[1], "mask": st, "out": name + ".out"})
+    meta = {"torch": torch.__version__, "config": {"Heads": H, "KVHeads": G, "HeadDim": dh, "ValueHeadDim": dv, "Scale": scale},
+            "batch": Bc, "tk": Sk, "cases": cases}
+    write_safetensors(os.path.join(OUT, "attention_core.safetensors"), tensors,
+                      {"golden": json.dumps(meta, separators=(",", ":"))})
 
 
 if __name__ == "__main__":
