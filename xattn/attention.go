@@ -68,6 +68,9 @@ func NewAttention(cfg AttentionConfig, opts ...Option) (*Attention, error) {
 	if err := s.apply(opts); err != nil {
 		return nil, err
 	}
+	if s.rope != nil {
+		return nil, fmt.Errorf("%w: WithRoPE needs the layer's projections: rotate q and k before Attention", ErrConfig)
+	}
 	l := &Layer{cfg: c, backend: s.backend, plan: s.plan}
 	l.rowStep, l.colStep = s.backend.Steps()
 	if l.rowStep < 1 || l.colStep < 1 {

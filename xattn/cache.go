@@ -102,7 +102,7 @@ func (l *Layer) project(key, value []float32, batch, tk int) (*Context, error) {
 	}
 	p := l.getPipeline()
 	defer l.putPipeline(p)
-	p.run(l, &call{xk: key, xv: value, kvOut: ctx.kv, kvRows: batch * tk})
+	p.run(l, &call{xk: key, xv: value, kvOut: ctx.kv, kvRows: batch * tk, kPeriod: tk})
 	// Pack the keys once for the attention core, where the backend would
 	// otherwise pack every key block of every call (the AVX-512 kernel).
 	a := blas.Attention{Batch: batch, KVHeads: c.KVHeads, Tk: tk, DK: c.HeadDim,
@@ -341,6 +341,7 @@ func (l *Layer) ForwardStep(y, x []float32, kv *KVCache, tq int, m *Mask) error 
 	// values to the cache, attend over everything cached.
 	rows := b * tq
 	p.run(l, &call{y: y, x: x, rows: rows, s: Shape{Batch: b, Tq: tq, Tk: tk}, xk: x, xv: x, kvRows: rows,
+		qOff: kv.n, kOff: kv.n, kPeriod: tq,
 		keys: keys{kv: kv.kv, stride: kv.stride}, cache: kv, pairs: visiblePairs(&p.att, Shape{Batch: b, Tq: tq, Tk: tk})})
 	return nil
 }

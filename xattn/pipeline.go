@@ -62,6 +62,9 @@ type call struct {
 	// pairs is the number of (query row, key) pairs attended, for the work
 	// of the call.
 	pairs float64
+	// qOff, kOff and kPeriod place the rows for the layer's RoPE: query row
+	// r at position qOff + r%s.Tq, projected key row r at kOff + r%kPeriod.
+	qOff, kOff, kPeriod int
 }
 
 // pipeline is one call in flight: the state of its stages, the scratch it
@@ -113,7 +116,7 @@ func (l *Layer) putPipeline(p *pipeline) {
 // not append to and fusedRows allows, else phased.
 func (p *pipeline) form(c *call) form {
 	l := p.layer
-	if c.x == nil || c.cache != nil || c.reqs != nil {
+	if c.x == nil || c.cache != nil || c.reqs != nil || l.rope != nil {
 		return formPhased
 	}
 	if c.xk != nil && l.Absorbs(c.s) {
@@ -155,6 +158,9 @@ func (p *pipeline) run(l *Layer, c *call) {
 		p.addKV(c.xk, c.xv, c.kvOut)
 	}
 	p.gemmPhase()
+	if l.rope != nil {
+		p.rotate(c)
+	}
 	if c.cache != nil {
 		c.cache.append(c.kvOut)
 	}
@@ -181,6 +187,35 @@ func (p *pipeline) run(l *Layer, c *call) {
 	p.output(c.y, c.rows)
 }
 
+// rotate applies the layer's RoPE to the call's projected queries and keys
+// (see call), before they are attended over or appended to a cache.
+func (p *pipeline) rotate(c *call) {
+	l := p.layer
+	cfg := &l.cfg
+	rp := l.rope
+	var q, k ropeRows
+	p0, p1 := math.MaxInt, math.MinInt
+	if c.x != nil && c.rows > 0 {
+		q = ropeRows{x: p.ws.q, rows: c.rows, ld: cfg.Heads * cfg.HeadDim, heads: cfg.Heads, period: c.s.Tq, off: c.qOff}
+		p0, p1 = c.qOff, c.qOff+c.s.Tq
+	}
+	if c.xk != nil && c.kvRows > 0 {
+		k = ropeRows{x: c.kvOut, rows: c.kvRows, ld: cfg.KVHeads * (cfg.HeadDim + cfg.ValueHeadDim), heads: cfg.KVHeads,
+			period: c.kPeriod, off: c.kOff}
+		p0, p1 = min(p0, c.kOff), max(p1, c.kOff+c.kPeriod)
+	}
+	if p1 <= p0 || rp.dims == 0 {
+		return
+	}
+	p.ws.rope = rp.table(p.ws.rope, p0, p1)
+	if q.rows > 0 {
+		rp.rotate(&q, cfg.HeadDim, p.ws.rope, p0)
+	}
+	if k.rows > 0 {
+		rp.rotate(&k, cfg.HeadDim, p.ws.rope, p0)
+	}
+}
+
 // begin starts a call of work floating-point operations on l: it runs on the
 // plan's threads, or on the caller alone below Plan.SerialFLOPs.
 func (p *pipeline) begin(l *Layer, work float64) {
@@ -204,7 +239,7 @@ func (p *pipeline) begin(l *Layer, work float64) {
 // rows do not depend on how they are chunked — the packed-weight kernel's —
 // so that it computes exactly what the phases do.
 func (l *Layer) fusedRows(s Shape) int {
-	if l.pq.IsZero() || l.po.IsZero() || s.Tk == 0 {
+	if l.pq.IsZero() || l.po.IsZero() || s.Tk == 0 || l.rope != nil {
 		return 0
 	}
 	p := &l.plan

@@ -103,6 +103,9 @@ func (l *Layer) AttentionMapInto(p, x, context []float32, s Shape, m *Mask, perH
 // the shape with the routing of a nil context applied, the keys' source and
 // the length of the map.
 func (l *Layer) checkMap(x, context []float32, s Shape, perHead bool) (Shape, []float32, int, error) {
+	if l.rope != nil {
+		return s, nil, 0, fmt.Errorf("%w: attention maps of a layer with RoPE are not supported", ErrConfig)
+	}
 	s, err := l.mapShape(context, s)
 	if err != nil {
 		return s, nil, 0, err
