@@ -318,6 +318,7 @@ def main():
 
     structural()
     attention_core()
+    rope()
 
 
 def alibi_slopes(heads):
@@ -452,6 +453,69 @@ def attention_core():
     meta = {"torch": torch.__version__, "config": {"Heads": H, "KVHeads": G, "HeadDim": dh, "ValueHeadDim": dv, "Scale": scale},
             "batch": Bc, "tk": Sk, "cases": cases}
     write_safetensors(os.path.join(OUT, "attention_core.safetensors"), tensors,
+                      {"golden": json.dumps(meta, separators=(",", ":"))})
+
+
+def rope():
+    """Rotary position embeddings (xattn.WithRoPE) on causal self-attention,
+    in float64 as Hugging Face writes them: the half-split pairing of Llama /
+    GPT-NeoX (q·cos + rotate_half(q)·sin, rotate_half(x) = cat(−x2, x1)) and
+    the interleaved one of GPT-J (rotate_every_two, sin and cos repeated per
+    pair), over all of a head or its first `dims` values (GPT-NeoX's
+    rotary_pct), with inv_freq = 1 / base^(arange(0, dims, 2)/dims). One file,
+    rope.safetensors: the weights (plain q_proj/k_proj/v_proj/out_proj names),
+    x, and each case's output; its "golden" metadata lists the cases."""
+    torch.manual_seed(77)
+    gen = torch.Generator().manual_seed(2468)
+    Bc, T, H, dh, D = 2, 9, 4, 8, 16
+    m = Projected(("q_proj", "k_proj", "v_proj", "out_proj"), D, D, H, dh, True, D).eval().double()
+    x = torch.randn(Bc, T, D, generator=gen)
+
+    def rotate_half(t):
+        t1, t2 = t[..., : t.shape[-1] // 2], t[..., t.shape[-1] // 2:]
+        return torch.cat((-t2, t1), dim=-1)
+
+    def rotate_every_two(t):
+        t1, t2 = t[..., ::2], t[..., 1::2]
+        return torch.stack((-t2, t1), dim=-1).flatten(-2)
+
+    def apply(t, dims, base, interleaved):  # t [B, H, T, dh]
+        inv_freq = 1.0 / (base ** (torch.arange(0, dims, 2, dtype=torch.float64) / dims))
+        freqs = torch.arange(T, dtype=torch.float64)[:, None] * inv_freq[None]  # [T, dims/2]
+        if interleaved:
+            emb = freqs.repeat_interleave(2, dim=-1)
+            rot = rotate_every_two
+        else:
+            emb = torch.cat((freqs, freqs), dim=-1)
+            rot = rotate_half
+        r, rest = t[..., :dims], t[..., dims:]
+        r = r * emb.cos() + rot(r) * emb.sin()
+        return torch.cat((r, rest), dim=-1)
+
+    def forward(dims, base, interleaved):
+        xd = x.double()
+        split = lambda t: t.view(Bc, T, H, dh).transpose(1, 2)
+        q = apply(split(m.q_proj(xd)), dims, base, interleaved)
+        k = apply(split(m.k_proj(xd)), dims, base, interleaved)
+        v = split(m.v_proj(xd))
+        a = sdpa(q, k, v, is_causal=True)
+        return m.out_proj(a.transpose(1, 2).reshape(Bc, T, H * dh))
+
+    tensors = [(k, t, "F32") for k, t in m.state_dict().items()] + [("x", x, "F32")]
+    cases = []
+    for name, dims, base, inter in [
+        ("half", dh, 10000.0, False),
+        ("interleaved", dh, 10000.0, True),
+        ("half_partial", 4, 500.0, False),
+        ("interleaved_partial", 6, 100.0, True),
+    ]:
+        with torch.no_grad():
+            y = forward(dims, base, inter)
+        tensors.append((name + ".y", y, "F32"))
+        cases.append({"name": name, "dims": dims, "base": base, "interleaved": inter, "y": name + ".y"})
+    meta = {"torch": torch.__version__, "config": {"QueryDim": D, "Heads": H, "HeadDim": dh, "Bias": True},
+            "batch": Bc, "t": T, "cases": cases}
+    write_safetensors(os.path.join(OUT, "rope.safetensors"), tensors,
                       {"golden": json.dumps(meta, separators=(",", ":"))})
 
 
