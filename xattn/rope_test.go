@@ -289,3 +289,51 @@ func TestRoPEAllocs(t *testing.T) {
 		t.Errorf("%v allocations per warm ForwardStep with RoPE", n)
 	}
 }
+
+// TestRoPEConcurrent runs one layer with RoPE from several goroutines, on
+// different shapes and KV caches of their own (meant for -race), each
+// checked against the reference.
+func TestRoPEConcurrent(t *testing.T) {
+	cfg := xattn.Config{QueryDim: 12, Heads: 3, HeadDim: 4}
+	w, _ := xattn.NewWeights(cfg, 5)
+	r := xattn.RoPE{Interleaved: true, Base: 50}
+	l, err := xattn.New(cfg, w, xattn.WithRoPE(r), xattn.WithThreads(3), xattn.WithTile(2, 4), xattn.WithSerialFLOPs(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 4)
+	for gi := range 4 {
+		go func() {
+			rng := rand.New(rand.NewPCG(uint64(gi), 3))
+			kv, err := l.NewKVCache(1, 40)
+			if err != nil {
+				errs <- err
+				return
+			}
+			var seq []float32
+			for range 6 {
+				tq := 1 + rng.IntN(4)
+				x := randn(rng, tq*12)
+				seq = append(seq, x...)
+				n := kv.Len()
+				y := make([]float32, tq*12)
+				if err := l.ForwardStep(y, x, kv, tq, nil); err != nil {
+					errs <- err
+					return
+				}
+				s := xattn.Shape{Batch: 1, Tq: tq, Tk: n + tq}
+				want := attentionRoPERef64(cfg, w, x, seq, seq, s, &xattn.Mask{CausalLowerRight: true}, r, n, 0)
+				if diff, norm := maxAbsDiff(y, want); diff > tolerance(norm) || math.IsNaN(diff) {
+					errs <- fmt.Errorf("goroutine %d step at %d: max |y−ref| = %.3g", gi, n, diff)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
