@@ -21,7 +21,8 @@ import (
 type RoPE struct {
 	// Base of the frequencies; 0 means 10000.
 	Base float64
-	// Dims is the number of rotated values of a head, even; 0 means HeadDim.
+	// Dims is the number of rotated values of a head, even; 0 means HeadDim
+	// (HeadDim−1 when HeadDim is odd).
 	Dims int
 	// Interleaved pairs adjacent values instead of the two halves.
 	Interleaved bool

@@ -59,3 +59,42 @@ func BenchmarkWindow(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkWindowDecode times one decoding step of one head (dh 128) over a
+// cached context of 32768 keys with a window of 4096 (bottom-right), on the
+// plan's threads: the keys are split over the workers, and only the
+// window's keys are worth splitting.
+func BenchmarkWindowDecode(b *testing.B) {
+	cfg := xattn.Config{QueryDim: 128, Heads: 1, HeadDim: 128}
+	const tk = 32768
+	w, err := xattn.NewWeights(cfg, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	ctxIn := randn(rng, tk*cfg.QueryDim)
+	x := randn(rng, cfg.QueryDim)
+	y := make([]float32, cfg.QueryDim)
+	for _, window := range []int{0, 4096} {
+		b.Run(fmt.Sprintf("window=%d", window), func(b *testing.B) {
+			l, err := xattn.New(cfg, w, xattn.WithThreads(2), xattn.WithSerialFLOPs(0))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, err := l.ProjectContext(ctxIn, 1, tk)
+			if err != nil {
+				b.Fatal(err)
+			}
+			m := &xattn.Mask{CausalLowerRight: true, Window: window}
+			if err := l.ForwardContext(y, x, ctx, 1, m); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := l.ForwardContext(y, x, ctx, 1, m); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
