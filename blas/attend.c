@@ -35,7 +35,7 @@ static inline int v_bad(const float *v, int64_t ldv, int j, int dv) {
  * as for the row pass).
  */
 static void fix_pv(int mq, int nb, int dv, const float *p, int lds, const float *v, int64_t ldv,
-		const float *bias, int ldbias, const unsigned char *keep, int ldkeep, int causal, int64_t lim0,
+		const float *bias, int ldbias, const unsigned char *keep, int ldkeep, const xattn_rowmask *rm,
 		float *o, int64_t ldo) {
 	for (int j = 0; j < nb; j++) {
 		if (!v_bad(v, ldv, j, dv))
@@ -44,7 +44,8 @@ static void fix_pv(int mq, int nb, int dv, const float *p, int lds, const float 
 		for (int r = 0; r < mq; r++) {
 			const float *b = bias ? bias + (int64_t)r * ldbias : NULL;
 			const unsigned char *k = keep ? keep + (int64_t)r * ldkeep : NULL;
-			if (!seen(j, row_limit(nb, causal, lim0, r), b, k))
+			int st;
+			if (!seen(j, row_span(nb, rm, r, &st), b, k) || j < st)
 				continue;
 			const float pr = p[(int64_t)r * lds + j];
 			float *orow = o + (int64_t)r * ldo;
@@ -69,8 +70,8 @@ static void block_zero_row(float *vt, const xattn_block *vb, int j, int n) {
 
 void xattn_attend(const xattn_kernels *kt, const xattn_attention *p, const float *q,
 		const float *k, const float *v, float *o, const unsigned char *keep, const float *bias,
-		const float *ktp, float *stats, float *scratch, const xattn_task *tasks, int ntasks) {
-	const xattn_rows_fn rows = kt->rows;
+		const float *alibi, const float *ktp, float *stats, float *scratch, const xattn_task *tasks, int ntasks) {
+	const xattn_rowsm_fn rows = kt->rows_masked;
 	const xattn_scale_fn scale = kt->scale;
 	const xattn_products *prod = kt->prod;
 	const int hb = p->head_block;
@@ -165,8 +166,9 @@ void xattn_attend(const xattn_kernels *kt, const xattn_attention *p, const float
 					float *mx = mxs + i * p->q_block, *sum = sums + i * p->q_block, *corr = corrs + i * p->q_block;
 					const float *bb = bias ? bias + p->bias_stride[0] * b + p->bias_stride[1] * h + p->bias_stride[2] * q0 + k0 : NULL;
 					const unsigned char *kk = keep ? keep + p->keep_stride[0] * b + p->keep_stride[1] * h + p->keep_stride[2] * q0 + k0 : NULL;
+					const xattn_rowmask rm = row_mask(p, alibi, h, q0, k0);
 					rows(mq, nb, s + (int64_t)i * lds, lds * nh, bb, (int)p->bias_stride[2], kk, (int)p->keep_stride[2],
-							p->causal, q0 + p->causal_offset + 1 - k0, mx, sum, corr);
+							&rm, mx, sum, corr);
 					if (p->dv > 0 && k0 > lo)
 						scale(mq, p->dv, os + (int64_t)p->dv * h, p->ldo, corr);
 				}
@@ -176,8 +178,9 @@ void xattn_attend(const xattn_kernels *kt, const xattn_attention *p, const float
 					const int h = h0 + i;
 					const float *bb = bias ? bias + p->bias_stride[0] * b + p->bias_stride[1] * h + p->bias_stride[2] * q0 + k0 : NULL;
 					const unsigned char *kk = keep ? keep + p->keep_stride[0] * b + p->keep_stride[1] * h + p->keep_stride[2] * q0 + k0 : NULL;
+					const xattn_rowmask rm = row_mask(p, alibi, h, q0, k0);
 					fix_pv(mq, nb, p->dv, s + (int64_t)i * lds, lds * nh, vin, p->ldv,
-							bb, (int)p->bias_stride[2], kk, (int)p->keep_stride[2], p->causal, q0 + p->causal_offset + 1 - k0,
+							bb, (int)p->bias_stride[2], kk, (int)p->keep_stride[2], &rm,
 							os + (int64_t)p->dv * h, p->ldo);
 				}
 				continue;
@@ -194,8 +197,8 @@ void xattn_attend(const xattn_kernels *kt, const xattn_attention *p, const float
 					memset(s, 0, (size_t)mq * (size_t)lds * sizeof *s);
 				const float *bb = bias ? bias + p->bias_stride[0] * b + p->bias_stride[1] * h + p->bias_stride[2] * q0 + k0 : NULL;
 				const unsigned char *kk = keep ? keep + p->keep_stride[0] * b + p->keep_stride[1] * h + p->keep_stride[2] * q0 + k0 : NULL;
-				rows(mq, nb, s, lds, bb, (int)p->bias_stride[2], kk, (int)p->keep_stride[2],
-						p->causal, q0 + p->causal_offset + 1 - k0, mx, sum, corr);
+				const xattn_rowmask rm = row_mask(p, alibi, h, q0, k0);
+				rows(mq, nb, s, lds, bb, (int)p->bias_stride[2], kk, (int)p->keep_stride[2], &rm, mx, sum, corr);
 				if (p->dv == 0)
 					continue;
 				/* O_blk = corr·O_blk + P·V_blk; the first block overwrites O. */
@@ -207,7 +210,7 @@ void xattn_attend(const xattn_kernels *kt, const xattn_attention *p, const float
 				prod->pv(mq, p->dv, nb, s, lds, &vblk, beta, ot, p->ldo);
 				if (fix)
 					fix_pv(mq, nb, p->dv, s, lds, vin, p->ldv, bb, (int)p->bias_stride[2],
-							kk, (int)p->keep_stride[2], p->causal, q0 + p->causal_offset + 1 - k0, ot, p->ldo);
+							kk, (int)p->keep_stride[2], &rm, ot, p->ldo);
 			}
 		}
 		int ok = 1;

@@ -1,6 +1,10 @@
 package blas
 
-import "math"
+import (
+	"math"
+
+	"github.com/xattn/xattn/pure"
+)
 
 // Batch describes Count row-major products
 //
@@ -36,8 +40,10 @@ type Batch struct {
 // and running sum, as documented on
 // [github.com/xattn/xattn/pure.SoftmaxRows]. Bias and Keep are optional M×N views with
 // leading dimensions LDBias and LDKeep (0 repeats their first row); Causal
-// limits row r to its first clamp(Lim0+r, 0, N) columns. Max, Sum and Corr
-// have at least M elements.
+// limits row r to its first clamp(Lim0+r, 0, N) columns; Window, when above
+// 0, hides its columns below Lim0+r−Window; Slope, when not 0, adds the
+// ALiBi term −Slope·(Lim0−1+r−j) to column j ([pure.RowMask]). Max, Sum and
+// Corr have at least M elements.
 type Rows struct {
 	M, N           int
 	S              []float32
@@ -48,7 +54,14 @@ type Rows struct {
 	LDKeep         int
 	Causal         bool
 	Lim0           int
+	Window         int
+	Slope          float32
 	Max, Sum, Corr []float32
+}
+
+// rowMask is the structural mask of r.
+func (r *Rows) rowMask() pure.RowMask {
+	return pure.RowMask{Causal: r.Causal, Lim0: r.Lim0, Window: r.Window, Slope: r.Slope}
 }
 
 // Attention describes the attention core of a multi-head layer over a batch:
@@ -71,10 +84,16 @@ type Rows struct {
 //
 //	j < KeyLen[b]                      (when KeyLen != nil)
 //	j ≤ i + CausalOffset               (when Causal)
+//	j > i + CausalOffset − Window      (when Window > 0)
 //	Keep[b*KeepStride[0] + h*KeepStride[1] + i*KeepStride[2] + j]   (when Keep != nil)
 //
 // and Bias, laid out as Keep, is added to the scaled scores when not nil. A
-// zero stride broadcasts that dimension.
+// zero stride broadcasts that dimension. ALiBi, when not nil, holds one
+// slope per query head (at least Heads values): −ALiBi[h]·(i + CausalOffset
+// − j) is added to the scaled score too, computed on the fly. So query i
+// sits at key position i + CausalOffset for the causal limit, the window
+// and ALiBi alike; no part is ever stored as a Tq×Tk array, and key blocks
+// that a window hides from every row of a task are skipped.
 //
 // Non-finite values follow one rule on every backend and variant: the mask
 // alone decides what a row sees (a bias of −Inf masks), so a masked key's
@@ -105,6 +124,8 @@ type Attention struct {
 	KeepStride   [3]int
 	Bias         []float32
 	BiasStride   [3]int
+	Window       int
+	ALiBi        []float32
 
 	QBlock, KVBlock int
 
@@ -206,7 +227,10 @@ type task struct{ b, h0, nh, q0, mq, lo, hi int }
 // task returns task t of a: the one definition of the task map and of the
 // keys a task sees, for every backend (the OpenBLAS one hands them to C).
 // The query block is the fastest-moving index, then the head block, then
-// the batch. The key length and the causal diagonal end the keys early.
+// the batch. The key length and the causal diagonal end the keys early; a
+// window starts them late: at the first row's first visible key, rounded
+// down to a panel when the keys are packed (KT), so that packed key blocks
+// stay on their panels.
 func (a *Attention) task(t int) task {
 	hb := a.headBlock()
 	nqb := ceilDiv(a.Tq, a.QBlock)
@@ -222,7 +246,24 @@ func (a *Attention) task(t int) task {
 	if a.Causal {
 		k.hi = min(k.hi, max(k.q0+k.mq+a.CausalOffset, 0))
 	}
+	if a.Window > 0 {
+		lo := k.q0 + a.CausalOffset - a.Window + 1
+		if !a.KT.IsZero() {
+			lo -= ((lo % maxPanel) + maxPanel) % maxPanel
+		}
+		k.lo = min(max(lo, 0), k.hi)
+	}
 	return k
+}
+
+// rowMask returns the structural row mask of head h for a key block
+// starting at key k0 of a task whose rows start at q0.
+func (a *Attention) rowMask(h, q0, k0 int) pure.RowMask {
+	m := pure.RowMask{Causal: a.Causal, Lim0: q0 + a.CausalOffset + 1 - k0, Window: a.Window}
+	if a.ALiBi != nil {
+		m.Slope = a.ALiBi[h]
+	}
+	return m
 }
 
 // Backend computes the products and row passes of a layer. Both

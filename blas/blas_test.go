@@ -575,6 +575,8 @@ type attnCase struct {
 	packKeys bool
 	hb       int  // Attention.HeadBlock
 	tight    bool // LDQ and LDO without padding: all heads side by side, stacked by the AVX-512 core
+	window   int  // Attention.Window
+	alibi    bool // Attention.ALiBi: a random slope per head, one of them 0
 }
 
 func attnCases() []attnCase {
@@ -628,6 +630,18 @@ func attnCases() []attnCase {
 		{name: "bias-row", b: 1, h: 4, kvh: 2, tq: 5, tk: 9, dk: 4, dv: 4, qb: 2, kvb: 9, bias: "row", chunks: 1},
 		{name: "everything", b: 3, h: 4, kvh: 2, tq: 17, tk: 37, dk: 9, dv: 11, qb: 5, kvb: 7,
 			keyLen: []int32{37, 20, 3}, causal: true, off: 15, keep: "padded", bias: "batch", chunks: 3},
+		// Structural masks: a sliding window (tasks start their keys late,
+		// on a panel where the keys are packed) and ALiBi slopes.
+		{name: "window", b: 2, h: 2, kvh: 1, tq: 13, tk: 13, dk: 6, dv: 5, qb: 4, kvb: 3, causal: true, window: 3, chunks: 2},
+		{name: "window1", b: 1, h: 2, kvh: 2, tq: 7, tk: 17, dk: 5, dv: 4, qb: 3, kvb: 5, causal: true, off: 10, window: 1, chunks: 1},
+		{name: "window-nocausal", b: 1, h: 2, kvh: 2, tq: 9, tk: 20, dk: 5, dv: 4, qb: 3, kvb: 4, off: 5, window: 4, chunks: 1},
+		{name: "window-packed", b: 3, h: 2, kvh: 1, tq: 11, tk: 300, dk: 17, dv: 8, qb: 4, kvb: 64,
+			keyLen: []int32{300, 100, 0}, causal: true, off: 250, window: 70, bias: "batch", chunks: 1, packKeys: true},
+		{name: "window-stacked", b: 2, h: 4, kvh: 1, tq: 9, tk: 150, dk: 70, dv: 65, qb: 6, kvb: 64, chunks: 3, hb: 4,
+			tight: true, keep: "full", causal: true, off: 100, window: 40, alibi: true},
+		{name: "alibi", b: 2, h: 3, kvh: 3, tq: 5, tk: 11, dk: 4, dv: 4, qb: 2, kvb: 5, alibi: true, chunks: 1},
+		{name: "alibi-everything", b: 3, h: 4, kvh: 2, tq: 17, tk: 37, dk: 9, dv: 11, qb: 5, kvb: 7,
+			keyLen: []int32{37, 20, 3}, causal: true, off: 15, window: 9, alibi: true, keep: "padded", bias: "batch", chunks: 3},
 	}
 }
 
@@ -657,8 +671,12 @@ func (c attnCase) attention(seed uint64) (a *Attention, owned []bool, checkO fun
 		Batch: c.b, Heads: c.h, KVHeads: c.kvh, Tq: c.tq, Tk: c.tk, DK: c.dk, DV: c.dv,
 		Scale: 1 / float32(math.Sqrt(float64(max(c.dk, 1)))),
 		LDQ:   c.h*c.dk + 3, LDK: c.kvh*c.dk + 1, LDV: c.kvh*c.dv + 2, LDO: c.h*c.dv + 4,
-		KeyLen: c.keyLen, Causal: c.causal, CausalOffset: c.off,
+		KeyLen: c.keyLen, Causal: c.causal, CausalOffset: c.off, Window: c.window,
 		QBlock: c.qb, KVBlock: c.kvb, HeadBlock: c.hb,
+	}
+	if c.alibi {
+		a.ALiBi = make([]float32, c.h)
+		testutil.Fill(rng, a.ALiBi[1:], -0.2, 0.7)
 	}
 	if c.tight {
 		a.LDQ, a.LDO = c.h*c.dk, c.h*c.dv

@@ -302,9 +302,10 @@ func (o openBLAS) SoftmaxRows(r *Rows) {
 	if !checkRows(r) {
 		return
 	}
+	rm := C.xattn_rowmask{causal: cbool(r.Causal), lim0: C.int64_t(r.Lim0), window: C.int64_t(r.Window), slope: C.float(r.Slope)}
 	C.xattn_softmax_rows(o.k.c, C.int(r.M), C.int(r.N), fptr(r.S), C.int(r.LDS),
 		fptr(r.Bias), C.int(r.LDBias), bptr(r.Keep), C.int(r.LDKeep),
-		cbool(r.Causal), C.int64_t(r.Lim0), fptr(r.Max), fptr(r.Sum), fptr(r.Corr))
+		&rm, fptr(r.Max), fptr(r.Sum), fptr(r.Corr))
 }
 
 // ScaleRows scales the rows of c in C: exactly
@@ -334,7 +335,7 @@ func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 		ldq:   C.int(a.LDQ), ldk: C.int(a.LDK), ldv: C.int(a.LDV), ldo: C.int(a.LDO),
 		batch_q: C.int64_t(a.BatchQ), batch_k: C.int64_t(a.BatchK),
 		batch_v: C.int64_t(a.BatchV), batch_o: C.int64_t(a.BatchO),
-		causal: cbool(a.Causal), causal_offset: C.int64_t(a.CausalOffset),
+		causal: cbool(a.Causal), causal_offset: C.int64_t(a.CausalOffset), window: C.int64_t(a.Window),
 		q_block: C.int(a.QBlock), kv_block: C.int(a.KVBlock), head_block: C.int(a.headBlock()),
 		scratch_stats: C.int64_t(lay.stats), scratch_keys: C.int64_t(lay.keys),
 		scratch_values: C.int64_t(lay.values), scratch_lds: C.int(lay.ldS), scratch_ldv: C.int(lay.ldV),
@@ -360,7 +361,7 @@ func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 				mq: C.int(k.mq), lo: C.int(k.lo), hi: C.int(k.hi)}
 		}
 		C.xattn_attend(o.k.c, &p, fptr(a.Q), fptr(a.K), fptr(a.V), fptr(a.O), bptr(a.Keep), fptr(a.Bias),
-			fptr(kt), fptr(a.Stats), fptr(scratch), &tasks[0], C.int(n))
+			fptr(a.ALiBi), fptr(kt), fptr(a.Stats), fptr(scratch), &tasks[0], C.int(n))
 		t += n
 	}
 }

@@ -30,6 +30,7 @@ const (
 	errShortV    = "blas: insufficient length of V"
 	errShortO    = "blas: insufficient length of O"
 	errKeyLen    = "blas: insufficient length of KeyLen"
+	errRowMask   = "blas: negative Window, or ALiBi slopes short or not finite"
 	errTasks     = "blas: task range out of bounds"
 	errScratch   = "blas: insufficient length of scratch"
 	errStats     = "blas: insufficient length of Stats"
@@ -130,7 +131,10 @@ func checkRows(r *Rows) bool {
 	if r.LDBias < 0 || r.LDKeep < 0 || (r.LDBias > 0 && r.LDBias < r.N) || (r.LDKeep > 0 && r.LDKeep < r.N) {
 		panic(errLDMask)
 	}
-	if r.Causal && (r.Lim0 > maxC || r.Lim0 < -maxC) {
+	if r.Window < 0 || r.Slope-r.Slope != 0 {
+		panic(errRowMask)
+	}
+	if (r.Causal || r.Window > 0 || r.Slope != 0) && (r.Lim0 > maxC || r.Lim0 < -maxC || r.Window > maxC) {
 		panic(errTooLarge)
 	}
 	if r.M == 0 {
@@ -191,7 +195,7 @@ func checkAttention(a *Attention, t0, t1 int, scratch []float32) bool {
 		panic(errBlock)
 	}
 	for _, v := range [...]int{a.Batch, a.Heads, a.Tq, a.Tk, a.DK, a.DV, a.QBlock, a.KVBlock,
-		a.LDQ, a.LDK, a.LDV, a.LDO, a.CausalOffset, -a.CausalOffset,
+		a.LDQ, a.LDK, a.LDV, a.LDO, a.CausalOffset, -a.CausalOffset, a.Window,
 		a.KeepStride[0], a.KeepStride[1], a.KeepStride[2], a.BiasStride[0], a.BiasStride[1], a.BiasStride[2]} {
 		if v > maxC {
 			panic(errTooLarge)
@@ -240,6 +244,19 @@ func checkAttention(a *Attention, t0, t1 int, scratch []float32) bool {
 	}
 	if a.KeyLen != nil && len(a.KeyLen) < a.Batch {
 		panic(errKeyLen)
+	}
+	if a.Window < 0 {
+		panic(errRowMask)
+	}
+	if a.ALiBi != nil {
+		if len(a.ALiBi) < a.Heads {
+			panic(errRowMask)
+		}
+		for _, v := range a.ALiBi[:a.Heads] {
+			if v-v != 0 {
+				panic(errRowMask)
+			}
+		}
 	}
 	if a.Stats != nil && len(a.Stats) < 2*a.Batch*a.Heads*a.Tq {
 		panic(errStats)

@@ -36,6 +36,12 @@
 /* The row pass, row scale, finite check and exponential of one ISA (rows.c). */
 typedef void (*xattn_rows_fn)(int m, int n, float *s, int lds, const float *bias, int ldbias,
 		const unsigned char *keep, int ldkeep, int causal, int64_t lim0, float *mx, float *sum, float *corr);
+/*
+ * The row pass with a structural mask (shim.h's xattn_rowmask): the entry a
+ * driver calls. rows is the same with a causal limit alone.
+ */
+typedef void (*xattn_rowsm_fn)(int m, int n, float *s, int lds, const float *bias, int ldbias,
+		const unsigned char *keep, int ldkeep, const xattn_rowmask *rm, float *mx, float *sum, float *corr);
 typedef void (*xattn_scale_fn)(int m, int n, float *c, int ldc, const float *f);
 typedef int (*xattn_finite_fn)(int m, int n, const float *c, int64_t ldc);
 typedef void (*xattn_exp_fn)(int n, const float *x, float *y);
@@ -43,6 +49,9 @@ typedef void (*xattn_exp_fn)(int n, const float *x, float *y);
 #define XATTN_ROW_PASS(isa)                                                                         \
 	void xattn_rows_##isa(int m, int n, float *s, int lds, const float *bias, int ldbias,          \
 			const unsigned char *keep, int ldkeep, int causal, int64_t lim0, float *mx, float *sum, \
+			float *corr);                                                                       \
+	void xattn_rowsm_##isa(int m, int n, float *s, int lds, const float *bias, int ldbias,         \
+			const unsigned char *keep, int ldkeep, const xattn_rowmask *rm, float *mx, float *sum,   \
 			float *corr);                                                                       \
 	void xattn_scale_##isa(int m, int n, float *c, int ldc, const float *f);                     \
 	int xattn_finite_##isa(int m, int n, const float *c, int64_t ldc);                            \
@@ -63,6 +72,13 @@ XATTN_ROW_PASS(avx512)
 		(void)m, (void)n, (void)s, (void)lds, (void)bias, (void)ldbias, (void)keep, (void)ldkeep;      \
 		(void)causal, (void)lim0, (void)mx, (void)sum, (void)corr;                                     \
 		XATTN_UNAVAILABLE("xattn_rows_" #isa);                                                         \
+	}                                                                                                  \
+	void xattn_rowsm_##isa(int m, int n, float *s, int lds, const float *bias, int ldbias,              \
+			const unsigned char *keep, int ldkeep, const xattn_rowmask *rm, float *mx, float *sum,        \
+			float *corr) {                                                                           \
+		(void)m, (void)n, (void)s, (void)lds, (void)bias, (void)ldbias, (void)keep, (void)ldkeep;      \
+		(void)rm, (void)mx, (void)sum, (void)corr;                                                     \
+		XATTN_UNAVAILABLE("xattn_rowsm_" #isa);                                                        \
 	}                                                                                                  \
 	void xattn_scale_##isa(int m, int n, float *c, int ldc, const float *f) {                           \
 		(void)m, (void)n, (void)c, (void)ldc, (void)f;                                                 \
@@ -155,6 +171,7 @@ extern const xattn_products xattn_products_openblas, xattn_products_avx512;
 struct xattn_kernels {
 	const char *rows_name;
 	xattn_rows_fn rows;
+	xattn_rowsm_fn rows_masked;
 	xattn_scale_fn scale;
 	xattn_finite_fn finite;
 	xattn_exp_fn exp;
@@ -169,6 +186,32 @@ static inline int row_limit(int n, int causal, int64_t lim0, int r) {
 	if (l < 0)
 		return 0;
 	return l < n ? (int)l : n;
+}
+
+/*
+ * row_span is the part of row r of an n-column block that rm lets it see:
+ * it returns the limit lim (as row_limit) and sets *st to the first
+ * visible column, as shim.h's xattn_rowmask defines them.
+ */
+static inline int row_span(int n, const xattn_rowmask *rm, int r, int *st) {
+	int lim = row_limit(n, rm->causal, rm->lim0, r);
+	*st = 0;
+	if (rm->window > 0) {
+		int64_t s = rm->lim0 + r - rm->window;
+		*st = s < 0 ? 0 : s < lim ? (int)s : lim;
+	}
+	return lim;
+}
+
+/*
+ * row_mask is the structural mask of head h's rows from q0 on over the key
+ * block from k0 on, for a driver's row pass (rows_masked): query i sits at
+ * key position i + causal_offset for the causal limit, the window and ALiBi
+ * alike (blas.Attention); alibi is NULL or a slope per head.
+ */
+static inline xattn_rowmask row_mask(const xattn_attention *p, const float *alibi, int h, int q0, int64_t k0) {
+	xattn_rowmask rm = {p->causal, q0 + p->causal_offset + 1 - k0, p->window, alibi ? alibi[h] : 0.0f};
+	return rm;
 }
 
 /*

@@ -163,6 +163,8 @@ func attnSees(a *Attention, b, h, i, j int) bool {
 		return false
 	case a.Causal && j > i+a.CausalOffset:
 		return false
+	case a.Window > 0 && j <= i+a.CausalOffset-a.Window:
+		return false
 	case a.Keep != nil && !a.Keep[b*a.KeepStride[0]+h*a.KeepStride[1]+i*a.KeepStride[2]+j]:
 		return false
 	case a.Bias != nil && math.IsInf(float64(a.Bias[b*a.BiasStride[0]+h*a.BiasStride[1]+i*a.BiasStride[2]+j]), -1):

@@ -57,7 +57,7 @@ func (pureBackend) SoftmaxRows(r *Rows) {
 	if !checkRows(r) {
 		return
 	}
-	pure.SoftmaxRows(r.M, r.N, r.S, r.LDS, r.Bias, r.LDBias, r.Keep, r.LDKeep, r.Causal, r.Lim0, r.Max, r.Sum, r.Corr)
+	pure.SoftmaxRowsMasked(r.M, r.N, r.S, r.LDS, r.Bias, r.LDBias, r.Keep, r.LDKeep, r.rowMask(), r.Max, r.Sum, r.Corr)
 }
 
 func (pureBackend) ScaleRows(m, n int, c []float32, ldc int, f []float32) {
@@ -120,8 +120,8 @@ func attendHead(a *Attention, k *task, h int, scratch []float32) {
 		if a.Keep != nil {
 			keep = a.Keep[a.KeepStride[0]*b+a.KeepStride[1]*h+a.KeepStride[2]*q0+k0:]
 		}
-		pure.SoftmaxRows(mq, nb, s, lds, bias, a.BiasStride[2], keep, a.KeepStride[2],
-			a.Causal, q0+a.CausalOffset+1-k0, mx, sum, corr)
+		rm := a.rowMask(h, q0, k0)
+		pure.SoftmaxRowsMasked(mq, nb, s, lds, bias, a.BiasStride[2], keep, a.KeepStride[2], rm, mx, sum, corr)
 		beta := float32(0)
 		if k0 > k.lo {
 			pure.ScaleRows(mq, a.DV, o, a.LDO, corr)
@@ -130,7 +130,7 @@ func attendHead(a *Attention, k *task, h int, scratch []float32) {
 		pure.Sgemm(false, mq, a.DV, nb, 1, s, lds, a.V[vb+k0*a.LDV:], a.LDV, beta, o, a.LDO)
 		if a.DV > 0 {
 			addSkipped(mq, nb, a.DV, s, lds, a.V[vb+k0*a.LDV:], a.LDV, bias, a.BiasStride[2], keep, a.KeepStride[2],
-				a.Causal, q0+a.CausalOffset+1-k0, o, a.LDO, scratch[lay.values:][:nb])
+				&rm, o, a.LDO, scratch[lay.values:][:nb])
 		}
 	}
 	if a.Stats != nil {
@@ -157,20 +157,21 @@ func attendHead(a *Attention, k *task, h int, scratch []float32) {
 // C products compute: p = 0 (an exponential that underflowed) on a key the
 // row sees, times a value row that is not finite, 0·NaN = NaN. s holds the
 // mq×nb probabilities (leading dimension lds) of the row pass run with the
-// bias, keep and causal arguments given; seen is scratch for nb values.
+// bias, keep and structural mask arguments given; seen is scratch for nb
+// values.
 func addSkipped(mq, nb, dv int, s []float32, lds int, v []float32, ldv int, bias []float32, ldbias int, keep []bool, ldkeep int,
-	causal bool, lim0 int, o []float32, ldo int, seen []float32) {
+	rm *pure.RowMask, o []float32, ldo int, seen []float32) {
 	clear(seen) // per key: 0 not looked at, 1 finite, 2 not
 	for r := range mq {
-		lim := nb
-		if causal {
-			lim = min(max(lim0+r, 0), nb)
-		}
+		st, lim := rowSpan(rm, r, nb)
 		row := s[r*lds : r*lds+lim]
-		if !slices.Contains(row, 0) {
+		if !slices.Contains(row[st:], 0) {
 			continue // the common case: no key of the row has probability 0
 		}
 		for j, p := range row {
+			if j < st {
+				continue
+			}
 			if p != 0 || keep != nil && !keep[r*ldkeep+j] || bias != nil && math.IsInf(float64(bias[r*ldbias+j]), -1) {
 				continue
 			}
@@ -225,4 +226,17 @@ func scaleAll(m, n int, c []float32, ldc int, beta float32) {
 			row[j] *= beta
 		}
 	}
+}
+
+// rowSpan returns the columns [st, lim) of row r of an n-column block that
+// rm lets the row see, as the row passes compute them.
+func rowSpan(rm *pure.RowMask, r, n int) (st, lim int) {
+	lim = n
+	if rm.Causal {
+		lim = min(max(rm.Lim0+r, 0), n)
+	}
+	if rm.Window > 0 {
+		st = min(max(rm.Lim0+r-rm.Window, 0), lim)
+	}
+	return st, lim
 }

@@ -133,6 +133,9 @@ func attentionRef64(a *Attention) (out, stats []float64) {
 					if a.Causal && j > i+a.CausalOffset {
 						continue
 					}
+					if a.Window > 0 && j <= i+a.CausalOffset-a.Window {
+						continue
+					}
 					if a.Keep != nil && !a.Keep[b*a.KeepStride[0]+h*a.KeepStride[1]+i*a.KeepStride[2]+j] {
 						continue
 					}
@@ -141,6 +144,9 @@ func attentionRef64(a *Attention) (out, stats []float64) {
 						dot += float64(a.Q[b*a.BatchQ+i*a.LDQ+h*a.DK+d]) * float64(a.K[b*a.BatchK+j*a.LDK+g*a.DK+d])
 					}
 					s := float64(a.Scale) * dot
+					if a.ALiBi != nil {
+						s -= float64(a.ALiBi[h]) * float64(i+a.CausalOffset-j)
+					}
 					if a.Bias != nil {
 						s += float64(a.Bias[b*a.BiasStride[0]+h*a.BiasStride[1]+i*a.BiasStride[2]+j])
 					}

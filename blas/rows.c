@@ -62,11 +62,13 @@ __attribute__((cold, noinline)) void xattn_row_bad(float *row, int lim, int n, c
 
 /* pass1_scalar is pass 1 of xattn_rows_scalar (see row_pass). */
 static inline __attribute__((always_inline)) int pass1_scalar(float *row, int lim, const float *b,
-		const unsigned char *k, float *rowmax) {
+		const unsigned char *k, float slope, int64_t d0, float *rowmax) {
 	float m = -INFINITY;
 	int bad = 0;
 	for (int j = 0; j < lim; j++) {
 		float x = row[j];
+		if (slope != 0.0f)
+			x += slope * (float)(j - d0);
 		if (b)
 			x += b[j];
 		if ((k && !k[j]) || (b && b[j] == -INFINITY))
@@ -93,13 +95,15 @@ static inline __attribute__((always_inline)) float pass2_scalar(float *row, int 
 
 static inline __attribute__((always_inline)) float corr_scalar(float mx, float mnew) { return exp_scalar(mx - mnew); }
 
-/* xattn_rows_scalar is pure.SoftmaxRows. */
-void xattn_rows_scalar(int m, int n, float *s, int lds, const float *bias, int ldbias,
-		const unsigned char *keep, int ldkeep, int causal, int64_t lim0,
+/* xattn_rowsm_scalar is pure.SoftmaxRowsMasked. */
+void xattn_rowsm_scalar(int m, int n, float *s, int lds, const float *bias, int ldbias,
+		const unsigned char *keep, int ldkeep, const xattn_rowmask *rm,
 		float *mx, float *sum, float *corr) {
-	row_pass(m, n, s, lds, bias, ldbias, keep, ldkeep, causal, lim0, mx, sum, corr, pass1_scalar, pass2_scalar,
-			corr_scalar);
+	row_pass(m, n, s, lds, bias, ldbias, keep, ldkeep, rm, mx, sum, corr, pass1_scalar, pass2_scalar, corr_scalar);
 }
+
+/* xattn_rows_scalar is pure.SoftmaxRows. */
+XATTN_ROWS_CAUSAL(scalar)
 
 /*
  * xattn_finite_scalar reports whether every value of the m×n matrix c (leading

@@ -113,38 +113,81 @@ static inline __attribute__((always_inline)) int row_open(int bad, float rowmax,
 }
 
 /*
- * The steps of a row pass that differ by ISA, which row_pass runs: pass 1
- * masks and biases the lim scores of row in place and sets *rowmax to their
- * maximum, and returns whether a visible one is not finite (bias row b and
- * keep row k may be NULL); pass 2 replaces them by e^(score − mnew) and
- * returns their sum; corr returns e^(mx − mnew), the correction of the sum
- * so far, with the ISA's own exponential (see row_end).
+ * row_shift opens row r of a masked row pass (rm, xattn_rowmask in shim.h)
+ * over row, an n-column row of scores: it zeroes the columns before the
+ * first visible one, st, and returns st with *lim the row's limit and *d0
+ * its diagonal, both counted from st on, so that the pass runs unchanged
+ * on the row from st on (row + st, *lim, n − st, bias and keep rows moved
+ * alike): a window is a shift of the row's view.
  */
-typedef int (*row_pass1_fn)(float *row, int lim, const float *b, const unsigned char *k, float *rowmax);
+static inline __attribute__((always_inline)) int row_shift(float *row, int n, const xattn_rowmask *rm, int r,
+		int *lim, int64_t *d0) {
+	int st;
+	int l = row_span(n, rm, r, &st);
+	if (st > 0)
+		memset(row, 0, (size_t)st * sizeof *row);
+	*lim = l - st;
+	*d0 = rm->lim0 - 1 + r - st;
+	return st;
+}
+
+/*
+ * The steps of a row pass that differ by ISA, which row_pass runs: pass 1
+ * masks, adds the ALiBi term slope·(j − d0) (when slope is not 0: column j's
+ * distance from the diagonal d0, the product rounded before the sum) and
+ * biases the lim scores of row in place and sets *rowmax to their maximum,
+ * and returns whether a visible one is not finite (bias row b and keep row
+ * k may be NULL); pass 2 replaces them by e^(score − mnew) and returns their
+ * sum; corr returns e^(mx − mnew), the correction of the sum so far, with
+ * the ISA's own exponential (see row_end).
+ */
+typedef int (*row_pass1_fn)(float *row, int lim, const float *b, const unsigned char *k, float slope, int64_t d0,
+		float *rowmax);
 typedef float (*row_pass2_fn)(float *row, int lim, float mnew);
 typedef float (*row_corr_fn)(float mx, float mnew);
 
 /*
- * row_pass is pure.SoftmaxRows with the steps of one ISA: every variant's
- * xattn_rows_<isa> is this driver with its steps. Always inlined, with
- * constant steps that are always inlined too, so a step costs no call, and
- * pass 1 called with literal NULL masks loses every test of them.
+ * row_pass is pure.SoftmaxRowsMasked with the steps of one ISA: every
+ * variant's xattn_rowsm_<isa> is this driver with its steps, and the mask
+ * (causal limit, window, ALiBi) is applied here once for all of them: a
+ * window shifts each row's view to its first visible column (row_shift),
+ * ALiBi is pass 1's slope. Always inlined, with constant steps that are
+ * always inlined too, so a step costs no call, and pass 1 called with
+ * literal NULL masks and a zero slope loses every test of them.
  */
 static inline __attribute__((always_inline)) void row_pass(int m, int n, float *s, int lds, const float *bias,
-		int ldbias, const unsigned char *keep, int ldkeep, int causal, int64_t lim0, float *mx, float *sum,
+		int ldbias, const unsigned char *keep, int ldkeep, const xattn_rowmask *rm, float *mx, float *sum,
 		float *corr, row_pass1_fn pass1, row_pass2_fn pass2, row_corr_fn corrf) {
+	const float slope = rm->slope;
 	for (int r = 0; r < m; r++) {
 		float *row = s + (int64_t)r * lds;
-		int lim = row_limit(n, causal, lim0, r);
-		const float *b = bias ? bias + (int64_t)r * ldbias : NULL;
-		const unsigned char *k = keep ? keep + (int64_t)r * ldkeep : NULL;
+		int lim;
+		int64_t d0;
+		const int st = row_shift(row, n, rm, r, &lim, &d0);
+		row += st;
+		const int nr = n - st;
+		const float *b = bias ? bias + (int64_t)r * ldbias + st : NULL;
+		const unsigned char *k = keep ? keep + (int64_t)r * ldkeep + st : NULL;
 		float rowmax, mnew;
-		int bad = b || k ? pass1(row, lim, b, k, &rowmax) : pass1(row, lim, NULL, NULL, &rowmax);
-		if (!row_open(bad, rowmax, row, lim, n, b, k, &mx[r], &sum[r], &corr[r], &mnew))
+		int bad = b || k || slope != 0.0f ? pass1(row, lim, b, k, slope, d0, &rowmax)
+						  : pass1(row, lim, NULL, NULL, 0.0f, 0, &rowmax);
+		if (!row_open(bad, rowmax, row, lim, nr, b, k, &mx[r], &sum[r], &corr[r], &mnew))
 			continue;
 		float acc = pass2(row, lim, mnew);
-		row_end(row, lim, n, mnew, corrf(mx[r], mnew), acc, &mx[r], &sum[r], &corr[r]);
+		row_end(row, lim, nr, mnew, corrf(mx[r], mnew), acc, &mx[r], &sum[r], &corr[r]);
 	}
 }
+
+/*
+ * XATTN_ROWS_CAUSAL(isa) defines xattn_rows_<isa>, the table's rows entry:
+ * xattn_rowsm_<isa> with a causal limit alone (no window, no ALiBi).
+ */
+#define XATTN_ROWS_CAUSAL(isa)                                                                              \
+	void xattn_rows_##isa(int m, int n, float *s, int lds, const float *bias, int ldbias,                 \
+			const unsigned char *keep, int ldkeep, int causal, int64_t lim0, float *mx, float *sum,        \
+			float *corr) {                                                                             \
+		const xattn_rowmask rm = {causal, lim0, 0, 0.0f};                                                \
+		xattn_rowsm_##isa(m, n, s, lds, bias, ldbias, keep, ldkeep, &rm, mx, sum, corr);                 \
+	}
 
 #endif

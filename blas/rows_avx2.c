@@ -77,8 +77,20 @@ XATTN_AVX2 static inline float hsum256(__m256 v) {
 }
 
 /*
- * pass1_256 is pass 1 of xattn_rows_avx2 over the lim scores of row, with bias
- * row b and keep row k (either NULL): mask, bias, store, maximum into
+ * alibi256 is the ALiBi term of 8 columns, slope·(c + lane) with c the
+ * first one's distance from the diagonal, the product rounded alone (no
+ * FMA with the score) as in rows.c.
+ */
+XATTN_AVX2 static inline __m256 alibi256(__m256 vslope, __m256i iota, int64_t c) {
+	__m256 dist = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_set1_epi32((int32_t)c), iota));
+	__m256 t = _mm256_mul_ps(vslope, dist);
+	__asm__("" : "+x"(t)); /* keep the product apart from the sum: no contraction to an FMA */
+	return t;
+}
+
+/*
+ * pass1_256 is pass 1 of xattn_rowsm_avx2 over the lim scores of row, with bias
+ * row b and keep row k (either NULL): mask, ALiBi, bias, store, maximum into
  * *rowmax. It returns whether a visible lane is not finite: x − x is NaN
  * exactly where x is not finite, and OR-ed over the visible lanes (masked
  * ones, set to −Inf, cleared) its bits are a NaN iff one of them was.
@@ -86,12 +98,16 @@ XATTN_AVX2 static inline float hsum256(__m256 v) {
  * and k.
  */
 XATTN_AVX2 static inline __attribute__((always_inline)) int pass1_256(float *row, int lim,
-		const float *b, const unsigned char *k, float *rowmax) {
+		const float *b, const unsigned char *k, float slope, int64_t d0, float *rowmax) {
 	const __m256 ninf = _mm256_set1_ps(-INFINITY);
+	const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+	const __m256 vslope = _mm256_set1_ps(slope);
 	__m256 vm = ninf, vbad = _mm256_setzero_ps();
 	int j = 0;
 	for (; j + 8 <= lim; j += 8) {
 		__m256 x = _mm256_loadu_ps(row + j);
+		if (slope != 0.0f)
+			x = _mm256_add_ps(x, alibi256(vslope, iota, j - d0));
 		__m256 dead = _mm256_setzero_ps();
 		if (b) {
 			__m256 bv = _mm256_loadu_ps(b + j);
@@ -113,6 +129,8 @@ XATTN_AVX2 static inline __attribute__((always_inline)) int pass1_256(float *row
 		int rem = lim - j;
 		__m256i mask = tail256(rem);
 		__m256 x = _mm256_maskload_ps(row + j, mask);
+		if (slope != 0.0f)
+			x = _mm256_add_ps(x, alibi256(vslope, iota, j - d0));
 		__m256 dead = _mm256_setzero_ps();
 		if (b) {
 			__m256 bv = _mm256_maskload_ps(b + j, mask);
@@ -172,12 +190,15 @@ XATTN_AVX2 static inline __attribute__((always_inline)) float corr_256(float mx,
 	return _mm256_cvtss_f32(exp256(_mm256_set1_ps(mx - mnew)));
 }
 
-/* xattn_rows_avx2 is xattn_rows_scalar on 8 lanes, with masked loads and stores on the tail. */
-XATTN_AVX2 void xattn_rows_avx2(int m, int n, float *s, int lds, const float *bias, int ldbias,
-		const unsigned char *keep, int ldkeep, int causal, int64_t lim0,
+/* xattn_rowsm_avx2 is xattn_rowsm_scalar on 8 lanes, with masked loads and stores on the tail. */
+XATTN_AVX2 void xattn_rowsm_avx2(int m, int n, float *s, int lds, const float *bias, int ldbias,
+		const unsigned char *keep, int ldkeep, const xattn_rowmask *rm,
 		float *mx, float *sum, float *corr) {
-	row_pass(m, n, s, lds, bias, ldbias, keep, ldkeep, causal, lim0, mx, sum, corr, pass1_256, pass2_256, corr_256);
+	row_pass(m, n, s, lds, bias, ldbias, keep, ldkeep, rm, mx, sum, corr, pass1_256, pass2_256, corr_256);
 }
+
+/* xattn_rows_avx2 is xattn_rows_scalar on 8 lanes. */
+XATTN_ROWS_CAUSAL(avx2)
 
 /* xattn_scale_avx2 is xattn_scale_scalar on 8 lanes. */
 XATTN_AVX2 void xattn_scale_avx2(int m, int n, float *c, int ldc, const float *f) {

@@ -68,22 +68,29 @@ XATTN_AVX512 static inline __mmask16 keep512(const unsigned char *keep, __mmask1
 }
 
 /*
- * pass1_512 is pass 1 of xattn_rows_avx512 over the lim scores of row, with bias
- * row b and keep row k (either NULL): mask, bias, store, maximum into
+ * pass1_512 is pass 1 of xattn_rowsm_avx512 over the lim scores of row, with bias
+ * row b and keep row k (either NULL): mask, ALiBi, bias, store, maximum into
  * *rowmax. The visible lanes (in the row, kept, bias not −Inf) are tracked
  * apart: it returns those that are not finite (NaN, ±Inf: vfpclassps),
  * which make the row bad. Always inlined, so that the call without masks
  * loses every test of b and k.
  */
 XATTN_AVX512 static inline __attribute__((always_inline)) int pass1_512(float *row, int lim,
-		const float *b, const unsigned char *k, float *rowmax) {
+		const float *b, const unsigned char *k, float slope, int64_t d0, float *rowmax) {
 	const __m512 ninf = _mm512_set1_ps(-INFINITY);
+	const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	const __m512 vslope = _mm512_set1_ps(slope);
 	__m512 vm = ninf;
 	__mmask16 bad = 0;
 	for (int j = 0; j < lim; j += 16) {
 		__mmask16 mask = lim - j >= 16 ? (__mmask16)0xFFFF : tail512(lim - j);
 		__m512 x = _mm512_maskz_loadu_ps(mask, row + j);
 		__mmask16 vis = mask;
+		if (slope != 0.0f) {
+			/* ALiBi: slope·(column − diagonal), the product rounded before the sum as in rows.c. */
+			__m512 dist = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_set1_epi32((int32_t)(j - d0)), iota));
+			x = _mm512_add_ps(x, _mm512_mul_round_ps(vslope, dist, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+		}
 		if (b) {
 			__m512 bv = _mm512_maskz_loadu_ps(mask, b + j);
 			vis = _mm512_mask_cmp_ps_mask(vis, bv, ninf, _CMP_NEQ_OQ);
@@ -94,7 +101,8 @@ XATTN_AVX512 static inline __attribute__((always_inline)) int pass1_512(float *r
 		if (b || k) {
 			x = _mm512_mask_mov_ps(ninf, vis, x);
 			_mm512_mask_storeu_ps(row + j, mask, x);
-		}
+		} else if (slope != 0.0f)
+			_mm512_mask_storeu_ps(row + j, mask, x);
 		bad |= _mm512_mask_fpclass_ps_mask(vis, x, 0x99); /* QNaN, +Inf, −Inf, SNaN */
 		vm = _mm512_mask_max_ps(vm, mask, vm, x);
 	}
@@ -132,12 +140,15 @@ XATTN_AVX512 static inline __attribute__((always_inline)) float corr_512(float m
 	return mx == -INFINITY ? 0.0f : _mm512_cvtss_f32(exp512(_mm512_set1_ps(mx - mnew)));
 }
 
-/* xattn_rows_avx512 is xattn_rows_scalar on 16 lanes, with masked loads and stores on the tail. */
-XATTN_AVX512 void xattn_rows_avx512(int m, int n, float *s, int lds, const float *bias, int ldbias,
-		const unsigned char *keep, int ldkeep, int causal, int64_t lim0,
+/* xattn_rowsm_avx512 is xattn_rowsm_scalar on 16 lanes, with masked loads and stores on the tail. */
+XATTN_AVX512 void xattn_rowsm_avx512(int m, int n, float *s, int lds, const float *bias, int ldbias,
+		const unsigned char *keep, int ldkeep, const xattn_rowmask *rm,
 		float *mx, float *sum, float *corr) {
-	row_pass(m, n, s, lds, bias, ldbias, keep, ldkeep, causal, lim0, mx, sum, corr, pass1_512, pass2_512, corr_512);
+	row_pass(m, n, s, lds, bias, ldbias, keep, ldkeep, rm, mx, sum, corr, pass1_512, pass2_512, corr_512);
 }
+
+/* xattn_rows_avx512 is xattn_rows_scalar on 16 lanes. */
+XATTN_ROWS_CAUSAL(avx512)
 
 /* xattn_scale_avx512 is xattn_scale_scalar on 16 lanes. */
 XATTN_AVX512 void xattn_scale_avx512(int m, int n, float *c, int ldc, const float *f) {

@@ -38,6 +38,27 @@ enum {
 	XATTN_GEMM_N = 2,
 };
 
+/*
+ * The structural mask of a row pass over a block (blas.Rows, pure.RowMask),
+ * computed from indices, never read from memory: a driver fills one per
+ * head and key block and hands it to a table's rows_masked. Row r's
+ * diagonal is column lim0 − 1 + r (its query's own key position, less the
+ * block's first key). Row r sees columns [st, lim) with
+ *
+ *	lim = causal ? clamp(lim0 + r, 0, n) : n
+ *	st  = window > 0 ? clamp(lim0 + r − window, 0, lim) : 0
+ *
+ * and slope, when not 0, adds the ALiBi term slope·(j − (lim0 − 1 + r)) to
+ * the score of column j, rounded as slope·(float)(j − diagonal), before a
+ * bias row.
+ */
+typedef struct {
+	int causal;
+	int64_t lim0;
+	int64_t window; /* 0: none */
+	float slope;    /* 0: no ALiBi */
+} xattn_rowmask;
+
 /* The kernels of one variant; see internal.h. */
 typedef struct xattn_kernels xattn_kernels;
 
@@ -75,6 +96,7 @@ typedef struct {
 	int64_t batch_q, batch_k, batch_v, batch_o;
 	int causal;
 	int64_t causal_offset;
+	int64_t window; /* blas.Attention.Window */
 	int64_t keep_stride[3];
 	int64_t bias_stride[3];
 	int q_block, kv_block, head_block;
@@ -124,10 +146,10 @@ void xattn_gemm_packed(const xattn_kernels *kt, int m, int n, int k, float alpha
  */
 void xattn_pack(const xattn_kernels *kt, int n, int k, const float *w, int64_t ldw, float *out);
 
-/* xattn_softmax_rows is pure.SoftmaxRows with the row pass of kt; keep holds Go bools. */
+/* xattn_softmax_rows is pure.SoftmaxRowsMasked with the row pass of kt; keep holds Go bools. */
 void xattn_softmax_rows(const xattn_kernels *kt, int m, int n, float *s, int lds,
 		const float *bias, int ldbias, const unsigned char *keep, int ldkeep,
-		int causal, int64_t lim0, float *mx, float *sum, float *corr);
+		const xattn_rowmask *rm, float *mx, float *sum, float *corr);
 
 /* xattn_scale_rows is pure.ScaleRows with the row scale of kt. */
 void xattn_scale_rows(const xattn_kernels *kt, int m, int n, float *c, int ldc, const float *f);
@@ -144,10 +166,11 @@ void xattn_exp(const xattn_kernels *kt, int n, const float *x, float *y);
  * attend.c). stats, if not NULL, receives each row's maximum and sum as
  * blas.Attention.Stats; kt_keys, if not NULL, holds the keys packed as
  * blas.Attention.KT, which packing products read instead of packing a key
- * block when the blocks start on panels.
+ * block when the blocks start on panels. alibi, if not NULL, holds a slope
+ * per query head (blas.Attention.ALiBi).
  */
 void xattn_attend(const xattn_kernels *kt, const xattn_attention *p, const float *q,
 		const float *k, const float *v, float *o, const unsigned char *keep, const float *bias,
-		const float *kt_keys, float *stats, float *scratch, const xattn_task *tasks, int ntasks);
+		const float *alibi, const float *kt_keys, float *stats, float *scratch, const xattn_task *tasks, int ntasks);
 
 #endif

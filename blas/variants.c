@@ -10,7 +10,7 @@
  */
 #include "internal.h"
 
-#define ROWS(isa) .rows_name = #isa, .rows = xattn_rows_##isa, .scale = xattn_scale_##isa, \
+#define ROWS(isa) .rows_name = #isa, .rows = xattn_rows_##isa, .rows_masked = xattn_rowsm_##isa, .scale = xattn_scale_##isa, \
 		.finite = xattn_finite_##isa, .exp = xattn_exp_##isa
 static const struct xattn_kernels tables[XATTN_ROWS_N][XATTN_GEMM_N] = {
 	[XATTN_ROWS_SCALAR] = {{ROWS(scalar), .prod = &xattn_products_openblas},
@@ -44,13 +44,13 @@ void xattn_pack(const xattn_kernels *kt, int n, int k, const float *w, int64_t l
 
 void xattn_softmax_rows(const xattn_kernels *kt, int m, int n, float *s, int lds,
 		const float *bias, int ldbias, const unsigned char *keep, int ldkeep,
-		int causal, int64_t lim0, float *mx, float *sum, float *corr) {
+		const xattn_rowmask *rm, float *mx, float *sum, float *corr) {
 	if (n == 0) {
 		/* No scores (s may be NULL): only the running state moves, as in pure. */
 		xattn_rows_empty(m, mx, sum, corr);
 		return;
 	}
-	kt->rows(m, n, s, lds, bias, ldbias, keep, ldkeep, causal, lim0, mx, sum, corr);
+	kt->rows_masked(m, n, s, lds, bias, ldbias, keep, ldkeep, rm, mx, sum, corr);
 }
 
 void xattn_scale_rows(const xattn_kernels *kt, int m, int n, float *c, int ldc, const float *f) {

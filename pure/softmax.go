@@ -31,26 +31,79 @@ import "math"
 // a row with sum 0 had no valid key and its output is 0, and a row with sum
 // NaN is NaN.
 func SoftmaxRows(m, n int, s []float32, lds int, bias []float32, ldbias int, keep []bool, ldkeep int, causal bool, lim0 int, mx, sum, corr []float32) {
+	SoftmaxRowsMasked(m, n, s, lds, bias, ldbias, keep, ldkeep, RowMask{Causal: causal, Lim0: lim0}, mx, sum, corr)
+}
+
+// RowMask is the structural part of a row pass's mask, computed from the
+// row and column indices instead of read from memory. Column d(r) =
+// Lim0−1+r is row r's diagonal (its own position: query i + offset − k0
+// for a block whose first key is k0).
+//
+//   - Causal: row r sees columns j < Lim0+r only (j ≤ d(r)).
+//   - Window, when above 0: row r sees columns j ≥ Lim0+r−Window only
+//     (j > d(r) − Window), so with Causal the Window columns d(r)−Window+1
+//     … d(r).
+//   - Slope, when not 0: −Slope·(d(r) − j) is added to the score of column
+//     j (ALiBi), before the bias and keep rows apply.
+//
+// The zero RowMask masks nothing.
+type RowMask struct {
+	Causal bool
+	Lim0   int
+	Window int
+	Slope  float32
+}
+
+// span returns the columns [st, lim) of row r of an n-column block that m
+// lets the row see.
+func (m *RowMask) span(r, n int) (st, lim int) {
+	lim = n
+	if m.Causal {
+		lim = min(max(m.Lim0+r, 0), n)
+	}
+	if m.Window > 0 {
+		st = min(max(m.Lim0+r-m.Window, 0), lim)
+	}
+	return st, lim
+}
+
+// SoftmaxRowsMasked is [SoftmaxRows] with the structural mask rm: valid(j)
+// also needs st(r) ≤ j < lim(r) as [RowMask] says, and v_j adds rm's ALiBi
+// term −Slope·(d(r) − j), computed in float32 as Slope·float32(j − d(r))
+// and added to the score before the bias.
+func SoftmaxRowsMasked(m, n int, s []float32, lds int, bias []float32, ldbias int, keep []bool, ldkeep int, rm RowMask, mx, sum, corr []float32) {
 	negInf := float32(math.Inf(-1))
 	for r := 0; r < m; r++ {
-		row := s[r*lds : r*lds+n]
-		lim := n
-		if causal {
-			lim = min(max(lim0+r, 0), n)
+		full := s[r*lds : r*lds+n]
+		st, lim := rm.span(r, n)
+		clear(full[:st])
+		// The row from its first visible column on: the window is a shift.
+		row := full[st:]
+		lim -= st
+		var bias, keep = bias, keep
+		if bias != nil {
+			bias = bias[r*ldbias+st:]
 		}
+		if keep != nil {
+			keep = keep[r*ldkeep+st:]
+		}
+		d0 := rm.Lim0 - 1 + r - st // the diagonal, in the shifted row's columns
 		var b []float32
 		if bias != nil {
-			b = bias[r*ldbias : r*ldbias+lim]
+			b = bias[:lim]
 		}
 		var k []bool
 		if keep != nil {
-			k = keep[r*ldkeep : r*ldkeep+lim]
+			k = keep[:lim]
 		}
 		v := row[:lim]
 		rowMax := negInf
 		bad := false
 		for j := range v {
 			x := v[j]
+			if rm.Slope != 0 {
+				x += rm.Slope * float32(j-d0)
+			}
 			if b != nil {
 				x += b[j]
 			}

@@ -165,6 +165,8 @@ def golden(name, module, cfg, mapping, prefix, wdtype, inputs, cases, convention
                 tname = c["name"] + "." + key
                 tensors.append((tname, t, "BOOL" if t.dtype == torch.bool else "F32"))
                 entry[key] = tname
+        if "struct" in c:  # a structural mask xattn computes itself (Mask.Window, CausalLowerRight, ALiBi)
+            entry["struct"] = c["struct"]
         tensors.append((entry["y"], c["y"], "F32"))
         entry["nan_rows"] = int(torch.isnan(c["y"]).any(dim=-1).sum())
         meta_cases.append(entry)
@@ -313,6 +315,208 @@ def main():
         cases.append({"name": name, "route": "cross", "key_padding_mask": kpm, "y": y, "path": path})
     cfg = {"QueryDim": 8, "Heads": 2, "HeadDim": 4, "Bias": False}
     golden("mha_nobias", m, cfg, "torch-mha", "", "F32", {"x": x, "context": ctx}, cases, "mha")
+
+    structural()
+    attention_core()
+    rope()
+
+
+def alibi_slopes(heads):
+    """BLOOM's standard ALiBi slopes (transformers' build_alibi_tensor): for
+    a power of two n, (2^(-8/n))^k, k = 1 … n; otherwise those of the
+    largest power of two below, then every other slope of twice as many."""
+    closest = 2 ** math.floor(math.log2(heads))
+    base = 2.0 ** (-(2.0 ** -(math.log2(closest) - 3)))
+    slopes = [base ** k for k in range(1, closest + 1)]
+    if closest != heads:
+        extra = 2.0 ** (-(2.0 ** -(math.log2(2 * closest) - 3)))
+        slopes += [extra ** k for k in range(1, 1 + 2 * min(closest, heads - closest), 2)]
+    return torch.tensor(slopes, dtype=torch.float64)
+
+
+def structural():
+    """Structural masks, computed here in float64 as PyTorch and BLOOM define
+    them, on 7 queries over 13 keys: causal_lower_right (flash-attention's and
+    PyTorch 2's torch.nn.attention.bias.causal_lower_right: query i sees keys
+    j <= i + S - L), a sliding window, and ALiBi in BLOOM's form, slope_h * j
+    over the key positions (a per-row shift of -slope_h * (i - j), which the
+    softmax does not see)."""
+    torch.manual_seed(9)
+    gen = torch.Generator().manual_seed(4321)
+    Lq, Sk, H = 7, 13, 3
+    m = Projected(("q_proj", "k_proj", "v_proj", "out_proj"), 8, 6, H, 4, True, 7).eval().double()
+    x, ctx = torch.randn(B, Lq, 8, generator=gen), torch.randn(B, Sk, 6, generator=gen)
+    xd, cd = x.double(), ctx.double()
+    i = torch.arange(Lq)[:, None]
+    j = torch.arange(Sk)[None, :]
+    ninf = float("-inf")
+    cases = []
+
+    def add(name, bias, st):
+        with torch.no_grad():
+            y = m(xd, cd, bias.expand(B, H, Lq, Sk) if bias is not None else None)
+        cases.append({"name": name, "route": "cross", "y": y.float(), "struct": st})
+
+    zero = torch.zeros(Lq, Sk, dtype=torch.float64)
+    lower_right = zero.masked_fill(j > i + (Sk - Lq), ninf)
+    add("causal_lower_right", lower_right, {"lower_right": True})
+    top_left = zero.masked_fill(j > i, ninf)
+    add("causal_top_left", top_left, {"causal": True})
+    for w in (1, 4):
+        p = i + (Sk - Lq)
+        add("window%d_lower_right" % w, zero.masked_fill((j > p) | (j <= p - w), ninf), {"window": w, "lower_right": True})
+    add("window3", zero.masked_fill((j > i) | (j <= i - 3), ninf), {"window": 3})
+    slopes = alibi_slopes(H)
+    alibi = slopes[:, None, None] * j.double()[None]  # BLOOM: slope_h * key position
+    add("alibi_standard", alibi, {"alibi": "standard"})
+    add("alibi_lower_right", alibi + lower_right, {"alibi": "standard", "lower_right": True})
+    given = torch.tensor([0.5, -0.25, 1.5], dtype=torch.float64)
+    add("alibi_given_window5", given[:, None, None] * j.double()[None] + zero.masked_fill((j > i) | (j <= i - 5), ninf),
+        {"alibi": [0.5, -0.25, 1.5], "window": 5})
+    cfg = {"QueryDim": 8, "ContextDim": 6, "Heads": H, "HeadDim": 4, "OutDim": 7, "Bias": True}
+    golden("structural", m.float(), cfg, "plain", "", "F32", {"x": x, "context": ctx}, cases, "sdpa")
+
+
+def attention_core():
+    """The attention core alone (xattn.Attention) on projected q [B,Tq,H,dh],
+    k [B,Tk,G,dh], v [B,Tk,G,dv] with grouped-query heads (6 query heads over 2
+    key/value heads, PyTorch's repeat_interleave), written out in float64 as
+    softmax(q·kᵀ·scale + mask)·v, since torch 1.13 has no SDPA. A query row
+    that sees no key is 0 here (PyTorch's softmax gives NaN), as xattn
+    documents. One file, attention_core.safetensors: the operands, each
+    case's bias, and its output; its "golden" metadata lists the cases."""
+    gen = torch.Generator().manual_seed(5150)
+    Bc, Lq, Sk, H, G, dh, dv = 2, 7, 13, 6, 2, 5, 3
+    scale = 0.37
+    q = torch.randn(Bc, Lq, H, dh, generator=gen)
+    q1 = torch.randn(Bc, 1, H, dh, generator=gen)
+    k = torch.randn(Bc, Sk, G, dh, generator=gen)
+    v = torch.randn(Bc, Sk, G, dv, generator=gen)
+    bias = torch.randn(Bc, H, Lq, Sk, generator=gen)
+    bias[0, 2, 3, :4] = float("-inf")
+    ninf = float("-inf")
+
+    def core(qq, mask):
+        tq = qq.shape[1]
+        qh = qq.double().permute(0, 2, 1, 3)
+        kh = k.double().permute(0, 2, 1, 3).repeat_interleave(H // G, dim=1)
+        vh = v.double().permute(0, 2, 1, 3).repeat_interleave(H // G, dim=1)
+        w = qh @ kh.transpose(-2, -1) * scale + mask
+        p = torch.softmax(w, dim=-1)
+        p = torch.nan_to_num(p, nan=0.0)  # a row that sees no key: 0
+        return (p @ vh).permute(0, 2, 1, 3).contiguous()  # [B, Tq, H, dv]
+
+    def struct_bias(tq, st):
+        i = torch.arange(tq)[:, None]
+        j = torch.arange(Sk)[None, :]
+        off = Sk - tq if st.get("lower_right") else 0
+        p = i + off
+        m = torch.zeros(Bc, H, tq, Sk, dtype=torch.float64)
+        hide = torch.zeros(tq, Sk, dtype=torch.bool)
+        if st.get("causal") or st.get("lower_right") or st.get("window", 0) > 0:
+            hide |= j > p
+        if st.get("window", 0) > 0:
+            hide |= j <= p - st["window"]
+        m = m.masked_fill(hide, ninf)
+        if "keylen" in st:
+            for b, n in enumerate(st["keylen"]):
+                m[b, :, :, n:] = ninf
+        if "alibi" in st:
+            sl = alibi_slopes(H) if st["alibi"] == "standard" else torch.tensor(st["alibi"], dtype=torch.float64)
+            m = m - sl[None, :, None, None] * (p - j).double()[None, None]
+        if st.get("bias"):
+            m = m + bias.double()
+        return m
+
+    tensors = [("q", q, "F32"), ("q1", q1, "F32"), ("k", k, "F32"), ("v", v, "F32"), ("bias", bias, "F32")]
+    cases = []
+    for name, qn, st in [
+        ("none", "q", {}),
+        ("causal", "q", {"causal": True}),
+        ("causal_lower_right", "q", {"lower_right": True}),
+        ("window4_lower_right", "q", {"window": 4, "lower_right": True}),
+        ("window1", "q", {"window": 1}),
+        ("window20", "q", {"window": 20, "lower_right": True}),
+        ("keylen", "q", {"keylen": [13, 5]}),
+        ("keylen_empty", "q", {"keylen": [9, 0], "causal": True}),
+        ("alibi_causal", "q", {"alibi": "standard", "causal": True}),
+        ("alibi_given_window", "q", {"alibi": [0.5, -0.25, 1.5, 0.0, 0.125, 2.0], "window": 5, "lower_right": True}),
+        ("bias", "q", {"bias": True}),
+        ("all", "q", {"bias": True, "keylen": [11, 6], "window": 6, "alibi": "standard", "lower_right": True}),
+        ("decode", "q1", {}),
+        ("decode_window", "q1", {"window": 3, "lower_right": True, "alibi": "standard"}),
+    ]:
+        qq = q if qn == "q" else q1
+        out = core(qq, struct_bias(qq.shape[1], st))
+        tensors.append((name + ".out", out, "F32"))
+        cases.append({"name": name, "q": qn, "tq": qq.shape[1], "mask": st, "out": name + ".out"})
+    meta = {"torch": torch.__version__, "config": {"Heads": H, "KVHeads": G, "HeadDim": dh, "ValueHeadDim": dv, "Scale": scale},
+            "batch": Bc, "tk": Sk, "cases": cases}
+    write_safetensors(os.path.join(OUT, "attention_core.safetensors"), tensors,
+                      {"golden": json.dumps(meta, separators=(",", ":"))})
+
+
+def rope():
+    """Rotary position embeddings (xattn.WithRoPE) on causal self-attention,
+    in float64 as Hugging Face writes them: the half-split pairing of Llama /
+    GPT-NeoX (q·cos + rotate_half(q)·sin, rotate_half(x) = cat(−x2, x1)) and
+    the interleaved one of GPT-J (rotate_every_two, sin and cos repeated per
+    pair), over all of a head or its first `dims` values (GPT-NeoX's
+    rotary_pct), with inv_freq = 1 / base^(arange(0, dims, 2)/dims). One file,
+    rope.safetensors: the weights (plain q_proj/k_proj/v_proj/out_proj names),
+    x, and each case's output; its "golden" metadata lists the cases."""
+    torch.manual_seed(77)
+    gen = torch.Generator().manual_seed(2468)
+    Bc, T, H, dh, D = 2, 9, 4, 8, 16
+    m = Projected(("q_proj", "k_proj", "v_proj", "out_proj"), D, D, H, dh, True, D).eval().double()
+    x = torch.randn(Bc, T, D, generator=gen)
+
+    def rotate_half(t):
+        t1, t2 = t[..., : t.shape[-1] // 2], t[..., t.shape[-1] // 2:]
+        return torch.cat((-t2, t1), dim=-1)
+
+    def rotate_every_two(t):
+        t1, t2 = t[..., ::2], t[..., 1::2]
+        return torch.stack((-t2, t1), dim=-1).flatten(-2)
+
+    def apply(t, dims, base, interleaved):  # t [B, H, T, dh]
+        inv_freq = 1.0 / (base ** (torch.arange(0, dims, 2, dtype=torch.float64) / dims))
+        freqs = torch.arange(T, dtype=torch.float64)[:, None] * inv_freq[None]  # [T, dims/2]
+        if interleaved:
+            emb = freqs.repeat_interleave(2, dim=-1)
+            rot = rotate_every_two
+        else:
+            emb = torch.cat((freqs, freqs), dim=-1)
+            rot = rotate_half
+        r, rest = t[..., :dims], t[..., dims:]
+        r = r * emb.cos() + rot(r) * emb.sin()
+        return torch.cat((r, rest), dim=-1)
+
+    def forward(dims, base, interleaved):
+        xd = x.double()
+        split = lambda t: t.view(Bc, T, H, dh).transpose(1, 2)
+        q = apply(split(m.q_proj(xd)), dims, base, interleaved)
+        k = apply(split(m.k_proj(xd)), dims, base, interleaved)
+        v = split(m.v_proj(xd))
+        a = sdpa(q, k, v, is_causal=True)
+        return m.out_proj(a.transpose(1, 2).reshape(Bc, T, H * dh))
+
+    tensors = [(k, t, "F32") for k, t in m.state_dict().items()] + [("x", x, "F32")]
+    cases = []
+    for name, dims, base, inter in [
+        ("half", dh, 10000.0, False),
+        ("interleaved", dh, 10000.0, True),
+        ("half_partial", 4, 500.0, False),
+        ("interleaved_partial", 6, 100.0, True),
+    ]:
+        with torch.no_grad():
+            y = forward(dims, base, inter)
+        tensors.append((name + ".y", y, "F32"))
+        cases.append({"name": name, "dims": dims, "base": base, "interleaved": inter, "y": name + ".y"})
+    meta = {"torch": torch.__version__, "config": {"QueryDim": D, "Heads": H, "HeadDim": dh, "Bias": True},
+            "batch": Bc, "t": T, "cases": cases}
+    write_safetensors(os.path.join(OUT, "rope.safetensors"), tensors,
+                      {"golden": json.dumps(meta, separators=(",", ":"))})
 
 
 if __name__ == "__main__":

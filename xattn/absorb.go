@@ -42,7 +42,7 @@ func (l *Layer) Absorbs(s Shape) bool {
 		return false
 	}
 	c := &l.cfg
-	if !l.plan.Absorb || s.Tk == 0 || s.Tq == 0 {
+	if !l.plan.Absorb || s.Tk == 0 || s.Tq == 0 || l.rope != nil {
 		return false
 	}
 	// The work of one sequence that the two forms do differently: the key

@@ -46,6 +46,9 @@ func (l *Layer) ForwardBatch(reqs []Request) error {
 	if err := l.usable(); err != nil {
 		return err
 	}
+	if l.rope != nil {
+		return fmt.Errorf("%w: ForwardBatch of a layer with RoPE is not supported", ErrConfig)
+	}
 	p := l.getPipeline()
 	defer l.putPipeline(p)
 	if p.ws.bat == nil {
@@ -149,6 +152,7 @@ func (bs *batchScratch) check(l *Layer, ws *workspace, reqs []Request) (float64,
 			Causal: a.Causal, CausalOffset: a.CausalOffset,
 			Keep: a.Keep, KeepStride: a.KeepStride,
 			Bias: a.Bias, BiasStride: a.BiasStride,
+			Window: a.Window, ALiBi: a.ALiBi, // ws.slopes depend on Heads alone: shared by the requests
 		}
 		if a.KeyLen != nil {
 			br.keyLen = len(bs.keyLen)

@@ -102,7 +102,7 @@ func (l *Layer) project(key, value []float32, batch, tk int) (*Context, error) {
 	}
 	p := l.getPipeline()
 	defer l.putPipeline(p)
-	p.run(l, &call{xk: key, xv: value, kvOut: ctx.kv, kvRows: batch * tk})
+	p.run(l, &call{xk: key, xv: value, kvOut: ctx.kv, kvRows: batch * tk, kPeriod: tk})
 	// Pack the keys once for the attention core, where the backend would
 	// otherwise pack every key block of every call (the AVX-512 kernel).
 	a := blas.Attention{Batch: batch, KVHeads: c.KVHeads, Tk: tk, DK: c.HeadDim,
@@ -168,7 +168,7 @@ func (l *Layer) ForwardContext(y, x []float32, ctx *Context, tq int, m *Mask) er
 	}
 	ldkv := c.KVHeads * (c.HeadDim + c.ValueHeadDim)
 	p.run(l, &call{y: y, x: x, rows: s.Batch * tq, s: s, keys: keys{kv: ctx.kv, stride: s.Tk * ldkv, kt: ctx.kt},
-		pairs: float64(s.Batch) * float64(tq) * float64(s.Tk)})
+		pairs: visiblePairs(&p.att, Shape{Batch: s.Batch, Tq: tq, Tk: s.Tk})})
 	return nil
 }
 
@@ -287,7 +287,8 @@ func (kv *KVCache) Truncate(n int) error {
 //
 // m applies on top of the causal mask, over Tk = kv.Len()+tq keys: KeyLen,
 // Keep and Bias as in [Mask], with Keep and Bias rows for the tq new
-// queries; m.Causal changes nothing.
+// queries; m.Causal and m.CausalLowerRight change nothing; m.Window and
+// m.ALiBi count from each query's cache position p = kv.Len()+i.
 //
 // A step that would exceed the capacity returns an error wrapping
 // [ErrShape], like any shape error; on error the cache is unchanged. After
@@ -340,7 +341,8 @@ func (l *Layer) ForwardStep(y, x []float32, kv *KVCache, tq int, m *Mask) error 
 	// values to the cache, attend over everything cached.
 	rows := b * tq
 	p.run(l, &call{y: y, x: x, rows: rows, s: Shape{Batch: b, Tq: tq, Tk: tk}, xk: x, xv: x, kvRows: rows,
-		keys: keys{kv: kv.kv, stride: kv.stride}, cache: kv, pairs: float64(rows) * float64(tk)})
+		qOff: kv.n, kOff: kv.n, kPeriod: tq,
+		keys: keys{kv: kv.kv, stride: kv.stride}, cache: kv, pairs: visiblePairs(&p.att, Shape{Batch: b, Tq: tq, Tk: tk})})
 	return nil
 }
 

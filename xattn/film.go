@@ -163,6 +163,9 @@ func NewFiLM(cfg FiLMConfig, w *FiLMWeights, opts ...Option) (*FiLM, error) {
 	if err := s.apply(opts); err != nil {
 		return nil, err
 	}
+	if s.rope != nil {
+		return nil, fmt.Errorf("%w: WithRoPE does not apply to FiLM", ErrConfig)
+	}
 	if s.plan.QBlock != 0 || s.plan.KVBlock != 0 {
 		return nil, fmt.Errorf("%w: WithTile(%d, %d) does not apply to FiLM", ErrConfig, s.plan.QBlock, s.plan.KVBlock)
 	}

@@ -44,6 +44,8 @@ type Layer struct {
 	// is split in multiples of rowStep rows, and packed matrices at
 	// multiples of colStep columns.
 	rowStep, colStep int
+	// rope is the rotation of the queries and keys (WithRoPE), or nil.
+	rope *rope
 
 	// abs holds the weights of the absorbed form (see absorb.go), made by
 	// absOnce on first use.
@@ -74,6 +76,9 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 		return nil, err
 	}
 	l := &Layer{cfg: c, backend: s.backend, plan: s.plan}
+	if l.rope, err = newRoPE(s.rope, c.HeadDim); err != nil {
+		return nil, err
+	}
 	l.rowStep, l.colStep = s.backend.Steps()
 	if l.rowStep < 1 || l.colStep < 1 {
 		return nil, fmt.Errorf("%w: backend %s cuts work in steps of %d rows and %d columns, want positive ones",
@@ -398,8 +403,8 @@ func (l *Layer) forward(y, q, k, v []float32, s Shape, m *Mask) error {
 	if err := p.ws.setMask(&p.att, m, s.Batch, c.Heads, s.Tq, s.Tk); err != nil {
 		return err
 	}
-	p.run(l, &call{y: y, x: q, rows: s.Batch * s.Tq, s: s, xk: k, xv: v, kvRows: s.Batch * s.Tk,
-		pairs: float64(s.Batch) * float64(s.Tq) * float64(s.Tk)})
+	p.run(l, &call{y: y, x: q, rows: s.Batch * s.Tq, s: s, xk: k, xv: v, kvRows: s.Batch * s.Tk, kPeriod: s.Tk,
+		pairs: visiblePairs(&p.att, s)})
 	return nil
 }
 

@@ -47,10 +47,17 @@ const (
 	maskKeep
 	maskBias
 	maskAll
+	maskWindow     // a sliding window, top-left or bottom-right
+	maskLowerRight // bottom-right causal
+	maskALiBi      // ALiBi, standard or given slopes, causal or not
+	maskStructAll  // every structural part with KeyLen, Keep and Bias
 )
 
+// maskKinds is the number of mask kinds.
+const maskKinds = int(maskStructAll) + 1
+
 func (k maskKind) String() string {
-	return [...]string{"none", "keylen", "causal", "keep", "bias", "all"}[k]
+	return [...]string{"none", "keylen", "causal", "keep", "bias", "all", "window", "lowerright", "alibi", "structall"}[k]
 }
 
 type sweepCase struct {
@@ -124,7 +131,13 @@ func makeMask(rng *rand.Rand, k maskKind, s xattn.Shape, heads int) *xattn.Mask 
 		}
 		return full
 	}
-	if k == maskKeyLen || k == maskAll {
+	if k >= maskWindow {
+		structMask(rng, k, s, heads, m)
+		if k != maskStructAll {
+			return m
+		}
+	}
+	if k == maskKeyLen || k == maskAll || k == maskStructAll {
 		m.KeyLen = make([]int, s.Batch)
 		for b := range m.KeyLen {
 			m.KeyLen[b] = rng.IntN(s.Tk + 1)
@@ -134,7 +147,7 @@ func makeMask(rng *rand.Rand, k maskKind, s xattn.Shape, heads int) *xattn.Mask 
 	if k == maskCausal || k == maskAll {
 		m.Causal = true
 	}
-	if k == maskKeep || k == maskAll {
+	if k == maskKeep || k == maskAll || k == maskStructAll {
 		kb, kh, kr := pick(s.Batch), pick(heads), pick(s.Tq)
 		data := make([]bool, kb*kh*kr*s.Tk)
 		for i := range data {
@@ -148,7 +161,7 @@ func makeMask(rng *rand.Rand, k maskKind, s xattn.Shape, heads int) *xattn.Mask 
 		}
 		m.Keep = &xattn.KeepMask{Data: data, Batch: kb, Heads: kh, Rows: kr}
 	}
-	if k == maskBias || k == maskAll {
+	if k == maskBias || k == maskAll || k == maskStructAll {
 		bb, bh, br := pick(s.Batch), pick(heads), pick(s.Tq)
 		data := make([]float32, bb*bh*br*s.Tk)
 		for i := range data {

@@ -15,6 +15,7 @@ type settings struct {
 	backend    blas.Backend
 	backendSet bool // by WithBackend: else Default's, and XATTN_KERNELS is checked
 	plan       Plan
+	rope       *RoPE // WithRoPE
 }
 
 // apply applies opts to s in order, and then returns an error wrapping

@@ -40,6 +40,36 @@ type goldenCase struct {
 	Y              string `json:"y"`
 	TorchPath      string `json:"torch_path"` // MultiheadAttention: "fast" or "slow"
 	NaNRows        int    `json:"nan_rows"`
+	// Struct, when not nil, is a structural mask, which the Go side builds
+	// as a Mask of its own (Window, CausalLowerRight, ALiBi).
+	Struct *goldenStruct `json:"struct"`
+}
+
+// goldenStruct is a structural mask of a golden case.
+type goldenStruct struct {
+	Causal     bool            `json:"causal"`
+	LowerRight bool            `json:"lower_right"`
+	Window     int             `json:"window"`
+	ALiBi      json.RawMessage `json:"alibi"` // "standard" or the slopes
+}
+
+// apply adds the structural parts of g to m (nil for a new Mask).
+func (g *goldenStruct) apply(t testing.TB, m *xattn.Mask) *xattn.Mask {
+	t.Helper()
+	if m == nil {
+		m = &xattn.Mask{}
+	}
+	m.Causal = m.Causal || g.Causal
+	m.CausalLowerRight, m.Window = g.LowerRight, g.Window
+	if len(g.ALiBi) > 0 {
+		m.ALiBi = &xattn.ALiBi{}
+		if string(g.ALiBi) != `"standard"` {
+			if err := json.Unmarshal(g.ALiBi, &m.ALiBi.Slopes); err != nil {
+				t.Fatalf("alibi %s: %v", g.ALiBi, err)
+			}
+		}
+	}
+	return m
 }
 
 // goldenModule is one module's golden data, loaded.
@@ -149,8 +179,12 @@ func TestParityPyTorch(t *testing.T) {
 			if _, ok := g.io.Info("value"); ok {
 				value = goldenTensor(t, g.io, "value").Data
 			}
-			for _, be := range blas.All() {
-				t.Run("backend="+be.Name(), func(t *testing.T) {
+			bes := blas.All()
+			if g.name == "structural" {
+				bes = structBackends(t) // every variant: these masks are computed in the row passes
+			}
+			for _, be := range bes {
+				t.Run("backend="+blas.Kernels(be), func(t *testing.T) {
 					l, err := xattn.New(cfg, g.w, xattn.WithBackend(be))
 					if err != nil {
 						t.Fatal(err)
@@ -174,6 +208,9 @@ func TestParityPyTorch(t *testing.T) {
 							}
 							if err != nil {
 								t.Fatal(err)
+							}
+							if c.Struct != nil {
+								m = c.Struct.apply(t, m)
 							}
 							want := goldenTensor(t, g.io, c.Y).Data
 							y := make([]float32, len(want))

@@ -62,6 +62,9 @@ type call struct {
 	// pairs is the number of (query row, key) pairs attended, for the work
 	// of the call.
 	pairs float64
+	// qOff, kOff and kPeriod place the rows for the layer's RoPE: query row
+	// r at position qOff + r%s.Tq, projected key row r at kOff + r%kPeriod.
+	qOff, kOff, kPeriod int
 }
 
 // pipeline is one call in flight: the state of its stages, the scratch it
@@ -113,7 +116,7 @@ func (l *Layer) putPipeline(p *pipeline) {
 // not append to and fusedRows allows, else phased.
 func (p *pipeline) form(c *call) form {
 	l := p.layer
-	if c.x == nil || c.cache != nil || c.reqs != nil {
+	if c.x == nil || c.cache != nil || c.reqs != nil || l.rope != nil {
 		return formPhased
 	}
 	if c.xk != nil && l.Absorbs(c.s) {
@@ -155,6 +158,9 @@ func (p *pipeline) run(l *Layer, c *call) {
 		p.addKV(c.xk, c.xv, c.kvOut)
 	}
 	p.gemmPhase()
+	if l.rope != nil {
+		p.rotate(c)
+	}
 	if c.cache != nil {
 		c.cache.append(c.kvOut)
 	}
@@ -181,6 +187,35 @@ func (p *pipeline) run(l *Layer, c *call) {
 	p.output(c.y, c.rows)
 }
 
+// rotate applies the layer's RoPE to the call's projected queries and keys
+// (see call), before they are attended over or appended to a cache.
+func (p *pipeline) rotate(c *call) {
+	l := p.layer
+	cfg := &l.cfg
+	rp := l.rope
+	var q, k ropeRows
+	p0, p1 := math.MaxInt, math.MinInt
+	if c.x != nil && c.rows > 0 {
+		q = ropeRows{x: p.ws.q, rows: c.rows, ld: cfg.Heads * cfg.HeadDim, heads: cfg.Heads, period: c.s.Tq, off: c.qOff}
+		p0, p1 = c.qOff, c.qOff+c.s.Tq
+	}
+	if c.xk != nil && c.kvRows > 0 {
+		k = ropeRows{x: c.kvOut, rows: c.kvRows, ld: cfg.KVHeads * (cfg.HeadDim + cfg.ValueHeadDim), heads: cfg.KVHeads,
+			period: c.kPeriod, off: c.kOff}
+		p0, p1 = min(p0, c.kOff), max(p1, c.kOff+c.kPeriod)
+	}
+	if p1 <= p0 || rp.dims == 0 {
+		return
+	}
+	p.ws.rope = rp.table(p.ws.rope, p0, p1)
+	if q.rows > 0 {
+		rp.rotate(&q, cfg.HeadDim, p.ws.rope, p0)
+	}
+	if k.rows > 0 {
+		rp.rotate(&k, cfg.HeadDim, p.ws.rope, p0)
+	}
+}
+
 // begin starts a call of work floating-point operations on l: it runs on the
 // plan's threads, or on the caller alone below Plan.SerialFLOPs.
 func (p *pipeline) begin(l *Layer, work float64) {
@@ -204,7 +239,7 @@ func (p *pipeline) begin(l *Layer, work float64) {
 // rows do not depend on how they are chunked — the packed-weight kernel's —
 // so that it computes exactly what the phases do.
 func (l *Layer) fusedRows(s Shape) int {
-	if l.pq.IsZero() || l.po.IsZero() || s.Tk == 0 {
+	if l.pq.IsZero() || l.po.IsZero() || s.Tk == 0 || l.rope != nil {
 		return 0
 	}
 	p := &l.plan
@@ -240,23 +275,56 @@ func (p *pipeline) fused(y, x []float32, k keys, s Shape, q int) {
 	p.fx, p.fy = nil, nil
 }
 
+// operands are the projected queries, keys and values of an attention core
+// and its output, each with a row stride and a batch stride: row i of batch
+// b of Q starts at q[b·bq + i·ldq] and holds Heads·HeadDim values (head h's
+// from h·HeadDim on); K and V hold KVHeads heads over Tk rows a batch, O
+// Heads·ValueHeadDim values over Tq rows. kt is zero or the keys packed as
+// blas.Attention.KT.
+type operands struct {
+	q, k, v, o         []float32
+	ldq, ldk, ldv, ldo int
+	bq, bk, bv, bo     int
+	kt                 blas.Packed
+}
+
+// operands returns the pipeline's layout of an attention of shape s over
+// the projected keys and values k: queries q and outputs o dense rows of
+// Heads·HeadDim and Heads·ValueHeadDim values, Tq rows a batch.
+func (l *Layer) operands(k keys, q, o []float32, s Shape) operands {
+	c := &l.cfg
+	h, g, dk, dv := c.Heads, c.KVHeads, c.HeadDim, c.ValueHeadDim
+	nk := g * dk
+	ldkv := nk + g*dv
+	return operands{
+		q: q, ldq: h * dk, bq: s.Tq * h * dk,
+		k: k.kv, ldk: ldkv, bk: k.stride,
+		v: k.kv[min(nk, len(k.kv)):], ldv: ldkv, bv: k.stride,
+		o: o, ldo: h * dv, bo: s.Tq * h * dv,
+		kt: k.kt,
+	}
+}
+
 // describe sets every field of a but the masks for an attention of shape s
 // over the projected keys and values k: sizes and scale, the keys and
 // values, the queries q and outputs o (rows of Heads·HeadDim and
 // Heads·ValueHeadDim values, Tq rows a batch), query blocks of qb rows and
 // the plan's key blocks.
 func (l *Layer) describe(a *blas.Attention, k keys, q, o []float32, s Shape, qb int) {
+	op := l.operands(k, q, o, s)
+	l.describeOperands(a, &op, s, qb)
+}
+
+// describeOperands is describe over the operands op, in any layout.
+func (l *Layer) describeOperands(a *blas.Attention, op *operands, s Shape, qb int) {
 	c := &l.cfg
-	h, g, dk, dv := c.Heads, c.KVHeads, c.HeadDim, c.ValueHeadDim
-	nk := g * dk
-	ldkv := nk + g*dv
-	a.Batch, a.Heads, a.KVHeads, a.Tq, a.Tk, a.DK, a.DV = s.Batch, h, g, s.Tq, s.Tk, dk, dv
+	a.Batch, a.Heads, a.KVHeads, a.Tq, a.Tk, a.DK, a.DV = s.Batch, c.Heads, c.KVHeads, s.Tq, s.Tk, c.HeadDim, c.ValueHeadDim
 	a.Scale = c.Scale
-	a.K, a.LDK, a.BatchK = k.kv, ldkv, k.stride
-	a.V, a.LDV, a.BatchV = k.kv[min(nk, len(k.kv)):], ldkv, k.stride
-	a.KT = k.kt
-	a.Q, a.LDQ, a.BatchQ = q, h*dk, s.Tq*h*dk
-	a.O, a.LDO, a.BatchO = o, h*dv, s.Tq*h*dv
+	a.K, a.LDK, a.BatchK = op.k, op.ldk, op.bk
+	a.V, a.LDV, a.BatchV = op.v, op.ldv, op.bv
+	a.KT = op.kt
+	a.Q, a.LDQ, a.BatchQ = op.q, op.ldq, op.bq
+	a.O, a.LDO, a.BatchO = op.o, op.ldo, op.bo
 	a.QBlock, a.KVBlock = qb, max(min(l.plan.KVBlock, s.Tk), 1)
 }
 
@@ -362,9 +430,20 @@ func (p *pipeline) addKV(xk, xv, kv []float32) {
 func (p *pipeline) attend(k keys, s Shape) {
 	l := p.layer
 	c := &l.cfg
-	a := &p.att
 	p.ws.o = grow(p.ws.o, s.Batch*s.Tq*c.Heads*c.ValueHeadDim)
-	l.describe(a, k, p.ws.q, p.ws.o, s, l.queryBlock(s))
+	op := l.operands(k, p.ws.q, p.ws.o, s)
+	p.attendCore(&op, s)
+}
+
+// attendCore runs the attention core of shape s over the operands op with
+// the mask fields of p.att, split over the call's threads: the attend stage
+// of every pipeline that is not fused, absorbed or batched, and all of
+// [Attention.ForwardInto], so that the layer and the public core cannot
+// drift.
+func (p *pipeline) attendCore(op *operands, s Shape) {
+	l := p.layer
+	a := &p.att
+	l.describeOperands(a, op, s, l.queryBlock(s))
 	p.tiles(a.QBlock, a.KVBlock)
 	p.runAttention(s.Tk)
 }
@@ -381,7 +460,8 @@ func (l *Layer) queryBlock(s Shape) int {
 func (p *pipeline) runAttention(tk int) {
 	a := &p.att
 	tasks := a.Tasks()
-	nparts := splitKeys(tasks, tk, a.KVBlock, p.plan.Threads)
+	lo, hi := keySpan(a, tk)
+	nparts := splitKeys(tasks, hi-lo, a.KVBlock, p.plan.Threads)
 	p.taskChunk = max(1, tasks*nparts/(8*p.threads))
 	if p.threads == 1 {
 		p.taskChunk = tasks
@@ -394,7 +474,7 @@ func (p *pipeline) runAttention(tk int) {
 		p.job.run(p, p.itemsPerPart, p.threads-1)
 		return
 	}
-	p.splitKeys(nparts)
+	p.splitKeys(nparts, lo, hi)
 	p.job.run(p, nparts*p.itemsPerPart, p.threads-1)
 	p.mergeParts()
 }
@@ -412,12 +492,29 @@ func splitKeys(tasks, tk, kvBlock, threads int) int {
 	return max(1, min(ceilDiv(2*threads, tasks), tk/kvBlock))
 }
 
+// keySpan returns the keys [lo, hi) of the tk keys of a that some query
+// sees by the structural mask: a window hides the keys before the first
+// query's window (lo, rounded down to a key block), the causal limit those
+// after the last query's position. Split keys cut this span alone, so a
+// windowed decoding step splits its window, not the whole cache.
+func keySpan(a *blas.Attention, tk int) (lo, hi int) {
+	hi = tk
+	if a.Causal {
+		hi = min(hi, max(a.Tq+a.CausalOffset, 0))
+	}
+	if a.Window > 0 {
+		lo = max(a.CausalOffset-a.Window+1, 0) / a.KVBlock * a.KVBlock
+	}
+	return min(lo, hi), hi
+}
+
 // splitKeys sets the workspace's parts to n descriptors that each run p.att
-// over a range of whole key blocks, into their own output and statistics.
-func (p *pipeline) splitKeys(n int) {
+// over a range of whole key blocks of the keys [lo, hi), into their own
+// output and statistics; no query sees a key outside them (keySpan).
+func (p *pipeline) splitKeys(n, lo, hi int) {
 	a := &p.att
 	ws := &p.ws
-	b, h, tq, tk := a.Batch, a.Heads, a.Tq, a.Tk
+	b, h, tq := a.Batch, a.Heads, a.Tq
 	oLen := (b-1)*a.BatchO + (tq-1)*a.LDO + h*a.DV // a part's O, as p.att.O
 	ws.parts = grow(ws.parts, n)
 	ws.partO = grow(ws.partO, n*oLen)
@@ -425,12 +522,12 @@ func (p *pipeline) splitKeys(n int) {
 	if a.KeyLen != nil {
 		ws.partLen = grow(ws.partLen, n*b)
 	}
-	step := ceilDiv(ceilDiv(tk, n), a.KVBlock) * a.KVBlock
+	step := ceilDiv(ceilDiv(hi-lo, n), a.KVBlock) * a.KVBlock
 	for i := range ws.parts {
-		k0 := min(i*step, tk)
+		k0 := min(lo+i*step, hi)
 		pa := &ws.parts[i]
 		*pa = *a
-		pa.Tk = min(step, tk-k0)
+		pa.Tk = min(step, hi-k0)
 		pa.O = ws.partO[i*oLen:][:oLen]
 		pa.Stats = ws.partStats[i*2*b*h*tq:][:2*b*h*tq]
 		pa.CausalOffset = a.CausalOffset - k0

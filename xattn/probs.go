@@ -103,6 +103,9 @@ func (l *Layer) AttentionMapInto(p, x, context []float32, s Shape, m *Mask, perH
 // the shape with the routing of a nil context applied, the keys' source and
 // the length of the map.
 func (l *Layer) checkMap(x, context []float32, s Shape, perHead bool) (Shape, []float32, int, error) {
+	if l.rope != nil {
+		return s, nil, 0, fmt.Errorf("%w: attention maps of a layer with RoPE are not supported", ErrConfig)
+	}
 	s, err := l.mapShape(context, s)
 	if err != nil {
 		return s, nil, 0, err
@@ -253,8 +256,11 @@ func (l *Layer) attentionMap(p, x, k []float32, s Shape, a *blas.Attention, perH
 				}
 				rows := blas.Rows{
 					M: tq, N: nkeys, S: dst, LDS: tk,
-					Causal: a.Causal, Lim0: a.CausalOffset + 1,
+					Causal: a.Causal, Lim0: a.CausalOffset + 1, Window: a.Window,
 					Max: mx, Sum: sum, Corr: f,
+				}
+				if a.ALiBi != nil {
+					rows.Slope = a.ALiBi[hi]
 				}
 				if a.Bias != nil {
 					rows.Bias = a.Bias[a.BiasStride[0]*bi+a.BiasStride[1]*hi:]

@@ -38,6 +38,8 @@ func probsRef64(cfg xattn.Config, w *xattn.Weights, xq, xk []float32, s xattn.Sh
 	p = make([]float64, B*H*tq*tk)
 	bound = make([]float64, len(p))
 	seen := make([]bool, tk)
+	off := refOffset(m, tq, tk)
+	slopes := refSlopes(m, H)
 	for b := 0; b < B; b++ {
 		for h := 0; h < H; h++ {
 			g := h / (H / G)
@@ -45,7 +47,7 @@ func probsRef64(cfg xattn.Config, w *xattn.Weights, xq, xk []float32, s xattn.Sh
 				row := p[((b*H+h)*tq+i)*tk:][:tk]
 				mx, e := math.Inf(-1), 0.0
 				for j := 0; j < tk; j++ {
-					seen[j] = allowed(m, b, h, i, j)
+					seen[j] = allowed(m, b, h, i, j) && structAllowed(m, i+off, j)
 					if !seen[j] {
 						continue
 					}
@@ -56,6 +58,11 @@ func probsRef64(cfg xattn.Config, w *xattn.Weights, xq, xk []float32, s xattn.Sh
 					}
 					sc *= float64(c.Scale)
 					se := grow * sa * math.Abs(float64(c.Scale))
+					if slopes != nil {
+						av := -slopes[h] * float64(i+off-j)
+						sc += av
+						se += 2 * eps * (math.Abs(sc) + math.Abs(av))
+					}
 					if m != nil && m.Bias != nil {
 						bv := float64(m.Bias.Data[maskIndex(m.Bias.Batch, m.Bias.Heads, m.Bias.Rows, tk, b, h, i, j)])
 						sc += bv
@@ -173,6 +180,11 @@ var mapCases = []mapCase{
 	{"gqa8/self/causal", xattn.Config{QueryDim: 32, Heads: 8, KVHeads: 1, HeadDim: 4}, xattn.Shape{Batch: 1, Tq: 10, Tk: 10}, true, maskCausal},
 	{"mqa/bias", xattn.Config{QueryDim: 20, ContextDim: 16, Heads: 8, KVHeads: 2, HeadDim: 40, Scale: 0.3}, xattn.Shape{Batch: 2, Tq: 9, Tk: 77}, false, maskBias},
 	{"long", xattn.Config{QueryDim: 64, ContextDim: 48, Heads: 2, HeadDim: 40}, xattn.Shape{Batch: 1, Tq: 33, Tk: 130}, false, maskAll},
+	{"cross/window", xattn.Config{QueryDim: 12, ContextDim: 10, Heads: 3, HeadDim: 8}, xattn.Shape{Batch: 2, Tq: 7, Tk: 13}, false, maskWindow},
+	{"cross/lowerright", xattn.Config{QueryDim: 12, ContextDim: 10, Heads: 3, HeadDim: 8}, xattn.Shape{Batch: 2, Tq: 7, Tk: 13}, false, maskLowerRight},
+	{"cross/lowerright/Tq>Tk", xattn.Config{QueryDim: 8, ContextDim: 6, Heads: 2, HeadDim: 4}, xattn.Shape{Batch: 2, Tq: 11, Tk: 4}, false, maskLowerRight},
+	{"self/alibi", xattn.Config{QueryDim: 16, Heads: 4, HeadDim: 8, Bias: true}, xattn.Shape{Batch: 2, Tq: 9}, true, maskALiBi},
+	{"gqa2/structall", xattn.Config{QueryDim: 32, ContextDim: 24, Heads: 4, KVHeads: 2, HeadDim: 8, Bias: true}, xattn.Shape{Batch: 2, Tq: 7, Tk: 12}, false, maskStructAll},
 }
 
 // mapInputs draws the weights, inputs and mask of c.

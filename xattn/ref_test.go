@@ -42,16 +42,39 @@ func attentionRef64(cfg xattn.Config, w *xattn.Weights, xq, xk, xv []float32, s 
 	q := linearRef64(xq, B*tq, c.QueryDim, w.Q, H*dk, w.QBias)
 	k := linearRef64(xk, B*tk, c.ContextDim, w.K, G*dk, w.KBias)
 	v := linearRef64(xv, B*tk, c.ValueDim, w.V, G*dv, w.VBias)
+	o := coreRef64(c, q, k, v, s, m)
+	y := make([]float64, B*tq*c.OutDim)
+	for r := 0; r < B*tq; r++ {
+		for j := 0; j < c.OutDim; j++ {
+			acc := float64(w.OutBias[j])
+			for d := 0; d < H*dv; d++ {
+				acc += o[r*H*dv+d] * float64(w.Out[j*H*dv+d])
+			}
+			y[r*c.OutDim+j] = acc
+		}
+	}
+	return y
+}
+
+// coreRef64 is the attention core of a resolved c in float64, written from
+// the formula: dense q [B, Tq, H, dk], k [B, Tk, G, dk] and v [B, Tk, G, dv]
+// give o [B, Tq, H, dv], softmax(Scale·q·kᵀ + mask)·v per head, a row that
+// sees no key 0.
+func coreRef64(c xattn.Config, q, k, v []float64, s xattn.Shape, m *xattn.Mask) []float64 {
+	B, tq, tk := s.Batch, s.Tq, s.Tk
+	H, G, dk, dv := c.Heads, c.KVHeads, c.HeadDim, c.ValueHeadDim
 	o := make([]float64, B*tq*H*dv)
 	scores := make([]float64, tk)
 	seen := make([]bool, tk)
+	off := refOffset(m, tq, tk)
+	slopes := refSlopes(m, H)
 	for b := 0; b < B; b++ {
 		for h := 0; h < H; h++ {
 			g := h / (H / G)
 			for i := 0; i < tq; i++ {
 				mx := math.Inf(-1)
 				for j := 0; j < tk; j++ {
-					seen[j] = allowed(m, b, h, i, j)
+					seen[j] = allowed(m, b, h, i, j) && structAllowed(m, i+off, j)
 					if !seen[j] {
 						continue
 					}
@@ -60,6 +83,9 @@ func attentionRef64(cfg xattn.Config, w *xattn.Weights, xq, xk, xv []float32, s 
 						sc += q[(b*tq+i)*H*dk+h*dk+d] * k[(b*tk+j)*G*dk+g*dk+d]
 					}
 					sc *= float64(c.Scale)
+					if slopes != nil {
+						sc -= slopes[h] * float64(i+off-j)
+					}
 					if m != nil && m.Bias != nil {
 						sc += float64(m.Bias.Data[maskIndex(m.Bias.Batch, m.Bias.Heads, m.Bias.Rows, tk, b, h, i, j)])
 					}
@@ -92,17 +118,7 @@ func attentionRef64(cfg xattn.Config, w *xattn.Weights, xq, xk, xv []float32, s 
 			}
 		}
 	}
-	y := make([]float64, B*tq*c.OutDim)
-	for r := 0; r < B*tq; r++ {
-		for j := 0; j < c.OutDim; j++ {
-			acc := float64(w.OutBias[j])
-			for d := 0; d < H*dv; d++ {
-				acc += o[r*H*dv+d] * float64(w.Out[j*H*dv+d])
-			}
-			y[r*c.OutDim+j] = acc
-		}
-	}
-	return y
+	return o
 }
 
 // allowed reports whether query i of batch b, head h sees key j under m,
@@ -114,7 +130,7 @@ func allowed(m *xattn.Mask, b, h, i, j int) bool {
 	if m.KeyLen != nil && j >= m.KeyLen[b] {
 		return false
 	}
-	if m.Causal && j > i {
+	if m.Causal && !m.CausalLowerRight && j > i {
 		return false
 	}
 	if k := m.Keep; k != nil {
@@ -124,6 +140,56 @@ func allowed(m *xattn.Mask, b, h, i, j int) bool {
 		}
 	}
 	return true
+}
+
+// refOffset is the key position of query 0 under m: Tk − Tq when aligned
+// to the bottom right, else 0.
+func refOffset(m *xattn.Mask, tq, tk int) int {
+	if m != nil && m.CausalLowerRight {
+		return tk - tq
+	}
+	return 0
+}
+
+// structAllowed reports whether the query at key position p sees key j
+// under the structural parts of m that depend on the alignment: the
+// bottom-right causal limit and the window (which implies the causal one).
+func structAllowed(m *xattn.Mask, p, j int) bool {
+	if m == nil {
+		return true
+	}
+	if (m.CausalLowerRight || m.Window > 0) && j > p {
+		return false
+	}
+	if m.Window > 0 && j <= p-m.Window {
+		return false
+	}
+	return true
+}
+
+// refSlopes returns m's ALiBi slopes in float64, the standard ones computed
+// here from BLOOM's definition (build_alibi_tensor), or nil without ALiBi.
+func refSlopes(m *xattn.Mask, heads int) []float64 {
+	if m == nil || m.ALiBi == nil {
+		return nil
+	}
+	s := make([]float64, heads)
+	if m.ALiBi.Slopes != nil {
+		for h, v := range m.ALiBi.Slopes {
+			s[h] = float64(v)
+		}
+		return s
+	}
+	closest := 1 << int(math.Floor(math.Log2(float64(heads))))
+	base := math.Pow(2, -math.Pow(2, -(math.Log2(float64(closest))-3)))
+	for h := 0; h < closest; h++ {
+		s[h] = math.Pow(base, float64(h+1))
+	}
+	extra := math.Pow(2, -math.Pow(2, -(math.Log2(float64(2*closest))-3)))
+	for k := 0; k < heads-closest; k++ {
+		s[closest+k] = math.Pow(extra, float64(1+2*k))
+	}
+	return s
 }
 
 // maskIndex is the flat index of (b, h, i, j) in a broadcast
