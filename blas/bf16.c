@@ -25,62 +25,95 @@ void xattn_bf16_strip_scalar(int rows, int rows_pad, int cols, const float *a, i
 }
 
 /* Rows of A the rounded kernel blocks, and the depth of its rounded strip. */
-#define RMR 4
+#define RMR 6
 #define RKB 256
 
 /*
+ * Vectors of 16 lanes in GCC's vector extensions, which each target lowers
+ * to its widest registers (one zmm for AVX-512, four xmm for plain x86-64);
+ * aligned(4) lets them load from any float address.
+ */
+typedef float v16f __attribute__((vector_size(64), aligned(4)));
+typedef uint32_t v16u __attribute__((vector_size(64), aligned(4), may_alias));
+
+/* round_bits is xattn_bf16_bits as a float32 bit pattern, without branches (Inf needs no case). */
+static inline __attribute__((always_inline)) uint32_t round_bits(uint32_t u) {
+	uint32_t r = (u + 0x7fffu + ((u >> 16) & 1)) & 0xffff0000u;
+	r = (u & 0x7fffffffu) > 0x7f800000u ? (u | 0x00400000u) & 0xffff0000u : r;
+	return (u & 0x7f800000u) == 0 ? u & 0x80000000u : r;
+}
+
+/*
+ * rmicro adds MR rows of the rounded strip ab (RKB floats a row) times the
+ * kb rows of one (NP = 1) or two panels of B (pw0, pw1: their 32-bit words,
+ * rows 2p and 2p+1 of column j in the low and high half of word 16p + j) to
+ * the accumulators acc, in order of the row of B.
+ */
+static inline __attribute__((always_inline)) void rmicro(const int MR, const int NP, int kb, const float *ab,
+		const xattn_u32a *pw0, const xattn_u32a *pw1, v16f acc[RMR][2]) {
+	for (int p = 0; p < kb / 2; p++) {
+		v16u w0 = *(const v16u *)(pw0 + p * 16), w1 = w0;
+		if (NP > 1)
+			w1 = *(const v16u *)(pw1 + p * 16);
+		v16f e0 = (v16f)(w0 << 16), o0 = (v16f)(w0 & 0xffff0000u);
+		v16f e1 = (v16f)(w1 << 16), o1 = (v16f)(w1 & 0xffff0000u);
+#pragma GCC unroll 6
+		for (int r = 0; r < MR; r++) {
+			float x0 = ab[r * RKB + 2 * p], x1 = ab[r * RKB + 2 * p + 1];
+			acc[r][0] += x0 * e0;
+			acc[r][0] += x1 * o0;
+			if (NP > 1) {
+				acc[r][1] += x0 * e1;
+				acc[r][1] += x1 * o1;
+			}
+		}
+	}
+}
+
+/*
  * rounded_body is the rounded kernel: strips of RMR rows of A, rounded to
- * bf16 and back to float RKB values deep, against each panel of B, whose
- * 32-bit words hold rows 2p (low half) and 2p+1 (high half) of a column.
+ * bf16 and back to float RKB values deep, against each pair of panels of B,
+ * in register blocks of RMR rows × 32 columns.
  */
 static inline __attribute__((always_inline)) void rounded_body(int m, int n, int k, float alpha, const float *a,
 		int64_t lda, const uint16_t *b, float beta, float *c, int64_t ldc, const float *bias) {
 	int kp = (k + 31) / 32 * 32, np = (n + 15) / 16;
-	float ab[RMR][RKB] __attribute__((aligned(64)));
+	float ab[RMR * RKB] __attribute__((aligned(64)));
 	for (int i0 = 0; i0 < m; i0 += RMR) {
 		int mr = m - i0 < RMR ? m - i0 : RMR;
 		for (int k0 = 0; k0 < kp; k0 += RKB) {
 			int kb = kp - k0 < RKB ? kp - k0 : RKB, kv = k - k0 < kb ? k - k0 : kb;
-			for (int r = 0; r < RMR; r++)
-				for (int t = 0; t < kb; t++) {
-					union {
-						uint32_t u;
-						float f;
-					} x = {0};
-					if (r < mr && t < kv)
-						x.u = (uint32_t)xattn_bf16_bits(a[(int64_t)(i0 + r) * lda + k0 + t]) << 16;
-					ab[r][t] = x.f;
-				}
+			for (int r = 0; r < RMR; r++) {
+				const xattn_u32a *ar = (const xattn_u32a *)(a + (int64_t)(i0 + r) * lda + k0);
+				xattn_u32a *dr = (xattn_u32a *)(ab + r * RKB);
+				int valid = r < mr ? kv : 0;
+				for (int t = 0; t < valid; t++)
+					dr[t] = round_bits(ar[t]);
+				for (int t = valid; t < kb; t++)
+					dr[t] = 0;
+			}
 			int first = k0 == 0;
-			for (int q = 0; q < np; q++) {
-				const uint32_t *pw = (const uint32_t *)(b + (int64_t)q * kp * 16 + (int64_t)k0 * 16);
-				float acc[RMR][16];
+			for (int q = 0; q < np; q += 2) {
+				const xattn_u32a *pw0 = (const xattn_u32a *)(b + (int64_t)q * kp * 16 + (int64_t)k0 * 16);
+				const xattn_u32a *pw1 = pw0 + (int64_t)kp * 8;
+				v16f acc[RMR][2];
 				for (int r = 0; r < RMR; r++)
-					for (int j = 0; j < 16; j++)
-						acc[r][j] = 0;
-				for (int p = 0; p < kb / 2; p++) {
-					float be[16], bo[16];
-					for (int j = 0; j < 16; j++) {
-						union {
-							uint32_t u;
-							float f;
-						} e = {pw[p * 16 + j] << 16}, o = {pw[p * 16 + j] & 0xffff0000u};
-						be[j] = e.f;
-						bo[j] = o.f;
-					}
-					for (int r = 0; r < RMR; r++) {
-						float x0 = ab[r][2 * p], x1 = ab[r][2 * p + 1];
-						for (int j = 0; j < 16; j++) {
-							acc[r][j] += x0 * be[j];
-							acc[r][j] += x1 * bo[j];
-						}
-					}
+					acc[r][0] = acc[r][1] = (v16f){0};
+				if (q + 1 < np)
+					rmicro(RMR, 2, kb, ab, pw0, pw1, acc);
+				else
+					rmicro(RMR, 1, kb, ab, pw0, pw0, acc);
+				int nc = n - q * 16 < 32 ? n - q * 16 : 32;
+				float t[RMR][32] __attribute__((aligned(64)));
+#pragma GCC unroll 6
+				for (int r = 0; r < RMR; r++) {
+					*(v16f *)&t[r][0] = acc[r][0];
+					*(v16f *)&t[r][16] = acc[r][1];
 				}
-				int nc = n - q * 16 < 16 ? n - q * 16 : 16;
 				for (int r = 0; r < mr; r++) {
 					float *cr = c + (int64_t)(i0 + r) * ldc + q * 16;
 					for (int j = 0; j < nc; j++) {
-						float v = alpha * acc[r][j];
+						float v = alpha * t[r][j];
 						if (!first)
 							v += cr[j];
 						else {

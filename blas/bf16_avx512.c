@@ -53,7 +53,7 @@ static inline __attribute__((always_inline)) XATTN_AVX512BF16 void micro(const i
 		acc0[r] = _mm512_setzero_ps();
 		acc1[r] = _mm512_setzero_ps();
 	}
-	const uint32_t *aw = (const uint32_t *)ab;
+	const xattn_u32a *aw = (const xattn_u32a *)ab;
 	for (int p = 0; p < kb / 2; p++) {
 		__m512bh v0 = (__m512bh)_mm512_loadu_si512((const void *)(b0 + p * 32));
 		__m512bh v1 = v0;

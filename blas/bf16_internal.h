@@ -15,6 +15,9 @@
 #define XATTN_AMX __attribute__((target("avx2,fma,avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")))
 #endif
 
+/* A 32-bit word that may alias any other type (a float, a pair of bf16). */
+typedef uint32_t xattn_u32a __attribute__((may_alias));
+
 /* xattn_bf16_bits is pure.BF16Bits. */
 static inline uint16_t xattn_bf16_bits(float f) {
 	union {
