@@ -50,6 +50,34 @@ func PackBF16Trans(w []float32, n, k int) (BF16Packed, error) {
 	return packBF16(w, k, n, true)
 }
 
+// PackBF16Func returns the k×n matrix whose element (r, j) is at(r, j),
+// rounded to bf16 and packed, without a float32 copy of the matrix: for
+// weights that load as bf16 or float16 (at converts one element; bf16 values
+// pass the rounding unchanged). It fails as [PackBF16] does on the sizes.
+func PackBF16Func(k, n int, at func(r, j int) float32) (BF16Packed, error) {
+	switch {
+	case k < 0 || k > maxC:
+		return BF16Packed{}, fmt.Errorf("blas: PackBF16Func: k=%d out of range [0, %d]", k, maxC)
+	case n < 0 || n > maxC:
+		return BF16Packed{}, fmt.Errorf("blas: PackBF16Func: n=%d out of range [0, %d]", n, maxC)
+	case at == nil:
+		return BF16Packed{}, errors.New("blas: PackBF16Func: nil element function")
+	}
+	if k == 0 || n == 0 {
+		return BF16Packed{k: k, n: n}, nil
+	}
+	kp := pure.BF16PaddedK(k)
+	d := make([]uint16, pure.BF16PackedLen(k, n))
+	for j := range n {
+		panel := d[j/BF16Panel*kp*BF16Panel:]
+		col := j % BF16Panel * 2
+		for r := range k {
+			panel[r/2*2*BF16Panel+col+r%2] = pure.BF16Bits(at(r, j))
+		}
+	}
+	return BF16Packed{data: d, k: k, n: n}, nil
+}
+
 func packBF16(w []float32, k, n int, trans bool) (BF16Packed, error) {
 	switch {
 	case k < 0 || k > maxC:

@@ -2,12 +2,15 @@ package blas
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/xattn/xattn/pure"
 )
@@ -375,6 +378,10 @@ func TestBF16Packed(t *testing.T) {
 	if fmt.Sprint(pt.data) != fmt.Sprint(p.data) {
 		t.Error("PackBF16Trans of the transpose differs from PackBF16")
 	}
+	pf, err := PackBF16Func(k, n, func(r, j int) float32 { return w[r*n+j] })
+	if err != nil || fmt.Sprint(pf.data) != fmt.Sprint(p.data) {
+		t.Errorf("PackBF16Func differs from PackBF16 (err %v)", err)
+	}
 	for _, v := range [][2]int{{0, 100}, {16, 40}, {32, 68}, {96, 4}, {48, 0}} {
 		sub := make([]float32, k*v[1])
 		for r := range k {
@@ -486,10 +493,18 @@ func TestGemmBF16Allocs(t *testing.T) {
 
 // TestGemmBF16Concurrent runs one kernel from many goroutines at once, more
 // than there are threads, with goroutine preemption on (GODEBUG's default,
-// asyncpreemptoff=0): each call configures and releases its own tiles, so
-// every result must equal the one a single call computes, bit for bit.
+// asyncpreemptoff=0) and a CPU profile running, whose SIGPROF lands on
+// threads inside the tile code (Linux saves and restores the tile state
+// across signals and context switches): each call configures and releases
+// its own tiles, so every result must equal the one a single call computes,
+// bit for bit.
 func TestGemmBF16Concurrent(t *testing.T) {
-	const m, n, k = 65, 80, 700
+	if err := pprof.StartCPUProfile(io.Discard); err == nil {
+		defer pprof.StopCPUProfile()
+	} else {
+		t.Logf("no CPU profile (signals) during the test: %v", err)
+	}
+	const m, n, k = 97, 80, 700
 	rng := newRand(11)
 	a, w := make([]float32, m*k), make([]float32, k*n)
 	for _, s := range [][]float32{a, w} {
@@ -503,10 +518,9 @@ func TestGemmBF16Concurrent(t *testing.T) {
 		if err := kn.GemmBF16(m, n, k, 1, a, k, p, 0, want, n, nil); err != nil {
 			t.Fatal(err)
 		}
-		g, iters := 4*runtime.GOMAXPROCS(0), 30
-		if testing.Short() || raceEnabled {
-			iters = 5
-		}
+		// Each goroutine runs for about 300 ms (at least 3 calls), so that
+		// the profile's signals and the scheduler meet calls in flight.
+		g, end := 4*runtime.GOMAXPROCS(0), time.Now().Add(300*time.Millisecond)
 		var wg sync.WaitGroup
 		errs := make(chan string, g)
 		for range g {
@@ -514,7 +528,7 @@ func TestGemmBF16Concurrent(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				c := make([]float32, m*n)
-				for range iters {
+				for it := 0; it < 3 || time.Now().Before(end); it++ {
 					if err := kn.GemmBF16(m, n, k, 1, a, k, p, 0, c, n, nil); err != nil {
 						errs <- err.Error()
 						return
