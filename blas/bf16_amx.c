@@ -12,11 +12,16 @@
  * Blocking: A in strips of 32 rows rounded to bf16 XATTN_BF16_KB values deep
  * with VCVTNE2PS2BF16 into a 32 KiB stack buffer that stays in L1 while the
  * strip sweeps the panels of B (from L2). A packed B panel's tile is 1 KiB
- * contiguous (stride 64 bytes). Where alpha = 1 and the block is whole, the
- * accumulators start from C (beta = 1, or a later strip of k), from the bias
- * broadcast by a stride-0 tile load (beta = 0), or from zero, and are stored
- * to C directly; otherwise (edges, other alpha or beta) they go through a
- * 4 KiB buffer and an AVX-512 epilogue.
+ * contiguous (stride 64 bytes).
+ *
+ * Where alpha = 1 and beta = 0, or alpha = 1, beta = 1 and no bias, the
+ * accumulators start from what C is to become the sum onto: C (beta = 1, or
+ * a later block of k), the bias, or zero, and are stored to C as they are;
+ * otherwise they start from zero and an AVX-512 epilogue finishes
+ * alpha·acc + beta·C + bias (C + alpha·acc for a later block of k). Either
+ * way every element of C gets the same operations whether its 32×32 block
+ * is whole or an edge (an edge goes through a 4 KiB buffer), so a row's
+ * result does not depend on how a caller splits the rows or columns.
  */
 #include "bf16_internal.h"
 
@@ -56,11 +61,20 @@ static XATTN_AMX void epilogue(int mr, int nc, const float *t, float alpha, floa
 	}
 }
 
+/* copy_out stores mr×nc of the 32×32 buffer t to C. */
+static XATTN_AMX void copy_out(int mr, int nc, const float *t, float *c, int64_t ldc) {
+	__mmask16 m0 = colmask(nc), m1 = colmask(nc - 16);
+	for (int r = 0; r < mr; r++) {
+		_mm512_mask_storeu_ps(c + (int64_t)r * ldc, m0, _mm512_load_ps(t + r * 32));
+		_mm512_mask_storeu_ps(c + (int64_t)r * ldc + 16, m1, _mm512_load_ps(t + r * 32 + 16));
+	}
+}
+
 XATTN_AMX void xattn_gemm_bf16_amx(int m, int n, int k, float alpha, const float *a, int64_t lda,
 		const uint16_t *b, float beta, float *c, int64_t ldc, const float *bias) {
 	enum { KB = XATTN_BF16_KB, SA = XATTN_BF16_KB * 2 };
 	uint16_t buf[32 * KB] __attribute__((aligned(64)));
-	float t[32 * 32] __attribute__((aligned(64)));
+	float t[32 * 32] __attribute__((aligned(64))), bb[32] __attribute__((aligned(64)));
 	tilecfg cfg = {0};
 	cfg.palette = 1;
 	for (int i = 0; i < 8; i++) {
@@ -81,17 +95,34 @@ XATTN_AMX void xattn_gemm_bf16_amx(int m, int n, int k, float alpha, const float
 				const uint16_t *b0 = b + (int64_t)q * kp * 16 + (int64_t)k0 * 16, *b1 = b0 + (int64_t)kp * 16;
 				int pair = q + 1 < np, nc = n - q * 16 < 32 ? n - q * 16 : 32;
 				float *cb = c + (int64_t)i0 * ldc + q * 16;
-				int full = direct && mr == 32 && nc == 32;
-				if (full && (!first || beta == 1.0f)) {
+				int full = mr == 32 && nc == 32, from_c = direct && (!first || beta == 1.0f);
+				const float *bq = bias ? bias + q * 16 : 0;
+				if (direct && full && from_c) {
 					_tile_loadd(0, cb, sc);
 					_tile_loadd(1, cb + 16, sc);
 					_tile_loadd(2, cb + s16, sc);
 					_tile_loadd(3, cb + s16 + 16, sc);
-				} else if (full && bias) {
-					_tile_loadd(0, bias + q * 16, 0);
-					_tile_loadd(1, bias + q * 16 + 16, 0);
-					_tile_loadd(2, bias + q * 16, 0);
-					_tile_loadd(3, bias + q * 16 + 16, 0);
+				} else if (direct && from_c) {
+					/* An edge: C's block, zero past m and n, through t. */
+					__mmask16 m0 = colmask(nc), m1 = colmask(nc - 16);
+					for (int r = 0; r < 32; r++) {
+						const float *cr = cb + (int64_t)r * ldc;
+						int in = r < mr;
+						_mm512_store_ps(t + r * 32, _mm512_maskz_loadu_ps(in ? m0 : 0, cr));
+						_mm512_store_ps(t + r * 32 + 16, _mm512_maskz_loadu_ps(in ? m1 : 0, cr + 16));
+					}
+					_tile_loadd(0, t, 128);
+					_tile_loadd(1, t + 16, 128);
+					_tile_loadd(2, t + 16 * 32, 128);
+					_tile_loadd(3, t + 16 * 32 + 16, 128);
+				} else if (direct && bias) {
+					/* The bias in every row: a stride-0 load of a padded copy. */
+					_mm512_store_ps(bb, _mm512_maskz_loadu_ps(colmask(nc), bq));
+					_mm512_store_ps(bb + 16, _mm512_maskz_loadu_ps(colmask(nc - 16), bq + 16));
+					_tile_loadd(0, bb, 0);
+					_tile_loadd(1, bb + 16, 0);
+					_tile_loadd(2, bb, 0);
+					_tile_loadd(3, bb + 16, 0);
 				} else {
 					_tile_zero(0);
 					_tile_zero(1);
@@ -132,7 +163,7 @@ XATTN_AMX void xattn_gemm_bf16_amx(int m, int n, int k, float alpha, const float
 						_tile_dpbf16ps(0, 4, 6);
 					}
 				}
-				if (full) {
+				if (direct && full) {
 					_tile_stored(0, cb, sc);
 					_tile_stored(1, cb + 16, sc);
 					_tile_stored(2, cb + s16, sc);
@@ -142,7 +173,10 @@ XATTN_AMX void xattn_gemm_bf16_amx(int m, int n, int k, float alpha, const float
 					_tile_stored(1, t + 16, 128);
 					_tile_stored(2, t + 16 * 32, 128);
 					_tile_stored(3, t + 16 * 32 + 16, 128);
-					epilogue(mr, nc, t, alpha, beta, cb, ldc, bias ? bias + q * 16 : 0, first);
+					if (direct)
+						copy_out(mr, nc, t, cb, ldc);
+					else
+						epilogue(mr, nc, t, alpha, beta, cb, ldc, bq, first);
 				}
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -552,4 +553,67 @@ func TestGemmBF16Concurrent(t *testing.T) {
 			t.Error(e)
 		}
 	})
+}
+
+// TestGemmBF16Chunks checks that a row of C does not depend on how the
+// product is split: the whole product and the same product in blocks of
+// rows and of column panels (views of B) agree bit for bit, on every kernel,
+// for each way the kernels finish a block (alpha = 1 with beta 0 or 1, with
+// and without bias, and the general epilogue), with k over one block of the
+// AMX strip and over two. xattn relies on it: a context projected once
+// equals one projected with the call.
+func TestGemmBF16Chunks(t *testing.T) {
+	const m, n = 83, 80
+	rng := newRand(5)
+	for _, k := range []int{200, 700} {
+		a, w, bias, c0 := make([]float32, m*k), make([]float32, k*n), make([]float32, n), make([]float32, m*n)
+		for _, s := range [][]float32{a, w, bias, c0} {
+			for i := range s {
+				s[i] = float32(rng.NormFloat64())
+			}
+		}
+		p, _ := PackBF16(w, k, n)
+		t.Run(fmt.Sprintf("k=%d", k), func(t *testing.T) {
+			forBF16Kernels(t, func(t *testing.T, kn BF16Kernel) {
+				for _, mode := range []struct {
+					alpha, beta float32
+					bias        bool
+				}{{1, 0, true}, {1, 0, false}, {1, 1, false}, {1, 1, true}, {0.5, 0.25, true}} {
+					var bs []float32
+					if mode.bias {
+						bs = bias
+					}
+					whole := slices.Clone(c0)
+					if err := kn.GemmBF16(m, n, k, mode.alpha, a, k, p, mode.beta, whole, n, bs); err != nil {
+						t.Fatal(err)
+					}
+					parts := slices.Clone(c0)
+					rows := []int{0, 13, 45, 77, m}
+					cols := []int{0, 16, 48, n}
+					for ri := 0; ri+1 < len(rows); ri++ {
+						for ci := 0; ci+1 < len(cols); ci++ {
+							r0, r1, j0, j1 := rows[ri], rows[ri+1], cols[ci], cols[ci+1]
+							view, err := p.Cols(j0, j1-j0)
+							if err != nil {
+								t.Fatal(err)
+							}
+							var bv []float32
+							if bs != nil {
+								bv = bs[j0:]
+							}
+							if err := kn.GemmBF16(r1-r0, j1-j0, k, mode.alpha, a[r0*k:], k, view, mode.beta, parts[r0*n+j0:], n, bv); err != nil {
+								t.Fatal(err)
+							}
+						}
+					}
+					for i := range whole {
+						if math.Float32bits(whole[i]) != math.Float32bits(parts[i]) {
+							t.Fatalf("k=%d alpha=%g beta=%g bias=%v: C[%d,%d] = %g whole, %g in blocks",
+								k, mode.alpha, mode.beta, mode.bias, i/n, i%n, whole[i], parts[i])
+						}
+					}
+				}
+			})
+		})
+	}
 }
