@@ -116,13 +116,21 @@ XATTN_AMX void xattn_gemm_bf16_amx(int m, int n, int k, float alpha, const float
 					_tile_loadd(2, t + 16 * 32, 128);
 					_tile_loadd(3, t + 16 * 32 + 16, 128);
 				} else if (direct && bias) {
-					/* The bias in every row: a stride-0 load of a padded copy. */
-					_mm512_store_ps(bb, _mm512_maskz_loadu_ps(colmask(nc), bq));
-					_mm512_store_ps(bb + 16, _mm512_maskz_loadu_ps(colmask(nc - 16), bq + 16));
-					_tile_loadd(0, bb, 0);
-					_tile_loadd(1, bb + 16, 0);
-					_tile_loadd(2, bb, 0);
-					_tile_loadd(3, bb + 16, 0);
+					/*
+					 * The bias in every row: a stride-0 load, of a padded
+					 * copy past n (only there: a tile load waits for the
+					 * stores it reads to reach the cache).
+					 */
+					const float *src = bq;
+					if (nc < 32) {
+						_mm512_store_ps(bb, _mm512_maskz_loadu_ps(colmask(nc), bq));
+						_mm512_store_ps(bb + 16, _mm512_maskz_loadu_ps(colmask(nc - 16), bq + 16));
+						src = bb;
+					}
+					_tile_loadd(0, src, 0);
+					_tile_loadd(1, src + 16, 0);
+					_tile_loadd(2, src, 0);
+					_tile_loadd(3, src + 16, 0);
 				} else {
 					_tile_zero(0);
 					_tile_zero(1);
