@@ -123,6 +123,10 @@ typedef struct {
 	void (*end)(void);
 } bf16_products;
 
+/*
+ * The rounded kernel: a product of two bf16 values is exact in FP32, so
+ * each step is one FP32 rounding, as an FMA's.
+ */
 static void qk_rounded(int dkp, int nbp, const uint16_t *q, const uint16_t *kp, float *s, int lds) {
 	for (int g = 0; g < nbp / 16; g++) {
 		const uint16_t *kg = kp + (int64_t)g * 16 * dkp;
@@ -133,7 +137,7 @@ static void qk_rounded(int dkp, int nbp, const uint16_t *q, const uint16_t *kp, 
 				const float q0 = bf32(qr[2 * kk]), q1 = bf32(qr[2 * kk + 1]);
 				const uint16_t *e = kg + kk * 32;
 				for (int j = 0; j < 16; j++)
-					acc[j] = fmaf(q1, bf32(e[2 * j + 1]), fmaf(q0, bf32(e[2 * j]), acc[j]));
+					acc[j] = acc[j] + q0 * bf32(e[2 * j]) + q1 * bf32(e[2 * j + 1]);
 			}
 			memcpy(s + (int64_t)r * lds + g * 16, acc, sizeof acc);
 		}
@@ -152,7 +156,7 @@ static void pv_rounded(int dvp, int nbp, const uint16_t *p, int ldp, const uint1
 					const float p0 = bf32(pr[c * 32 + 2 * jj]), p1 = bf32(pr[c * 32 + 2 * jj + 1]);
 					const uint16_t *w = ve + jj * 32;
 					for (int d = 0; d < 16; d++)
-						acc[d] = fmaf(p1, bf32(w[2 * d + 1]), fmaf(p0, bf32(w[2 * d]), acc[d]));
+						acc[d] = acc[d] + p0 * bf32(w[2 * d]) + p1 * bf32(w[2 * d + 1]);
 				}
 			}
 			memcpy(o + (int64_t)r * dvp + e * 16, acc, sizeof acc);
@@ -244,13 +248,15 @@ typedef struct {
 } amx_config;
 
 XATTN_AMX static void amx_begin(void) {
-	amx_config cfg;
+	amx_config cfg __attribute__((aligned(64)));
 	memset(&cfg, 0, sizeof cfg);
 	cfg.palette = 1;
 	for (int i = 0; i < 8; i++) {
 		cfg.colsb[i] = 64;
 		cfg.rows[i] = 16;
 	}
+	/* The intrinsic's asm does not tell the compiler it reads cfg: keep the stores. */
+	__asm__ volatile("" : : "r"(&cfg) : "memory");
 	_tile_loadconfig(&cfg);
 }
 
@@ -410,7 +416,7 @@ XATTN_AVX512 static void rows_fast512(const xattn_kernels *kt, int m, int nb, fl
 			rows_generic(kt, 1, 1, nb, scale, row, lds, pr, ldp, NULL, 0, NULL, 0, 0, 0, mx + r, sum + r, corr + r);
 			continue;
 		}
-		const float mnew = fmaxf(mx[r], _mm512_reduce_max_ps(vm) * scale);
+		const float rm = _mm512_reduce_max_ps(vm) * scale, mnew = mx[r] > rm ? mx[r] : rm;
 		const __m512 mb = _mm512_set1_ps(mnew * LOG2E_F);
 		__m512 acc = _mm512_setzero_ps();
 		for (int j = 0; j < nbp; j += 32) {
