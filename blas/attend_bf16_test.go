@@ -198,7 +198,7 @@ func testAttendBF16(t *testing.T, x *BF16, tc attnCase) {
 // rounded one on the same row pass: the same roundings, another
 // summation order. A score that moves by an ulp can flip a probability's
 // bf16 rounding, so a few outputs move by up to 2^-9 of a probability's
-// share; every output stays within 2e-3, 99% within 1e-5.
+// share; every output stays within 5e-4 (3.7e-5 seen), 99% within 1e-5.
 func TestBF16KernelsAgree(t *testing.T) {
 	ref, err := NewBF16(openBLASBackend(), "rounded")
 	if err != nil {
@@ -222,8 +222,8 @@ func TestBF16KernelsAgree(t *testing.T) {
 							continue
 						}
 						d := math.Abs(float64(a.O[i] - want[i]))
-						if want[i] == 0 && a.O[i] != 0 || !(d <= 2e-3) {
-							t.Fatalf("O[%d] = %v, want %v ± 2e-3 (the rounded kernel)", i, a.O[i], want[i])
+						if want[i] == 0 && a.O[i] != 0 || !(d <= 5e-4) {
+							t.Fatalf("O[%d] = %v, want %v ± 5e-4 (the rounded kernel)", i, a.O[i], want[i])
 						}
 						n++
 						if d > 1e-5 {
@@ -459,4 +459,65 @@ func TestBF16Errors(t *testing.T) {
 	pk := x.Pack(a)
 	mustPanic(t, errBF16Packed, func() { b := *a; b.Tk--; x.Attend(&b, pk, 0, a.Tasks(), make([]float32, b.ScratchLenBF16())) })
 	mustPanic(t, errShortK, func() { b := *a; b.K = b.K[:5]; x.Pack(&b) })
+}
+
+// BenchmarkAttendBF16 times the attention core on one goroutine at the
+// shapes of three presets (the Perceiver's latents over 16384 inputs,
+// Stable Diffusion's UNet cross-attention over 77 tokens, a decoder's 32
+// rows over 1500 encoder frames), in BF16 with every kernel the CPU has,
+// and in FP32 (the default variant) beside it, and reports GFLOP/s of the
+// two products, 4·B·H·Tq·Tk·dh.
+func BenchmarkAttendBF16(b *testing.B) {
+	type shape struct {
+		name                string
+		batch, h, tq, tk, d int
+	}
+	for _, sh := range []shape{{"perceiver", 1, 8, 256, 16384, 64}, {"sd_unet", 2, 8, 4096, 77, 40}, {"decoder", 8, 8, 32, 1500, 64}} {
+		for _, k := range append(bf16Kernels()[:3], bf16Kernel{name: "fp32"}) {
+			for _, packed := range []bool{false, true} {
+				if packed && k.name == "fp32" {
+					continue
+				}
+				b.Run(fmt.Sprintf("shape=%s/kernel=%s/packed=%v", sh.name, k.name, packed), func(b *testing.B) {
+					if k.skip != "" {
+						b.Skip(k.skip)
+					}
+					ld := sh.h * sh.d
+					a := &Attention{Batch: sh.batch, Heads: sh.h, KVHeads: sh.h, Tq: sh.tq, Tk: sh.tk, DK: sh.d, DV: sh.d,
+						Scale: 1 / float32(math.Sqrt(float64(sh.d))), LDQ: ld, LDK: ld, LDV: ld, LDO: ld,
+						BatchQ: sh.tq * ld, BatchK: sh.tk * ld, BatchV: sh.tk * ld, BatchO: sh.tq * ld}
+					a.Q = make([]float32, sh.batch*sh.tq*ld)
+					a.K = make([]float32, sh.batch*sh.tk*ld)
+					a.V = make([]float32, sh.batch*sh.tk*ld)
+					a.O = make([]float32, sh.batch*sh.tq*ld)
+					testutil.Fill(newRand(1), a.Q, -1, 1)
+					testutil.Fill(newRand(2), a.K, -1, 1)
+					testutil.Fill(newRand(3), a.V, -1, 1)
+					var run func()
+					if k.x == nil {
+						// xattn's tiling for this L2 (tune: 256 and 256 for dh 64).
+						a.QBlock, a.KVBlock = min(256, sh.tq), min(256, sh.tk)
+						be := openBLASBackend()
+						scratch := make([]float32, a.ScratchLen())
+						run = func() { be.Attend(a, 0, a.Tasks(), scratch) }
+					} else {
+						a.QBlock, a.KVBlock = min(256, sh.tq), min(512, sh.tk)
+						scratch := make([]float32, a.ScratchLenBF16())
+						var pk *BF16Packed
+						if packed {
+							pk = k.x.Pack(a)
+						}
+						run = func() { k.x.Attend(a, pk, 0, a.Tasks(), scratch) }
+					}
+					run()
+					b.ReportAllocs()
+					for b.Loop() {
+						run()
+					}
+					flops := 4 * float64(sh.batch*sh.h*sh.tq*sh.tk*sh.d)
+					b.ReportMetric(flops*float64(b.N)/float64(b.Elapsed().Nanoseconds()), "GFLOP/s")
+				})
+			}
+		}
+	}
 }
