@@ -354,13 +354,13 @@ static void rows_generic(const xattn_kernels *kt, int m, int mp, int nb, float s
 #define LOG2E_F 1.44269504088896341f
 
 /*
- * exp2_512 is 2^t for t ≤ ~0 (a score less its row maximum, in base 2
- * with the scale folded in): 2^n·2^f, f = t − n ∈ [−½, ½], a degree-6
- * polynomial (relative error ~2e-7); t < −126 gives exactly 0, so that
- * no subnormal ever reaches P, the sum or a correction.
+ * exp2_512 is 2^t for t ≥ −126 (the caller clamps: a score less its row
+ * maximum, in base 2 with the scale folded in, so that no subnormal ever
+ * reaches P, the sum or a correction: one subnormal in an FMA chain costs
+ * microcode assists): 2^n·2^f, f = t − n ∈ [−½, ½], a degree-6 Taylor
+ * polynomial (relative error < 2e-7).
  */
 XATTN_AVX512 static inline __m512 exp2_512(__m512 t) {
-	__mmask16 live = _mm512_cmp_ps_mask(t, _mm512_set1_ps(-126.0f), _CMP_GE_OQ);
 	__m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 	__m512 f = _mm512_sub_ps(t, n);
 	__m512 y = _mm512_set1_ps(1.5403530393381606e-4f);
@@ -370,11 +370,11 @@ XATTN_AVX512 static inline __m512 exp2_512(__m512 t) {
 	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(2.4022650695910071e-1f));
 	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(6.9314718055994531e-1f));
 	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.0f));
-	return _mm512_maskz_scalef_ps(live, y, n);
+	return _mm512_scalef_ps(y, n);
 }
 
-/* bf16x32 rounds a and b (finite, no subnormals) to 32 bf16 (RNE), a first. */
-XATTN_AVX512 static inline __m512i bf16x32(__m512 a, __m512 b) {
+/* bf16x32_emul rounds a and b (finite, normal or 0) to 32 bf16 (RNE), a first, in AVX-512F/BW integer steps. */
+XATTN_AVX512 static inline __m512i bf16x32_emul(__m512 a, __m512 b) {
 	const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
 	__m512i ua = _mm512_castps_si512(a), ub = _mm512_castps_si512(b);
 	ua = _mm512_srli_epi32(_mm512_add_epi32(ua, _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(ua, 16), one))), 16);
@@ -385,58 +385,162 @@ XATTN_AVX512 static inline __m512i bf16x32(__m512 a, __m512 b) {
 }
 
 /*
- * rows_fast512 is rows_generic for a panel without bias, keep or a causal
- * cut (every row sees all nb keys) and scale > 0, fused: one pass for the
- * maximum (and the finite check), one for 2^((x − max)·scale·log2 e), the
- * sum and P in bf16. A row with a non-finite score, or already NaN, goes
- * through rows_generic's row pass instead.
+ * rows_fast_body is rows_generic for a panel without bias, keep or a causal
+ * cut (every row sees all nb keys) and 0 < scale ≤ 1 (no finite score
+ * overflows when scaled), fused: one pass for the maximum and the finite
+ * check, one for 2^max(x·scale·log2 e − max·log2 e, −126), the sum and P
+ * in bf16. A row with a non-finite score, or already NaN, goes through
+ * rows_generic's row pass instead. cvt rounds 32 probabilities to bf16:
+ * bf16x32_emul, or VCVTNE2PS2BF16, the same bits on these values.
  */
+#define ROWS_FAST_BODY(cvt)                                                                                    \
+	const int nbp = ceil32(nb);                                                                           \
+	const __m512 c2 = _mm512_set1_ps(scale * LOG2E_F), lo = _mm512_set1_ps(-126.0f);                      \
+	for (int r = 0; r < BF_ROWS; r++) {                                                                   \
+		uint16_t *pr = p + (int64_t)r * ldp;                                                          \
+		if (r >= m) {                                                                                 \
+			memset(pr, 0, (size_t)nbp * sizeof *pr);                                              \
+			continue;                                                                             \
+		}                                                                                             \
+		float *row = s + (int64_t)r * lds;                                                            \
+		__m512 vm0 = _mm512_set1_ps(-INFINITY), vm1 = vm0;                                            \
+		__mmask16 bad = 0;                                                                            \
+		int j = 0;                                                                                    \
+		for (; j + 32 <= nb; j += 32) {                                                               \
+			__m512 x0 = _mm512_loadu_ps(row + j), x1 = _mm512_loadu_ps(row + j + 16);             \
+			bad |= _mm512_fpclass_ps_mask(x0, 0x99) | _mm512_fpclass_ps_mask(x1, 0x99);           \
+			vm0 = _mm512_max_ps(vm0, x0);                                                         \
+			vm1 = _mm512_max_ps(vm1, x1);                                                         \
+		}                                                                                             \
+		for (; j < nb; j += 16) {                                                                     \
+			__mmask16 mask = nb - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nb - j)) - 1); \
+			__m512 x = _mm512_maskz_loadu_ps(mask, row + j);                                      \
+			bad |= _mm512_mask_fpclass_ps_mask(mask, x, 0x99);                                    \
+			vm0 = _mm512_mask_max_ps(vm0, mask, vm0, x);                                          \
+		}                                                                                             \
+		if (bad || mx[r] != mx[r]) {                                                                  \
+			rows_generic(kt, 1, 1, nb, scale, row, lds, pr, ldp, NULL, 0, NULL, 0, 0, 0, mx + r, sum + r, \
+					corr + r);                                                            \
+			continue;                                                                             \
+		}                                                                                             \
+		const float rm = _mm512_reduce_max_ps(_mm512_max_ps(vm0, vm1)) * scale;                       \
+		const float mnew = mx[r] > rm ? mx[r] : rm;                                                   \
+		const __m512 mb = _mm512_set1_ps(mnew * LOG2E_F);                                             \
+		__m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                               \
+		for (j = 0; j + 32 <= nb; j += 32) {                                                          \
+			__m512 x0 = _mm512_loadu_ps(row + j), x1 = _mm512_loadu_ps(row + j + 16);             \
+			__m512 p0 = exp2_512(_mm512_max_ps(_mm512_fmsub_ps(x0, c2, mb), lo));                 \
+			__m512 p1 = exp2_512(_mm512_max_ps(_mm512_fmsub_ps(x1, c2, mb), lo));                 \
+			acc0 = _mm512_add_ps(acc0, p0);                                                       \
+			acc1 = _mm512_add_ps(acc1, p1);                                                       \
+			_mm512_storeu_si512(pr + j, cvt(p0, p1));                                             \
+		}                                                                                             \
+		if (j < nb) {                                                                                 \
+			int rem = nb - j;                                                                     \
+			__mmask16 m0 = rem >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1);          \
+			__mmask16 m1 = rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;                    \
+			__m512 x0 = _mm512_maskz_loadu_ps(m0, row + j), x1 = _mm512_maskz_loadu_ps(m1, row + j + 16); \
+			__m512 p0 = _mm512_maskz_mov_ps(m0, exp2_512(_mm512_max_ps(_mm512_fmsub_ps(x0, c2, mb), lo))); \
+			__m512 p1 = _mm512_maskz_mov_ps(m1, exp2_512(_mm512_max_ps(_mm512_fmsub_ps(x1, c2, mb), lo))); \
+			acc0 = _mm512_add_ps(acc0, p0);                                                       \
+			acc1 = _mm512_add_ps(acc1, p1);                                                       \
+			_mm512_storeu_si512(pr + j, cvt(p0, p1));                                             \
+		}                                                                                             \
+		float c = 1.0f;                                                                               \
+		if (mx[r] != -INFINITY) {                                                                     \
+			float t = (mx[r] - mnew) * LOG2E_F;                                                   \
+			c = _mm512_cvtss_f32(exp2_512(_mm512_max_ps(_mm512_set1_ps(t), lo)));                 \
+		}                                                                                             \
+		corr[r] = c;                                                                                  \
+		sum[r] = sum[r] * c + _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));                        \
+		mx[r] = mnew;                                                                                 \
+	}
+
 XATTN_AVX512 static void rows_fast512(const xattn_kernels *kt, int m, int nb, float scale, float *s, int lds,
 		uint16_t *p, int ldp, float *mx, float *sum, float *corr) {
+	ROWS_FAST_BODY(bf16x32_emul)
+}
+
+#define CVT_NATIVE(a, b) ((__m512i)_mm512_cvtne2ps_pbh((b), (a)))
+XATTN_AVX512BF16 static void rows_fast512bf(const xattn_kernels *kt, int m, int nb, float scale, float *s, int lds,
+		uint16_t *p, int ldp, float *mx, float *sum, float *corr) {
+	ROWS_FAST_BODY(CVT_NATIVE)
+}
+
+/* PAIRS16 interleaves the 16 bf16 of a's low half with those of its high half: a0 b0 a1 b1 … */
+#define PAIRS16 _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, \
+		20, 4, 19, 3, 18, 2, 17, 1, 16, 0)
+
+/* row_finite512 reports whether the n floats at x are finite. */
+XATTN_AVX512 static inline int row_finite512(const float *x, int n) {
+	__mmask16 bad = 0;
+	for (int d = 0; d < n; d += 16) {
+		__mmask16 mask = n - d >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - d)) - 1);
+		bad |= _mm512_mask_fpclass_ps_mask(mask, _mm512_maskz_loadu_ps(mask, x + d), 0x99);
+	}
+	return !bad;
+}
+
+/* pack_v_bf is pack_v with VCVTNE2PS2BF16: two key rows to one 64-byte row of pairs per 16 columns. */
+XATTN_AVX512BF16 static int pack_v_bf(int nb, int dv, int dvp, const float *v, int64_t ldv, uint16_t *vp) {
 	const int nbp = ceil32(nb);
-	const __m512 c2 = _mm512_set1_ps(scale * LOG2E_F);
-	for (int r = 0; r < BF_ROWS; r++) {
-		uint16_t *pr = p + (int64_t)r * ldp;
-		if (r >= m) {
-			memset(pr, 0, (size_t)nbp * sizeof *pr);
-			continue;
+	const __m512i idx = PAIRS16;
+	int bad = 0;
+	for (int j = 0; j < nbp; j += 2) {
+		const float *v0 = v + (int64_t)j * ldv, *v1 = v0 + ldv;
+		int z0 = j < nb && row_finite512(v0, dv), z1 = j + 1 < nb && row_finite512(v1, dv);
+		bad |= (j < nb && !z0) || (j + 1 < nb && !z1);
+		uint16_t *c = vp + (int64_t)(j / 32) * 32 * dvp + ((j % 32) / 2) * 32;
+		for (int d = 0; d < dvp; d += 16) {
+			__mmask16 mask = dv - d >= 16 ? (__mmask16)0xFFFF : dv > d ? (__mmask16)((1u << (dv - d)) - 1) : 0;
+			__m512 a = _mm512_maskz_loadu_ps(z0 ? mask : 0, v0 + d), b = _mm512_maskz_loadu_ps(z1 ? mask : 0, v1 + d);
+			__m512i w = (__m512i)_mm512_cvtne2ps_pbh(b, a);
+			_mm512_storeu_si512(c + (d / 16) * 512, _mm512_permutexvar_epi16(idx, w));
 		}
-		float *row = s + (int64_t)r * lds;
-		__m512 vm = _mm512_set1_ps(-INFINITY), va = _mm512_setzero_ps();
-		__mmask16 bad = 0;
-		for (int j = 0; j < nb; j += 16) {
-			__mmask16 mask = nb - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nb - j)) - 1);
-			__m512 x = _mm512_maskz_loadu_ps(mask, row + j);
-			bad |= _mm512_mask_fpclass_ps_mask(mask, x, 0x99);
-			vm = _mm512_mask_max_ps(vm, mask, vm, x);
-			va = _mm512_max_ps(va, _mm512_abs_ps(x));
+	}
+	return bad;
+}
+
+/* pack_k_bf is pack_k with VCVTNE2PS2BF16 and a 16×16 transpose of the pairs of 16 keys. */
+XATTN_AVX512BF16 static void pack_k_bf(int nb, int dk, int dkp, const float *k, int64_t ldk, uint16_t *kp) {
+	const int nbp = ceil32(nb);
+	for (int g = 0; g < nbp / 16; g++) {
+		uint16_t *kg = kp + (int64_t)g * 16 * dkp;
+		for (int t = 0; t < dkp; t += 32) {
+			__m512i r[16], a[16], b[16];
+			for (int i = 0; i < 16; i++) {
+				const int j = g * 16 + i;
+				const float *kj = k + (int64_t)j * ldk + t;
+				__mmask16 m0 = 0, m1 = 0;
+				if (j < nb) {
+					int rem = dk - t;
+					m0 = rem >= 16 ? (__mmask16)0xFFFF : rem > 0 ? (__mmask16)((1u << rem) - 1) : 0;
+					m1 = rem >= 32 ? (__mmask16)0xFFFF : rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;
+				}
+				__m512 x0 = _mm512_maskz_loadu_ps(m0, kj), x1 = _mm512_maskz_loadu_ps(m1, kj + 16);
+				/* 32 bf16 in feature order: as 32-bit lanes, pair l = features t+2l, t+2l+1. */
+				r[i] = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
+			}
+			for (int i = 0; i < 16; i += 2) {
+				a[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+				a[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+			}
+			for (int q = 0; q < 16; q += 4) {
+				b[q] = _mm512_unpacklo_epi64(a[q], a[q + 2]);
+				b[q + 1] = _mm512_unpackhi_epi64(a[q], a[q + 2]);
+				b[q + 2] = _mm512_unpacklo_epi64(a[q + 1], a[q + 3]);
+				b[q + 3] = _mm512_unpackhi_epi64(a[q + 1], a[q + 3]);
+			}
+			for (int e = 0; e < 4; e++) {
+				__m512i y0 = _mm512_shuffle_i32x4(b[e], b[4 + e], 0x44), y1 = _mm512_shuffle_i32x4(b[e], b[4 + e], 0xEE);
+				__m512i y2 = _mm512_shuffle_i32x4(b[8 + e], b[12 + e], 0x44), y3 = _mm512_shuffle_i32x4(b[8 + e], b[12 + e], 0xEE);
+				/* Pair l = 4L + e of every key: row t/2 + l of the group. */
+				_mm512_storeu_si512(kg + (t / 2 + 0 + e) * 32, _mm512_shuffle_i32x4(y0, y2, 0x88));
+				_mm512_storeu_si512(kg + (t / 2 + 4 + e) * 32, _mm512_shuffle_i32x4(y0, y2, 0xDD));
+				_mm512_storeu_si512(kg + (t / 2 + 8 + e) * 32, _mm512_shuffle_i32x4(y1, y3, 0x88));
+				_mm512_storeu_si512(kg + (t / 2 + 12 + e) * 32, _mm512_shuffle_i32x4(y1, y3, 0xDD));
+			}
 		}
-		/* A score that overflows when scaled is not finite for the row pass either. */
-		if (bad || mx[r] != mx[r] || !(_mm512_reduce_max_ps(va) * scale <= 3.4028234e38f)) {
-			rows_generic(kt, 1, 1, nb, scale, row, lds, pr, ldp, NULL, 0, NULL, 0, 0, 0, mx + r, sum + r, corr + r);
-			continue;
-		}
-		const float rm = _mm512_reduce_max_ps(vm) * scale, mnew = mx[r] > rm ? mx[r] : rm;
-		const __m512 mb = _mm512_set1_ps(mnew * LOG2E_F);
-		__m512 acc = _mm512_setzero_ps();
-		for (int j = 0; j < nbp; j += 32) {
-			int rem = nb - j;
-			__mmask16 m0 = rem >= 16 ? (__mmask16)0xFFFF : rem > 0 ? (__mmask16)((1u << rem) - 1) : 0;
-			__mmask16 m1 = rem >= 32 ? (__mmask16)0xFFFF : rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;
-			__m512 x0 = _mm512_maskz_loadu_ps(m0, row + j), x1 = _mm512_maskz_loadu_ps(m1, row + j + 16);
-			__m512 p0 = _mm512_maskz_mov_ps(m0, exp2_512(_mm512_fmsub_ps(x0, c2, mb)));
-			__m512 p1 = _mm512_maskz_mov_ps(m1, exp2_512(_mm512_fmsub_ps(x1, c2, mb)));
-			acc = _mm512_add_ps(acc, _mm512_add_ps(p0, p1));
-			_mm512_storeu_si512(pr + j, bf16x32(p0, p1));
-		}
-		float c = 1.0f;
-		if (mx[r] != -INFINITY) {
-			float t = (mx[r] - mnew) * LOG2E_F;
-			c = _mm512_cvtss_f32(exp2_512(_mm512_set1_ps(t)));
-		}
-		corr[r] = c;
-		sum[r] = sum[r] * c + _mm512_reduce_add_ps(acc);
-		mx[r] = mnew;
 	}
 }
 
@@ -447,6 +551,9 @@ static void rows_fast512(const xattn_kernels *kt, int m, int nb, float scale, fl
 	(void)kt, (void)m, (void)nb, (void)scale, (void)s, (void)lds, (void)p, (void)ldp, (void)mx, (void)sum, (void)corr;
 	XATTN_UNAVAILABLE("rows_fast512");
 }
+#define rows_fast512bf rows_fast512
+#define pack_k_bf pack_k
+#define pack_v_bf pack_v
 static int rows_fast_ok = 0;
 #endif
 
@@ -544,7 +651,14 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 	uint16_t *kbuf = (uint16_t *)(scratch + l.kp), *vbuf = (uint16_t *)(scratch + l.vp);
 	uint16_t *qbuf = (uint16_t *)(scratch + l.q);
 	float *obuf = scratch + l.o, *st = scratch + l.st;
-	const int fast_rows = rows_fast_ok && kt->rows == xattn_rows_avx512 && !keep && !bias && p->scale > 0;
+	/* The fused row pass where the panel allows it (see rows_fast_body); AVX512-BF16 where the products have it. */
+	const int fast_rows = rows_fast_ok && kt->rows == xattn_rows_avx512 && !keep && !bias && p->scale > 0 &&
+			p->scale <= 1;
+	const int native = kind != XATTN_BF16_ROUNDED;
+	void (*rows_fast)(const xattn_kernels *, int, int, float, float *, int, uint16_t *, int, float *, float *,
+			float *) = native ? rows_fast512bf : rows_fast512;
+	void (*pack_keys)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_k_bf : pack_k;
+	int (*pack_values)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_v_bf : pack_v;
 	const int ldp = (int)l.ldp, lds = (int)l.lds;
 
 	if (prod->begin)
@@ -586,7 +700,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 				if (pk && pk->k)
 					kp = pk->k + pk->k_batch * b + pk->k_head * g + k0 * dkp;
 				else
-					pack_k(nb, p->dk, dkp, k + kb + k0 * p->ldk, p->ldk, kbuf);
+					pack_keys(nb, p->dk, dkp, k + kb + k0 * p->ldk, p->ldk, kbuf);
 			}
 			int fix = 0;
 			if (p->dv > 0) {
@@ -594,7 +708,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 				if (pk && pk->v)
 					vp = pk->v + pk->v_batch * b + pk->v_head * g + k0 * dvp;
 				else
-					fix = pack_v(nb, p->dv, dvp, vin, p->ldv, vbuf);
+					fix = pack_values(nb, p->dv, dvp, vin, p->ldv, vbuf);
 			}
 			for (int i = 0; i < nh; i++) {
 				const int h = h0 + i;
@@ -612,7 +726,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 					const unsigned char *kk = keep ? keep + p->keep_stride[0] * b + p->keep_stride[1] * h + p->keep_stride[2] * r0 + k0 : NULL;
 					const int64_t lim0 = r0 + p->causal_offset + 1 - k0;
 					if (fast_rows && (!p->causal || lim0 >= nb))
-						rows_fast512(kt, m, nb, p->scale, s, lds, pb, ldp, mx, sum, corr);
+						rows_fast(kt, m, nb, p->scale, s, lds, pb, ldp, mx, sum, corr);
 					else
 						rows_generic(kt, m, BF_ROWS, nb, p->scale, s, lds, pb, ldp, bb, (int)p->bias_stride[2], kk,
 								(int)p->keep_stride[2], p->causal, lim0, mx, sum, corr);
