@@ -357,14 +357,14 @@ static void rows_generic(const xattn_kernels *kt, int m, int mp, int nb, float s
  * exp2_512 is 2^t for t ≥ −126 (the caller clamps: a score less its row
  * maximum, in base 2 with the scale folded in, so that no subnormal ever
  * reaches P, the sum or a correction: one subnormal in an FMA chain costs
- * microcode assists): 2^n·2^f, f = t − n ∈ [−½, ½], a degree-6 Taylor
- * polynomial (relative error < 2e-7).
+ * microcode assists): 2^n·2^f, f = t − n ∈ [−½, ½], the degree-5 Taylor
+ * polynomial (relative error < 2.5e-6: P is rounded to bf16, 2^-9, for
+ * P·V; the sum keeps the FP32 values).
  */
 XATTN_AVX512 static inline __m512 exp2_512(__m512 t) {
 	__m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 	__m512 f = _mm512_sub_ps(t, n);
-	__m512 y = _mm512_set1_ps(1.5403530393381606e-4f);
-	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.3333558146428443e-3f));
+	__m512 y = _mm512_set1_ps(1.3333558146428443e-3f);
 	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(9.6181291076284772e-3f));
 	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(5.5504108664821580e-2f));
 	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(2.4022650695910071e-1f));
@@ -501,6 +501,54 @@ XATTN_AVX512BF16 static int pack_v_bf(int nb, int dv, int dvp, const float *v, i
 	return bad;
 }
 
+/* pack_q_bf is pack_q with VCVTNE2PS2BF16. */
+XATTN_AVX512BF16 static void pack_q_bf(int m, int dk, int dkp, const float *q, int64_t ldq, uint16_t *qb) {
+	for (int r = 0; r < BF_ROWS; r++) {
+		uint16_t *row = qb + (int64_t)r * dkp;
+		const float *qr = q + (int64_t)r * ldq;
+		for (int d = 0; d < dkp; d += 32) {
+			int rem = r < m ? dk - d : 0;
+			__mmask16 m0 = rem >= 16 ? (__mmask16)0xFFFF : rem > 0 ? (__mmask16)((1u << rem) - 1) : 0;
+			__mmask16 m1 = rem >= 32 ? (__mmask16)0xFFFF : rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;
+			__m512 x0 = _mm512_maskz_loadu_ps(m0, qr + d), x1 = _mm512_maskz_loadu_ps(m1, qr + d + 16);
+			_mm512_storeu_si512(row + d, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
+		}
+	}
+}
+
+/* store_o512 is store_o on 16 lanes. */
+XATTN_AVX512 static void store_o512(int m, int dv, int dvp, const float *ob, const float *f, float *o, int64_t ldo) {
+	for (int r = 0; r < m; r++) {
+		float *orow = o + (int64_t)r * ldo;
+		const float *src = ob + (int64_t)r * dvp;
+		if (f[r] == 0.0f) {
+			memset(orow, 0, (size_t)dv * sizeof *orow);
+			continue;
+		}
+		const __m512 fr = _mm512_set1_ps(f[r]);
+		for (int d = 0; d < dv; d += 16) {
+			__mmask16 mask = dv - d >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (dv - d)) - 1);
+			_mm512_mask_storeu_ps(orow + d, mask, _mm512_mul_ps(_mm512_loadu_ps(src + d), fr));
+		}
+	}
+}
+
+/* scale_o512 is scale_o on 16 lanes. */
+XATTN_AVX512 static void scale_o512(int m, int n, float *o, const float *f) {
+	for (int r = 0; r < m; r++) {
+		float *row = o + (int64_t)r * n;
+		if (f[r] == 1.0f)
+			continue;
+		if (f[r] == 0.0f) {
+			memset(row, 0, (size_t)n * sizeof *row);
+			continue;
+		}
+		const __m512 fr = _mm512_set1_ps(f[r]);
+		for (int d = 0; d < n; d += 16)
+			_mm512_storeu_ps(row + d, _mm512_mul_ps(_mm512_loadu_ps(row + d), fr));
+	}
+}
+
 /* pack_k_bf is pack_k with VCVTNE2PS2BF16 and a 16×16 transpose of the pairs of 16 keys. */
 XATTN_AVX512BF16 static void pack_k_bf(int nb, int dk, int dkp, const float *k, int64_t ldk, uint16_t *kp) {
 	const int nbp = ceil32(nb);
@@ -554,6 +602,9 @@ static void rows_fast512(const xattn_kernels *kt, int m, int nb, float scale, fl
 #define rows_fast512bf rows_fast512
 #define pack_k_bf pack_k
 #define pack_v_bf pack_v
+#define pack_q_bf pack_q
+#define store_o512 store_o
+#define scale_o512 scale_o
 static int rows_fast_ok = 0;
 #endif
 
@@ -594,6 +645,19 @@ static void scale_o(int m, int n, float *o, const float *f) {
 		}
 		for (int d = 0; d < n; d++)
 			row[d] *= f[r];
+	}
+}
+
+/* store_o writes rows [0, m) of o (32 × dvp) times f[r] to O, zeros where f[r] = 0. */
+static void store_o(int m, int dv, int dvp, const float *ob, const float *f, float *o, int64_t ldo) {
+	for (int r = 0; r < m; r++) {
+		float *orow = o + (int64_t)r * ldo;
+		const float *src = ob + (int64_t)r * dvp;
+		if (f[r] == 0.0f)
+			memset(orow, 0, (size_t)dv * sizeof *orow);
+		else
+			for (int d = 0; d < dv; d++)
+				orow[d] = src[d] * f[r];
 	}
 }
 
@@ -659,6 +723,9 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 			float *) = native ? rows_fast512bf : rows_fast512;
 	void (*pack_keys)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_k_bf : pack_k;
 	int (*pack_values)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_v_bf : pack_v;
+	void (*pack_rows)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_q_bf : pack_q;
+	void (*store)(int, int, int, const float *, const float *, float *, int64_t) = native ? store_o512 : store_o;
+	void (*scale)(int, int, float *, const float *) = native ? scale_o512 : scale_o;
 	const int ldp = (int)l.ldp, lds = (int)l.lds;
 
 	if (prod->begin)
@@ -683,7 +750,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 			for (int c = 0; c < nch; c++) {
 				const int x = i * nch + c, m = mq - c * BF_ROWS < BF_ROWS ? mq - c * BF_ROWS : BF_ROWS;
 				if (p->dk > 0)
-					pack_q(m, p->dk, dkp, q + p->batch_q * b + (int64_t)p->ldq * (q0 + c * BF_ROWS) + (int64_t)p->dk * (h0 + i),
+					pack_rows(m, p->dk, dkp, q + p->batch_q * b + (int64_t)p->ldq * (q0 + c * BF_ROWS) + (int64_t)p->dk * (h0 + i),
 							p->ldq, qbuf + (int64_t)x * BF_ROWS * dkp);
 				memset(obuf + (int64_t)x * BF_ROWS * dvp, 0, (size_t)BF_ROWS * dvp * sizeof(float));
 				for (int r = 0; r < BF_ROWS; r++) {
@@ -733,7 +800,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 					if (p->dv == 0)
 						continue;
 					if (k0 > 0)
-						scale_o(m, dvp, ob, corr);
+						scale(m, dvp, ob, corr);
 					prod->pv(dvp, nbp, pb, ldp, vp, ob);
 					if (fix)
 						fix_pv_bf16(m, nb, p->dv, dvp, pb, ldp, vin, p->ldv, bb, (int)p->bias_stride[2], kk,
@@ -759,16 +826,10 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 				if (p->dv == 0)
 					continue;
 				float *ot = o + p->batch_o * b + (int64_t)p->ldo * r0 + (int64_t)p->dv * h;
-				for (int r = 0; r < m; r++) {
-					const float f = nk > 0 && sum[r] != 0.0f ? 1.0f / sum[r] : 0.0f;
-					float *orow = ot + (int64_t)r * p->ldo;
-					const float *src = ob + (int64_t)r * dvp;
-					if (f == 0.0f)
-						memset(orow, 0, (size_t)p->dv * sizeof *orow);
-					else
-						for (int d = 0; d < p->dv; d++)
-							orow[d] = src[d] * f;
-				}
+				float *f = st + (int64_t)x * 3 * BF_ROWS + 2 * BF_ROWS; /* corr, no longer needed */
+				for (int r = 0; r < m; r++)
+					f[r] = nk > 0 && sum[r] != 0.0f ? 1.0f / sum[r] : 0.0f;
+				store(m, p->dv, dvp, ob, f, ot, p->ldo);
 			}
 		}
 	}
