@@ -5,7 +5,9 @@ package blas
 import (
 	"fmt"
 	"math"
+	"os"
 	"runtime"
+	"strconv"
 	"slices"
 	"strings"
 	"testing"
@@ -502,6 +504,12 @@ func BenchmarkAttendBF16(b *testing.B) {
 						run = func() { be.Attend(a, 0, a.Tasks(), scratch) }
 					} else {
 						a.QBlock, a.KVBlock = min(256, sh.tq), min(512, sh.tk)
+						if v, err := strconv.Atoi(os.Getenv("BF16_BENCH_KVB")); err == nil {
+							a.KVBlock = min(v, sh.tk)
+						}
+						if v, err := strconv.Atoi(os.Getenv("BF16_BENCH_QB")); err == nil {
+							a.QBlock = min(v, sh.tq)
+						}
 						scratch := make([]float32, a.ScratchLenBF16())
 						var pk *BF16Packed
 						if packed {
