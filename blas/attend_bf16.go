@@ -128,24 +128,6 @@ func bf16Env() string { return bf16EnvOnce() }
 // Kernel names the product kernel of x.
 func (x *BF16) Kernel() string { return bf16Names[x.kind] }
 
-// ScratchLenBF16 returns the number of float32 scratch values one worker
-// needs for [BF16.Attend] on a: at least a.ScratchLen(). It holds the
-// scores and bf16 probabilities of two blocks of 32 query rows against a key panel of
-// KVBlock keys (rounded up to 32), the panel's packed keys and values,
-// and, for each head of a task and each 32 of its QBlock query rows, the
-// bf16 queries, the FP32 output accumulators and the running statistics.
-func (a *Attention) ScratchLenBF16() int { return max(a.bf16Len(), a.ScratchLen()) }
-
-// bf16Len is the length of the BF16 core's own scratch (xattn_bf16_scratch).
-func (a *Attention) bf16Len() int {
-	dkp, dvp, nbp := ceilDiv(a.DK, 32)*32, ceilDiv(a.DV, 32)*32, ceilDiv(a.KVBlock, 32)*32
-	chunks := a.headBlock() * ceilDiv(a.QBlock, 32)
-	n := 2*32*(nbp+16) + 2*32*(nbp+32)/2
-	n += ceilDiv(nbp*dkp/2, 16)*16 + ceilDiv(nbp*dvp/2, 16)*16
-	n += chunks * (32*dkp/2 + 32*dvp + 3*32)
-	return n
-}
-
 // BF16Packed holds the keys and values of an [Attention] rounded to bf16
 // and packed for the BF16 core's products, made once by [BF16.Pack] for
 // keys and values attended to many times (a cached context), then read by

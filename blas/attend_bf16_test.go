@@ -7,8 +7,8 @@ import (
 	"math"
 	"os"
 	"runtime"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
