@@ -262,64 +262,54 @@ XATTN_AMX static void amx_begin(void) {
 
 XATTN_AMX static void amx_end(void) { _tile_release(); }
 
-/* qk_amx_step computes S's 32 columns of key groups g, g+1 (g even) for the 32 query rows. */
-XATTN_AMX static inline __attribute__((always_inline)) void qk_amx_step(int dkp, int g, const uint16_t *q,
-		const uint16_t *kp, float *s, int lds) {
-	const int64_t gs = (int64_t)16 * dkp; /* a key group */
-	const uint16_t *k0 = kp + g * gs;
-	_tile_zero(0);
-	_tile_zero(1);
-	_tile_zero(2);
-	_tile_zero(3);
-	for (int t = 0; t < dkp / 32; t++) {
-		_tile_loadd(4, q + t * 32, dkp * 2);
-		_tile_loadd(6, k0 + t * 512, 64);
-		_tile_loadd(7, k0 + gs + t * 512, 64);
-		_tile_loadd(5, q + 16 * dkp + t * 32, dkp * 2);
-		_tile_dpbf16ps(0, 4, 6);
-		_tile_dpbf16ps(1, 4, 7);
-		_tile_dpbf16ps(2, 5, 6);
-		_tile_dpbf16ps(3, 5, 7);
-	}
-	_tile_stored(0, s + g * 16, lds * 4);
-	_tile_stored(1, s + g * 16 + 16, lds * 4);
-	_tile_stored(2, s + (int64_t)16 * lds + g * 16, lds * 4);
-	_tile_stored(3, s + (int64_t)16 * lds + g * 16 + 16, lds * 4);
-}
-
 XATTN_AMX static void qk_amx(int dkp, int nbp, const uint16_t *q, const uint16_t *kp, float *s, int lds) {
-	for (int g = 0; g < nbp / 16; g += 2)
-		qk_amx_step(dkp, g, q, kp, s, lds);
-}
-
-/* pv_amx_step adds P·V's columns of column groups e, e+1 (e even) to o. */
-XATTN_AMX static inline __attribute__((always_inline)) void pv_amx_step(int dvp, int e, int nbp, const uint16_t *p,
-		int ldp, const uint16_t *vp, float *o) {
-	float *o0 = o + e * 16, *o1 = o + (int64_t)16 * dvp + e * 16;
-	_tile_loadd(0, o0, dvp * 4);
-	_tile_loadd(1, o0 + 16, dvp * 4);
-	_tile_loadd(2, o1, dvp * 4);
-	_tile_loadd(3, o1 + 16, dvp * 4);
-	for (int c = 0; c < nbp / 32; c++) {
-		const uint16_t *v0 = vp + (int64_t)c * 32 * dvp + e * 512;
-		_tile_loadd(4, p + c * 32, ldp * 2);
-		_tile_loadd(6, v0, 64);
-		_tile_loadd(7, v0 + 512, 64);
-		_tile_loadd(5, p + (int64_t)16 * ldp + c * 32, ldp * 2);
-		_tile_dpbf16ps(0, 4, 6);
-		_tile_dpbf16ps(1, 4, 7);
-		_tile_dpbf16ps(2, 5, 6);
-		_tile_dpbf16ps(3, 5, 7);
+	const int64_t gs = (int64_t)16 * dkp; /* a key group */
+	for (int g = 0; g < nbp / 16; g += 2) {
+		const uint16_t *k0 = kp + g * gs;
+		_tile_zero(0);
+		_tile_zero(1);
+		_tile_zero(2);
+		_tile_zero(3);
+		for (int t = 0; t < dkp / 32; t++) {
+			_tile_loadd(4, q + t * 32, dkp * 2);
+			_tile_loadd(6, k0 + t * 512, 64);
+			_tile_loadd(7, k0 + gs + t * 512, 64);
+			_tile_loadd(5, q + 16 * dkp + t * 32, dkp * 2);
+			_tile_dpbf16ps(0, 4, 6);
+			_tile_dpbf16ps(1, 4, 7);
+			_tile_dpbf16ps(2, 5, 6);
+			_tile_dpbf16ps(3, 5, 7);
+		}
+		_tile_stored(0, s + g * 16, lds * 4);
+		_tile_stored(1, s + g * 16 + 16, lds * 4);
+		_tile_stored(2, s + (int64_t)16 * lds + g * 16, lds * 4);
+		_tile_stored(3, s + (int64_t)16 * lds + g * 16 + 16, lds * 4);
 	}
-	_tile_stored(0, o0, dvp * 4);
-	_tile_stored(1, o0 + 16, dvp * 4);
-	_tile_stored(2, o1, dvp * 4);
-	_tile_stored(3, o1 + 16, dvp * 4);
 }
 
 XATTN_AMX static void pv_amx(int dvp, int nbp, const uint16_t *p, int ldp, const uint16_t *vp, float *o) {
-	for (int e = 0; e < dvp / 16; e += 2)
-		pv_amx_step(dvp, e, nbp, p, ldp, vp, o);
+	for (int e = 0; e < dvp / 16; e += 2) {
+		float *o0 = o + e * 16, *o1 = o + (int64_t)16 * dvp + e * 16;
+		_tile_loadd(0, o0, dvp * 4);
+		_tile_loadd(1, o0 + 16, dvp * 4);
+		_tile_loadd(2, o1, dvp * 4);
+		_tile_loadd(3, o1 + 16, dvp * 4);
+		for (int c = 0; c < nbp / 32; c++) {
+			const uint16_t *v0 = vp + (int64_t)c * 32 * dvp + e * 512;
+			_tile_loadd(4, p + c * 32, ldp * 2);
+			_tile_loadd(6, v0, 64);
+			_tile_loadd(7, v0 + 512, 64);
+			_tile_loadd(5, p + (int64_t)16 * ldp + c * 32, ldp * 2);
+			_tile_dpbf16ps(0, 4, 6);
+			_tile_dpbf16ps(1, 4, 7);
+			_tile_dpbf16ps(2, 5, 6);
+			_tile_dpbf16ps(3, 5, 7);
+		}
+		_tile_stored(0, o0, dvp * 4);
+		_tile_stored(1, o0 + 16, dvp * 4);
+		_tile_stored(2, o1, dvp * 4);
+		_tile_stored(3, o1 + 16, dvp * 4);
+	}
 }
 
 static const bf16_products prod_amx = {
@@ -403,11 +393,10 @@ XATTN_AVX512 static inline __m512i bf16x32_emul(__m512 a, __m512 b) {
  * rows_generic's row pass instead. cvt rounds 32 probabilities to bf16:
  * bf16x32_emul, or VCVTNE2PS2BF16, the same bits on these values.
  */
-#define ROWS_FAST_BODY(cvt, hook)                                                                              \
+#define ROWS_FAST_BODY(cvt)                                                                                    \
 	const int nbp = ceil32(nb);                                                                           \
 	const __m512 c2 = _mm512_set1_ps(scale * LOG2E_F), lo = _mm512_set1_ps(-126.0f);                      \
 	for (int r = 0; r < BF_ROWS; r++) {                                                                   \
-		hook;                                                                                         \
 		uint16_t *pr = p + (int64_t)r * ldp;                                                          \
 		if (r >= m) {                                                                                 \
 			memset(pr, 0, (size_t)nbp * sizeof *pr);                                              \
@@ -469,47 +458,13 @@ XATTN_AVX512 static inline __m512i bf16x32_emul(__m512 a, __m512 b) {
 
 XATTN_AVX512 static void rows_fast512(const xattn_kernels *kt, int m, int nb, float scale, float *s, int lds,
 		uint16_t *p, int ldp, float *mx, float *sum, float *corr) {
-	ROWS_FAST_BODY(bf16x32_emul, (void)0)
+	ROWS_FAST_BODY(bf16x32_emul)
 }
 
 #define CVT_NATIVE(a, b) ((__m512i)_mm512_cvtne2ps_pbh((b), (a)))
 XATTN_AVX512BF16 static void rows_fast512bf(const xattn_kernels *kt, int m, int nb, float scale, float *s, int lds,
 		uint16_t *p, int ldp, float *mx, float *sum, float *corr) {
-	ROWS_FAST_BODY(CVT_NATIVE, (void)0)
-}
-
-/*
- * The pipelined AMX sweep of a panel (see amx_sweep): the row pass of one
- * 32-row block runs on the vector units while, between its rows, the tile
- * unit computes the next block's scores and the previous block's P·V, each
- * in steps of 2×2 tiles, so that the two can overlap instead of taking
- * turns. One job is the scores of block x+1 (bf16 queries qn into sn), the
- * other P·V of block x−1 (pp into op).
- */
-typedef struct {
-	const uint16_t *qn, *kp;
-	float *sn;
-	const uint16_t *pp, *vp;
-	float *op;
-	int dkp, dvp, nbp, nbpp;
-} amx_jobs;
-
-XATTN_AMX static inline __attribute__((always_inline)) void amx_hook(const amx_jobs *jb, int r, int lds, int ldp) {
-	if (jb->qn) {
-		const int n = jb->nbp / 32; /* group pairs */
-		for (int i = r * n / BF_ROWS; i < (r + 1) * n / BF_ROWS; i++)
-			qk_amx_step(jb->dkp, 2 * i, jb->qn, jb->kp, jb->sn, lds);
-	}
-	if (jb->pp) {
-		const int n = jb->dvp / 32;
-		for (int i = r * n / BF_ROWS; i < (r + 1) * n / BF_ROWS; i++)
-			pv_amx_step(jb->dvp, 2 * i, jb->nbpp, jb->pp, ldp, jb->vp, jb->op);
-	}
-}
-
-XATTN_AMX static void rows_fast_amx(const xattn_kernels *kt, int m, int nb, float scale, float *s, int lds,
-		uint16_t *p, int ldp, float *mx, float *sum, float *corr, const amx_jobs *jb) {
-	ROWS_FAST_BODY(CVT_NATIVE, amx_hook(jb, r, lds, ldp))
+	ROWS_FAST_BODY(CVT_NATIVE)
 }
 
 /* PAIRS16 interleaves the 16 bf16 of a's low half with those of its high half: a0 b0 a1 b1 … */
@@ -725,9 +680,8 @@ void xattn_bf16_scratch(const xattn_attention *p, xattn_bf16_layout *l) {
 	l->ldp = nbp + 32;
 	/* Offsets in floats, each a multiple of 16. */
 	l->s = 0;
-	/* Two blocks of S and of P: the pipelined AMX sweep works on one while the tiles fill the other. */
-	l->p = l->s + 2 * (int64_t)BF_ROWS * l->lds;
-	l->kp = l->p + 2 * (int64_t)BF_ROWS * l->ldp / 2;
+	l->p = l->s + (int64_t)BF_ROWS * l->lds;
+	l->kp = l->p + (int64_t)BF_ROWS * l->ldp / 2;
 	l->vp = l->kp + ((int64_t)nbp * dkp / 2 + 15) / 16 * 16;
 	l->q = l->vp + ((int64_t)nbp * dvp / 2 + 15) / 16 * 16;
 	l->o = l->q + chunks * BF_ROWS * dkp / 2;
@@ -742,47 +696,6 @@ int xattn_pack_bf16(int nb, int dk, int dv, const float *k, int64_t ldk, const f
 	if (vp)
 		return !pack_v(nb, dv, ceil32(dv), v, ldv, vp);
 	return 1;
-}
-
-/*
- * amx_sweep runs a key panel (nb keys, packed at kp and vp) over the xs
- * blocks of 32 query rows of a task (block x: bf16 queries at qbuf,
- * accumulators at obuf, statistics at st, mq rows in nch blocks per head)
- * as the pipelined AMX sweep: block x's row pass with block x+1's scores
- * and block x−1's P·V issued between its rows, on two S and two P
- * buffers. For panels the fused row pass takes (no bias, keep or causal
- * cut) and values without a non-finite row.
- */
-static void amx_sweep(const xattn_kernels *kt, float sc, int nb, int mq, int nch, int xs, int dkp, int dvp,
-		const uint16_t *qbuf, const uint16_t *kp, const uint16_t *vp, float *s, int lds, uint16_t *pb, int ldp,
-		float *obuf, float *st, int rescale, void (*scale)(int, int, float *, const float *)) {
-#if defined(XATTN_X86)
-	const int nbp = ceil32(nb);
-	float *s2[2] = {s, s + (int64_t)BF_ROWS * lds};
-	uint16_t *p2[2] = {pb, pb + (int64_t)BF_ROWS * ldp};
-	qk_amx(dkp, nbp, qbuf, kp, s2[0], lds);
-	for (int x = 0; x < xs; x++) {
-		const int c = x % nch, m = mq - c * BF_ROWS < BF_ROWS ? mq - c * BF_ROWS : BF_ROWS;
-		float *mx = st + (int64_t)x * 3 * BF_ROWS, *sum = mx + BF_ROWS, *corr = sum + BF_ROWS;
-		amx_jobs jb = {.kp = kp, .vp = vp, .dkp = dkp, .dvp = dvp, .nbp = nbp, .nbpp = nbp};
-		if (x + 1 < xs) {
-			jb.qn = qbuf + (int64_t)(x + 1) * BF_ROWS * dkp;
-			jb.sn = s2[(x + 1) % 2];
-		}
-		if (x > 0) {
-			jb.pp = p2[(x - 1) % 2];
-			jb.op = obuf + (int64_t)(x - 1) * BF_ROWS * dvp;
-		}
-		rows_fast_amx(kt, m, nb, sc, s2[x % 2], lds, p2[x % 2], ldp, mx, sum, corr, &jb);
-		if (rescale)
-			scale(m, dvp, obuf + (int64_t)x * BF_ROWS * dvp, corr);
-	}
-	pv_amx(dvp, nbp, p2[(xs - 1) % 2], ldp, vp, obuf + (int64_t)(xs - 1) * BF_ROWS * dvp);
-#else
-	(void)kt, (void)sc, (void)nb, (void)mq, (void)nch, (void)xs, (void)dkp, (void)dvp, (void)qbuf, (void)kp, (void)vp;
-	(void)s, (void)lds, (void)pb, (void)ldp, (void)obuf, (void)st, (void)rescale, (void)scale;
-	XATTN_UNAVAILABLE("amx_sweep");
-#endif
 }
 
 void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention *p, const float *q,
@@ -813,7 +726,6 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 	void (*pack_rows)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_q_bf : pack_q;
 	void (*store)(int, int, int, const float *, const float *, float *, int64_t) = native ? store_o512 : store_o;
 	void (*scale)(int, int, float *, const float *) = native ? scale_o512 : scale_o;
-	const int pipelined = kind == XATTN_BF16_AMX && fast_rows;
 	const int ldp = (int)l.ldp, lds = (int)l.lds;
 
 	if (prod->begin)
@@ -864,11 +776,6 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 					vp = pk->v + pk->v_batch * b + pk->v_head * g + k0 * dvp;
 				else
 					fix = pack_values(nb, p->dv, dvp, vin, p->ldv, vbuf);
-			}
-			const int xs = nh * nch;
-			if (pipelined && p->dk > 0 && p->dv > 0 && !fix && (!p->causal || q0 + p->causal_offset + 1 - k0 >= nb)) {
-				amx_sweep(kt, p->scale, nb, mq, nch, xs, dkp, dvp, qbuf, kp, vp, s, lds, pb, ldp, obuf, st, k0 > 0, scale);
-				continue;
 			}
 			for (int i = 0; i < nh; i++) {
 				const int h = h0 + i;

@@ -5,10 +5,8 @@ package blas
 import (
 	"fmt"
 	"math"
-	"os"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -504,12 +502,6 @@ func BenchmarkAttendBF16(b *testing.B) {
 						run = func() { be.Attend(a, 0, a.Tasks(), scratch) }
 					} else {
 						a.QBlock, a.KVBlock = min(256, sh.tq), min(512, sh.tk)
-						if v, err := strconv.Atoi(os.Getenv("BF16_BENCH_KVB")); err == nil {
-							a.KVBlock = min(v, sh.tk)
-						}
-						if v, err := strconv.Atoi(os.Getenv("BF16_BENCH_QB")); err == nil {
-							a.QBlock = min(v, sh.tq)
-						}
 						scratch := make([]float32, a.ScratchLenBF16())
 						var pk *BF16Packed
 						if packed {
