@@ -264,6 +264,30 @@ XATTN_AMX static void amx_end(void) { _tile_release(); }
 
 XATTN_AMX static void qk_amx(int dkp, int nbp, const uint16_t *q, const uint16_t *kp, float *s, int lds) {
 	const int64_t gs = (int64_t)16 * dkp; /* a key group */
+	if (dkp == 64) {
+		/*
+		 * The 32×64 queries stay in tiles 4–7 for the whole panel, so
+		 * that only the keys stream from L2 (half the tile loads).
+		 */
+		_tile_loadd(4, q, 128);
+		_tile_loadd(5, q + 32, 128);
+		_tile_loadd(6, q + 16 * 64, 128);
+		_tile_loadd(7, q + 16 * 64 + 32, 128);
+		for (int g = 0; g < nbp / 16; g++) {
+			const uint16_t *k0 = kp + g * gs;
+			_tile_zero(0);
+			_tile_zero(1);
+			_tile_loadd(2, k0, 64);
+			_tile_loadd(3, k0 + 512, 64);
+			_tile_dpbf16ps(0, 4, 2);
+			_tile_dpbf16ps(1, 6, 2);
+			_tile_dpbf16ps(0, 5, 3);
+			_tile_dpbf16ps(1, 7, 3);
+			_tile_stored(0, s + g * 16, lds * 4);
+			_tile_stored(1, s + (int64_t)16 * lds + g * 16, lds * 4);
+		}
+		return;
+	}
 	for (int g = 0; g < nbp / 16; g += 2) {
 		const uint16_t *k0 = kp + g * gs;
 		_tile_zero(0);
