@@ -386,8 +386,9 @@ static void rows_generic(const xattn_kernels *kt, int m, int mp, int nb, float s
  * P·V; the sum keeps the FP32 values).
  */
 XATTN_AVX512 static inline __m512 exp2_512(__m512 t) {
-	__m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	__m512 f = _mm512_sub_ps(t, n);
+	/* f = t − round(t) in one VREDUCEPS (AVX512-DQ); n = t − f is exact. */
+	__m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m512 n = _mm512_sub_ps(t, f);
 	__m512 y = _mm512_set1_ps(1.3333558146428443e-3f);
 	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(9.6181291076284772e-3f));
 	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(5.5504108664821580e-2f));
