@@ -174,26 +174,29 @@ static const bf16_products prod_rounded = {.name = "rounded", .qk = qk_rounded, 
 /* pair512 broadcasts the bf16 pair at p (32 bits) to 16 lanes. */
 #define PAIR512(p) ((__m512bh)_mm512_set1_epi32(*(const int32_t *)(const void *)(p)))
 
-/* qk_avx512bf16: 4 query rows × 4 key groups of 16 per step, 16 accumulators. */
+/* qk_avx512bf16: 8 query rows × 2 key groups of 16 per step, 16 accumulators. */
 XATTN_AVX512BF16 static void qk_avx512bf16(int dkp, int nbp, const uint16_t *q, const uint16_t *kp, float *s,
 		int lds) {
 	for (int g = 0; g < nbp / 16; g += 2) {
 		const uint16_t *k0 = kp + (int64_t)g * 16 * dkp, *k1 = k0 + 16 * dkp;
-		for (int r = 0; r < BF_ROWS; r += 4) {
-			__m512 a[4][2];
-			for (int i = 0; i < 4; i++)
+		for (int r = 0; r < BF_ROWS; r += 8) {
+			__m512 a[8][2];
+			_Pragma("GCC unroll 8")
+			for (int i = 0; i < 8; i++)
 				a[i][0] = a[i][1] = _mm512_setzero_ps();
 			const uint16_t *qr = q + (int64_t)r * dkp;
 			for (int kk = 0; kk < dkp / 2; kk++) {
 				__m512bh b0 = (__m512bh)_mm512_loadu_si512(k0 + kk * 32);
 				__m512bh b1 = (__m512bh)_mm512_loadu_si512(k1 + kk * 32);
-				for (int i = 0; i < 4; i++) {
+				_Pragma("GCC unroll 8")
+				for (int i = 0; i < 8; i++) {
 					__m512bh qa = PAIR512(qr + (int64_t)i * dkp + 2 * kk);
 					a[i][0] = _mm512_dpbf16_ps(a[i][0], qa, b0);
 					a[i][1] = _mm512_dpbf16_ps(a[i][1], qa, b1);
 				}
 			}
-			for (int i = 0; i < 4; i++) {
+			_Pragma("GCC unroll 8")
+			for (int i = 0; i < 8; i++) {
 				_mm512_storeu_ps(s + (int64_t)(r + i) * lds + g * 16, a[i][0]);
 				_mm512_storeu_ps(s + (int64_t)(r + i) * lds + g * 16 + 16, a[i][1]);
 			}
@@ -201,13 +204,14 @@ XATTN_AVX512BF16 static void qk_avx512bf16(int dkp, int nbp, const uint16_t *q, 
 	}
 }
 
-/* pv_avx512bf16: 4 rows × 2 column groups per step over all chunks. */
+/* pv_avx512bf16: 8 rows × 2 column groups per step over all chunks. */
 XATTN_AVX512BF16 static void pv_avx512bf16(int dvp, int nbp, const uint16_t *p, int ldp, const uint16_t *vp,
 		float *o) {
 	for (int e = 0; e < dvp / 16; e += 2) {
-		for (int r = 0; r < BF_ROWS; r += 4) {
-			__m512 a[4][2];
-			for (int i = 0; i < 4; i++) {
+		for (int r = 0; r < BF_ROWS; r += 8) {
+			__m512 a[8][2];
+			_Pragma("GCC unroll 8")
+			for (int i = 0; i < 8; i++) {
 				a[i][0] = _mm512_loadu_ps(o + (int64_t)(r + i) * dvp + e * 16);
 				a[i][1] = _mm512_loadu_ps(o + (int64_t)(r + i) * dvp + e * 16 + 16);
 			}
@@ -217,14 +221,16 @@ XATTN_AVX512BF16 static void pv_avx512bf16(int dvp, int nbp, const uint16_t *p, 
 				for (int jj = 0; jj < 16; jj++) {
 					__m512bh b0 = (__m512bh)_mm512_loadu_si512(v0 + jj * 32);
 					__m512bh b1 = (__m512bh)_mm512_loadu_si512(v1 + jj * 32);
-					for (int i = 0; i < 4; i++) {
+					_Pragma("GCC unroll 8")
+					for (int i = 0; i < 8; i++) {
 						__m512bh pa = PAIR512(pr + (int64_t)i * ldp + 2 * jj);
 						a[i][0] = _mm512_dpbf16_ps(a[i][0], pa, b0);
 						a[i][1] = _mm512_dpbf16_ps(a[i][1], pa, b1);
 					}
 				}
 			}
-			for (int i = 0; i < 4; i++) {
+			_Pragma("GCC unroll 8")
+			for (int i = 0; i < 8; i++) {
 				_mm512_storeu_ps(o + (int64_t)(r + i) * dvp + e * 16, a[i][0]);
 				_mm512_storeu_ps(o + (int64_t)(r + i) * dvp + e * 16 + 16, a[i][1]);
 			}
