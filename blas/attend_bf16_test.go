@@ -466,13 +466,16 @@ func TestBF16Errors(t *testing.T) {
 // Stable Diffusion's UNet cross-attention over 77 tokens, a decoder's 32
 // rows over 1500 encoder frames), in BF16 with every kernel the CPU has,
 // and in FP32 (the default variant) beside it, and reports GFLOP/s of the
-// two products, 4·B·H·Tq·Tk·dh.
+// two products, 4·B·H·Tq·Tk·dh. perceiver-bias adds a zero bias row: the
+// masked panels' path.
 func BenchmarkAttendBF16(b *testing.B) {
 	type shape struct {
 		name                string
 		batch, h, tq, tk, d int
+		bias                bool // a zero bias row: the masked path (BF16: the unfused row pass)
 	}
-	for _, sh := range []shape{{"perceiver", 1, 8, 256, 16384, 64}, {"sd_unet", 2, 8, 4096, 77, 40}, {"decoder", 8, 8, 32, 1500, 64}} {
+	for _, sh := range []shape{{"perceiver", 1, 8, 256, 16384, 64, false}, {"perceiver-bias", 1, 8, 256, 16384, 64, true},
+		{"sd_unet", 2, 8, 4096, 77, 40, false}, {"decoder", 8, 8, 32, 1500, 64, false}} {
 		for _, k := range append(bf16Kernels()[:3], bf16Kernel{name: "fp32"}) {
 			for _, packed := range []bool{false, true} {
 				if packed && k.name == "fp32" {
@@ -493,6 +496,9 @@ func BenchmarkAttendBF16(b *testing.B) {
 					testutil.Fill(newRand(1), a.Q, -1, 1)
 					testutil.Fill(newRand(2), a.K, -1, 1)
 					testutil.Fill(newRand(3), a.V, -1, 1)
+					if sh.bias {
+						a.Bias = make([]float32, sh.tk)
+					}
 					var run func()
 					if k.x == nil {
 						// xattn's tiling for this L2 (tune: 256 and 256 for dh 64).
