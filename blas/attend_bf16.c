@@ -498,6 +498,37 @@ XATTN_AVX512BF16 static void rows_fast512bf(const xattn_kernels *kt, int m, int 
 	ROWS_FAST_BODY(CVT_NATIVE)
 }
 
+/*
+ * rows_generic_bf is rows_generic with the scale and the rounding of P on
+ * vectors (VCVTNE2PS2BF16: RNE, subnormals to zero, as bf16()), for the
+ * AMX and AVX512-BF16 kernels.
+ */
+XATTN_AVX512BF16 static void rows_generic_bf(const xattn_kernels *kt, int m, int mp, int nb, float scale, float *s,
+		int lds, uint16_t *p, int ldp, const float *bias, int ldbias, const unsigned char *keep, int ldkeep,
+		int causal, int64_t lim0, float *mx, float *sum, float *corr) {
+	const int nbp = ceil32(nb);
+	const __m512 sc = _mm512_set1_ps(scale);
+	for (int r = 0; r < m; r++) {
+		float *row = s + (int64_t)r * lds;
+		for (int j = 0; j < nb; j += 16) {
+			__mmask16 mask = nb - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nb - j)) - 1);
+			_mm512_mask_storeu_ps(row + j, mask, _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, row + j), sc));
+		}
+	}
+	kt->rows(m, nb, s, lds, bias, ldbias, keep, ldkeep, causal, lim0, mx, sum, corr);
+	for (int r = 0; r < mp; r++) {
+		uint16_t *pr = p + (int64_t)r * ldp;
+		const float *row = s + (int64_t)r * lds;
+		for (int j = 0; j < nbp; j += 32) {
+			int rem = r < m ? nb - j : 0;
+			__mmask16 m0 = rem >= 16 ? (__mmask16)0xFFFF : rem > 0 ? (__mmask16)((1u << rem) - 1) : 0;
+			__mmask16 m1 = rem >= 32 ? (__mmask16)0xFFFF : rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;
+			__m512 x0 = _mm512_maskz_loadu_ps(m0, row + j), x1 = _mm512_maskz_loadu_ps(m1, row + j + 16);
+			_mm512_storeu_si512(pr + j, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
+		}
+	}
+}
+
 /* PAIRS16 interleaves the 16 bf16 of a's low half with those of its high half: a0 b0 a1 b1 … */
 #define PAIRS16 _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, \
 		20, 4, 19, 3, 18, 2, 17, 1, 16, 0)
@@ -634,6 +665,7 @@ static void rows_fast512(const xattn_kernels *kt, int m, int nb, float scale, fl
 #define pack_k_bf pack_k
 #define pack_v_bf pack_v
 #define pack_q_bf pack_q
+#define rows_generic_bf rows_generic
 #define store_o512 store_o
 #define scale_o512 scale_o
 static int rows_fast_ok = 0;
@@ -756,6 +788,8 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 	int (*pack_values)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_v_bf : pack_v;
 	void (*pack_rows)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_q_bf : pack_q;
 	void (*store)(int, int, int, const float *, const float *, float *, int64_t) = native ? store_o512 : store_o;
+	void (*rows_masked)(const xattn_kernels *, int, int, int, float, float *, int, uint16_t *, int, const float *, int,
+			const unsigned char *, int, int, int64_t, float *, float *, float *) = native ? rows_generic_bf : rows_generic;
 	void (*scale)(int, int, float *, const float *) = native ? scale_o512 : scale_o;
 	const int ldp = (int)l.ldp, lds = (int)l.lds;
 
@@ -826,7 +860,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 					if (fast_rows && (!p->causal || lim0 >= nb))
 						rows_fast(kt, m, nb, p->scale, s, lds, pb, ldp, mx, sum, corr);
 					else
-						rows_generic(kt, m, BF_ROWS, nb, p->scale, s, lds, pb, ldp, bb, (int)p->bias_stride[2], kk,
+						rows_masked(kt, m, BF_ROWS, nb, p->scale, s, lds, pb, ldp, bb, (int)p->bias_stride[2], kk,
 								(int)p->keep_stride[2], p->causal, lim0, mx, sum, corr);
 					if (p->dv == 0)
 						continue;
