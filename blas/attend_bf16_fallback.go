@@ -1,0 +1,27 @@
+//go:build !cgo || purego
+
+package blas
+
+import "errors"
+
+// BF16 is the BF16 attention core of the OpenBLAS backend; this build has
+// none (CGO_ENABLED=0 or -tags purego), and [NewBF16] always fails.
+type BF16 struct{}
+
+// BF16Packed holds keys and values packed for [BF16.Attend]; never made in this build.
+type BF16Packed struct{}
+
+// BF16Kernels returns nil: this build has no BF16 core.
+func BF16Kernels() []string { return nil }
+
+// NewBF16 fails: this build has no BF16 core.
+func NewBF16(be Backend, name string) (*BF16, error) {
+	return nil, errors.New("blas: no BF16 core in this build (CGO_ENABLED=0 or -tags purego)")
+}
+
+// Kernel, Pack and Attend are never reached: NewBF16 returns no BF16.
+func (*BF16) Kernel() string              { return "" }
+func (*BF16) Pack(*Attention) *BF16Packed { panic("blas: no BF16 core in this build") }
+func (*BF16) Attend(*Attention, *BF16Packed, int, int, []float32) {
+	panic("blas: no BF16 core in this build")
+}
