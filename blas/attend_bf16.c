@@ -7,7 +7,7 @@
  * driver, not one more xattn_products set: the products work on 32 query
  * rows at a time (a 2×2 grid of 16×16 AMX tiles) against key panels of
  * KVBlock keys packed once per task in the VNNI pair layouts below, and the
- * row pass writes P in bf16 directly (see xattn_attend_bf16 in shim.h).
+ * row pass writes P in bf16 directly (see xattn_attend_bf16 in attend_bf16.h).
  *
  * Three product kernels share the layouts and the driver: AMX (TDPBF16PS),
  * AVX512-BF16 (VDPBF16PS) and "rounded", the same bf16 operands multiplied
@@ -39,7 +39,6 @@ enum { BF_ROWS = 32 };
 
 static inline int ceil32(int n) { return (n + 31) / 32 * 32; }
 static inline int64_t bf_min64(int64_t a, int64_t b) { return a < b ? a : b; }
-static inline int64_t bf_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* bf16 rounds x to bf16 (RNE; subnormals to signed zero; NaN stays a quiet NaN). */
 static inline uint16_t bf16(float x) {
@@ -734,24 +733,6 @@ static const bf16_products *bf16_prod(int kind) {
 	return &prod_rounded;
 }
 
-const char *xattn_bf16_name(int kind) { return bf16_prod(kind)->name; }
-
-void xattn_bf16_scratch(const xattn_attention *p, xattn_bf16_layout *l) {
-	const int dkp = ceil32(p->dk), dvp = ceil32(p->dv), nbp = ceil32(p->kv_block);
-	const int64_t chunks = (int64_t)p->head_block * ((p->q_block + BF_ROWS - 1) / BF_ROWS);
-	l->lds = nbp + 16;
-	l->ldp = nbp + 32;
-	/* Offsets in floats, each a multiple of 16. */
-	l->s = 0;
-	l->p = l->s + (int64_t)BF_ROWS * l->lds;
-	l->kp = l->p + (int64_t)BF_ROWS * l->ldp / 2;
-	l->vp = l->kp + ((int64_t)nbp * dkp / 2 + 15) / 16 * 16;
-	l->q = l->vp + ((int64_t)nbp * dvp / 2 + 15) / 16 * 16;
-	l->o = l->q + chunks * BF_ROWS * dkp / 2;
-	l->st = l->o + chunks * BF_ROWS * dvp;
-	l->len = l->st + chunks * 3 * BF_ROWS;
-}
-
 int xattn_pack_bf16(int nb, int dk, int dv, const float *k, int64_t ldk, const float *v, int64_t ldv,
 		uint16_t *kp, uint16_t *vp) {
 	if (kp)
@@ -761,17 +742,13 @@ int xattn_pack_bf16(int nb, int dk, int dv, const float *k, int64_t ldk, const f
 	return 1;
 }
 
-void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention *p, const float *q,
-		const float *k, const float *v, float *o, const int32_t *key_len, const unsigned char *keep,
-		const float *bias, const xattn_bf16_packed *pk, float *stats, float *scratch, int64_t t0, int64_t t1) {
+void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention *p, const xattn_bf16_layout *lp,
+		const float *q, const float *k, const float *v, float *o, const unsigned char *keep, const float *bias,
+		const xattn_bf16_packed *pk, float *stats, float *scratch, const xattn_task *tasks, int ntasks) {
 	const bf16_products *prod = bf16_prod(kind);
-	xattn_bf16_layout l;
-	xattn_bf16_scratch(p, &l);
+	const xattn_bf16_layout l = *lp;
 	const int dkp = ceil32(p->dk), dvp = ceil32(p->dv);
 	const int panel = ceil32(p->kv_block);
-	const int64_t nqb = (p->tq + p->q_block - 1) / p->q_block;
-	const int hb = p->head_block;
-	const int64_t nhb = (p->heads + hb - 1) / hb;
 	const int group = p->heads / p->kv_heads;
 	float *s = scratch + l.s;
 	uint16_t *pb = (uint16_t *)(scratch + l.p);
@@ -781,7 +758,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 	/* The fused row pass where the panel allows it (see rows_fast_body); AVX512-BF16 where the products have it. */
 	const int fast_rows = rows_fast_ok && kt->rows == xattn_rows_avx512 && !keep && !bias && p->scale > 0 &&
 			p->scale <= 1;
-	const int native = kind != XATTN_BF16_ROUNDED;
+	const int native = kind == XATTN_BF16_AVX512BF16 || kind == XATTN_BF16_AMX;
 	void (*rows_fast)(const xattn_kernels *, int, int, float, float *, int, uint16_t *, int, float *, float *,
 			float *) = native ? rows_fast512bf : rows_fast512;
 	void (*pack_keys)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_k_bf : pack_k;
@@ -795,21 +772,17 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 
 	if (prod->begin)
 		prod->begin();
-	for (int64_t t = t0; t < t1; t++) {
-		const int64_t bh = t / nqb;
-		const int b = (int)(bh / nhb), h0 = (int)(bh % nhb) * hb;
-		const int nh = p->heads - h0 < hb ? p->heads - h0 : hb;
-		const int q0 = (int)(t % nqb) * p->q_block;
-		const int mq = (int)bf_min64(p->q_block, p->tq - q0);
+	for (int ti = 0; ti < ntasks; ti++) {
+		/* The task (Go maps it): batch b, heads [h0, h0+nh) of key/value head g, rows [q0, q0+mq), keys [lo, hi). */
+		const xattn_task *tk = tasks + ti;
+		const int b = tk->b, h0 = tk->h0, nh = tk->nh, q0 = tk->q0, mq = tk->mq;
+		const int64_t lo = tk->lo, hi = tk->hi;
+		/* Whole-sequence packed panels serve where the panels start on their 32-key groups. */
+		const int use_pk = pk && lo % BF_ROWS == 0;
 		const int nch = (mq + BF_ROWS - 1) / BF_ROWS;
 		const int g = h0 / group;
 		const int64_t kb = p->batch_k * b + (int64_t)p->dk * g;
 		const int64_t vb = p->batch_v * b + (int64_t)p->dv * g;
-		int64_t nk = p->tk;
-		if (key_len)
-			nk = bf_min64(nk, bf_max64(key_len[b], 0));
-		if (p->causal)
-			nk = bf_min64(nk, bf_max64(q0 + mq + p->causal_offset, 0));
 
 		for (int i = 0; i < nh; i++)
 			for (int c = 0; c < nch; c++) {
@@ -824,12 +797,12 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 				}
 			}
 
-		for (int64_t k0 = 0; k0 < nk; k0 += panel) {
-			const int nb = (int)bf_min64(panel, nk - k0), nbp = ceil32(nb);
+		for (int64_t k0 = lo; k0 < hi; k0 += panel) {
+			const int nb = (int)bf_min64(panel, hi - k0), nbp = ceil32(nb);
 			const float *vin = v + vb + k0 * p->ldv;
 			const uint16_t *kp = kbuf, *vp = vbuf;
 			if (p->dk > 0) {
-				if (pk && pk->k)
+				if (use_pk && pk->k)
 					kp = pk->k + pk->k_batch * b + pk->k_head * g + k0 * dkp;
 				else
 					pack_keys(nb, p->dk, dkp, k + kb + k0 * p->ldk, p->ldk, kbuf);
@@ -837,7 +810,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 			int fix = 0;
 			if (p->dv > 0) {
 				/* Prepacked values hold no non-finite row (xattn_pack_bf16's caller checks). */
-				if (pk && pk->v)
+				if (use_pk && pk->v)
 					vp = pk->v + pk->v_batch * b + pk->v_head * g + k0 * dvp;
 				else
 					fix = pack_values(nb, p->dv, dvp, vin, p->ldv, vbuf);
@@ -864,7 +837,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 								(int)p->keep_stride[2], p->causal, lim0, mx, sum, corr);
 					if (p->dv == 0)
 						continue;
-					if (k0 > 0)
+					if (k0 > lo)
 						scale(m, dvp, ob, corr);
 					prod->pv(dvp, nbp, pb, ldp, vp, ob);
 					if (fix)
@@ -893,7 +866,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 				float *ot = o + p->batch_o * b + (int64_t)p->ldo * r0 + (int64_t)p->dv * h;
 				float *f = st + (int64_t)x * 3 * BF_ROWS + 2 * BF_ROWS; /* corr, no longer needed */
 				for (int r = 0; r < m; r++)
-					f[r] = nk > 0 && sum[r] != 0.0f ? 1.0f / sum[r] : 0.0f;
+					f[r] = hi > lo && sum[r] != 0.0f ? 1.0f / sum[r] : 0.0f;
 				store(m, p->dv, dvp, ob, f, ot, p->ldo);
 			}
 		}

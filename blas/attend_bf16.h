@@ -9,25 +9,24 @@
 
 #include <stdint.h>
 
+#include "bf16.h"
 #include "shim.h"
 
-/* The product kernels of the BF16 core (XATTN_BF16 names them). */
-enum {
-	XATTN_BF16_ROUNDED = 0,    /* bf16 operands, FP32 FMAs in portable C */
-	XATTN_BF16_AVX512BF16 = 1, /* VDPBF16PS */
-	XATTN_BF16_AMX = 2,        /* TDPBF16PS; the caller holds the tile data permission */
-	XATTN_BF16_N = 3,
-};
+/*
+ * The product kernel of the core is one of bf16.h's XATTN_BF16_* kernels:
+ * AMX (TDPBF16PS; the caller holds the tile data permission), AVX512-BF16
+ * (VDPBF16PS), or either rounded one (bf16 operands, FP32 FMAs in portable
+ * C).
+ */
 
-/* The scratch of one worker, in floats: offsets of its parts and its length (blas.Attention.ScratchLenBF16). */
+/*
+ * The scratch of one worker, in floats: offsets of its parts (blas's
+ * bf16Layout defines them, Go fills this in; C never computes it).
+ */
 typedef struct {
 	int64_t lds, ldp; /* leading dimensions of S (floats) and P (bf16) */
-	int64_t s, p, kp, vp, q, o, st, len;
+	int64_t s, p, kp, vp, q, o, st;
 } xattn_bf16_layout;
-void xattn_bf16_scratch(const xattn_attention *p, xattn_bf16_layout *l);
-
-/* xattn_bf16_name returns the name of kernel kind: "rounded", "avx512bf16" or "amx". */
-const char *xattn_bf16_name(int kind);
 
 /*
  * Keys and values packed for the whole sequence (xattn_pack_bf16), either
@@ -53,12 +52,13 @@ int xattn_pack_bf16(int nb, int dk, int dv, const float *k, int64_t ldk, const f
 void xattn_round_bf16(int n, const float *x, float *y);
 
 /*
- * xattn_attend_bf16 runs tasks [t0, t1) of p as xattn_attend does, in
- * BF16 with the product kernel kind and the FP32 row pass of kt, on
- * scratch of xattn_bf16_scratch's length. pk may be NULL.
+ * xattn_attend_bf16 runs the ntasks tasks of p as xattn_attend does, in
+ * BF16 with the product kernel kind (an XATTN_BF16_* of bf16.h) and the
+ * FP32 row pass of kt, on scratch laid out as l says. pk may be NULL; its
+ * panels serve the tasks whose keys start on a multiple of 32.
  */
-void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention *p, const float *q,
-		const float *k, const float *v, float *o, const int32_t *key_len, const unsigned char *keep,
-		const float *bias, const xattn_bf16_packed *pk, float *stats, float *scratch, int64_t t0, int64_t t1);
+void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention *p, const xattn_bf16_layout *l,
+		const float *q, const float *k, const float *v, float *o, const unsigned char *keep, const float *bias,
+		const xattn_bf16_packed *pk, float *stats, float *scratch, const xattn_task *tasks, int ntasks);
 
 #endif

@@ -8,20 +8,17 @@ import "errors"
 // none (CGO_ENABLED=0 or -tags purego), and [NewBF16] always fails.
 type BF16 struct{}
 
-// BF16Packed holds keys and values packed for [BF16.Attend]; never made in this build.
-type BF16Packed struct{}
-
-// BF16Kernels returns nil: this build has no BF16 core.
-func BF16Kernels() []string { return nil }
+// BF16KV holds keys and values packed for [BF16.Attend]; never made in this build.
+type BF16KV struct{}
 
 // NewBF16 fails: this build has no BF16 core.
-func NewBF16(be Backend, name string) (*BF16, error) {
+func NewBF16(be Backend, kn BF16Kernel) (*BF16, error) {
 	return nil, errors.New("blas: no BF16 core in this build (CGO_ENABLED=0 or -tags purego)")
 }
 
 // Kernel, Pack and Attend are never reached: NewBF16 returns no BF16.
-func (*BF16) Kernel() string              { return "" }
-func (*BF16) Pack(*Attention) *BF16Packed { panic("blas: no BF16 core in this build") }
-func (*BF16) Attend(*Attention, *BF16Packed, int, int, []float32) {
+func (*BF16) Kernel() BF16Kernel      { return BF16Kernel{} }
+func (*BF16) Pack(*Attention) *BF16KV { panic("blas: no BF16 core in this build") }
+func (*BF16) Attend(*Attention, *BF16KV, int, int, []float32) {
 	panic("blas: no BF16 core in this build")
 }

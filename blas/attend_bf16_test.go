@@ -27,7 +27,7 @@ func bf16Kernels() []bf16Kernel {
 	var ks []bf16Kernel
 	best := openBLASBackend()
 	for _, name := range []string{"amx", "avx512bf16", "rounded"} {
-		x, err := NewBF16(best, name)
+		x, err := newBF16Named(best, name)
 		k := bf16Kernel{name: name, x: x}
 		if err != nil {
 			k.skip = err.Error()
@@ -38,11 +38,20 @@ func bf16Kernels() []bf16Kernel {
 	if err != nil {
 		panic(err)
 	}
-	x, err := NewBF16(scalar, "rounded")
+	x, err := newBF16Named(scalar, "rounded-scalar")
 	if err != nil {
 		panic(err)
 	}
 	return append(ks, bf16Kernel{name: "rounded-scalar-rows", x: x})
+}
+
+// newBF16Named is NewBF16 with the kernel of that name.
+func newBF16Named(be Backend, name string) (*BF16, error) {
+	kn, err := BF16KernelNamed(name)
+	if err != nil {
+		return nil, err
+	}
+	return NewBF16(be, kn)
 }
 
 func forBF16(t *testing.T, f func(t *testing.T, x *BF16)) {
@@ -56,8 +65,8 @@ func forBF16(t *testing.T, f func(t *testing.T, x *BF16)) {
 	}
 }
 
-// bf16Cases are attnCases plus the head sizes and lengths of the BF16 issue.
-func bf16Cases(short bool) []attnCase {
+// attnBF16Cases are attnCases plus the head sizes and lengths of the BF16 issue.
+func attnBF16Cases(short bool) []attnCase {
 	cs := attnCases()
 	cs = append(cs,
 		attnCase{name: "d40", b: 1, h: 2, kvh: 1, tq: 77, tk: 77, dk: 40, dv: 40, qb: 64, kvb: 64, chunks: 2},
@@ -77,7 +86,7 @@ func bf16Cases(short bool) []attnCase {
 }
 
 // attendBF16 runs a through x in chunks calls, each with its own NaN-filled scratch.
-func attendBF16(x *BF16, a *Attention, pk *BF16Packed, chunks int) {
+func attendBF16(x *BF16, a *Attention, pk *BF16KV, chunks int) {
 	tasks := a.Tasks()
 	for c := range chunks {
 		scratch := make([]float32, a.ScratchLenBF16())
@@ -109,7 +118,7 @@ func roundedCopy(a *Attention) *Attention {
 
 func TestAttendBF16(t *testing.T) {
 	forBF16(t, func(t *testing.T, x *BF16) {
-		for _, tc := range bf16Cases(testing.Short()) {
+		for _, tc := range attnBF16Cases(testing.Short()) {
 			t.Run(tc.name, func(t *testing.T) { testAttendBF16(t, x, tc) })
 		}
 	})
@@ -126,7 +135,7 @@ func testAttendBF16(t *testing.T, x *BF16, tc attnCase) {
 	in.floats(a.Q, a.K, a.V, a.Bias)
 	in.bools(a.Keep)
 	in.ints(a.KeyLen)
-	var pk *BF16Packed
+	var pk *BF16KV
 	if tc.packKeys {
 		pk = x.Pack(a)
 	}
@@ -200,17 +209,17 @@ func testAttendBF16(t *testing.T, x *BF16, tc attnCase) {
 // bf16 rounding, so a few outputs move by up to 2^-9 of a probability's
 // share; every output stays within 5e-4 (3.7e-5 seen), 99% within 1e-5.
 func TestBF16KernelsAgree(t *testing.T) {
-	ref, err := NewBF16(openBLASBackend(), "rounded")
+	ref, err := newBF16Named(openBLASBackend(), "rounded")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"amx", "avx512bf16"} {
 		t.Run("bf16="+name, func(t *testing.T) {
-			x, err := NewBF16(openBLASBackend(), name)
+			x, err := newBF16Named(openBLASBackend(), name)
 			if err != nil {
 				t.Skip(err)
 			}
-			for _, tc := range bf16Cases(true) {
+			for _, tc := range attnBF16Cases(true) {
 				t.Run(tc.name, func(t *testing.T) {
 					a, owned, _ := tc.attention(uint64(len(tc.name)*13 + tc.tk))
 					attendBF16(ref, a, nil, 1)
@@ -241,12 +250,12 @@ func TestBF16KernelsAgree(t *testing.T) {
 	}
 }
 
-// TestAttendBF16Packed holds Attend on keys and values packed by Pack to
+// TestAttendBF16KV holds Attend on keys and values packed by Pack to
 // the same call packing per panel, bit for bit, across the cases with
 // panels of several sizes and masks.
-func TestAttendBF16Packed(t *testing.T) {
+func TestAttendBF16KV(t *testing.T) {
 	forBF16(t, func(t *testing.T, x *BF16) {
-		for _, tc := range bf16Cases(true) {
+		for _, tc := range attnBF16Cases(true) {
 			if tc.tk == 0 {
 				continue
 			}
@@ -291,7 +300,7 @@ func (bf16Backend) PackKeys(*Attention) bool { return false }
 // same rule, the same cases.
 func TestAttendBF16NonFinite(t *testing.T) {
 	var cases []attnCase
-	for _, tc := range bf16Cases(true) {
+	for _, tc := range attnBF16Cases(true) {
 		if tc.tk > 0 && tc.dk > 0 && tc.dv > 0 {
 			cases = append(cases, tc)
 		}
@@ -310,7 +319,7 @@ func TestAttendBF16NonFinite(t *testing.T) {
 	})
 }
 
-// TestAttendBF16Packed values with a non-finite element are left unpacked, and the rule still holds.
+// TestAttendBF16KV values with a non-finite element are left unpacked, and the rule still holds.
 func TestBF16PackNonFinite(t *testing.T) {
 	forBF16(t, func(t *testing.T, x *BF16) {
 		tc := attnCase{name: "nf", b: 1, h: 2, kvh: 1, tq: 5, tk: 70, dk: 8, dv: 8, qb: 5, kvb: 32, chunks: 1, keyLen: []int32{40}}
@@ -331,7 +340,7 @@ func TestBF16PackNonFinite(t *testing.T) {
 	})
 }
 
-func TestBF16Round(t *testing.T) {
+func TestBF16CoreRound(t *testing.T) {
 	xs := []float32{0, 1, -1, 1.00390625, 1.0078125, 1.01171875, 3.1415927, 65504, 1e38, 3.4e38, 3.39e38,
 		float32(math.Inf(1)), float32(math.Inf(-1)), 0x1p-126, 0x1p-127, -0x1p-140, 1.1754942e-38, 0x1.fffffep127}
 	rng := newRand(9)
@@ -359,11 +368,8 @@ func TestBF16Round(t *testing.T) {
 }
 
 func TestBF16ScratchLen(t *testing.T) {
-	for _, tc := range bf16Cases(false) {
+	for _, tc := range attnBF16Cases(false) {
 		a, _, _ := tc.attention(1)
-		if g, c := a.bf16Len(), scratchLenC(a); g != c {
-			t.Fatalf("%s: bf16Len = %d, the C layout %d", tc.name, g, c)
-		}
 		if a.ScratchLenBF16() < a.ScratchLen() {
 			t.Fatalf("%s: ScratchLenBF16 %d < ScratchLen %d", tc.name, a.ScratchLenBF16(), a.ScratchLen())
 		}
@@ -372,11 +378,11 @@ func TestBF16ScratchLen(t *testing.T) {
 
 func TestAttendBF16Allocs(t *testing.T) {
 	forBF16(t, func(t *testing.T, x *BF16) {
-		tc := bf16Cases(true)[len(attnCases())+1]
+		tc := attnBF16Cases(true)[len(attnCases())+1]
 		a, _, _ := tc.attention(3)
 		scratch := make([]float32, a.ScratchLenBF16())
 		pk := x.Pack(a)
-		for _, p := range []*BF16Packed{nil, pk} {
+		for _, p := range []*BF16KV{nil, pk} {
 			if n := testing.AllocsPerRun(5, func() { x.Attend(a, p, 0, a.Tasks(), scratch) }); n != 0 {
 				t.Fatalf("%v allocations per Attend", n)
 			}
@@ -418,7 +424,7 @@ func TestAttendBF16Concurrent(t *testing.T) {
 			scratch := make([]float32, a.ScratchLenBF16())
 			return func() error {
 				for it := range 20 {
-					var p *BF16Packed
+					var p *BF16KV
 					if it%2 == 0 {
 						p = pk
 					}
@@ -433,31 +439,25 @@ func TestAttendBF16Concurrent(t *testing.T) {
 	})
 }
 
-func TestBF16Errors(t *testing.T) {
-	if _, err := NewBF16(openBLASBackend(), "tpu"); err == nil || !strings.Contains(err.Error(), `"tpu"`) {
-		t.Fatalf("NewBF16(tpu) = %v, want an error naming it", err)
-	}
-	if _, err := NewBF16(Pure(), ""); err == nil || !strings.Contains(err.Error(), "pure") {
+func TestAttendBF16Errors(t *testing.T) {
+	if _, err := NewBF16(Pure(), BF16Default()); err == nil || !strings.Contains(err.Error(), "pure") {
 		t.Fatalf("NewBF16(Pure()) = %v, want an error naming the backend", err)
 	}
-	best, reason := bf16CPU()
-	for i := best + 1; i < len(bf16Names); i++ {
-		if _, err := NewBF16(openBLASBackend(), bf16Names[i]); err == nil {
-			t.Fatalf("NewBF16(%s) on a CPU without it: no error", bf16Names[i])
-		}
+	if _, err := NewBF16(openBLASBackend(), BF16Kernel{}); err == nil || !strings.Contains(err.Error(), "pure") {
+		t.Fatalf("NewBF16(pure kernel) = %v, want an error naming the kernel", err)
 	}
-	t.Logf("BF16 kernels here: %v (%s)", BF16Kernels(), reason)
-	x, err := NewBF16(openBLASBackend(), "rounded")
+	t.Logf("BF16 kernels here: %v (missing: %v)", BF16Kernels(), BF16Missing())
+	x, err := newBF16Named(openBLASBackend(), "rounded")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := bf16Cases(true)[len(attnCases())]
+	tc := attnBF16Cases(true)[len(attnCases())]
 	a, _, _ := tc.attention(1)
 	mustPanic(t, errScratch, func() { x.Attend(a, nil, 0, a.Tasks(), make([]float32, a.ScratchLenBF16()-1)) })
 	mustPanic(t, errShortQ, func() { b := *a; b.Q = b.Q[:10]; x.Attend(&b, nil, 0, a.Tasks(), make([]float32, a.ScratchLenBF16())) })
 	mustPanic(t, errTasks, func() { x.Attend(a, nil, 0, a.Tasks()+1, make([]float32, a.ScratchLenBF16())) })
 	pk := x.Pack(a)
-	mustPanic(t, errBF16Packed, func() { b := *a; b.Tk--; x.Attend(&b, pk, 0, a.Tasks(), make([]float32, b.ScratchLenBF16())) })
+	mustPanic(t, errBF16KV, func() { b := *a; b.Tk--; x.Attend(&b, pk, 0, a.Tasks(), make([]float32, b.ScratchLenBF16())) })
 	mustPanic(t, errShortK, func() { b := *a; b.K = b.K[:5]; x.Pack(&b) })
 }
 
@@ -509,7 +509,7 @@ func BenchmarkAttendBF16(b *testing.B) {
 					} else {
 						a.QBlock, a.KVBlock = min(256, sh.tq), min(512, sh.tk)
 						scratch := make([]float32, a.ScratchLenBF16())
-						var pk *BF16Packed
+						var pk *BF16KV
 						if packed {
 							pk = k.x.Pack(a)
 						}

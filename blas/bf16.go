@@ -143,7 +143,9 @@ var bf16Names = [...]string{"pure", "rounded-scalar", "rounded", "avx512bf16", "
 //	pure            the same in Go ([github.com/xattn/xattn/pure.GemmBF16]),
 //	                in every binary
 //
-// The zero value is pure.
+// The same choice picks the product kernel of the BF16 attention core
+// ([NewBF16]), where both rounded kernels run one portable C kernel. The
+// zero value is pure.
 type BF16Kernel struct{ id int }
 
 // Name returns the kernel's name, for reports and [BF16KernelNamed].

@@ -54,7 +54,7 @@ func BenchmarkBF16(b *testing.B) {
 		g := &Batch{Count: 1, M: sh.m, N: sh.n, K: sh.k, TransB: true, Alpha: 1, A: a, B: w, C: c,
 			LDA: sh.k, LDB: sh.k, LDC: sh.n, Bias: bias, Packed: be.Pack(w, sh.n, sh.k)}
 		b.Run(prefix+"/kernel=fp32", func(b *testing.B) {
-			b.Logf("fp32: %s, packed=%v", Kernels(be), g.Packed != nil)
+			b.Logf("fp32: %s, packed=%v", Kernels(be), !g.Packed.IsZero())
 			b.ReportAllocs()
 			for b.Loop() {
 				be.Sgemm(g)
