@@ -280,13 +280,13 @@ func TestAttendBF16KV(t *testing.T) {
 	})
 }
 
-// bf16Backend is a Backend whose Attend is x's, for the tests of Backend.Attend.
-type bf16Backend struct {
+// coreBackend is a Backend whose Attend is x's, for the tests of Backend.Attend.
+type coreBackend struct {
 	Backend
 	x *BF16
 }
 
-func (b bf16Backend) Attend(a *Attention, t0, t1 int, _ []float32) {
+func (b coreBackend) Attend(a *Attention, t0, t1 int, _ []float32) {
 	scratch := make([]float32, a.ScratchLenBF16())
 	for i := range scratch {
 		scratch[i] = nan32
@@ -294,7 +294,7 @@ func (b bf16Backend) Attend(a *Attention, t0, t1 int, _ []float32) {
 	b.x.Attend(a, nil, t0, t1, scratch)
 }
 
-func (bf16Backend) PackKeys(*Attention) bool { return false }
+func (coreBackend) PackKeys(*Attention) bool { return false }
 
 // TestAttendBF16NonFinite is TestAttendNonFinite on the BF16 core: the
 // same rule, the same cases.
@@ -306,7 +306,7 @@ func TestAttendBF16NonFinite(t *testing.T) {
 		}
 	}
 	forBF16(t, func(t *testing.T, x *BF16) {
-		be := bf16Backend{Backend: openBLASBackend(), x: x}
+		be := coreBackend{Backend: openBLASBackend(), x: x}
 		for _, tc := range cases {
 			for _, what := range []string{"key", "value", "query", "value-underflow"} {
 				for _, bad := range []float32{nan32, float32(math.Inf(1))} {

@@ -379,6 +379,9 @@ func fillTasks(a *Attention, t, t1 int, tasks *[attendTasks]C.xattn_task) int {
 	return n
 }
 
+// ScratchLen returns a.ScratchLen().
+func (openBLAS) ScratchLen(a *Attention) int { return a.ScratchLen() }
+
 // attendTasks is the most tasks one crossing of Attend carries: enough that
 // a crossing's cost is lost among its tasks' work.
 const attendTasks = 32

@@ -73,6 +73,12 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 	if err := s.apply(opts); err != nil {
 		return nil, err
 	}
+	if err := s.resolvePrecision(); err != nil {
+		return nil, err
+	}
+	if s.precision == BF16 {
+		s.plan.Precision, s.plan.Absorb = BF16, false
+	}
 	l := &Layer{cfg: c, backend: s.backend, plan: s.plan}
 	l.rowStep, l.colStep = s.backend.Steps()
 	if l.rowStep < 1 || l.colStep < 1 {
@@ -102,6 +108,10 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 		}
 	}
 	l.pack()
+	if s.precision == BF16 {
+		// The products read the packed bf16 weights only (blas.WithBF16).
+		l.wq, l.wk, l.wv, l.wo, l.wkv = nil, nil, nil, nil, nil
+	}
 	return l, nil
 }
 
