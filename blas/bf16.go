@@ -180,7 +180,8 @@ var errBF16Kernel = errors.New("blas: unknown BF16 kernel")
 
 // BF16KernelNamed returns the kernel name (one of [BF16Kernels]; "" or
 // "best" is the fastest). It fails, naming it, on an unknown name or a
-// kernel this binary or CPU cannot run, with the reason.
+// kernel this binary or CPU cannot run, with the reason (an error wrapping
+// [ErrUnsupported]).
 func BF16KernelNamed(name string) (BF16Kernel, error) {
 	if name == "" || name == "best" {
 		return bf16Best(), nil
@@ -190,7 +191,7 @@ func BF16KernelNamed(name string) (BF16Kernel, error) {
 		return BF16Kernel{}, fmt.Errorf("%w %q: want one of %s", errBF16Kernel, name, strings.Join(bf16Names[:], ", "))
 	}
 	if err := bf16Avail(id); err != nil {
-		return BF16Kernel{}, fmt.Errorf("%w %q: not available: %v", errBF16Kernel, name, err)
+		return BF16Kernel{}, fmt.Errorf("%w %q: %w: %v", errBF16Kernel, name, ErrUnsupported, err)
 	}
 	return BF16Kernel{id}, nil
 }
