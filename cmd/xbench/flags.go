@@ -109,7 +109,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&sweep, "sweep", "", "sweep one variable: threads=1,2 | tk=… | tq=… | batch=…; lo..hi doubles from lo to hi")
 	fs.StringVar(&o.plot, "plot", "", "write a plot of the sweep to this .svg, .png or .pdf file")
 	fs.StringVar(&o.plotY, "plot-y", "gflops", "what the plot shows: gflops or ms")
-	fs.StringVar(&peers, "peers", "", "comma-separated peers to run beside xattn: torch, ort")
+	fs.StringVar(&peers, "peers", "", "comma-separated peers to run beside xattn: torch, torch-bf16 (bf16 tensors), ort")
 	fs.StringVar(&o.python, "python", "/usr/bin/python3", "interpreter with torch for the torch peer (Debian's python3-torch)")
 	fs.StringVar(&o.node, "node", "node", "Node.js for the ort peer")
 	fs.StringVar(&o.scripts, "scripts", "", "folder of peer_torch.py and peer_ort.js (default: scripts/ of the repository around the working directory)")
@@ -158,8 +158,8 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	}
 	o.peers = splitList(peers)
 	for _, p := range o.peers {
-		if p != "torch" && p != "ort" {
-			return nil, fmt.Errorf("-peers: unknown peer %q (have torch, ort)", p)
+		if p != "torch" && p != "torch-bf16" && p != "ort" {
+			return nil, fmt.Errorf("-peers: unknown peer %q (have torch, torch-bf16, ort)", p)
 		}
 	}
 	switch o.backend {
