@@ -91,6 +91,7 @@ func TestBF16MatchesReference(t *testing.T) {
 				plans := [][]xattn.Option{
 					{xattn.WithBackend(b.be)},
 					{xattn.WithBackend(b.be), xattn.WithThreads(3), xattn.WithTile(5, 16), xattn.WithSerialFLOPs(0)},
+					{xattn.WithBackend(b.be), xattn.WithThreads(3), xattn.WithTile(5, 16), xattn.WithSerialFLOPs(0), xattn.WithAbsorb(false)},
 				}
 				for _, opts := range plans {
 					l, err := xattn.New(c.cfg, d.w, opts...)
@@ -205,9 +206,9 @@ func TestBF16Plan(t *testing.T) {
 	}
 	p := l.Plan()
 	kn := blas.BF16Default()
-	if p.Precision != xattn.BF16 || p.Absorb || !strings.HasSuffix(p.Kernels, ",bf16="+kn.Name()) ||
+	if p.Precision != xattn.BF16 || !p.Absorb || !strings.HasSuffix(p.Kernels, ",bf16="+kn.Name()) ||
 		!strings.Contains(l.String(), "precision=bf16") || !strings.Contains(l.String(), "bf16="+kn.Name()) {
-		t.Fatalf("BF16 layer: plan %+v, String %q; want precision BF16, no absorb, kernels ending in bf16=%s", p, l, kn.Name())
+		t.Fatalf("BF16 layer: plan %+v, String %q; want precision BF16, absorb, kernels ending in bf16=%s", p, l, kn.Name())
 	}
 	t.Logf("%v", l)
 	if fp, err := xattn.New(cfg, w); err != nil || fp.Plan().Precision != xattn.FP32 || strings.Contains(fp.String(), "bf16") {
@@ -385,6 +386,43 @@ func TestBF16KernelsAgree(t *testing.T) {
 			if fp < 1e-4*norm {
 				t.Fatalf("max |y − fp32 ref| = %.3g: not rounded to bf16", fp)
 			}
+		})
+	}
+}
+
+// TestBF16Absorbed runs a shape the absorbed form takes (few queries, many
+// context rows) in BF16, against the reference and against the projected
+// form of the same BF16 layer.
+func TestBF16Absorbed(t *testing.T) {
+	cfg := xattn.Config{QueryDim: 64, ContextDim: 48, OutDim: 32, Heads: 8, KVHeads: 4, HeadDim: 32, Bias: true}
+	c := sweepCase{cfg, xattn.Shape{Batch: 2, Tq: 3, Tk: 700}, routeCross, maskAll}
+	d := makeCase(t, c, 41)
+	for _, b := range bf16Backends(t) {
+		t.Run("backend="+b.name, func(t *testing.T) {
+			var ys [][]float32
+			for _, absorb := range []bool{true, false} {
+				l, err := xattn.New(cfg, d.w, xattn.WithBackend(b.be), xattn.WithThreads(2), xattn.WithSerialFLOPs(0), xattn.WithAbsorb(absorb))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if l.Absorbs(c.shape) != absorb {
+					t.Fatalf("WithAbsorb(%t): Absorbs = %t", absorb, !absorb)
+				}
+				y, err := runCase(l, c, d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff, norm := maxAbsDiff(y, d.want); diff > bf16Tolerance(norm) || math.IsNaN(diff) {
+					t.Fatalf("absorb=%t: max |y−ref| = %.3g, ‖ref‖∞ = %.3g", absorb, diff, norm)
+				}
+				ys = append(ys, y)
+			}
+			d64 := make([]float64, len(ys[1]))
+			for i, v := range ys[1] {
+				d64[i] = float64(v)
+			}
+			diff, norm := maxAbsDiff(ys[0], d64)
+			t.Logf("absorbed vs projected: max |Δ| = %.3g, ‖y‖∞ = %.3g", diff, norm)
 		})
 	}
 }

@@ -77,7 +77,7 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 		return nil, err
 	}
 	if s.precision == BF16 {
-		s.plan.Precision, s.plan.Absorb = BF16, false
+		s.plan.Precision = BF16
 	}
 	l := &Layer{cfg: c, backend: s.backend, plan: s.plan}
 	l.rowStep, l.colStep = s.backend.Steps()
@@ -109,7 +109,12 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 	}
 	l.pack()
 	if s.precision == BF16 {
-		// The products read the packed bf16 weights only (blas.WithBF16).
+		// The products read the packed bf16 weights only (blas.WithBF16):
+		// the absorbed form's are made now, from the FP32 ones, which
+		// then go.
+		if l.plan.Absorb {
+			l.absorbed().wkT = nil
+		}
 		l.wq, l.wk, l.wv, l.wo, l.wkv = nil, nil, nil, nil, nil
 	}
 	return l, nil

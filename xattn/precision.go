@@ -25,10 +25,10 @@ const (
 	// function class. Against the FP32 layer's float64 reference a BF16
 	// layer stays within about 2e-2·max(1, ‖ref‖∞).
 	//
-	// A BF16 layer never runs the absorbed form ([WithAbsorb]): its
-	// products multiply the context by the queries, activations by
-	// activations, with the FP32 weights that BF16 does not keep. [FiLM]
-	// has no BF16 precision.
+	// The absorbed form ([WithAbsorb]) runs in BF16 too: its weights (Wk
+	// per head transposed, Wv per head) are packed in bf16 at New, from
+	// the FP32 weights before they go, up to half again the bf16 weights'
+	// memory; WithAbsorb(false) saves it. [FiLM] has no BF16 precision.
 	BF16
 )
 
