@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"strings"
@@ -211,6 +212,22 @@ func TestBF16Plan(t *testing.T) {
 		t.Fatalf("BF16 layer: plan %+v, String %q; want precision BF16, absorb, kernels ending in bf16=%s", p, l, kn.Name())
 	}
 	t.Logf("%v", l)
+	// AttentionMap projects through the bf16 weights (the float32 ones are gone).
+	rng := newTestRand(3)
+	x, ctx := randn(rng, 5*8), randn(rng, 6*8)
+	pm, err := l.AttentionMap(x, ctx, xattn.Shape{Batch: 1, Tq: 5, Tk: 6}, nil, false)
+	if err != nil || len(pm) != 5*6 {
+		t.Fatalf("AttentionMap of a BF16 layer: %d values, %v", len(pm), err)
+	}
+	for i := range 5 {
+		sum := 0.0
+		for _, p := range pm[i*6:][:6] {
+			sum += float64(p)
+		}
+		if math.Abs(sum-1) > 1e-5 {
+			t.Fatalf("AttentionMap row %d sums to %v", i, sum)
+		}
+	}
 	if fp, err := xattn.New(cfg, w); err != nil || fp.Plan().Precision != xattn.FP32 || strings.Contains(fp.String(), "bf16") {
 		t.Fatalf("default layer: %v, %v; want FP32", fp, err)
 	}
@@ -426,3 +443,5 @@ func TestBF16Absorbed(t *testing.T) {
 		})
 	}
 }
+
+func newTestRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 2)) }
