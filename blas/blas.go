@@ -296,8 +296,12 @@ type Backend interface {
 	// by f[i]; a factor of 0 stores exact zeros whatever the row held.
 	ScaleRows(m, n int, c []float32, ldc int, f []float32)
 	// Attend runs tasks [t0, t1) of a, using scratch, of length at least
-	// a.ScratchLen(), as its working memory.
+	// ScratchLen(a), as its working memory.
 	Attend(a *Attention, t0, t1 int, scratch []float32)
+	// ScratchLen returns the float32 scratch values one worker needs for
+	// Attend on a: a.ScratchLen() for the FP32 backends, more for a BF16
+	// one ([WithBF16]).
+	ScratchLen(a *Attention) int
 	// PackKeys sets a.KT to a new copy of the keys of a (K, LDK, BatchK
 	// over Batch, KVHeads, Tk and DK) in the layout this backend's Attend
 	// reads fastest, and reports whether it did; it leaves a alone and

@@ -327,6 +327,27 @@ func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 	if !checkAttention(a, t0, t1, scratch) {
 		return
 	}
+	p := cAttention(a)
+	kt := o.panels(a.KT)
+	if kt != nil {
+		p.kt_batch, p.kt_head = C.int64_t(a.KVHeads*a.KT.stride), C.int64_t(a.KT.stride)
+	}
+	if o.k.blas {
+		enter()
+		defer leave()
+	}
+	var tasks [attendTasks]C.xattn_task // on the stack: xattn_attend does not keep it
+	for t := t0; t < t1; {
+		n := fillTasks(a, t, t1, &tasks)
+		C.xattn_attend(o.k.c, &p, fptr(a.Q), fptr(a.K), fptr(a.V), fptr(a.O), bptr(a.Keep), fptr(a.Bias),
+			fptr(a.ALiBi), fptr(kt), fptr(a.Stats), fptr(scratch), &tasks[0], C.int(n))
+		t += n
+	}
+}
+
+// cAttention is the plain-integer part of a for C, with a's scratch
+// layout (Attention.scratch); the packed keys' strides are left zero.
+func cAttention(a *Attention) C.xattn_attention {
 	lay := a.scratch()
 	p := C.xattn_attention{
 		batch: C.int(a.Batch), heads: C.int(a.Heads), kv_heads: C.int(a.KVHeads),
@@ -340,31 +361,27 @@ func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 		scratch_stats: C.int64_t(lay.stats), scratch_keys: C.int64_t(lay.keys),
 		scratch_values: C.int64_t(lay.values), scratch_lds: C.int(lay.ldS), scratch_ldv: C.int(lay.ldV),
 	}
-	kt := o.panels(a.KT)
-	if kt != nil {
-		p.kt_batch, p.kt_head = C.int64_t(a.KVHeads*a.KT.stride), C.int64_t(a.KT.stride)
-	}
 	for i := range 3 {
 		p.keep_stride[i] = C.int64_t(a.KeepStride[i])
 		p.bias_stride[i] = C.int64_t(a.BiasStride[i])
 	}
-	if o.k.blas {
-		enter()
-		defer leave()
-	}
-	var tasks [attendTasks]C.xattn_task // on the stack: xattn_attend does not keep it
-	for t := t0; t < t1; {
-		n := min(t1-t, attendTasks)
-		for i := range n {
-			k := a.task(t + i)
-			tasks[i] = C.xattn_task{b: C.int(k.b), h0: C.int(k.h0), nh: C.int(k.nh), q0: C.int(k.q0),
-				mq: C.int(k.mq), lo: C.int(k.lo), hi: C.int(k.hi)}
-		}
-		C.xattn_attend(o.k.c, &p, fptr(a.Q), fptr(a.K), fptr(a.V), fptr(a.O), bptr(a.Keep), fptr(a.Bias),
-			fptr(a.ALiBi), fptr(kt), fptr(a.Stats), fptr(scratch), &tasks[0], C.int(n))
-		t += n
-	}
+	return p
 }
+
+// fillTasks writes tasks t, t+1, … of a (Attention.task), up to t1 and at
+// most len(tasks), to tasks for one crossing, and returns how many.
+func fillTasks(a *Attention, t, t1 int, tasks *[attendTasks]C.xattn_task) int {
+	n := min(t1-t, attendTasks)
+	for i := range n {
+		k := a.task(t + i)
+		tasks[i] = C.xattn_task{b: C.int(k.b), h0: C.int(k.h0), nh: C.int(k.nh), q0: C.int(k.q0),
+			mq: C.int(k.mq), lo: C.int(k.lo), hi: C.int(k.hi)}
+	}
+	return n
+}
+
+// ScratchLen returns a.ScratchLen().
+func (openBLAS) ScratchLen(a *Attention) int { return a.ScratchLen() }
 
 // attendTasks is the most tasks one crossing of Attend carries: enough that
 // a crossing's cost is lost among its tasks' work.

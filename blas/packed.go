@@ -20,8 +20,9 @@ type Packed struct {
 	off    int       // where item 0's first panel starts in f32
 	n, k   int       // the shape of each item
 	items  int
-	stride int // values from one item to the next
-	panel  int // columns of a panel
+	stride int        // values from one item to the next
+	panel  int        // columns of a panel
+	bf     BF16Packed // the values of layoutBF16
 }
 
 // layout names the arrangement of a Packed's values. A backend with another
@@ -36,6 +37,10 @@ const (
 	// f32[off + i·stride + (j/panel)·panel·k + p·panel …], the columns past
 	// n zero.
 	layoutPanels
+	// layoutBF16 is a matrix rounded to bf16 in the pair-interleaved
+	// panels of [BF16Packed], in bf: the weights of a BF16 backend
+	// ([WithBF16]), which its products read in place of B.
+	layoutBF16
 )
 
 // IsZero reports whether p is the zero Packed: nothing packed.
@@ -55,8 +60,11 @@ func (p Packed) Count() int { return p.items }
 // Bytes returns the memory p's values take, padding included; views of one
 // matrix share it.
 func (p Packed) Bytes() int {
-	if p.items == 0 {
+	switch {
+	case p.items == 0:
 		return 0
+	case p.layout == layoutBF16:
+		return p.bf.Bytes()
 	}
 	return 4 * ((p.items-1)*p.stride + ceilDiv(p.n, p.panel)*p.panel*p.k)
 }
@@ -66,6 +74,15 @@ func (p Packed) Bytes() int {
 // ([Backend.Steps]), and 0 < n ≤ N−j0. Otherwise it returns the zero Packed
 // and false, and the caller's products read their B as it is.
 func (p Packed) Cols(j0, n int) (Packed, bool) {
+	if p.layout == layoutBF16 && p.items == 1 {
+		bf, err := p.bf.Cols(j0, n)
+		if err != nil || n <= 0 {
+			return Packed{}, false
+		}
+		v := p
+		v.bf, v.n = bf, n
+		return v, true
+	}
 	if p.layout != layoutPanels || j0 < 0 || n <= 0 || n > p.n-j0 || j0%p.panel != 0 {
 		return Packed{}, false
 	}
@@ -78,6 +95,12 @@ func (p Packed) Cols(j0, n int) (Packed, bool) {
 // Items returns the view of items [i0, i0+n) of p, and whether there are
 // such items (0 < n ≤ Count−i0); otherwise the zero Packed and false.
 func (p Packed) Items(i0, n int) (Packed, bool) {
+	if p.layout == layoutBF16 {
+		if i0 == 0 && n == p.items {
+			return p, true
+		}
+		return Packed{}, false
+	}
 	if p.layout == layoutNone || i0 < 0 || n <= 0 || n > p.items-i0 {
 		return Packed{}, false
 	}

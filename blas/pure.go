@@ -76,6 +76,9 @@ func (pureBackend) Attend(a *Attention, t0, t1 int, scratch []float32) {
 	}
 }
 
+// ScratchLen returns a.ScratchLen().
+func (pureBackend) ScratchLen(a *Attention) int { return a.ScratchLen() }
+
 // attendTask is one task of the attention core in Go; the C driver of the
 // OpenBLAS backend runs the same steps.
 func attendTask(a *Attention, t int, scratch []float32) {

@@ -8,6 +8,8 @@ script runs the same multi-head cross-attention layer in PyTorch on them:
 
     probe          print {"peer": "torch", "version": ...} and exit 0 if torch works
     run DIR        time the layer, write DIR/torch.out.f32 and DIR/torch.result.json
+    run-bf16 DIR   the same with the weights and inputs as bfloat16 tensors (the
+                   output converted to float32), into DIR/torch-bf16.*
     export DIR     write DIR/model.onnx, the same layer and weights as an ONNX graph
                    with inputs x and context and output y (for the ONNX Runtime peer)
 
@@ -80,7 +82,7 @@ def cmd_probe():
     print(json.dumps({"peer": "torch", "version": torch.__version__, "numpy": numpy.__version__}))
 
 
-def cmd_run(d):
+def cmd_run(d, bf16=False):
     import torch
     with open(os.path.join(d, "manifest.json")) as f:
         man = json.load(f)
@@ -91,6 +93,10 @@ def cmd_run(d):
     except RuntimeError:
         pass  # already set in this process
     m, x, ctx = build(d, man)
+    name = "torch"
+    if bf16:
+        name = "torch-bf16"
+        m, x, ctx = m.to(torch.bfloat16), x.to(torch.bfloat16), ctx.to(torch.bfloat16)
     times = []
     with torch.inference_mode():
         for _ in range(int(man["warmup"])):
@@ -99,9 +105,9 @@ def cmd_run(d):
             t0 = time.perf_counter()
             y = m(x, ctx)
             times.append((time.perf_counter() - t0) * 1e3)
-    y.contiguous().numpy().astype("<f4").tofile(os.path.join(d, "torch.out.f32"))
+    y.float().contiguous().numpy().astype("<f4").tofile(os.path.join(d, name + ".out.f32"))
     res = {
-        "peer": "torch",
+        "peer": name,
         "version": torch.__version__,
         "threads": torch.get_num_threads(),
         "times_ms": times,
@@ -110,7 +116,7 @@ def cmd_run(d):
         "max_ms": max(times),
         "note": "torch %s, %s" % (torch.__version__, torch.__config__.parallel_info().splitlines()[-1].strip()),
     }
-    with open(os.path.join(d, "torch.result.json"), "w") as f:
+    with open(os.path.join(d, name + ".result.json"), "w") as f:
         json.dump(res, f)
 
 
@@ -130,10 +136,12 @@ def main(argv):
         cmd_probe()
     elif len(argv) == 3 and argv[1] == "run":
         cmd_run(argv[2])
+    elif len(argv) == 3 and argv[1] == "run-bf16":
+        cmd_run(argv[2], bf16=True)
     elif len(argv) == 3 and argv[1] == "export":
         cmd_export(argv[2])
     else:
-        sys.stderr.write("usage: peer_torch.py probe | run DIR | export DIR\n")
+        sys.stderr.write("usage: peer_torch.py probe | run DIR | run-bf16 DIR | export DIR\n")
         return 2
     return 0
 

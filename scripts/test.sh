@@ -40,6 +40,15 @@ for k in openblas avx2 scalar; do
 	XATTN_KERNELS=$k XATTN_REQUIRE_OPENBLAS=1 go test -short ./xattn/...
 done
 
+step "BF16 layer tests on every BF16 kernel (XATTN_BF16)"
+# The BF16 tests of the layer (the sweep against the FP32 reference, the
+# routes, allocations, concurrency) with the BF16 kernel forced to each in
+# turn, on both backends; one the CPU lacks is skipped with the reason.
+for k in amx avx512bf16 rounded rounded-scalar pure; do
+	echo "XATTN_BF16=$k"
+	XATTN_BF16=$k XATTN_REQUIRE_OPENBLAS=1 go test -short -run BF16 ./xattn/...
+done
+
 step "hostile inputs under a 2 GB address-space limit"
 # TestHostile's bogus and huge requests must be errors, never a fatal
 # out-of-memory, also where the address space runs out first. The Go

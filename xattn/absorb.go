@@ -60,7 +60,8 @@ func (l *Layer) Absorbs(s Shape) bool {
 // hand-off to the workers is worth), that the absorbed form must save.
 const absorbMinSaved = 16
 
-// absorbedWeights are the weights of the absorbed form, made on first use:
+// absorbedWeights are the weights of the absorbed form, made on first use
+// (in BF16, at New, before the FP32 weights are dropped; wkT is then nil):
 // per key/value head g, Wk_g transposed (Dc×dk, for Q̃_h = Q_h·Wk_g as a
 // product with a transposed right-hand side) and both as the backend packs
 // them, with Wv_g (dv×Dv rows of Wv; views into the layer's packed Wv when
@@ -117,8 +118,11 @@ func (p *pipeline) absorbQueries(s Shape) {
 	group := h / c.KVHeads
 	for hh := range h {
 		g := hh / group
-		p.ws.gemms = append(p.ws.gemms, gemm{a: p.ws.q[hh*dk:], m: rows, lda: h * dk, k: dk, n: dc,
-			w: w.wkT[g*dc*dk:][:dc*dk], packed: w.pkT[g], c: p.ws.aq[hh*dc:], ldc: h * dc})
+		gm := gemm{a: p.ws.q[hh*dk:], m: rows, lda: h * dk, k: dk, n: dc, packed: w.pkT[g], c: p.ws.aq[hh*dc:], ldc: h * dc}
+		if w.wkT != nil { // nil in BF16: the products read the packed weights only
+			gm.w = w.wkT[g*dc*dk:][:dc*dk]
+		}
+		p.ws.gemms = append(p.ws.gemms, gm)
 	}
 	p.gemmPhase()
 }
@@ -180,8 +184,10 @@ func (p *pipeline) absorbValues(s Shape) {
 	p.ws.gemms = p.ws.gemms[:0]
 	for hh := range h {
 		g := hh / group
-		gm := gemm{a: p.ws.ao[hh*dx:], m: rows, lda: h * dx, k: dx, n: dv,
-			w: l.wv[g*dv*dx:][:dv*dx], packed: w.pvh[g], c: p.ws.o[hh*dv:], ldc: h * dv}
+		gm := gemm{a: p.ws.ao[hh*dx:], m: rows, lda: h * dx, k: dx, n: dv, packed: w.pvh[g], c: p.ws.o[hh*dv:], ldc: h * dv}
+		if l.wv != nil { // nil in BF16
+			gm.w = l.wv[g*dv*dx:][:dv*dx]
+		}
 		if l.bv != nil {
 			gm.bias = l.bv[g*dv:][:dv]
 		}

@@ -282,7 +282,7 @@ func (p *pipeline) attendRequests(reqs []Request) {
 		if br.keyLen >= 0 {
 			a.KeyLen = bs.keyLen[br.keyLen:][:a.Batch]
 		}
-		p.scratchN = max(p.scratchN, a.ScratchLen())
+		p.scratchN = max(p.scratchN, p.backend.ScratchLen(a))
 		tasks += a.Tasks()
 	}
 	ws.scratch = grow(ws.scratch, p.threads*p.scratchN)

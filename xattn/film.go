@@ -169,6 +169,11 @@ func NewFiLM(cfg FiLMConfig, w *FiLMWeights, opts ...Option) (*FiLM, error) {
 	if s.plan.QBlock != 0 || s.plan.KVBlock != 0 {
 		return nil, fmt.Errorf("%w: WithTile(%d, %d) does not apply to FiLM", ErrConfig, s.plan.QBlock, s.plan.KVBlock)
 	}
+	if _, bf := blas.BF16KernelOf(s.backend); bf || s.precision != FP32 {
+		// Its products are a few rows against 2·Dim weights, memory-bound:
+		// bf16 would save little, and it has no BF16 path.
+		return nil, fmt.Errorf("%w: FiLM has no BF16 precision (WithPrecision(%v), backend %s)", ErrConfig, s.precision, blas.Kernels(s.backend))
+	}
 	f := &FiLM{cfg: c, backend: s.backend, plan: s.plan}
 	f.w = slices.Concat(w.Gamma, w.Beta) // one allocation
 	if c.Bias || c.GammaPlusOne {

@@ -75,6 +75,12 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 	if err := s.apply(opts); err != nil {
 		return nil, err
 	}
+	if err := s.resolvePrecision(); err != nil {
+		return nil, err
+	}
+	if s.precision == BF16 {
+		s.plan.Precision = BF16
+	}
 	l := &Layer{cfg: c, backend: s.backend, plan: s.plan}
 	if l.rope, err = newRoPE(s.rope, c.HeadDim); err != nil {
 		return nil, err
@@ -107,6 +113,15 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 		}
 	}
 	l.pack()
+	if s.precision == BF16 {
+		// The products read the packed bf16 weights only (blas.WithBF16):
+		// the absorbed form's are made now, from the FP32 ones, which
+		// then go.
+		if l.plan.Absorb {
+			l.absorbed().wkT = nil
+		}
+		l.wq, l.wk, l.wv, l.wo, l.wkv = nil, nil, nil, nil, nil
+	}
 	return l, nil
 }
 

@@ -16,6 +16,10 @@ type settings struct {
 	backendSet bool // by WithBackend: else Default's, and XATTN_KERNELS is checked
 	plan       Plan
 	rope       *RoPE // WithRoPE
+	// precision is WithPrecision's (precisionSet), or BF16 for a backend
+	// of blas.WithBF16 (resolvePrecision).
+	precision    Precision
+	precisionSet bool
 }
 
 // apply applies opts to s in order, and then returns an error wrapping

@@ -333,7 +333,7 @@ func (l *Layer) describeOperands(a *blas.Attention, op *operands, s Shape, qb in
 func (p *pipeline) tiles(q, kv int) {
 	a := &p.att
 	a.QBlock, a.KVBlock = q, kv
-	p.scratchN = a.ScratchLen()
+	p.scratchN = p.backend.ScratchLen(a)
 	p.ws.scratch = grow(p.ws.scratch, p.threads*p.scratchN)
 }
 
@@ -656,9 +656,11 @@ func (p *pipeline) product(slot int, g *gemm, ch chunk) {
 	n := ch.c1 - ch.c0
 	*bt = blas.Batch{
 		Count: 1, M: ch.r1 - ch.r0, N: n, K: g.k, TransB: true, Alpha: 1,
-		A: g.a[ch.r0*g.lda:], LDA: g.lda,
-		B: g.w[ch.c0*g.k:], LDB: g.k,
+		A: g.a[ch.r0*g.lda:], LDA: g.lda, LDB: g.k,
 		C: g.c[ch.r0*g.ldc+ch.c0:], LDC: g.ldc,
+	}
+	if g.w != nil { // nil in BF16, whose products read the packed weights only
+		bt.B = g.w[ch.c0*g.k:]
 	}
 	if g.bias != nil {
 		bt.Bias = g.bias[ch.c0:]

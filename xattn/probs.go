@@ -207,11 +207,11 @@ func (l *Layer) attentionMap(p, x, k []float32, s Shape, a *blas.Attention, perH
 	kk := make([]float32, b*tk*nk)
 	be.Sgemm(&blas.Batch{
 		Count: 1, M: b * tq, N: nq, K: c.QueryDim, TransB: true, Alpha: 1,
-		A: x, LDA: c.QueryDim, B: l.wq, LDB: c.QueryDim, C: q, LDC: nq, Bias: l.bq,
+		A: x, LDA: c.QueryDim, B: l.wq, LDB: c.QueryDim, C: q, LDC: nq, Bias: l.bq, Packed: l.bf16Packed(l.pq),
 	})
 	be.Sgemm(&blas.Batch{
 		Count: 1, M: b * tk, N: nk, K: c.ContextDim, TransB: true, Alpha: 1,
-		A: k, LDA: c.ContextDim, B: l.wk, LDB: c.ContextDim, C: kk, LDC: nk, Bias: l.bk,
+		A: k, LDA: c.ContextDim, B: l.wk, LDB: c.ContextDim, C: kk, LDC: nk, Bias: l.bk, Packed: l.bf16Packed(l.pk),
 	})
 
 	per := tq * tk

@@ -36,11 +36,16 @@ type Plan struct {
 	// FiniteCheck makes every call reject non-finite inputs with an error
 	// wrapping ErrNonFinite (see [WithFiniteCheck]).
 	FiniteCheck bool
+	// Precision is the arithmetic of the products and the attention core
+	// ([WithPrecision]); with BF16, Kernels ends in the BF16 kernel, as
+	// ",bf16=amx".
+	Precision Precision
 }
 
 // String formats p as "threads=2 tile=64x256 serial<2MFLOP isa=avx512
 // kernels=rows=avx512,gemm=avx512", with " absorb=off" before isa when
-// Absorb is false, " finite-check" when FiniteCheck is set, and no kernels
+// Absorb is false, " finite-check" when FiniteCheck is set, " precision=bf16"
+// for BF16, and no kernels
 // when Kernels is empty.
 func (p Plan) String() string {
 	absorb := ""
@@ -49,6 +54,9 @@ func (p Plan) String() string {
 	}
 	if p.FiniteCheck {
 		absorb += " finite-check"
+	}
+	if p.Precision != FP32 {
+		absorb += " precision=" + p.Precision.String()
 	}
 	kernels := ""
 	if p.Kernels != "" {

@@ -20,10 +20,11 @@ type options struct {
 	shape map[string]int
 	bias  bool
 
-	backend string // openblas, pure, all, or "" for blas.Default()
-	threads int    // 0: the layer's default plan
-	tileQ   int    // 0: the layer's default plan
-	tileKV  int
+	backend   string // openblas, pure, all, or "" for blas.Default()
+	precision string // fp32, bf16 or all
+	threads   int    // 0: the layer's default plan
+	tileQ     int    // 0: the layer's default plan
+	tileKV    int
 
 	repeats int           // 0: adaptive, see budget
 	warmup  int           // untimed calls before timing
@@ -97,6 +98,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	}
 	fs.BoolVar(&o.bias, "bias", false, "give the Q, K and V projections biases (the output projection always has one)")
 	fs.StringVar(&o.backend, "backend", "", "openblas, pure or all (default: openblas when built in, else pure)")
+	fs.StringVar(&o.precision, "precision", "fp32", "fp32, bf16 or all: the layer's precision (bf16: the BF16 kernel blas.BF16Default picks, XATTN_BF16 forces one)")
 	fs.IntVar(&o.threads, "threads", 0, "worker threads of the layer, and of the peers and peak probe (default: the layer's plan)")
 	fs.StringVar(&tile, "tile", "", "attention tile `q,kv`: query rows by keys (default: the layer's plan)")
 	fs.IntVar(&o.repeats, "repeats", 0, "timed calls per case (default: adaptive, at least 3 and until -budget)")
@@ -107,7 +109,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&sweep, "sweep", "", "sweep one variable: threads=1,2 | tk=… | tq=… | batch=…; lo..hi doubles from lo to hi")
 	fs.StringVar(&o.plot, "plot", "", "write a plot of the sweep to this .svg, .png or .pdf file")
 	fs.StringVar(&o.plotY, "plot-y", "gflops", "what the plot shows: gflops or ms")
-	fs.StringVar(&peers, "peers", "", "comma-separated peers to run beside xattn: torch, ort")
+	fs.StringVar(&peers, "peers", "", "comma-separated peers to run beside xattn: torch, torch-bf16 (bf16 tensors), ort")
 	fs.StringVar(&o.python, "python", "/usr/bin/python3", "interpreter with torch for the torch peer (Debian's python3-torch)")
 	fs.StringVar(&o.node, "node", "node", "Node.js for the ort peer")
 	fs.StringVar(&o.scripts, "scripts", "", "folder of peer_torch.py and peer_ort.js (default: scripts/ of the repository around the working directory)")
@@ -156,14 +158,19 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	}
 	o.peers = splitList(peers)
 	for _, p := range o.peers {
-		if p != "torch" && p != "ort" {
-			return nil, fmt.Errorf("-peers: unknown peer %q (have torch, ort)", p)
+		if p != "torch" && p != "torch-bf16" && p != "ort" {
+			return nil, fmt.Errorf("-peers: unknown peer %q (have torch, torch-bf16, ort)", p)
 		}
 	}
 	switch o.backend {
 	case "", "openblas", "pure", "all":
 	default:
 		return nil, fmt.Errorf("-backend=%q: want openblas, pure or all", o.backend)
+	}
+	switch o.precision {
+	case "fp32", "bf16", "all":
+	default:
+		return nil, fmt.Errorf("-precision=%q: want fp32, bf16 or all", o.precision)
 	}
 	if o.threads < 0 {
 		return nil, fmt.Errorf("-threads=%d: must be positive", o.threads)

@@ -122,7 +122,7 @@ func heatmapMap(be blas.Backend, head, b int) ([]float32, string, error) {
 
 // runHeatmap renders the example map chosen by o into o.heatmap.
 func runHeatmap(o *options, stderr io.Writer) error {
-	bes, err := pickBackends(o.backend)
+	bes, err := namedBackends(o.backend)
 	if err != nil {
 		return err
 	}

@@ -173,7 +173,7 @@ func xbench(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "xbench:", err)
 			return 2
 		}
-		backends, err := pickBackends(o.backend)
+		backends, err := pickBackends(o.backend, o.precision)
 		if err != nil {
 			fmt.Fprintln(stderr, "xbench:", err)
 			return 2
@@ -350,13 +350,18 @@ func setPeak(r *Result, probe *peakProbe, env *Env) {
 // peakISA is the ISA of the kernels that run the products of r, whose
 // register-loop peak %peak holds it against: xattn's AVX-512 kernel on
 // AVX-512 CPUs (blas.Info.Kernel "xattn-avx512"), else the ISA of
-// OpenBLAS's core; SSE for the pure backend (gonum's SGEMM multiplies and
+// OpenBLAS's core; AMX's tile loop for a BF16 row on the amx kernel (the
+// CPU's best FP32 loop for the other BF16 kernels); SSE for the pure backend (gonum's SGEMM multiplies and
 // adds with SSE); for a peer, whose kernels xbench cannot see, the best
 // fp32 ISA of the CPU.
 func peakISA(r *Result, ob OpenBLASEnv, best string) string {
 	switch {
 	case r.Kind == "peer":
 		return best
+	case r.ISA == "bf16-amx":
+		return "amx-bf16" // the tile loop's peak
+	case strings.HasPrefix(r.ISA, "bf16-"):
+		return best // no probe of VDPBF16PS: the CPU's best FP32 loop
 	case r.Impl == "pure":
 		return "sse"
 	case r.Impl == "openblas" && ob.Kernel == "xattn-avx512":

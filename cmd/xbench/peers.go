@@ -20,6 +20,7 @@ import (
 // scripts/ as separate processes:
 //
 //	torch  scripts/peer_torch.py run DIR, under Debian's /usr/bin/python3
+//	torch-bf16  the same with bf16 tensors (peer_torch.py run-bf16 DIR)
 //	ort    scripts/peer_ort.js run DIR, under Node with onnxruntime-node, on
 //	       DIR/model.onnx exported by scripts/peer_torch.py export DIR
 //
@@ -87,7 +88,7 @@ func newPeerSet(o *options) *peerSet {
 		var out []byte
 		var perr error
 		switch name {
-		case "torch":
+		case "torch", "torch-bf16":
 			out, _, perr = ps.command(context.Background(), nil, o.python, filepath.Join(dir, "peer_torch.py"), "probe")
 		case "ort":
 			out, _, perr = ps.command(context.Background(), nil, o.node, filepath.Join(dir, "peer_ort.js"), "probe")
@@ -200,6 +201,11 @@ func (ps *peerSet) run(p *problem, threads, warmup, repeats int, ref []float32, 
 		switch name {
 		case "torch":
 			_, rss, rerr = ps.command(context.Background(), env, ps.o.python, filepath.Join(ps.scripts, "peer_torch.py"), "run", dir)
+		case "torch-bf16":
+			// The same layer with bf16 weights and activations: held to
+			// the BF16 bound (setAgreement).
+			r.ISA = "bf16-torch"
+			_, rss, rerr = ps.command(context.Background(), env, ps.o.python, filepath.Join(ps.scripts, "peer_torch.py"), "run-bf16", dir)
 		case "ort":
 			if !exported {
 				_, _, exportErr = ps.command(context.Background(), env, ps.o.python, filepath.Join(ps.scripts, "peer_torch.py"), "export", dir)

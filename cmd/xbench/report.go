@@ -573,7 +573,7 @@ func writeTable(w io.Writer, rep *Report) error {
 				r.displayCase(), r.WorkFLOPs/1e9, r.FLOPs/1e9, r.workGFLOPs())
 		}
 	}
-	fmt.Fprintln(w, "×xattn: median time over the first xattn backend's (above 1 is slower than xattn). output: max|Δ| against that backend's y, bound 1e-4·max(1,‖y‖∞).")
+	fmt.Fprintln(w, "×xattn: median time over the first xattn backend's (above 1 is slower than xattn). output: max|Δ| against that backend's y, bound 1e-4·max(1,‖y‖∞), or 2e-2·max(1,‖y‖∞) for a BF16 row (isa bf16-…).")
 	if rep.Env.RSSSource != "" {
 		fmt.Fprintf(w, "peak RSS: %s.\n", rep.Env.RSSSource)
 	}
@@ -617,7 +617,11 @@ func writePeakNote(w io.Writer, rep *Report) {
 	}
 	var parts []string
 	for _, isa := range order {
-		parts = append(parts, fmt.Sprintf("%s rows against the %s fp32 loop", strings.Join(isas[isa], ", "), isa))
+		kind := "fp32"
+		if isa == "amx-bf16" {
+			kind = "bf16 tile"
+		}
+		parts = append(parts, fmt.Sprintf("%s rows against the %s %s loop", strings.Join(isas[isa], ", "), isa, kind))
 	}
 	io.WriteString(w, "%peak: the work of the call over its median, against xbench's register-only probe (peak above) of the ISA the row's products run, at the row's thread count")
 	if len(parts) > 0 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -8,6 +9,7 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/xattn/xattn/blas"
@@ -97,7 +99,7 @@ const maxRepeats = 1000
 // call.
 func benchLayer(p *problem, be blas.Backend, o *options, prog *progress) (Result, []float32, error) {
 	c := p.c
-	r := baseResult(c, be.Name(), "xattn")
+	r := baseResult(c, implName(be), "xattn")
 	opts := []xattn.Option{xattn.WithBackend(be)}
 	if c.threads > 0 {
 		opts = append(opts, xattn.WithThreads(c.threads))
@@ -113,7 +115,9 @@ func benchLayer(p *problem, be blas.Backend, o *options, prog *progress) (Result
 	}
 	plan := l.Plan()
 	r.Threads, r.QBlock, r.KVBlock, r.ISA, r.Plan = plan.Threads, plan.QBlock, plan.KVBlock, plan.ISA, l.String()
-	if be.Name() == "pure" {
+	if kn, ok := blas.BF16KernelOf(be); ok {
+		r.ISA = "bf16-" + kn.Name() // the peak it is held against: peakISA
+	} else if be.Name() == "pure" {
 		// Plan.ISA is what the CPU offers; the pure kernels are Go with
 		// gonum's SSE assembly whatever it says.
 		r.ISA = "go/sse"
@@ -277,6 +281,11 @@ func maxAbs(y []float32) float64 {
 // setAgreement records in r how out compares with the reference output.
 func setAgreement(r *Result, ref, out []float32) {
 	d, tol, ok := agreement(ref, out)
+	if strings.HasPrefix(r.ISA, "bf16-") {
+		// BF16 against an FP32 reference: the bound of the BF16 precision.
+		tol = 2e-2 * math.Max(1, maxAbs(ref))
+		ok = d <= tol
+	}
 	r.MaxAbsDiff, r.Tol = d, tol
 	r.Agree = "ok"
 	if !ok {
@@ -288,8 +297,42 @@ func setAgreement(r *Result, ref, out []float32) {
 	}
 }
 
-// pickBackends returns the backends -backend names.
-func pickBackends(name string) ([]blas.Backend, error) {
+// pickBackends returns the backends -backend names, in the precisions
+// -precision names: each FP32 backend, then the same in BF16
+// (blas.WithBF16 with blas.BF16Default's kernel).
+func pickBackends(name, precision string) ([]blas.Backend, error) {
+	bes, err := namedBackends(name)
+	if err != nil || precision == "fp32" {
+		return bes, err
+	}
+	if note := blas.BF16DefaultNote(); note != "" {
+		return nil, errors.New(note)
+	}
+	var out []blas.Backend
+	if precision == "all" {
+		out = append(out, bes...)
+	}
+	for _, be := range bes {
+		b, err := blas.WithBF16(be, blas.BF16Default())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// implName is the Impl of a result on be: its name, with "-bf16" for a
+// BF16 backend.
+func implName(be blas.Backend) string {
+	if _, ok := blas.BF16KernelOf(be); ok {
+		return be.Name() + "-bf16"
+	}
+	return be.Name()
+}
+
+// namedBackends returns the FP32 backends -backend names.
+func namedBackends(name string) ([]blas.Backend, error) {
 	switch name {
 	case "":
 		return []blas.Backend{blas.Default()}, nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,17 +168,28 @@ func TestMeasurePeak(t *testing.T) {
 }
 
 func TestPickBackends(t *testing.T) {
-	if b, err := pickBackends(""); err != nil || len(b) != 1 || b[0].Name() != blas.Default().Name() {
+	if b, err := pickBackends("", "fp32"); err != nil || len(b) != 1 || b[0].Name() != blas.Default().Name() {
 		t.Errorf("default: %v %v", b, err)
 	}
-	if b, err := pickBackends("all"); err != nil || len(b) != len(blas.All()) {
+	if b, err := pickBackends("all", "fp32"); err != nil || len(b) != len(blas.All()) {
 		t.Errorf("all: %v %v", b, err)
 	}
-	if b, err := pickBackends("pure"); err != nil || b[0].Name() != "pure" {
+	if b, err := pickBackends("pure", "fp32"); err != nil || b[0].Name() != "pure" {
 		t.Errorf("pure: %v %v", b, err)
 	}
-	_, err := pickBackends("openblas")
+	_, err := pickBackends("openblas", "fp32")
 	if (err == nil) != (blas.Default().Name() == "openblas") {
 		t.Errorf("openblas: %v", err)
+	}
+	// -precision all: every backend, then each in BF16, named apart.
+	b, err := pickBackends("all", "all")
+	if err != nil || len(b) != 2*len(blas.All()) {
+		t.Fatalf("all, all: %v %v", b, err)
+	}
+	for i, be := range b {
+		_, bf := blas.BF16KernelOf(be)
+		if bf != (i >= len(blas.All())) || strings.HasSuffix(implName(be), "-bf16") != bf {
+			t.Errorf("backend %d: %s (%s), BF16 %t", i, implName(be), blas.Kernels(be), bf)
+		}
 	}
 }

@@ -1,0 +1,168 @@
+//go:build cgo && !purego
+
+package blas
+
+/*
+#cgo noescape xattn_attend_bf16
+#cgo nocallback xattn_attend_bf16
+#cgo noescape xattn_pack_bf16
+#cgo nocallback xattn_pack_bf16
+#cgo noescape xattn_round_bf16
+#cgo nocallback xattn_round_bf16
+
+#include "attend_bf16.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"unsafe"
+)
+
+// BF16 is the BF16 attention core of an OpenBLAS backend: blas.Attention's
+// whole contract (GQA, every mask kind, Stats, the non-finite rule) with Q
+// and K rounded to bf16 (as [github.com/xattn/xattn/pure.BF16Bits] rounds:
+// nearest even, subnormals flushed to zero) for Q·Kᵀ, FP32 scores, the
+// FP32 softmax statistics and exponentials, the probabilities rounded to
+// bf16 for P·V with V in bf16, FP32 accumulation and outputs. Head sizes
+// of any width are padded to 32 internally. It runs the product kernel of
+// one [BF16Kernel] (the rounded ones share one portable C kernel): every
+// kernel computes the same roundings; they differ in summation order only.
+// Safe for concurrent use.
+type BF16 struct {
+	k  *kernels // the row pass (and its table) of the backend
+	kn BF16Kernel
+}
+
+// NewBF16 returns the BF16 core on the row pass of be, an OpenBLAS
+// backend, with the product kernel of kn (one this CPU runs: see
+// [BF16KernelNamed] and [BF16Default]). It fails, naming them, on a
+// backend that is not OpenBLAS or the pure kernel, which has no C core.
+func NewBF16(be Backend, kn BF16Kernel) (*BF16, error) {
+	o, ok := be.(openBLAS)
+	if !ok || o.k == nil {
+		return nil, fmt.Errorf("blas: the BF16 core runs on an OpenBLAS backend, not %q", be.Name())
+	}
+	if kn.id == bf16Pure {
+		return nil, fmt.Errorf("blas: the BF16 core has no %q kernel on an OpenBLAS backend", kn.Name())
+	}
+	return &BF16{k: o.k, kn: kn}, nil
+}
+
+// Kernel returns the BF16 kernel of x.
+func (x *BF16) Kernel() BF16Kernel { return x.kn }
+
+// BF16KV holds the keys and values of an [Attention] rounded to bf16
+// and packed for the BF16 core's products, made once by [BF16.Pack] for
+// keys and values attended to many times (a cached context), then read by
+// [BF16.Attend] in place of packing each key panel of each task. Read
+// only; safe to share.
+type BF16KV struct {
+	k, v                         []uint16
+	kBatch, kHead, vBatch, vHead int
+	batch, kvHeads, tk, dk, dv   int
+}
+
+// Pack returns K and V of a (over Batch, KVHeads, Tk, DK and DV) rounded
+// and packed for [BF16.Attend]; values with a non-finite element are left
+// unpacked (Attend then packs them per panel, to keep the non-finite rule).
+func (x *BF16) Pack(a *Attention) *BF16KV {
+	if a.Batch < 0 || a.KVHeads < 0 || a.Tk < 0 || a.DK < 0 || a.DV < 0 {
+		panic(errDim)
+	}
+	if a.Batch > maxC || a.KVHeads > maxC || a.Tk > maxC || a.DK > maxC || a.DV > maxC || a.LDK > maxC || a.LDV > maxC {
+		panic(errTooLarge)
+	}
+	tkp := ceilDiv(a.Tk, 32) * 32
+	pk := &BF16KV{batch: a.Batch, kvHeads: a.KVHeads, tk: a.Tk, dk: a.DK, dv: a.DV}
+	if a.Batch == 0 || a.KVHeads == 0 || a.Tk == 0 {
+		return pk
+	}
+	if a.DK > 0 {
+		if a.LDK < a.KVHeads*a.DK || a.BatchK < 0 || need(a.Batch, a.BatchK, a.Tk, a.LDK, a.KVHeads*a.DK) > len(a.K) {
+			panic(errShortK)
+		}
+		pk.kHead = tkp * ceilDiv(a.DK, 32) * 32
+		pk.kBatch = a.KVHeads * pk.kHead
+		pk.k = make([]uint16, a.Batch*pk.kBatch)
+	}
+	if a.DV > 0 {
+		if a.LDV < a.KVHeads*a.DV || a.BatchV < 0 || need(a.Batch, a.BatchV, a.Tk, a.LDV, a.KVHeads*a.DV) > len(a.V) {
+			panic(errShortV)
+		}
+		pk.vHead = tkp * ceilDiv(a.DV, 32) * 32
+		pk.vBatch = a.KVHeads * pk.vHead
+		pk.v = make([]uint16, a.Batch*pk.vBatch)
+	}
+	finite := true
+	for b := range a.Batch {
+		for g := range a.KVHeads {
+			var kp, vp *C.uint16_t
+			var k, v *C.float
+			if pk.k != nil {
+				kp, k = u16ptr(pk.k[b*pk.kBatch+g*pk.kHead:]), fptr(a.K[b*a.BatchK+g*a.DK:])
+			}
+			if pk.v != nil {
+				vp, v = u16ptr(pk.v[b*pk.vBatch+g*pk.vHead:]), fptr(a.V[b*a.BatchV+g*a.DV:])
+			}
+			if C.xattn_pack_bf16(C.int(a.Tk), C.int(a.DK), C.int(a.DV), k, C.int64_t(a.LDK), v, C.int64_t(a.LDV), kp, vp) == 0 {
+				finite = false
+			}
+		}
+	}
+	if !finite {
+		pk.v, pk.vBatch, pk.vHead = nil, 0, 0
+	}
+	return pk
+}
+
+func u16ptr(s []uint16) *C.uint16_t {
+	if len(s) == 0 {
+		return nil
+	}
+	return (*C.uint16_t)(unsafe.Pointer(&s[0]))
+}
+
+const errBF16KV = "blas: BF16KV was packed for another shape than the Attention's"
+
+// Attend runs tasks [t0, t1) of a in BF16, using scratch, of length at
+// least a.ScratchLenBF16(), as its working memory; pk, if not nil, holds
+// a's keys and values packed by [BF16.Pack] (a.KT is not read). It checks
+// a as [Backend.Attend] does and panics with the same messages.
+func (x *BF16) Attend(a *Attention, pk *BF16KV, t0, t1 int, scratch []float32) {
+	if !checkAttention(a, t0, t1, scratch) {
+		return
+	}
+	if len(scratch) < a.ScratchLenBF16() {
+		panic(errScratch)
+	}
+	var cp C.xattn_bf16_packed
+	var cpp *C.xattn_bf16_packed
+	if pk != nil {
+		if pk.batch != a.Batch || pk.kvHeads != a.KVHeads || pk.tk != a.Tk || pk.dk != a.DK || pk.dv != a.DV {
+			panic(errBF16KV)
+		}
+		cp = C.xattn_bf16_packed{k: u16ptr(pk.k), v: u16ptr(pk.v),
+			k_batch: C.int64_t(pk.kBatch), k_head: C.int64_t(pk.kHead), v_batch: C.int64_t(pk.vBatch), v_head: C.int64_t(pk.vHead)}
+		cpp = &cp
+	}
+	p := cAttention(a)
+	lay := a.bf16Scratch()
+	l := C.xattn_bf16_layout{lds: C.int64_t(lay.lds), ldp: C.int64_t(lay.ldp), s: C.int64_t(lay.s), p: C.int64_t(lay.p),
+		kp: C.int64_t(lay.kp), vp: C.int64_t(lay.vp), q: C.int64_t(lay.q), o: C.int64_t(lay.o), st: C.int64_t(lay.st)}
+	var tasks [attendTasks]C.xattn_task // on the stack: xattn_attend_bf16 does not keep it
+	for t := t0; t < t1; {
+		n := fillTasks(a, t, t1, &tasks)
+		C.xattn_attend_bf16(x.k.c, bf16C[x.kn.id], &p, &l, fptr(a.Q), fptr(a.K), fptr(a.V), fptr(a.O),
+			bptr(a.Keep), fptr(a.Bias), fptr(a.ALiBi), cpp, fptr(a.Stats), fptr(scratch), &tasks[0], C.int(n))
+		t += n
+	}
+}
+
+// roundBF16 sets dst[i] to src[i] rounded as the core rounds its operands.
+func roundBF16(dst, src []float32) {
+	n := min(len(dst), len(src))
+	if n > 0 {
+		C.xattn_round_bf16(C.int(n), fptr(src), fptr(dst))
+	}
+}

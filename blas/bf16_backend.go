@@ -1,0 +1,241 @@
+package blas
+
+import (
+	"fmt"
+
+	"github.com/xattn/xattn/pure"
+)
+
+// WithBF16 returns be computing in BF16 with the kernel kn: a backend of
+// the same name whose products with packed weights and whose attention core
+// round their operands to bf16 (as [github.com/xattn/xattn/pure.BF16Bits]
+// rounds) and accumulate in float32:
+//
+//   - Pack returns the weights rounded to bf16 in the pair-interleaved
+//     panels of [BF16Packed] (half the memory of float32), and Sgemm runs a
+//     product whose Batch.Packed is such a matrix on kn ([BF16Kernel.GemmBF16]:
+//     A rounded on its way in, float32 outputs). B may then be nil: the
+//     float32 weights need not be kept. A product without packed B runs on
+//     be in float32.
+//   - Attend runs the BF16 attention core: Q and K rounded for Q·Kᵀ, FP32
+//     scores, softmax statistics and exponentials, the probabilities
+//     rounded for P·V with V rounded; float32 outputs. On an OpenBLAS be
+//     with a kernel other than pure it is [BF16] (C, AMX or AVX512-BF16
+//     where the CPU has them); otherwise the same roundings in Go with
+//     float32 arithmetic. Its scratch is the backend's ScratchLen,
+//     longer than [Attention.ScratchLen].
+//   - Steps are the BF16 layout's: rows in the 32 of the core's and AMX
+//     kernel's blocks, columns in panels of [BF16Panel].
+//
+// The pure backend runs the pure kernel whatever kn is, so that it stays
+// pure Go. Every kernel computes the same function (the same roundings, the
+// sums in another order). Kernels names the kernel: "…,bf16=amx".
+func WithBF16(be Backend, kn BF16Kernel) (Backend, error) {
+	switch be.(type) {
+	case pureBackend:
+		return bf16Backend{base: be, kn: BF16Kernel{bf16Pure}}, nil
+	case bf16Backend:
+		return nil, fmt.Errorf("blas: WithBF16: backend %s computes in BF16 already", Kernels(be))
+	}
+	b := bf16Backend{base: be, kn: kn}
+	if kn.id != bf16Pure {
+		core, err := NewBF16(be, kn)
+		if err != nil {
+			return nil, fmt.Errorf("blas: WithBF16: %w", err)
+		}
+		b.core = core
+	}
+	return b, nil
+}
+
+// BF16KernelOf returns the BF16 kernel of a backend made by [WithBF16], and
+// false for any other backend.
+func BF16KernelOf(be Backend) (BF16Kernel, bool) {
+	b, ok := be.(bf16Backend)
+	return b.kn, ok
+}
+
+// bf16Backend is a backend of WithBF16.
+type bf16Backend struct {
+	base Backend
+	kn   BF16Kernel
+	core *BF16 // nil: the Go core (attendRounded)
+}
+
+func (b bf16Backend) Name() string { return b.base.Name() }
+
+func (b bf16Backend) kernels() string { return Kernels(b.base) + ",bf16=" + b.kn.Name() }
+
+// Pack returns w rounded to bf16 and packed (layoutBF16).
+func (b bf16Backend) Pack(w []float32, n, k int) Packed {
+	checkPack(w, n, k)
+	if n == 0 || k == 0 {
+		return Packed{}
+	}
+	bf, err := PackBF16Trans(w, n, k)
+	if err != nil {
+		panic("blas: " + err.Error()) // checkPack checked the sizes
+	}
+	return Packed{layout: layoutBF16, bf: bf, n: n, k: k, items: 1, panel: BF16Panel}
+}
+
+// Steps returns the BF16 cut: blocks of bf16Rows rows, panels of BF16Panel columns.
+func (bf16Backend) Steps() (rows, cols int) { return bf16Rows, BF16Panel }
+
+const errBF16Batch = "blas: a product with bf16 packed B takes one item, TransB and LDB = K"
+
+// Sgemm runs a product whose Packed is bf16 on the kernel, any other on the
+// base backend.
+func (b bf16Backend) Sgemm(g *Batch) {
+	if g.Packed.layout != layoutBF16 {
+		b.base.Sgemm(g)
+		return
+	}
+	if g.Count != 1 || !g.TransB || g.LDB != g.K {
+		panic(errBF16Batch)
+	}
+	if g.B != nil && len(g.B) < g.N*g.K {
+		panic(errShortB)
+	}
+	if err := b.kn.GemmBF16(g.M, g.N, g.K, g.Alpha, g.A, g.LDA, g.Packed.bf, g.Beta, g.C, g.LDC, g.Bias); err != nil {
+		panic(err.Error())
+	}
+}
+
+func (b bf16Backend) SoftmaxRows(r *Rows) { b.base.SoftmaxRows(r) }
+
+func (b bf16Backend) ScaleRows(m, n int, c []float32, ldc int, f []float32) {
+	b.base.ScaleRows(m, n, c, ldc, f)
+}
+
+// PackKeys returns false: the BF16 core packs each key panel itself.
+func (bf16Backend) PackKeys(*Attention) bool { return false }
+
+// ScratchLen returns the BF16 core's scratch length: a.ScratchLenBF16() for
+// the C core, more than a.ScratchLen() for the Go one.
+func (b bf16Backend) ScratchLen(a *Attention) int {
+	if b.core != nil {
+		return a.ScratchLenBF16()
+	}
+	return a.roundedScratch().len
+}
+
+// Attend runs tasks [t0, t1) of a on the BF16 core, using scratch of at
+// least b.ScratchLen(a) values.
+func (b bf16Backend) Attend(a *Attention, t0, t1 int, scratch []float32) {
+	if b.core != nil {
+		b.core.Attend(a, nil, t0, t1, scratch)
+		return
+	}
+	if !checkAttention(a, t0, t1, scratch) {
+		return
+	}
+	if len(scratch) < a.roundedScratch().len {
+		panic(errScratch)
+	}
+	for t := t0; t < t1; t++ {
+		k := a.task(t)
+		for h := k.h0; h < k.h0+k.nh; h++ {
+			attendRounded(a, &k, h, scratch)
+		}
+	}
+}
+
+// roundedLayout is the scratch of the Go BF16 core: a.scratch()'s, then
+// the rounded queries of a head's block (QBlock×DK), and the rounded keys
+// (KVBlock×DK) and values (KVBlock×DV) of a key block.
+type roundedLayout struct {
+	q, k, v, len int
+}
+
+func (a *Attention) roundedScratch() roundedLayout {
+	var l roundedLayout
+	l.q = a.scratch().len
+	l.k = l.q + ceilDiv(a.QBlock*a.DK, 16)*16
+	l.v = l.k + ceilDiv(a.KVBlock*a.DK, 16)*16
+	l.len = l.v + ceilDiv(a.KVBlock*a.DV, 16)*16
+	return l
+}
+
+// roundInto sets the rows×cols matrix dst (leading dimension cols) to src
+// (leading dimension lds) rounded to bf16.
+func roundInto(dst, src []float32, rows, cols, lds int) {
+	for r := range rows {
+		d, s := dst[r*cols:][:cols], src[r*lds:][:cols]
+		for j, x := range s {
+			d[j] = pure.RoundBF16(x)
+		}
+	}
+}
+
+// attendRounded runs head h of task k as attendHead does, on operands
+// rounded to bf16: Q, each key block and value block rounded into the
+// scratch, the probabilities rounded in place after the row pass. The
+// products of bf16 values are exact in float32, so this is the function
+// of the C core (sums in another order).
+func attendRounded(a *Attention, k *task, h int, scratch []float32) {
+	b, q0, mq := k.b, k.q0, k.mq
+	lay, rl := a.scratch(), a.roundedScratch()
+	g := h / (a.Heads / a.KVHeads)
+	kb := a.BatchK*b + a.DK*g
+	vb := a.BatchV*b + a.DV*g
+	o := a.O[a.BatchO*b+a.LDO*q0+a.DV*h:]
+	qr, kr, vr := scratch[rl.q:rl.k], scratch[rl.k:rl.v], scratch[rl.v:rl.len]
+	roundInto(qr, a.Q[a.BatchQ*b+a.LDQ*q0+a.DK*h:], mq, a.DK, a.LDQ)
+
+	s, lds := scratch[lay.scores:], lay.ldS
+	hq := a.QBlock * a.headBlock()
+	mx := scratch[lay.stats:][:mq]
+	sum := scratch[lay.stats+hq:][:mq]
+	corr := scratch[lay.stats+2*hq:][:mq]
+	for r := range mq {
+		mx[r] = negInf
+		sum[r] = 0
+	}
+	for k0 := k.lo; k0 < k.hi; k0 += a.KVBlock {
+		nb := min(a.KVBlock, k.hi-k0)
+		roundInto(kr, a.K[kb+k0*a.LDK:], nb, a.DK, a.LDK)
+		roundInto(vr, a.V[vb+k0*a.LDV:], nb, a.DV, a.LDV)
+		pure.Sgemm(true, mq, nb, a.DK, a.Scale, qr, max(a.DK, 1), kr, max(a.DK, 1), 0, s, lds)
+		var bias []float32
+		if a.Bias != nil {
+			bias = a.Bias[a.BiasStride[0]*b+a.BiasStride[1]*h+a.BiasStride[2]*q0+k0:]
+		}
+		var keep []bool
+		if a.Keep != nil {
+			keep = a.Keep[a.KeepStride[0]*b+a.KeepStride[1]*h+a.KeepStride[2]*q0+k0:]
+		}
+		rm := a.rowMask(h, q0, k0)
+		pure.SoftmaxRowsMasked(mq, nb, s, lds, bias, a.BiasStride[2], keep, a.KeepStride[2], rm, mx, sum, corr)
+		for r := range mq {
+			row := s[r*lds:][:nb]
+			for j, p := range row {
+				row[j] = pure.RoundBF16(p)
+			}
+		}
+		beta := float32(0)
+		if k0 > k.lo {
+			pure.ScaleRows(mq, a.DV, o, a.LDO, corr)
+			beta = 1
+		}
+		pure.Sgemm(false, mq, a.DV, nb, 1, s, lds, vr, max(a.DV, 1), beta, o, a.LDO)
+		if a.DV > 0 {
+			addSkipped(mq, nb, a.DV, s, lds, vr, a.DV, bias, a.BiasStride[2], keep, a.KeepStride[2],
+				&rm, o, a.LDO, scratch[lay.values:][:nb])
+		}
+	}
+	if a.Stats != nil {
+		st := a.Stats[2*((b*a.Heads+h)*a.Tq+q0):]
+		for r := range mq {
+			st[2*r], st[2*r+1] = mx[r], sum[r]
+		}
+	}
+	for r := range mq {
+		if k.hi > k.lo && sum[r] != 0 {
+			corr[r] = 1 / sum[r]
+		} else {
+			corr[r] = 0
+		}
+	}
+	pure.ScaleRows(mq, a.DV, o, a.LDO, corr)
+}

@@ -1,0 +1,49 @@
+//go:build cgo && !purego
+
+/* What the BF16 C files share (bf16.c, bf16_avx512.c, bf16_amx.c); see bf16.h. */
+#ifndef XATTN_BF16_INTERNAL_H
+#define XATTN_BF16_INTERNAL_H
+
+#include "bf16.h"
+#include "internal.h"
+
+/* Depth of the A strip a kernel rounds at a time: 32 rows × 512 bf16 = 32 KiB. */
+#define XATTN_BF16_KB 512
+
+#if defined(XATTN_X86)
+#define XATTN_AVX512BF16 __attribute__((target("avx2,fma,avx512f,avx512dq,avx512bw,avx512vl,avx512bf16")))
+#define XATTN_AMX __attribute__((target("avx2,fma,avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")))
+#endif
+
+/* A 32-bit word that may alias any other type (a float, a pair of bf16). */
+typedef uint32_t xattn_u32a __attribute__((may_alias));
+
+/* xattn_bf16_bits is pure.BF16Bits. */
+static inline uint16_t xattn_bf16_bits(float f) {
+	union {
+		float f;
+		uint32_t u;
+	} v = {f};
+	uint32_t u = v.u, e = u & 0x7f800000u;
+	if (e == 0)
+		return (uint16_t)((u >> 16) & 0x8000u);
+	if (e == 0x7f800000u)
+		return (uint16_t)((u >> 16) | ((u & 0x007fffffu) ? 0x0040u : 0));
+	return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+/*
+ * A strip: rows × cols values of A (leading dimension lda) rounded to bf16
+ * into dst (leading dimension ld ≥ cols, a multiple of 32), columns cols … ld−1
+ * and rows rows … rows_pad−1 set to zero. One conversion per ISA.
+ */
+void xattn_bf16_strip_scalar(int rows, int rows_pad, int cols, const float *a, int64_t lda, int ld, uint16_t *dst);
+void xattn_bf16_strip_avx512(int rows, int rows_pad, int cols, const float *a, int64_t lda, int ld, uint16_t *dst);
+void xattn_bf16_strip_avx512bf16(int rows, int rows_pad, int cols, const float *a, int64_t lda, int ld, uint16_t *dst);
+
+typedef void xattn_bf16_gemm_fn(int m, int n, int k, float alpha, const float *a, int64_t lda, const uint16_t *b,
+		float beta, float *c, int64_t ldc, const float *bias);
+xattn_bf16_gemm_fn xattn_gemm_bf16_rounded_scalar, xattn_gemm_bf16_rounded_avx512, xattn_gemm_bf16_avx512bf16,
+		xattn_gemm_bf16_amx;
+
+#endif
