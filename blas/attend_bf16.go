@@ -166,3 +166,36 @@ func roundBF16(dst, src []float32) {
 		C.xattn_round_bf16(C.int(n), fptr(src), fptr(dst))
 	}
 }
+
+// bytes is the memory kv's values take.
+func (kv *BF16KV) bytes() int { return 2 * (len(kv.k) + len(kv.v)) }
+
+// heads is the key/value heads of a batch of kv: its items per batch.
+func (kv *BF16KV) heads() int { return kv.kvHeads }
+
+// packKeys returns the keys and values of a packed by x (Pack) as a
+// Packed of layoutBF16KV: a BF16 backend's PackKeys.
+func (x *BF16) packKeys(a *Attention) Packed {
+	return Packed{layout: layoutBF16KV, kv: x.Pack(a), n: a.Tk, k: a.DK, items: a.Batch * a.KVHeads}
+}
+
+// attendKT runs Attend with a.KT's keys and values where a.KT is of
+// layoutBF16KV (a view of them: whole batches from item off, keys from
+// col), else packing each panel.
+func (x *BF16) attendKT(a *Attention, t0, t1 int, scratch []float32) {
+	p := a.KT
+	if p.layout != layoutBF16KV {
+		x.Attend(a, nil, t0, t1, scratch)
+		return
+	}
+	kv := *p.kv // the view, on the stack
+	b0 := p.off / kv.kvHeads
+	kv.batch, kv.tk = p.items/kv.kvHeads, p.n
+	if kv.k != nil {
+		kv.k = kv.k[b0*kv.kBatch+p.col*ceilDiv(kv.dk, bf16Rows)*bf16Rows:]
+	}
+	if kv.v != nil {
+		kv.v = kv.v[b0*kv.vBatch+p.col*ceilDiv(kv.dv, bf16Rows)*bf16Rows:]
+	}
+	x.Attend(a, &kv, t0, t1, scratch)
+}

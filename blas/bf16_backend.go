@@ -108,8 +108,17 @@ func (b bf16Backend) ScaleRows(m, n int, c []float32, ldc int, f []float32) {
 	b.base.ScaleRows(m, n, c, ldc, f)
 }
 
-// PackKeys returns false: the BF16 core packs each key panel itself.
-func (bf16Backend) PackKeys(*Attention) bool { return false }
+// PackKeys sets a.KT to the keys and values of a rounded to bf16 and
+// packed for the C core ([BF16.Pack]), which Attend then reads in place of
+// packing each key panel of each task; it returns false for the Go core,
+// which reads K and V as they are.
+func (b bf16Backend) PackKeys(a *Attention) bool {
+	if b.core == nil || a.Batch <= 0 || a.KVHeads <= 0 || a.Tk <= 0 {
+		return false
+	}
+	a.KT = b.core.packKeys(a)
+	return true
+}
 
 // ScratchLen returns the BF16 core's scratch length: a.ScratchLenBF16() for
 // the C core, more than a.ScratchLen() for the Go one.
@@ -124,7 +133,7 @@ func (b bf16Backend) ScratchLen(a *Attention) int {
 // least b.ScratchLen(a) values.
 func (b bf16Backend) Attend(a *Attention, t0, t1 int, scratch []float32) {
 	if b.core != nil {
-		b.core.Attend(a, nil, t0, t1, scratch)
+		b.core.attendKT(a, t0, t1, scratch)
 		return
 	}
 	if !checkAttention(a, t0, t1, scratch) {

@@ -303,8 +303,9 @@ type Backend interface {
 	// one ([WithBF16]).
 	ScratchLen(a *Attention) int
 	// PackKeys sets a.KT to a new copy of the keys of a (K, LDK, BatchK
-	// over Batch, KVHeads, Tk and DK) in the layout this backend's Attend
-	// reads fastest, and reports whether it did; it leaves a alone and
+	// over Batch, KVHeads, Tk and DK; and the values, V, LDV, BatchV and
+	// DV, for a BF16 backend) in the layout this backend's Attend reads
+	// fastest, and reports whether it did; it leaves a alone and
 	// returns false when the backend reads K as it is. The copy's columns
 	// are keys: a.KT.Cols(k0, n) is keys [k0, k0+n) where k0 starts a
 	// column step.

@@ -23,6 +23,8 @@ type Packed struct {
 	stride int        // values from one item to the next
 	panel  int        // columns of a panel
 	bf     BF16Packed // the values of layoutBF16
+	kv     *BF16KV    // the keys and values of layoutBF16KV
+	col    int        // the first key of a layoutBF16KV view (Cols)
 }
 
 // layout names the arrangement of a Packed's values. A backend with another
@@ -41,6 +43,11 @@ const (
 	// panels of [BF16Packed], in bf: the weights of a BF16 backend
 	// ([WithBF16]), which its products read in place of B.
 	layoutBF16
+	// layoutBF16KV is the keys and values of an attention rounded to bf16
+	// and packed for the BF16 core ([BF16.Pack]), in kv: a BF16 backend's
+	// PackKeys. Views start on whole batches (Items) and on multiples of
+	// 32 keys (Cols).
+	layoutBF16KV
 )
 
 // IsZero reports whether p is the zero Packed: nothing packed.
@@ -65,6 +72,8 @@ func (p Packed) Bytes() int {
 		return 0
 	case p.layout == layoutBF16:
 		return p.bf.Bytes()
+	case p.layout == layoutBF16KV:
+		return p.kv.bytes()
 	}
 	return 4 * ((p.items-1)*p.stride + ceilDiv(p.n, p.panel)*p.panel*p.k)
 }
@@ -81,6 +90,15 @@ func (p Packed) Cols(j0, n int) (Packed, bool) {
 		}
 		v := p
 		v.bf, v.n = bf, n
+		return v, true
+	}
+	if p.layout == layoutBF16KV {
+		if j0 < 0 || j0%bf16Rows != 0 || n <= 0 || n > p.n-j0 {
+			return Packed{}, false
+		}
+		v := p
+		v.col += j0
+		v.n = n
 		return v, true
 	}
 	if p.layout != layoutPanels || j0 < 0 || n <= 0 || n > p.n-j0 || j0%p.panel != 0 {
@@ -100,6 +118,16 @@ func (p Packed) Items(i0, n int) (Packed, bool) {
 			return p, true
 		}
 		return Packed{}, false
+	}
+	if p.layout == layoutBF16KV {
+		g := p.kv.heads()
+		if i0 < 0 || n <= 0 || n > p.items-i0 || i0%g != 0 || n%g != 0 {
+			return Packed{}, false
+		}
+		v := p
+		v.off += i0
+		v.items = n
+		return v, true
 	}
 	if p.layout == layoutNone || i0 < 0 || n <= 0 || n > p.items-i0 {
 		return Packed{}, false

@@ -467,3 +467,51 @@ func TestBF16Absorbed(t *testing.T) {
 }
 
 func newTestRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 2)) }
+
+// TestBF16ContextPacked: a BF16 Context holds its keys and values packed
+// in bf16 for the C core (PackKeys), which reads them in place of packing
+// each panel; ForwardContext equals ForwardInto bit for bit, over split
+// keys (views from a key offset) and the fused form (views of a batch), and
+// allocates nothing in the steady state.
+func TestBF16ContextPacked(t *testing.T) {
+	cfg := xattn.Config{QueryDim: 48, ContextDim: 40, OutDim: 24, Heads: 4, KVHeads: 2, HeadDim: 40, Bias: true}
+	for _, b := range bf16Backends(t) {
+		for _, s := range []xattn.Shape{{Batch: 1, Tq: 4, Tk: 700}, {Batch: 2, Tq: 300, Tk: 90}, {Batch: 3, Tq: 33, Tk: 77}} {
+			t.Run(fmt.Sprintf("backend=%s/B=%d/Tq=%d/Tk=%d", b.name, s.Batch, s.Tq, s.Tk), func(t *testing.T) {
+				c := sweepCase{cfg, s, routeCross, maskKeyLen}
+				d := makeCase(t, c, 51)
+				l, err := xattn.New(cfg, d.w, xattn.WithBackend(b.be), xattn.WithThreads(4), xattn.WithSerialFLOPs(0),
+					xattn.WithAbsorb(false), xattn.WithTile(32, 64))
+				if err != nil {
+					t.Fatal(err)
+				}
+				y, err := runCase(l, c, d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff, norm := maxAbsDiff(y, d.want); diff > bf16Tolerance(norm) || math.IsNaN(diff) {
+					t.Fatalf("ForwardInto: max |y−ref| = %.3g, ‖ref‖∞ = %.3g", diff, norm)
+				}
+				ctx, err := l.ProjectContext(d.xk, s.Batch, s.Tk)
+				if err != nil {
+					t.Fatal(err)
+				}
+				yc := make([]float32, len(y))
+				run := func() {
+					if err := l.ForwardContext(yc, d.xq, ctx, s.Tq, d.mask); err != nil {
+						t.Fatal(err)
+					}
+				}
+				run()
+				if i := testutil.BitDiff(yc, y); i >= 0 {
+					t.Fatalf("ForwardContext y[%d] = %v, ForwardInto %v", i, yc[i], y[i])
+				}
+				if !raceEnabled {
+					if n := testing.AllocsPerRun(10, run); n != 0 {
+						t.Fatalf("ForwardContext allocates %v times per call", n)
+					}
+				}
+			})
+		}
+	}
+}

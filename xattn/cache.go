@@ -104,9 +104,11 @@ func (l *Layer) project(key, value []float32, batch, tk int) (*Context, error) {
 	defer l.putPipeline(p)
 	p.run(l, &call{xk: key, xv: value, kvOut: ctx.kv, kvRows: batch * tk, kPeriod: tk})
 	// Pack the keys once for the attention core, where the backend would
-	// otherwise pack every key block of every call (the AVX-512 kernel).
-	a := blas.Attention{Batch: batch, KVHeads: c.KVHeads, Tk: tk, DK: c.HeadDim,
-		K: ctx.kv, LDK: ldkv, BatchK: tk * ldkv}
+	// otherwise pack every key block of every call (the AVX-512 kernel),
+	// and the values too for one that packs them (BF16).
+	nk := c.KVHeads * c.HeadDim
+	a := blas.Attention{Batch: batch, KVHeads: c.KVHeads, Tk: tk, DK: c.HeadDim, DV: c.ValueHeadDim,
+		K: ctx.kv, LDK: ldkv, BatchK: tk * ldkv, V: ctx.kv[nk:], LDV: ldkv, BatchV: tk * ldkv}
 	if l.backend.PackKeys(&a) {
 		ctx.kt = a.KT
 	}
