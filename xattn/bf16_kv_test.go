@@ -1,0 +1,62 @@
+package xattn_test
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/xattn/xattn/xattn"
+)
+
+// TestBF16KVOneProduct checks that a BF16 layer's keys and values from one
+// source (ForwardInto: one product against the packed [Wk; Wv]) give the
+// same bits as from two equal copies (ForwardQKV: the key and value
+// products apart, as every BF16 call ran them before), for every BF16
+// kernel: with Wv's rows on a panel boundary (the packed Wk and Wv views of
+// [Wk; Wv]) and off it, GQA, few context rows (products split by columns)
+// and many (by rows), serial and threaded; and that both hold the float64
+// reference at the BF16 bound.
+func TestBF16KVOneProduct(t *testing.T) {
+	cfgs := []xattn.Config{
+		{QueryDim: 32, ContextDim: 24, Heads: 2, HeadDim: 16, Bias: true},             // nk = 32: views
+		{QueryDim: 36, ContextDim: 20, Heads: 3, HeadDim: 12, Bias: true},             // nk = 36: apart
+		{QueryDim: 40, ContextDim: 33, Heads: 4, KVHeads: 2, HeadDim: 10, OutDim: 17}, // GQA, nk = 20
+	}
+	shapes := []xattn.Shape{{Batch: 1, Tq: 5, Tk: 3}, {Batch: 2, Tq: 9, Tk: 77}, {Batch: 1, Tq: 4, Tk: 200}}
+	for _, b := range bf16Backends(t) {
+		for ci, cfg := range cfgs {
+			w := mustWeights(t, cfg)
+			for _, threads := range []int{1, 3} {
+				l, err := xattn.New(cfg, w, xattn.WithBackend(b.be), xattn.WithThreads(threads), xattn.WithSerialFLOPs(0),
+					xattn.WithAbsorb(false))
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := l.Config()
+				for _, s := range shapes {
+					name := fmt.Sprintf("%s/cfg=%d/threads=%d/%v", b.name, ci, threads, s)
+					rng := newTestRand(uint64(ci*100 + s.Tk))
+					x, ctx := randn(rng, s.Batch*s.Tq*c.QueryDim), randn(rng, s.Batch*s.Tk*c.ContextDim)
+					k, v := append([]float32(nil), ctx...), append([]float32(nil), ctx...)
+					one := make([]float32, s.Batch*s.Tq*c.OutDim)
+					two := make([]float32, len(one))
+					if err := l.ForwardInto(one, x, ctx, s, nil); err != nil {
+						t.Fatalf("%s: %v", name, err)
+					}
+					if err := l.ForwardQKV(two, x, k, v, s, nil); err != nil {
+						t.Fatalf("%s: %v", name, err)
+					}
+					for i := range one {
+						if math.Float32bits(one[i]) != math.Float32bits(two[i]) {
+							t.Fatalf("%s: y[%d] = %v from one source, %v from two copies", name, i, one[i], two[i])
+						}
+					}
+					want := attentionRef64(c, w, x, ctx, ctx, s, nil)
+					if diff, norm := maxAbsDiff(one, want); diff > bf16Tolerance(norm) || math.IsNaN(diff) {
+						t.Fatalf("%s: max |y−ref| = %.3g, BF16 bound %.3g", name, diff, bf16Tolerance(norm))
+					}
+				}
+			}
+		}
+	}
+}
