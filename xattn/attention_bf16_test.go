@@ -133,33 +133,3 @@ func TestAttentionBF16Precision(t *testing.T) {
 		t.Errorf("WithPrecision(FP32) on a BF16 backend: %v, want ErrConfig naming fp32", err)
 	}
 }
-
-// TestAttentionBF16Allocs: a warm BF16 Attention call allocates nothing.
-func TestAttentionBF16Allocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("the race detector allocates")
-	}
-	cfg := xattn.AttentionConfig{Heads: 4, KVHeads: 2, HeadDim: 16}
-	rng := rand.New(rand.NewPCG(5, 7))
-	for _, b := range bf16Backends(t) {
-		a, err := xattn.NewAttention(cfg, xattn.WithBackend(b.be), xattn.WithThreads(2), xattn.WithTile(32, 32), xattn.WithSerialFLOPs(0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range []xattn.Shape{{Batch: 2, Tq: 33, Tk: 50}, {Batch: 1, Tq: 1, Tk: 200}} {
-			for _, m := range []*xattn.Mask{nil, {KeyLen: []int{s.Tk - 1, s.Tk}[:s.Batch], Window: 9, ALiBi: &xattn.ALiBi{}}} {
-				ac := newAttnCase(rng, cfg, s, layoutPadded)
-				if err := ac.run(a, m); err != nil {
-					t.Fatal(err)
-				}
-				if n := testing.AllocsPerRun(20, func() {
-					if err := ac.run(a, m); err != nil {
-						t.Fatal(err)
-					}
-				}); n != 0 {
-					t.Errorf("%s %v mask=%v: %v allocations per warm call", b.name, s, m != nil, n)
-				}
-			}
-		}
-	}
-}
