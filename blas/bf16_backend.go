@@ -25,7 +25,9 @@ import (
 //     float32 arithmetic. Its scratch is the backend's ScratchLen,
 //     longer than [Attention.ScratchLen].
 //   - Steps are the BF16 layout's: rows in the 32 of the core's and AMX
-//     kernel's blocks, columns in panels of [BF16Panel].
+//     kernel's blocks, columns of packed weights in panels of [BF16Panel].
+//     The keys and values of PackKeys have views at groups of
+//     [BF16KeyStep] = 32 keys only ([Packed.Cols]).
 //
 // The pure backend runs the pure kernel whatever kn is, so that it stays
 // pure Go. Every kernel computes the same function (the same roundings, the
