@@ -60,3 +60,37 @@ func TestBF16KVOneProduct(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkBF16ProjectContext times a BF16 layer's key and value
+// projection alone (ProjectContext: one product against the packed
+// [Wk; Wv], and the packing of the keys and values) at the context shapes
+// of xbench's sd_unet64 (B=2, 77 keys of 768) and perceiver (16384 keys of
+// 256) presets.
+func BenchmarkBF16ProjectContext(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		cfg   xattn.Config
+		batch int
+		tk    int
+	}{
+		{"sd_unet64", xattn.Config{QueryDim: 320, ContextDim: 768, Heads: 8, HeadDim: 40}, 2, 77},
+		{"perceiver", xattn.Config{QueryDim: 512, ContextDim: 256, Heads: 8, HeadDim: 64}, 1, 16384},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			w, err := xattn.NewWeights(bc.cfg, 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			l, err := xattn.New(bc.cfg, w, xattn.WithPrecision(xattn.BF16))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := randn(newTestRand(1), bc.batch*bc.tk*bc.cfg.ContextDim)
+			for b.Loop() {
+				if _, err := l.ProjectContext(ctx, bc.batch, bc.tk); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
