@@ -62,10 +62,11 @@ func TestBF16KVOneProduct(t *testing.T) {
 }
 
 // BenchmarkBF16ProjectContext times a BF16 layer's key and value
-// projection alone (ProjectContext: one product against the packed
-// [Wk; Wv], and the packing of the keys and values) at the context shapes
-// of xbench's sd_unet64 (B=2, 77 keys of 768) and perceiver (16384 keys of
-// 256) presets.
+// projection without the rest of the layer (ProjectContext: one product
+// against the packed [Wk; Wv], then allocating the Context and packing its
+// keys and values, which take most of the time at perceiver's size) at the
+// context shapes of xbench's sd_unet64 (B=2, 77 keys of 768) and perceiver
+// (16384 keys of 256) presets.
 func BenchmarkBF16ProjectContext(b *testing.B) {
 	for _, bc := range []struct {
 		name  string
