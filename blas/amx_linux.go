@@ -23,11 +23,14 @@ var (
 	amxErr  error
 )
 
-// amxPermit asks Linux, once per process, for the AMX tile data state:
-// without it the first tile instruction faults (SIGILL). The permission is
-// process-wide, so every thread Go starts later may use the tiles. A refusal
-// is returned, with its errno, on every call.
-func amxPermit() error {
+// RequestAMX asks Linux, once per process, for the AMX tile data state
+// (arch_prctl ARCH_REQ_XCOMP_PERM, XTILEDATA): without it the first tile
+// instruction faults (SIGILL). The permission is process-wide, so every
+// thread Go starts later may use the tiles. A refusal is returned, with its
+// errno, on every call. The AMX BF16 kernel asks for it itself; a program
+// with tile code of its own (xbench's peak probe) calls it first. It does
+// not check that the CPU has AMX.
+func RequestAMX() error {
 	amxOnce.Do(func() {
 		if _, _, e := syscall.RawSyscall(sysArchPrctl, archReqXCompPerm, xfeatureTileData, 0); e != 0 {
 			amxErr = fmt.Errorf("arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA) refused: %v", e)

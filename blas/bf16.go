@@ -178,10 +178,23 @@ func BF16Missing() []string {
 // errBF16Kernel is wrapped by the errors of [BF16KernelNamed].
 var errBF16Kernel = errors.New("blas: unknown BF16 kernel")
 
+// bf16Unavailable is the error of a known kernel this binary or CPU cannot
+// run: it wraps ErrUnsupported and the reason.
+type bf16Unavailable struct {
+	name   string
+	reason error
+}
+
+func (e *bf16Unavailable) Error() string {
+	return fmt.Sprintf("blas: BF16 kernel %q not available on this CPU: %v", e.name, e.reason)
+}
+
+func (e *bf16Unavailable) Unwrap() []error { return []error{ErrUnsupported, e.reason} }
+
 // BF16KernelNamed returns the kernel name (one of [BF16Kernels]; "" or
-// "best" is the fastest). It fails, naming it, on an unknown name or a
-// kernel this binary or CPU cannot run, with the reason (an error wrapping
-// [ErrUnsupported]).
+// "best" is the fastest). It fails, naming it, on an unknown name, and on
+// a kernel this binary or CPU cannot run with "not available on this CPU"
+// and the reason (an error wrapping [ErrUnsupported]).
 func BF16KernelNamed(name string) (BF16Kernel, error) {
 	if name == "" || name == "best" {
 		return bf16Best(), nil
@@ -191,7 +204,7 @@ func BF16KernelNamed(name string) (BF16Kernel, error) {
 		return BF16Kernel{}, fmt.Errorf("%w %q: want one of %s", errBF16Kernel, name, strings.Join(bf16Names[:], ", "))
 	}
 	if err := bf16Avail(id); err != nil {
-		return BF16Kernel{}, fmt.Errorf("%w %q: %w: %v", errBF16Kernel, name, ErrUnsupported, err)
+		return BF16Kernel{}, &bf16Unavailable{name, err}
 	}
 	return BF16Kernel{id}, nil
 }

@@ -25,7 +25,9 @@ import (
 //     float32 arithmetic. Its scratch is the backend's ScratchLen,
 //     longer than [Attention.ScratchLen].
 //   - Steps are the BF16 layout's: rows in the 32 of the core's and AMX
-//     kernel's blocks, columns in panels of [BF16Panel].
+//     kernel's blocks, columns of packed weights in panels of [BF16Panel].
+//     The keys and values of PackKeys have views at groups of
+//     [BF16KeyStep] = 32 keys only ([Packed.Cols]).
 //
 // The pure backend runs the pure kernel whatever kn is, so that it stays
 // pure Go. Every kernel computes the same function (the same roundings, the
@@ -183,68 +185,5 @@ func roundInto(dst, src []float32, rows, cols, lds int) {
 // products of bf16 values are exact in float32, so this is the function
 // of the C core (sums in another order).
 func attendRounded(a *Attention, k *task, h int, scratch []float32) {
-	b, q0, mq := k.b, k.q0, k.mq
-	lay, rl := a.scratch(), a.roundedScratch()
-	g := h / (a.Heads / a.KVHeads)
-	kb := a.BatchK*b + a.DK*g
-	vb := a.BatchV*b + a.DV*g
-	o := a.O[a.BatchO*b+a.LDO*q0+a.DV*h:]
-	qr, kr, vr := scratch[rl.q:rl.k], scratch[rl.k:rl.v], scratch[rl.v:rl.len]
-	roundInto(qr, a.Q[a.BatchQ*b+a.LDQ*q0+a.DK*h:], mq, a.DK, a.LDQ)
-
-	s, lds := scratch[lay.scores:], lay.ldS
-	hq := a.QBlock * a.headBlock()
-	mx := scratch[lay.stats:][:mq]
-	sum := scratch[lay.stats+hq:][:mq]
-	corr := scratch[lay.stats+2*hq:][:mq]
-	for r := range mq {
-		mx[r] = negInf
-		sum[r] = 0
-	}
-	for k0 := k.lo; k0 < k.hi; k0 += a.KVBlock {
-		nb := min(a.KVBlock, k.hi-k0)
-		roundInto(kr, a.K[kb+k0*a.LDK:], nb, a.DK, a.LDK)
-		roundInto(vr, a.V[vb+k0*a.LDV:], nb, a.DV, a.LDV)
-		pure.Sgemm(true, mq, nb, a.DK, a.Scale, qr, max(a.DK, 1), kr, max(a.DK, 1), 0, s, lds)
-		var bias []float32
-		if a.Bias != nil {
-			bias = a.Bias[a.BiasStride[0]*b+a.BiasStride[1]*h+a.BiasStride[2]*q0+k0:]
-		}
-		var keep []bool
-		if a.Keep != nil {
-			keep = a.Keep[a.KeepStride[0]*b+a.KeepStride[1]*h+a.KeepStride[2]*q0+k0:]
-		}
-		rm := a.rowMask(h, q0, k0)
-		pure.SoftmaxRowsMasked(mq, nb, s, lds, bias, a.BiasStride[2], keep, a.KeepStride[2], rm, mx, sum, corr)
-		for r := range mq {
-			row := s[r*lds:][:nb]
-			for j, p := range row {
-				row[j] = pure.RoundBF16(p)
-			}
-		}
-		beta := float32(0)
-		if k0 > k.lo {
-			pure.ScaleRows(mq, a.DV, o, a.LDO, corr)
-			beta = 1
-		}
-		pure.Sgemm(false, mq, a.DV, nb, 1, s, lds, vr, max(a.DV, 1), beta, o, a.LDO)
-		if a.DV > 0 {
-			addSkipped(mq, nb, a.DV, s, lds, vr, a.DV, bias, a.BiasStride[2], keep, a.KeepStride[2],
-				&rm, o, a.LDO, scratch[lay.values:][:nb])
-		}
-	}
-	if a.Stats != nil {
-		st := a.Stats[2*((b*a.Heads+h)*a.Tq+q0):]
-		for r := range mq {
-			st[2*r], st[2*r+1] = mx[r], sum[r]
-		}
-	}
-	for r := range mq {
-		if k.hi > k.lo && sum[r] != 0 {
-			corr[r] = 1 / sum[r]
-		} else {
-			corr[r] = 0
-		}
-	}
-	pure.ScaleRows(mq, a.DV, o, a.LDO, corr)
+	attendHeadAs(a, k, h, scratch, true)
 }

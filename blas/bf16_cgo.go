@@ -36,7 +36,7 @@ func bf16Avail(id int) error {
 		if !avx512 || !cpuid.CPU.Supports(cpuid.AVX512BF16, cpuid.AMXTILE, cpuid.AMXBF16) {
 			return errors.New("the CPU lacks AMX-TILE, AMX-BF16 or AVX512-BF16")
 		}
-		return amxPermit()
+		return RequestAMX()
 	case bf16AVX512BF16:
 		if !avx512 || !cpuid.CPU.Supports(cpuid.AVX512BF16) {
 			return errors.New("the CPU lacks AVX512-BF16")

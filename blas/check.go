@@ -252,11 +252,7 @@ func checkAttention(a *Attention, t0, t1 int, scratch []float32) bool {
 		if len(a.ALiBi) < a.Heads {
 			panic(errRowMask)
 		}
-		for _, v := range a.ALiBi[:a.Heads] {
-			if v-v != 0 {
-				panic(errRowMask)
-			}
-		}
+		checkSlopes(a, t0, t1)
 	}
 	if a.Stats != nil && len(a.Stats) < 2*a.Batch*a.Heads*a.Tq {
 		panic(errStats)
@@ -280,6 +276,24 @@ func checkAttention(a *Attention, t0, t1 int, scratch []float32) bool {
 		panic(errShortMsk)
 	}
 	return true
+}
+
+// checkSlopes panics if an ALiBi slope of a head that tasks [t0, t1) of a
+// run (t0 < t1) is not finite: only those, so that a call split into many
+// crossings (one a chunk of tasks) looks at each slope about once per batch,
+// not Heads slopes a crossing.
+func checkSlopes(a *Attention, t0, t1 int) {
+	hb, nqb := a.headBlock(), ceilDiv(a.Tq, a.QBlock)
+	nhb := ceilDiv(a.Heads, hb)
+	bh0, bh1 := t0/nqb, (t1-1)/nqb // the (batch, head block) pairs of the tasks
+	for bh := bh0; bh <= min(bh1, bh0+nhb-1); bh++ {
+		h0 := bh % nhb * hb
+		for _, v := range a.ALiBi[h0:min(h0+hb, a.Heads)] {
+			if v-v != 0 {
+				panic(errRowMask)
+			}
+		}
+	}
 }
 
 // maskNeed returns the length a mask with the given strides needs.

@@ -78,10 +78,21 @@ func (p Packed) Bytes() int {
 	return 4 * ((p.items-1)*p.stride + ceilDiv(p.n, p.panel)*p.panel*p.k)
 }
 
+// BF16KeyStep is the key step of the views of a BF16 backend's packed keys
+// and values ([Packed.Cols]): the BF16 core's key panels start on groups of
+// 32 keys, twice the column step of its packed weights ([BF16Panel], what
+// [Backend.Steps] reports). A caller that splits keys keeps the packed view
+// where its split points are multiples of it.
+const BF16KeyStep = bf16Rows
+
 // Cols returns the view of columns [j0, j0+n) of every item of p, and
 // whether the layout has one: j0 must start a column step of the backend
-// ([Backend.Steps]), and 0 < n ≤ N−j0. Otherwise it returns the zero Packed
-// and false, and the caller's products read their B as it is.
+// ([Backend.Steps]) for packed weights and FP32 packed keys, and a group of
+// [BF16KeyStep] keys for the keys and values a BF16 backend's PackKeys
+// packed (a step of Steps' columns is not enough there), and 0 < n ≤ N−j0.
+// Otherwise it returns the zero Packed and false, and the caller's
+// products read their B as it is (an attention its K and V: the same
+// values, slower).
 func (p Packed) Cols(j0, n int) (Packed, bool) {
 	if p.layout == layoutBF16 && p.items == 1 {
 		bf, err := p.bf.Cols(j0, n)
@@ -93,7 +104,7 @@ func (p Packed) Cols(j0, n int) (Packed, bool) {
 		return v, true
 	}
 	if p.layout == layoutBF16KV {
-		if j0 < 0 || j0%bf16Rows != 0 || n <= 0 || n > p.n-j0 {
+		if j0 < 0 || j0%BF16KeyStep != 0 || n <= 0 || n > p.n-j0 {
 			return Packed{}, false
 		}
 		v := p

@@ -93,6 +93,14 @@ func attendTask(a *Attention, t int, scratch []float32) {
 // order gives the same values. It uses the scratch as a.scratch lays it
 // out, with the scores of one head at a time.
 func attendHead(a *Attention, k *task, h int, scratch []float32) {
+	attendHeadAs(a, k, h, scratch, false)
+}
+
+// attendHeadAs is attendHead, or with bf16 its BF16 form (attendRounded):
+// Q, each key block and each value block rounded to bf16 into the scratch
+// as a.roundedScratch lays it out, and the probabilities rounded in place
+// after the row pass. Without bf16 it computes what it always has.
+func attendHeadAs(a *Attention, k *task, h int, scratch []float32, bf16 bool) {
 	b, q0, mq := k.b, k.q0, k.mq
 	lay := a.scratch()
 	g := h / (a.Heads / a.KVHeads)
@@ -101,6 +109,14 @@ func attendHead(a *Attention, k *task, h int, scratch []float32) {
 	kb := a.BatchK*b + a.DK*g
 	vb := a.BatchV*b + a.DV*g
 	o := a.O[ob:]
+	q, ldq := a.Q[qb:], a.LDQ
+	var rl roundedLayout
+	if bf16 {
+		rl = a.roundedScratch()
+		qr := scratch[rl.q:rl.k]
+		roundInto(qr, q, mq, a.DK, ldq)
+		q, ldq = qr, max(a.DK, 1)
+	}
 
 	s, lds := scratch[lay.scores:], lay.ldS
 	hq := a.QBlock * a.headBlock()
@@ -114,7 +130,15 @@ func attendHead(a *Attention, k *task, h int, scratch []float32) {
 
 	for k0 := k.lo; k0 < k.hi; k0 += a.KVBlock {
 		nb := min(a.KVBlock, k.hi-k0)
-		pure.Sgemm(true, mq, nb, a.DK, a.Scale, a.Q[qb:], a.LDQ, a.K[kb+k0*a.LDK:], a.LDK, 0, s, lds)
+		kk, ldk := a.K[kb+k0*a.LDK:], a.LDK
+		vv, ldv := a.V[vb+k0*a.LDV:], a.LDV
+		if bf16 {
+			kr, vr := scratch[rl.k:rl.v], scratch[rl.v:rl.len]
+			roundInto(kr, kk, nb, a.DK, ldk)
+			roundInto(vr, vv, nb, a.DV, ldv)
+			kk, ldk, vv, ldv = kr, max(a.DK, 1), vr, max(a.DV, 1)
+		}
+		pure.Sgemm(true, mq, nb, a.DK, a.Scale, q, ldq, kk, ldk, 0, s, lds)
 		var bias []float32
 		if a.Bias != nil {
 			bias = a.Bias[a.BiasStride[0]*b+a.BiasStride[1]*h+a.BiasStride[2]*q0+k0:]
@@ -125,14 +149,22 @@ func attendHead(a *Attention, k *task, h int, scratch []float32) {
 		}
 		rm := a.rowMask(h, q0, k0)
 		pure.SoftmaxRowsMasked(mq, nb, s, lds, bias, a.BiasStride[2], keep, a.KeepStride[2], rm, mx, sum, corr)
+		if bf16 {
+			for r := range mq {
+				row := s[r*lds:][:nb]
+				for j, p := range row {
+					row[j] = pure.RoundBF16(p)
+				}
+			}
+		}
 		beta := float32(0)
 		if k0 > k.lo {
 			pure.ScaleRows(mq, a.DV, o, a.LDO, corr)
 			beta = 1
 		}
-		pure.Sgemm(false, mq, a.DV, nb, 1, s, lds, a.V[vb+k0*a.LDV:], a.LDV, beta, o, a.LDO)
+		pure.Sgemm(false, mq, a.DV, nb, 1, s, lds, vv, ldv, beta, o, a.LDO)
 		if a.DV > 0 {
-			addSkipped(mq, nb, a.DV, s, lds, a.V[vb+k0*a.LDV:], a.LDV, bias, a.BiasStride[2], keep, a.KeepStride[2],
+			addSkipped(mq, nb, a.DV, s, lds, vv, ldv, bias, a.BiasStride[2], keep, a.KeepStride[2],
 				&rm, o, a.LDO, scratch[lay.values:][:nb])
 		}
 	}
@@ -166,7 +198,7 @@ func addSkipped(mq, nb, dv int, s []float32, lds int, v []float32, ldv int, bias
 	rm *pure.RowMask, o []float32, ldo int, seen []float32) {
 	clear(seen) // per key: 0 not looked at, 1 finite, 2 not
 	for r := range mq {
-		st, lim := rowSpan(rm, r, nb)
+		st, lim := rm.Span(r, nb)
 		row := s[r*lds : r*lds+lim]
 		if !slices.Contains(row[st:], 0) {
 			continue // the common case: no key of the row has probability 0
@@ -229,17 +261,4 @@ func scaleAll(m, n int, c []float32, ldc int, beta float32) {
 			row[j] *= beta
 		}
 	}
-}
-
-// rowSpan returns the columns [st, lim) of row r of an n-column block that
-// rm lets the row see, as the row passes compute them.
-func rowSpan(rm *pure.RowMask, r, n int) (st, lim int) {
-	lim = n
-	if rm.Causal {
-		lim = min(max(rm.Lim0+r, 0), n)
-	}
-	if rm.Window > 0 {
-		st = min(max(rm.Lim0+r-rm.Window, 0), lim)
-	}
-	return st, lim
 }

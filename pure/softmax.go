@@ -54,9 +54,9 @@ type RowMask struct {
 	Slope  float32
 }
 
-// span returns the columns [st, lim) of row r of an n-column block that m
-// lets the row see.
-func (m *RowMask) span(r, n int) (st, lim int) {
+// Span returns the columns [st, lim) of row r of an n-column block that m
+// lets the row see (the ALiBi slope hides none).
+func (m *RowMask) Span(r, n int) (st, lim int) {
 	lim = n
 	if m.Causal {
 		lim = min(max(m.Lim0+r, 0), n)
@@ -75,7 +75,7 @@ func SoftmaxRowsMasked(m, n int, s []float32, lds int, bias []float32, ldbias in
 	negInf := float32(math.Inf(-1))
 	for r := 0; r < m; r++ {
 		full := s[r*lds : r*lds+n]
-		st, lim := rm.span(r, n)
+		st, lim := rm.Span(r, n)
 		clear(full[:st])
 		// The row from its first visible column on: the window is a shift.
 		row := full[st:]

@@ -49,7 +49,9 @@ type Attention struct {
 
 // NewAttention returns an attention core with the shapes of cfg. It derives
 // the plan from the CPU; options override it or choose the backend, as for
-// [New] ([WithAbsorb] has nothing to absorb here).
+// [New] ([WithAbsorb] has nothing to absorb here). [WithPrecision](BF16), or
+// a backend of [blas.WithBF16], runs the BF16 core: q, k and v rounded to
+// bf16 for its products, FP32 softmax and outputs, as a BF16 layer's core.
 func NewAttention(cfg AttentionConfig, opts ...Option) (*Attention, error) {
 	if cfg.Heads <= 0 || cfg.HeadDim <= 0 {
 		return nil, fmt.Errorf("%w: Heads=%d, HeadDim=%d must be positive", ErrConfig, cfg.Heads, cfg.HeadDim)
@@ -70,6 +72,15 @@ func NewAttention(cfg AttentionConfig, opts ...Option) (*Attention, error) {
 	}
 	if s.rope != nil {
 		return nil, fmt.Errorf("%w: WithRoPE needs the layer's projections: rotate q and k before Attention", ErrConfig)
+	}
+	// WithPrecision(BF16) makes the backend a BF16 one, as New does, and a
+	// backend of blas.WithBF16 makes the core BF16: Attend then runs the
+	// BF16 core (every mask kind and stride, as the layer's).
+	if err := s.resolvePrecision(); err != nil {
+		return nil, err
+	}
+	if s.precision == BF16 {
+		s.plan.Precision = BF16
 	}
 	l := &Layer{cfg: c, backend: s.backend, plan: s.plan}
 	l.rowStep, l.colStep = s.backend.Steps()
@@ -202,19 +213,33 @@ func (a *Attention) forward(out, q, k, v []float32, s Shape, m *Mask, ld Strides
 	if s.Batch == 0 || s.Tq == 0 {
 		return a.checkMask(m, s)
 	}
-	p := &l.plan
-	if err := checkMem("the call's scratch",
-		float64(p.Threads)*float64(min(p.QBlock, s.Tq))*float64(min(p.KVBlock, max(s.Tk, 1)))); err != nil {
+	pl := l.getPipeline() // a pooled one: its scratch grows only once checked
+	defer l.putPipeline(pl)
+	if err := checkMem("the call's scratch", l.tileScratch(&pl.att, s)); err != nil {
 		return err
 	}
-	pl := l.getPipeline()
-	defer l.putPipeline(pl)
 	if err := pl.ws.setMask(&pl.att, m, s.Batch, c.Heads, s.Tq, s.Tk); err != nil {
 		return err
 	}
 	pl.begin(l, work(c, 0, 0, visiblePairs(&pl.att, s)))
 	pl.attendCore(&op, s)
 	return nil
+}
+
+// tileScratch estimates the float32 scratch values of the attention core's
+// tiles for a call of shape s: each thread's, at the plan's blocks, as long
+// as the backend asks (blas.Backend.ScratchLen: the BF16 core's is longer
+// than the FP32 one's), at least a tile of scores. It describes the tiles
+// in a, a pooled pipeline's descriptor (so that nothing escapes to the
+// heap), and leaves a zero.
+func (l *Layer) tileScratch(a *blas.Attention, s Shape) float64 {
+	c, p := &l.cfg, &l.plan
+	qb, kb := max(min(p.QBlock, s.Tq), 1), max(min(p.KVBlock, s.Tk), 1)
+	*a = blas.Attention{Batch: max(s.Batch, 1), Heads: c.Heads, KVHeads: c.KVHeads, Tq: max(s.Tq, 1), Tk: max(s.Tk, 1),
+		DK: c.HeadDim, DV: c.ValueHeadDim, QBlock: qb, KVBlock: kb}
+	n := l.backend.ScratchLen(a)
+	*a = blas.Attention{}
+	return float64(p.Threads) * max(float64(n), float64(qb)*float64(kb))
 }
 
 // check validates the shape, strides and lengths of a call and returns its

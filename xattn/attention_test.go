@@ -379,10 +379,15 @@ func TestAttentionErrors(t *testing.T) {
 
 // TestAttentionAllocs checks that warm calls allocate nothing, with the
 // masks that keep state in the workspace (key lengths, standard ALiBi
-// slopes) and split keys.
+// slopes) and split keys, on every backend in FP32 and with every BF16
+// kernel this CPU runs.
 func TestAttentionAllocs(t *testing.T) {
 	cfg := xattn.AttentionConfig{Heads: 4, KVHeads: 2, HeadDim: 16}
-	for _, be := range blas.All() {
+	bes := blas.All()
+	for _, b := range bf16Backends(t) { // every BF16 kernel this CPU runs
+		bes = append(bes, b.be)
+	}
+	for _, be := range bes {
 		a, err := xattn.NewAttention(cfg, xattn.WithBackend(be), xattn.WithThreads(2), xattn.WithTile(8, 16), xattn.WithSerialFLOPs(0))
 		if err != nil {
 			t.Fatal(err)
@@ -399,7 +404,7 @@ func TestAttentionAllocs(t *testing.T) {
 						t.Fatal(err)
 					}
 				}); n != 0 {
-					t.Errorf("backend=%s %v mask=%v: %v allocations per warm call", be.Name(), s, m != nil, n)
+					t.Errorf("backend=%s %v mask=%v: %v allocations per warm call", blas.Kernels(be), s, m != nil, n)
 				}
 			}
 		}

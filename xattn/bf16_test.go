@@ -28,6 +28,7 @@ func bf16Tolerance(norm float64) float64 { return 2e-2 * math.Max(1, norm) }
 type bf16Backend struct {
 	name string
 	be   blas.Backend
+	base blas.Backend // the FP32 backend be computes in BF16 on
 }
 
 // bf16Backends returns every backend of blas.All in BF16 with every BF16
@@ -64,7 +65,7 @@ func bf16Backends(t testing.TB) []bf16Backend {
 			if got != kn && os.Getenv("XATTN_BF16") != "" {
 				break // a run for one kernel: not the pure backend's
 			}
-			out = append(out, bf16Backend{be.Name() + "/bf16=" + got.Name(), b})
+			out = append(out, bf16Backend{be.Name() + "/bf16=" + got.Name(), b, be})
 			if got != kn {
 				break // the pure backend runs the pure kernel whatever it is given
 			}

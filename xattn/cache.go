@@ -16,7 +16,14 @@ import (
 // A Context belongs to the layer that projected it and is immutable: any
 // number of goroutines may use it at once. It holds Batch·Tk·KVHeads·
 // (HeadDim+ValueHeadDim) values, and on backends that pack keys (the
-// OpenBLAS backend on AVX-512) the keys again, in the kernel's layout.
+// OpenBLAS backend on AVX-512) the keys again, in the kernel's layout; in
+// BF16 on the C core, the keys and values again rounded to bf16 and packed
+// (2 bytes a value, keys in groups of 32 and head sizes padded to 32), so
+// about 1.5× the float32 keys and values in all ([Context.Bytes]). The
+// float32 ones stay because the BF16 core reads them: it packs from them
+// the keys of a task whose key range starts off a 32-key group (a sliding
+// window's, a key split's at a step off 32) and the values of a context
+// with a non-finite value (never packed, for the non-finite rule).
 type Context struct {
 	layer     *Layer
 	batch, tk int
@@ -40,6 +47,31 @@ func (c *Context) Tk() int {
 		return 0
 	}
 	return c.tk
+}
+
+// Bytes returns the memory c's keys and values take: the float32 ones and
+// the packed ones (0 for a nil Context).
+func (c *Context) Bytes() int {
+	if c == nil {
+		return 0
+	}
+	return 4*len(c.kv) + c.kt.Bytes()
+}
+
+// contextLen bounds, in float32 values, the memory of a projected context
+// of batch×tk keys (see Context): the float32 keys and values, and the
+// keys packed again, in FP32 panels of up to 64 keys, or in BF16 the keys
+// and values in groups of 32 keys of depths padded to 32, half a float a
+// value.
+func (l *Layer) contextLen(batch, tk int) float64 {
+	c := &l.cfg
+	items := float64(batch) * float64(c.KVHeads)
+	n := items * float64(tk) * float64(c.HeadDim+c.ValueHeadDim)
+	if l.plan.Precision == BF16 {
+		r := func(x int) float64 { return float64(ceilDiv(x, 32) * 32) }
+		return n + items*r(tk)*(r(c.HeadDim)+r(c.ValueHeadDim))/2
+	}
+	return n + items*float64(ceilDiv(tk, 64)*64)*float64(c.HeadDim)
 }
 
 // ProjectContext projects the keys and values of context, [batch, tk,
@@ -92,8 +124,8 @@ func (l *Layer) project(key, value []float32, batch, tk int) (*Context, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: projected context [%d, %d, %d] overflows", ErrShape, batch, tk, ldkv)
 	}
-	// The keys and values, and the keys again where the backend packs them.
-	if err := checkMem("the projected context", 2*float64(n)); err != nil {
+	// The keys and values, and the packed ones where the backend packs them.
+	if err := checkMem("the projected context", l.contextLen(batch, tk)); err != nil {
 		return nil, err
 	}
 	ctx := &Context{layer: l, batch: batch, tk: tk, kv: make([]float32, n)}

@@ -410,11 +410,11 @@ func (l *Layer) forward(y, q, k, v []float32, s Shape, m *Mask) error {
 	if s.Batch == 0 || s.Tq == 0 {
 		return nil
 	}
-	if err := checkMem("the call's scratch", l.scratchLen(s)); err != nil {
+	p := l.getPipeline() // a pooled one: its scratch grows only once checked
+	defer l.putPipeline(p)
+	if err := checkMem("the call's scratch", l.scratchLen(&p.att, s)); err != nil {
 		return err
 	}
-	p := l.getPipeline()
-	defer l.putPipeline(p)
 	if err := p.ws.setMask(&p.att, m, s.Batch, c.Heads, s.Tq, s.Tk); err != nil {
 		return err
 	}
@@ -426,8 +426,9 @@ func (l *Layer) forward(y, q, k, v []float32, s Shape, m *Mask) error {
 // scratchLen estimates the float32 values of a workspace for a forward pass
 // of shape s (checked): the projected queries, keys and values and the
 // attention output, or the absorbed form's queries and outputs instead of
-// the keys and values, and the threads' tiles.
-func (l *Layer) scratchLen(s Shape) float64 {
+// the keys and values, and the threads' tiles (see tileScratch, which uses
+// and clears the descriptor a).
+func (l *Layer) scratchLen(a *blas.Attention, s Shape) float64 {
 	c := &l.cfg
 	rows := float64(s.Batch) * float64(s.Tq)
 	h := float64(c.Heads)
@@ -437,8 +438,7 @@ func (l *Layer) scratchLen(s Shape) float64 {
 	} else {
 		n += float64(s.Batch) * float64(s.Tk) * float64(c.KVHeads*(c.HeadDim+c.ValueHeadDim))
 	}
-	// Each thread's tile of scores (WithTile allows large ones).
-	p := &l.plan
-	n += float64(p.Threads) * float64(min(p.QBlock, s.Tq)) * float64(min(p.KVBlock, s.Tk))
-	return n
+	// Each thread's tiles (WithTile allows large ones), the BF16 core's
+	// longer scratch included.
+	return n + l.tileScratch(a, s)
 }

@@ -405,7 +405,8 @@ func (l *Layer) outputGemm(o, y []float32, rows int) gemm {
 
 // addKV adds to the phase's products the key and value projections of xk
 // and xv into kv, rows of nk+nv values (keys, then values), as many as kv
-// holds; one GEMM against [Wk; Wv] when they are the same rows. An empty kv
+// holds; one GEMM against [Wk; Wv] when they are the same rows (in BF16
+// against the packed pkv alone: its float32 weights are gone). An empty kv
 // adds nothing.
 func (p *pipeline) addKV(xk, xv, kv []float32) {
 	if len(kv) == 0 {
@@ -416,7 +417,7 @@ func (p *pipeline) addKV(xk, xv, kv []float32) {
 	nk, nv := c.KVHeads*c.HeadDim, c.KVHeads*c.ValueHeadDim
 	ldkv := nk + nv
 	m := len(kv) / ldkv
-	if l.wkv != nil && &xk[0] == &xv[0] {
+	if (l.wkv != nil || !l.pkv.IsZero()) && &xk[0] == &xv[0] {
 		p.ws.gemms = append(p.ws.gemms, gemm{a: xk, m: m, lda: c.ContextDim, k: c.ContextDim, n: ldkv, w: l.wkv, bias: l.bkv, packed: l.pkv, c: kv, ldc: ldkv})
 	} else {
 		p.ws.gemms = append(p.ws.gemms,

@@ -5,6 +5,8 @@ import (
 	"unsafe"
 
 	"github.com/klauspost/cpuid/v2"
+
+	"github.com/xattn/xattn/blas"
 )
 
 // The register-only loops of fma_amd64.s: n iterations each.
@@ -78,7 +80,7 @@ func amxUsable() error {
 	if eax, _ := xgetbv0(); eax&(3<<17) != 3<<17 {
 		return fmt.Errorf("the OS has not enabled the tile state (XCR0=%#x)", eax)
 	}
-	return requestAMX()
+	return blas.RequestAMX()
 }
 
 // amxKernel is the AMX BF16 loop: four independent 16×16×32 TDPBF16PS a
