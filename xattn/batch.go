@@ -46,9 +46,6 @@ func (l *Layer) ForwardBatch(reqs []Request) error {
 	if err := l.usable(); err != nil {
 		return err
 	}
-	if l.rope != nil {
-		return fmt.Errorf("%w: ForwardBatch of a layer with RoPE is not supported", ErrConfig)
-	}
 	p := l.getPipeline()
 	defer l.putPipeline(p)
 	if p.ws.bat == nil {

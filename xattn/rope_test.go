@@ -78,8 +78,9 @@ var ropeKinds = []xattn.RoPE{
 
 // TestRoPEParity holds a layer with RoPE to the float64 reference on every
 // backend and variant, both pairings, partial rotations, GQA, self-attention
-// (ForwardInto with a nil context) and cross-attention (ForwardQKV, Tq ≠ Tk,
-// both counted from 0) under every mask kind, on several tiles and threads.
+// (ForwardInto with a nil context) and cross-attention (ForwardQKV, Tq ≠ Tk:
+// keys from 0, queries from Tk − Tq under a bottom-right mask, else from 0)
+// under every mask kind, on several tiles and threads.
 func TestRoPEParity(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	cfgs := []xattn.Config{
@@ -111,11 +112,11 @@ func TestRoPEParity(t *testing.T) {
 							self := s.Tq == s.Tk && c.ContextDim == c.QueryDim && c.ValueDim == c.QueryDim
 							if self {
 								err = l.ForwardInto(y, x, nil, s, m)
-								want = attentionRoPERef64(cfg, w, x, x, x, s, m, r, 0, 0)
+								want = attentionRoPERef64(cfg, w, x, x, x, s, m, r, refOffset(m, s.Tq, s.Tk), 0)
 							} else {
 								kx, vx := randn(rng, s.Batch*s.Tk*c.ContextDim), randn(rng, s.Batch*s.Tk*c.ValueDim)
 								err = l.ForwardQKV(y, x, kx, vx, s, m)
-								want = attentionRoPERef64(cfg, w, x, kx, vx, s, m, r, 0, 0)
+								want = attentionRoPERef64(cfg, w, x, kx, vx, s, m, r, refOffset(m, s.Tq, s.Tk), 0)
 							}
 							if err != nil {
 								t.Fatal(err)
@@ -211,7 +212,8 @@ func TestRoPEForwardStep(t *testing.T) {
 }
 
 // TestRoPEErrors checks that bad RoPE options, and the entry points that do
-// not support RoPE, are errors wrapping ErrConfig that name the value.
+// not support RoPE (NewAttention), are errors wrapping ErrConfig that name
+// the value.
 func TestRoPEErrors(t *testing.T) {
 	cfg := xattn.Config{QueryDim: 8, Heads: 2, HeadDim: 4}
 	w, _ := xattn.NewWeights(cfg, 1)
@@ -236,13 +238,6 @@ func TestRoPEErrors(t *testing.T) {
 	l, err := xattn.New(cfg, w, xattn.WithRoPE(xattn.RoPE{}))
 	if err != nil {
 		t.Fatal(err)
-	}
-	x := make([]float32, 2*8)
-	if err := l.ForwardBatch([]xattn.Request{{X: x, Y: make([]float32, 16), Shape: xattn.Shape{Batch: 1, Tq: 2, Tk: 2}}}); !errors.Is(err, xattn.ErrConfig) {
-		t.Errorf("ForwardBatch with RoPE: %v, want ErrConfig", err)
-	}
-	if _, err := l.AttentionMap(x, nil, xattn.Shape{Batch: 1, Tq: 2, Tk: 2}, nil, true); !errors.Is(err, xattn.ErrConfig) {
-		t.Errorf("AttentionMap with RoPE: %v, want ErrConfig", err)
 	}
 	if got := fmt.Sprint(l.Absorbs(xattn.Shape{Batch: 1, Tq: 1, Tk: 100000})); got != "false" {
 		t.Errorf("Absorbs with RoPE = %s, want false", got)
