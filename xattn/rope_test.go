@@ -245,7 +245,8 @@ func TestRoPEErrors(t *testing.T) {
 }
 
 // TestRoPEAllocs checks that warm calls of a layer with RoPE allocate
-// nothing: the table of angles lives in the pooled workspace.
+// nothing: the table of angles is the layer's, grown once, and the rotate
+// stage's rows live in the pooled pipeline.
 func TestRoPEAllocs(t *testing.T) {
 	cfg := xattn.Config{QueryDim: 16, Heads: 2, HeadDim: 8}
 	w, _ := xattn.NewWeights(cfg, 1)
@@ -267,6 +268,37 @@ func TestRoPEAllocs(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Errorf("%v allocations per warm ForwardInto with RoPE", n)
+	}
+	// A chunk at the end of a longer context (queries at Tk − Tq …, past
+	// the first table), the same through a projected context, and a batch.
+	sc := xattn.Shape{Batch: 2, Tq: 3, Tk: 100}
+	xc, ctxIn := randn(rng, sc.Batch*sc.Tq*16), randn(rng, sc.Batch*sc.Tk*16)
+	yc := make([]float32, len(xc))
+	lr := &xattn.Mask{CausalLowerRight: true, Window: 20}
+	ctx, err := l.ProjectContext(ctxIn, sc.Batch, sc.Tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := []xattn.Request{
+		{Y: yc, X: xc, Context: ctxIn, Shape: sc, Mask: lr},
+		{Y: make([]float32, len(xc)), X: xc, Cached: ctx, Shape: sc, Mask: lr},
+		{Y: y, X: x, Shape: s, Mask: m},
+	}
+	for name, call := range map[string]func() error{
+		"ForwardInto (bottom-right chunk)": func() error { return l.ForwardInto(yc, xc, ctxIn, sc, lr) },
+		"ForwardContext":                   func() error { return l.ForwardContext(yc, xc, ctx, sc.Tq, lr) },
+		"ForwardBatch":                     func() error { return l.ForwardBatch(reqs) },
+	} {
+		if err := call(); err != nil {
+			t.Fatal(err)
+		}
+		if n := testing.AllocsPerRun(20, func() {
+			if err := call(); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("%v allocations per warm %s with RoPE", n, name)
+		}
 	}
 	kv, err := l.NewKVCache(2, 64)
 	if err != nil {
