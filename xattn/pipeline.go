@@ -63,7 +63,9 @@ type call struct {
 	// of the call.
 	pairs float64
 	// qOff, kOff and kPeriod place the rows for the layer's RoPE: query row
-	// r at position qOff + r%s.Tq, projected key row r at kOff + r%kPeriod.
+	// r at position qOff + r%s.Tq, projected key row r at kOff + r%kPeriod
+	// (WithRoPE's rule). ForwardBatch's rows are placed by each request's
+	// descriptor instead (rotate).
 	qOff, kOff, kPeriod int
 }
 

@@ -18,7 +18,9 @@ import (
 //
 //	O[b,i,h,:] = Σ_j P[b,h,i,j]·V[b,j,g,:]
 //
-// to float32 rounding. With perHead the result is P as [Batch, Heads, Tq, Tk],
+// to float32 rounding. With [WithRoPE], Q and K are rotated as in the
+// forward pass (keys at 0 … Tk−1, queries at Tk − Tq + i under
+// CausalLowerRight, else at i). With perHead the result is P as [Batch, Heads, Tq, Tk],
 // row-major; without, it is the mean over heads, [Batch, Tq, Tk].
 //
 // # Routing

@@ -31,17 +31,36 @@ type RoPE struct {
 }
 
 // WithRoPE rotates the queries and keys of the layer by their positions
-// ([RoPE]). Positions count from 0 at the first query and the first key of
-// a sequence in [Layer.ForwardInto], ForwardQKV and ForwardSelfDoc (self
-// attention over Tq = Tk positions) and for the keys of
-// [Layer.ProjectContext] and ProjectKV; the queries of
-// [Layer.ForwardContext] count from 0 too. In [Layer.ForwardStep] the new
-// queries and keys sit at their cache positions KVCache.Len()+i, and the
-// cache holds rotated keys. The absorbed and fused forms are not used with
-// it (the rotation sits between the projection and the scores), and
-// [Layer.ForwardBatch] and the attention maps return an error wrapping
-// [ErrConfig]. Base must be positive and finite (or 0), Dims even, at most
-// HeadDim (New checks), or New returns an error wrapping ErrConfig.
+// ([RoPE]).
+//
+// Keys sit at 0 … Tk−1 of their sequence: in [Layer.ForwardInto],
+// ForwardQKV, ForwardSelfDoc, [Layer.ForwardBatch] (each request on its own)
+// and the attention maps, and in [Layer.ProjectContext] and ProjectKV, whose
+// [Context] holds rotated keys. Queries sit where the call's mask places
+// them: at Tk − Tq + i when the Mask has CausalLowerRight (Window and ALiBi,
+// which it aligns the same way, included) — a chunked prefill, with x the
+// last Tq of Tk tokens and the context all of them, then equals the last Tq
+// rows of causal self-attention over the Tk tokens — and at i otherwise.
+// With Tq = Tk both rules agree; with Tq > Tk under CausalLowerRight the
+// first Tq − Tk queries sit at negative positions, where they see no key.
+// [Layer.ForwardContext] follows the same rule over its Context's Tk keys.
+// In [Layer.ForwardStep] the new queries and keys sit at their cache
+// positions KVCache.Len()+i (what CausalLowerRight places them at anyway),
+// and the cache holds rotated keys. In Hugging Face's terms: position_ids =
+// arange(Tk−Tq, Tk) for the queries of a bottom-right call, arange(Tq)
+// otherwise, arange(Tk) for the keys. Positions that follow another rule
+// (left padding, packed sequences) need the caller's own rotation and
+// [Attention].
+//
+// The angles of positions [0, N) are computed once per layer and shared by
+// its calls: N doubles (from 64) as calls need more, up to 1<<16 positions
+// or 16 MiB; a call that needs positions past that, or negative ones,
+// computes its own in its workspace. The rotation runs over the call's
+// threads. The absorbed and fused forms are not used with it (the rotation
+// sits between the projection and the scores); [NewAttention] and
+// [NewFiLM] return an error wrapping [ErrConfig]. Base must be positive and
+// finite (or 0), Dims even, at most HeadDim (New checks), or New returns
+// an error wrapping ErrConfig.
 func WithRoPE(r RoPE) Option {
 	return func(s *settings) error {
 		if r.Base < 0 || math.IsNaN(r.Base) || math.IsInf(r.Base, 0) {
