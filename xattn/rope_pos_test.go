@@ -349,3 +349,24 @@ func TestRoPEConcurrentTable(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// BenchmarkRoPECrossAttention is a perceiver-sized cross-attention with
+// RoPE: 64 queries over 8192 context rows, 4 heads of 64 values, whose
+// angles (8192·32 of them) a call once computed.
+func BenchmarkRoPECrossAttention(b *testing.B) {
+	cfg := xattn.Config{QueryDim: 256, ContextDim: 128, Heads: 4, HeadDim: 64}
+	w, _ := xattn.NewWeights(cfg, 1)
+	l, err := xattn.New(cfg, w, xattn.WithRoPE(xattn.RoPE{}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	s := xattn.Shape{Batch: 1, Tq: 64, Tk: 8192}
+	x, ctx := randn(rng, s.Tq*256), randn(rng, s.Tk*128)
+	y := make([]float32, s.Tq*256)
+	for b.Loop() {
+		if err := l.ForwardInto(y, x, ctx, s, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
