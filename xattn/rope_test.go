@@ -318,8 +318,8 @@ func TestRoPEAllocs(t *testing.T) {
 }
 
 // TestRoPEConcurrent runs one layer with RoPE from several goroutines, on
-// different shapes and KV caches of their own (meant for -race), each
-// checked against the reference.
+// different shapes and KV caches of their own, then ForwardBatch over the
+// decoded sequence (meant for -race), each checked against the reference.
 func TestRoPEConcurrent(t *testing.T) {
 	cfg := xattn.Config{QueryDim: 12, Heads: 3, HeadDim: 4}
 	w, _ := xattn.NewWeights(cfg, 5)
@@ -352,6 +352,28 @@ func TestRoPEConcurrent(t *testing.T) {
 				want := attentionRoPERef64(cfg, w, x, seq, seq, s, &xattn.Mask{CausalLowerRight: true}, r, n, 0)
 				if diff, norm := maxAbsDiff(y, want); diff > tolerance(norm) || math.IsNaN(diff) {
 					errs <- fmt.Errorf("goroutine %d step at %d: max |y−ref| = %.3g", gi, n, diff)
+					return
+				}
+			}
+			// A batch of its own sequence as a bottom-right chunk and as a
+			// whole: queries at Tk−Tq+i and at i.
+			tk := kv.Len()
+			s := xattn.Shape{Batch: 1, Tq: 2, Tk: tk}
+			lr := &xattn.Mask{CausalLowerRight: true}
+			reqs := []xattn.Request{
+				{Y: make([]float32, 2*12), X: seq[(tk-2)*12:], Context: seq, Shape: s, Mask: lr},
+				{Y: make([]float32, tk*12), X: seq, Shape: xattn.Shape{Batch: 1, Tq: tk, Tk: tk}, Mask: &xattn.Mask{Causal: true}},
+			}
+			if err := l.ForwardBatch(reqs); err != nil {
+				errs <- err
+				return
+			}
+			for i, want := range [][]float64{
+				attentionRoPERef64(cfg, w, seq[(tk-2)*12:], seq, seq, s, lr, r, tk-2, 0),
+				attentionRoPERef64(cfg, w, seq, seq, seq, reqs[1].Shape, reqs[1].Mask, r, 0, 0),
+			} {
+				if diff, norm := maxAbsDiff(reqs[i].Y, want); diff > tolerance(norm) || math.IsNaN(diff) {
+					errs <- fmt.Errorf("goroutine %d ForwardBatch request %d: max |y−ref| = %.3g", gi, i, diff)
 					return
 				}
 			}
