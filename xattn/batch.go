@@ -35,7 +35,9 @@ type Request struct {
 // runs each request's (batch, head, query block) tasks over its own keys,
 // and the outputs are copied back. The results are not promised to be bit
 // for bit those of separate calls: the products run over other row counts,
-// and OpenBLAS's rounding of a row can depend on them.
+// and OpenBLAS's rounding of a row can depend on them. With [WithRoPE] each
+// request's queries and keys sit at the positions its own call would give
+// them (keys from 0, queries per its Mask).
 //
 // Every request is checked before any is computed. An invalid one makes the
 // call return an error that names its index ("request 3: …") and wraps
@@ -45,9 +47,6 @@ type Request struct {
 func (l *Layer) ForwardBatch(reqs []Request) error {
 	if err := l.usable(); err != nil {
 		return err
-	}
-	if l.rope != nil {
-		return fmt.Errorf("%w: ForwardBatch of a layer with RoPE is not supported", ErrConfig)
 	}
 	p := l.getPipeline()
 	defer l.putPipeline(p)

@@ -202,6 +202,7 @@ func (l *Layer) ForwardContext(y, x []float32, ctx *Context, tq int, m *Mask) er
 	}
 	ldkv := c.KVHeads * (c.HeadDim + c.ValueHeadDim)
 	p.run(l, &call{y: y, x: x, rows: s.Batch * tq, s: s, keys: keys{kv: ctx.kv, stride: s.Tk * ldkv, kt: ctx.kt},
+		qOff:  p.att.CausalOffset, // RoPE: the queries where the mask places them (WithRoPE)
 		pairs: visiblePairs(&p.att, Shape{Batch: s.Batch, Tq: tq, Tk: s.Tk})})
 	return nil
 }

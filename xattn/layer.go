@@ -419,6 +419,7 @@ func (l *Layer) forward(y, q, k, v []float32, s Shape, m *Mask) error {
 		return err
 	}
 	p.run(l, &call{y: y, x: q, rows: s.Batch * s.Tq, s: s, xk: k, xv: v, kvRows: s.Batch * s.Tk, kPeriod: s.Tk,
+		qOff:  p.att.CausalOffset, // RoPE: the queries where the mask places them (WithRoPE)
 		pairs: visiblePairs(&p.att, s)})
 	return nil
 }

@@ -28,7 +28,8 @@ type Mask struct {
 	// causal_lower_right and flash-attention's causal=True do: query i sits
 	// at key position i + Tk − Tq, so it sees keys j ≤ i + Tk − Tq (the
 	// last query sees every key; with Tq > Tk the first Tq − Tk queries see
-	// none). It implies Causal, and places Window and ALiBi alike. With
+	// none). It implies Causal, and places Window, ALiBi and the queries
+	// of a layer [WithRoPE] alike. With
 	// Tq = Tk both alignments agree. The alignment is to the call's Tk, not
 	// to KeyLen. In [Layer.ForwardStep] the queries already sit at their
 	// cache positions, which is this alignment, and the flag changes

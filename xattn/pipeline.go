@@ -63,7 +63,9 @@ type call struct {
 	// of the call.
 	pairs float64
 	// qOff, kOff and kPeriod place the rows for the layer's RoPE: query row
-	// r at position qOff + r%s.Tq, projected key row r at kOff + r%kPeriod.
+	// r at position qOff + r%s.Tq, projected key row r at kOff + r%kPeriod
+	// (WithRoPE's rule). ForwardBatch's rows are placed by each request's
+	// descriptor instead (rotate).
 	qOff, kOff, kPeriod int
 }
 
@@ -85,6 +87,9 @@ type pipeline struct {
 	fx, fy []float32
 	fRows  int
 
+	// The rotate stage (RoPE).
+	rot ropeJob
+
 	// Per phase.
 	phase        int
 	taskChunk    int
@@ -97,6 +102,7 @@ const (
 	phaseAttend
 	phaseFused
 	phaseRequests
+	phaseRotate
 )
 
 func (l *Layer) getPipeline() *pipeline { return l.free.get() }
@@ -188,32 +194,41 @@ func (p *pipeline) run(l *Layer, c *call) {
 }
 
 // rotate applies the layer's RoPE to the call's projected queries and keys
-// (see call), before they are attended over or appended to a cache.
+// (see call; ForwardBatch's, request by request), before they are attended
+// over or appended to a cache: rows split over the call's threads.
 func (p *pipeline) rotate(c *call) {
 	l := p.layer
 	cfg := &l.cfg
-	rp := l.rope
-	var q, k ropeRows
-	p0, p1 := math.MaxInt, math.MinInt
-	if c.x != nil && c.rows > 0 {
-		q = ropeRows{x: p.ws.q, rows: c.rows, ld: cfg.Heads * cfg.HeadDim, heads: cfg.Heads, period: c.s.Tq, off: c.qOff}
-		p0, p1 = c.qOff, c.qOff+c.s.Tq
+	nq, ldkv := cfg.Heads*cfg.HeadDim, cfg.KVHeads*(cfg.HeadDim+cfg.ValueHeadDim)
+	j := &p.rot
+	j.segs = j.segs[:0]
+	switch {
+	case c.reqs != nil:
+		bs := p.ws.bat
+		for i := range c.reqs {
+			br := &bs.reqs[i]
+			if br.rows == 0 {
+				continue
+			}
+			a := &br.att
+			j.segs = append(j.segs, ropeRows{x: p.ws.q[br.rq*nq:], rows: br.rows, ld: nq, heads: cfg.Heads, period: a.Tq, off: a.CausalOffset})
+			if c.reqs[i].Cached == nil && a.Tk > 0 {
+				j.segs = append(j.segs, ropeRows{x: c.kvOut[br.rk*ldkv:], rows: a.Batch * a.Tk, ld: ldkv, heads: cfg.KVHeads, period: a.Tk})
+			}
+		}
+	default:
+		if c.x != nil && c.rows > 0 {
+			j.segs = append(j.segs, ropeRows{x: p.ws.q, rows: c.rows, ld: nq, heads: cfg.Heads, period: c.s.Tq, off: c.qOff})
+		}
+		if c.xk != nil && c.kvRows > 0 {
+			j.segs = append(j.segs, ropeRows{x: c.kvOut, rows: c.kvRows, ld: ldkv, heads: cfg.KVHeads, period: c.kPeriod, off: c.kOff})
+		}
 	}
-	if c.xk != nil && c.kvRows > 0 {
-		k = ropeRows{x: c.kvOut, rows: c.kvRows, ld: cfg.KVHeads * (cfg.HeadDim + cfg.ValueHeadDim), heads: cfg.KVHeads,
-			period: c.kPeriod, off: c.kOff}
-		p0, p1 = min(p0, c.kOff), max(p1, c.kOff+c.kPeriod)
+	if n := j.plan(l.rope, &p.ws.rope, p.threads); n > 0 {
+		p.phase = phaseRotate
+		p.job.run(p, n, p.threads-1)
 	}
-	if p1 <= p0 || rp.dims == 0 {
-		return
-	}
-	p.ws.rope = rp.table(p.ws.rope, p0, p1)
-	if q.rows > 0 {
-		rp.rotate(&q, cfg.HeadDim, p.ws.rope, p0)
-	}
-	if k.rows > 0 {
-		rp.rotate(&k, cfg.HeadDim, p.ws.rope, p0)
-	}
+	j.done()
 }
 
 // begin starts a call of work floating-point operations on l: it runs on the
@@ -689,6 +704,8 @@ func (p *pipeline) runItem(slot, i int) {
 		t0 := i * p.taskChunk
 		t1 := min(t0+p.taskChunk, a.Tasks())
 		p.backend.Attend(a, t0, t1, p.ws.scratch[slot*p.scratchN:][:p.scratchN])
+	case phaseRotate:
+		p.rot.item(p.layer.rope, p.layer.cfg.HeadDim, i)
 	case phaseRequests:
 		bs := p.ws.bat
 		it := bs.items[i]

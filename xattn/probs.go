@@ -18,7 +18,9 @@ import (
 //
 //	O[b,i,h,:] = Σ_j P[b,h,i,j]·V[b,j,g,:]
 //
-// to float32 rounding. With perHead the result is P as [Batch, Heads, Tq, Tk],
+// to float32 rounding. With [WithRoPE], Q and K are rotated as in the
+// forward pass (keys at 0 … Tk−1, queries at Tk − Tq + i under
+// CausalLowerRight, else at i). With perHead the result is P as [Batch, Heads, Tq, Tk],
 // row-major; without, it is the mean over heads, [Batch, Tq, Tk].
 //
 // # Routing
@@ -103,9 +105,6 @@ func (l *Layer) AttentionMapInto(p, x, context []float32, s Shape, m *Mask, perH
 // the shape with the routing of a nil context applied, the keys' source and
 // the length of the map.
 func (l *Layer) checkMap(x, context []float32, s Shape, perHead bool) (Shape, []float32, int, error) {
-	if l.rope != nil {
-		return s, nil, 0, fmt.Errorf("%w: attention maps of a layer with RoPE are not supported", ErrConfig)
-	}
 	s, err := l.mapShape(context, s)
 	if err != nil {
 		return s, nil, 0, err
@@ -213,6 +212,16 @@ func (l *Layer) attentionMap(p, x, k []float32, s Shape, a *blas.Attention, perH
 		Count: 1, M: b * tk, N: nk, K: c.ContextDim, TransB: true, Alpha: 1,
 		A: k, LDA: c.ContextDim, B: l.wk, LDB: c.ContextDim, C: kk, LDC: nk, Bias: l.bk, Packed: l.bf16Packed(l.pk),
 	})
+
+	if rp := l.rope; rp != nil {
+		// As the forward pass: keys from 0, queries where the mask places
+		// them (WithRoPE).
+		var t []float32
+		rp.rotateAll([]ropeRows{
+			{x: q, rows: b * tq, ld: nq, heads: h, period: tq, off: a.CausalOffset},
+			{x: kk, rows: b * tk, ld: nk, heads: g, period: tk},
+		}, dk, &t)
+	}
 
 	per := tq * tk
 	var head []float32 // the map of one head, for the mean

@@ -26,6 +26,14 @@ import (
 // score error δ scales p by about 1+δ−Σp·δ; the row sum, the exponential and
 // the division add the (Tk+8) ulps.
 func probsRef64(cfg xattn.Config, w *xattn.Weights, xq, xk []float32, s xattn.Shape, m *xattn.Mask) (p, bound []float64) {
+	return probsRoPERef64(cfg, w, xq, xk, s, m, nil)
+}
+
+// probsRoPERef64 is probsRef64 with the queries and keys rotated by r (nil
+// for none): keys at 0 … Tk−1, queries at refOffset(m)+i (WithRoPE). The
+// bound's |q| and |k| are then those of the rotated pairs, |a|+|b| each.
+func probsRoPERef64(cfg xattn.Config, w *xattn.Weights, xq, xk []float32, s xattn.Shape, m *xattn.Mask,
+	r *xattn.RoPE) (p, bound []float64) {
 	c := resolved(cfg)
 	B, tq, tk := s.Batch, s.Tq, s.Tk
 	H, G, dk := c.Heads, c.KVHeads, c.HeadDim
@@ -33,6 +41,12 @@ func probsRef64(cfg xattn.Config, w *xattn.Weights, xq, xk []float32, s xattn.Sh
 	k := linearRef64(xk, B*tk, c.ContextDim, w.K, G*dk, w.KBias)
 	qa := linearRef64(absSlice(xq), B*tq, c.QueryDim, absSlice(w.Q), H*dk, absSlice(w.QBias))
 	ka := linearRef64(absSlice(xk), B*tk, c.ContextDim, absSlice(w.K), G*dk, absSlice(w.KBias))
+	if r != nil {
+		ropeRef64(q, B*tq, H, dk, max(tq, 1), refOffset(m, tq, tk), *r)
+		ropeRef64(k, B*tk, G, dk, max(tk, 1), 0, *r)
+		ropeAbsBound(qa, B*tq*H, dk, *r)
+		ropeAbsBound(ka, B*tk*G, dk, *r)
+	}
 	const eps = 1.0 / (1 << 23)
 	grow := 4 * float64(dk+max(c.QueryDim, c.ContextDim)) * eps
 	p = make([]float64, B*H*tq*tk)
@@ -541,4 +555,25 @@ func mustWeights(t *testing.T, cfg xattn.Config) *xattn.Weights {
 		t.Fatal(err)
 	}
 	return w
+}
+
+// ropeAbsBound replaces, in the rows of |q| or |k| of x (n heads of dh
+// values), each rotated pair by |a|+|b| in both places: a bound on the
+// magnitude of the pair after any rotation.
+func ropeAbsBound(x []float64, n, dh int, r xattn.RoPE) {
+	dims := r.Dims
+	if dims == 0 {
+		dims = dh - dh%2
+	}
+	for h := range n {
+		v := x[h*dh:]
+		for k := range dims / 2 {
+			i, j := k, k+dims/2
+			if r.Interleaved {
+				i, j = 2*k, 2*k+1
+			}
+			v[i] += v[j]
+			v[j] = v[i]
+		}
+	}
 }

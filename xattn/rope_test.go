@@ -78,8 +78,9 @@ var ropeKinds = []xattn.RoPE{
 
 // TestRoPEParity holds a layer with RoPE to the float64 reference on every
 // backend and variant, both pairings, partial rotations, GQA, self-attention
-// (ForwardInto with a nil context) and cross-attention (ForwardQKV, Tq ≠ Tk,
-// both counted from 0) under every mask kind, on several tiles and threads.
+// (ForwardInto with a nil context) and cross-attention (ForwardQKV, Tq ≠ Tk:
+// keys from 0, queries from Tk − Tq under a bottom-right mask, else from 0)
+// under every mask kind, on several tiles and threads.
 func TestRoPEParity(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	cfgs := []xattn.Config{
@@ -111,11 +112,11 @@ func TestRoPEParity(t *testing.T) {
 							self := s.Tq == s.Tk && c.ContextDim == c.QueryDim && c.ValueDim == c.QueryDim
 							if self {
 								err = l.ForwardInto(y, x, nil, s, m)
-								want = attentionRoPERef64(cfg, w, x, x, x, s, m, r, 0, 0)
+								want = attentionRoPERef64(cfg, w, x, x, x, s, m, r, refOffset(m, s.Tq, s.Tk), 0)
 							} else {
 								kx, vx := randn(rng, s.Batch*s.Tk*c.ContextDim), randn(rng, s.Batch*s.Tk*c.ValueDim)
 								err = l.ForwardQKV(y, x, kx, vx, s, m)
-								want = attentionRoPERef64(cfg, w, x, kx, vx, s, m, r, 0, 0)
+								want = attentionRoPERef64(cfg, w, x, kx, vx, s, m, r, refOffset(m, s.Tq, s.Tk), 0)
 							}
 							if err != nil {
 								t.Fatal(err)
@@ -211,7 +212,8 @@ func TestRoPEForwardStep(t *testing.T) {
 }
 
 // TestRoPEErrors checks that bad RoPE options, and the entry points that do
-// not support RoPE, are errors wrapping ErrConfig that name the value.
+// not support RoPE (NewAttention), are errors wrapping ErrConfig that name
+// the value.
 func TestRoPEErrors(t *testing.T) {
 	cfg := xattn.Config{QueryDim: 8, Heads: 2, HeadDim: 4}
 	w, _ := xattn.NewWeights(cfg, 1)
@@ -237,20 +239,14 @@ func TestRoPEErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x := make([]float32, 2*8)
-	if err := l.ForwardBatch([]xattn.Request{{X: x, Y: make([]float32, 16), Shape: xattn.Shape{Batch: 1, Tq: 2, Tk: 2}}}); !errors.Is(err, xattn.ErrConfig) {
-		t.Errorf("ForwardBatch with RoPE: %v, want ErrConfig", err)
-	}
-	if _, err := l.AttentionMap(x, nil, xattn.Shape{Batch: 1, Tq: 2, Tk: 2}, nil, true); !errors.Is(err, xattn.ErrConfig) {
-		t.Errorf("AttentionMap with RoPE: %v, want ErrConfig", err)
-	}
 	if got := fmt.Sprint(l.Absorbs(xattn.Shape{Batch: 1, Tq: 1, Tk: 100000})); got != "false" {
 		t.Errorf("Absorbs with RoPE = %s, want false", got)
 	}
 }
 
 // TestRoPEAllocs checks that warm calls of a layer with RoPE allocate
-// nothing: the table of angles lives in the pooled workspace.
+// nothing: the table of angles is the layer's, grown once, and the rotate
+// stage's rows live in the pooled pipeline.
 func TestRoPEAllocs(t *testing.T) {
 	cfg := xattn.Config{QueryDim: 16, Heads: 2, HeadDim: 8}
 	w, _ := xattn.NewWeights(cfg, 1)
@@ -273,6 +269,37 @@ func TestRoPEAllocs(t *testing.T) {
 	}); n != 0 {
 		t.Errorf("%v allocations per warm ForwardInto with RoPE", n)
 	}
+	// A chunk at the end of a longer context (queries at Tk − Tq …, past
+	// the first table), the same through a projected context, and a batch.
+	sc := xattn.Shape{Batch: 2, Tq: 3, Tk: 100}
+	xc, ctxIn := randn(rng, sc.Batch*sc.Tq*16), randn(rng, sc.Batch*sc.Tk*16)
+	yc := make([]float32, len(xc))
+	lr := &xattn.Mask{CausalLowerRight: true, Window: 20}
+	ctx, err := l.ProjectContext(ctxIn, sc.Batch, sc.Tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := []xattn.Request{
+		{Y: yc, X: xc, Context: ctxIn, Shape: sc, Mask: lr},
+		{Y: make([]float32, len(xc)), X: xc, Cached: ctx, Shape: sc, Mask: lr},
+		{Y: y, X: x, Shape: s, Mask: m},
+	}
+	for name, call := range map[string]func() error{
+		"ForwardInto (bottom-right chunk)": func() error { return l.ForwardInto(yc, xc, ctxIn, sc, lr) },
+		"ForwardContext":                   func() error { return l.ForwardContext(yc, xc, ctx, sc.Tq, lr) },
+		"ForwardBatch":                     func() error { return l.ForwardBatch(reqs) },
+	} {
+		if err := call(); err != nil {
+			t.Fatal(err)
+		}
+		if n := testing.AllocsPerRun(20, func() {
+			if err := call(); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("%v allocations per warm %s with RoPE", n, name)
+		}
+	}
 	kv, err := l.NewKVCache(2, 64)
 	if err != nil {
 		t.Fatal(err)
@@ -291,8 +318,8 @@ func TestRoPEAllocs(t *testing.T) {
 }
 
 // TestRoPEConcurrent runs one layer with RoPE from several goroutines, on
-// different shapes and KV caches of their own (meant for -race), each
-// checked against the reference.
+// different shapes and KV caches of their own, then ForwardBatch over the
+// decoded sequence (meant for -race), each checked against the reference.
 func TestRoPEConcurrent(t *testing.T) {
 	cfg := xattn.Config{QueryDim: 12, Heads: 3, HeadDim: 4}
 	w, _ := xattn.NewWeights(cfg, 5)
@@ -325,6 +352,28 @@ func TestRoPEConcurrent(t *testing.T) {
 				want := attentionRoPERef64(cfg, w, x, seq, seq, s, &xattn.Mask{CausalLowerRight: true}, r, n, 0)
 				if diff, norm := maxAbsDiff(y, want); diff > tolerance(norm) || math.IsNaN(diff) {
 					errs <- fmt.Errorf("goroutine %d step at %d: max |y−ref| = %.3g", gi, n, diff)
+					return
+				}
+			}
+			// A batch of its own sequence as a bottom-right chunk and as a
+			// whole: queries at Tk−Tq+i and at i.
+			tk := kv.Len()
+			s := xattn.Shape{Batch: 1, Tq: 2, Tk: tk}
+			lr := &xattn.Mask{CausalLowerRight: true}
+			reqs := []xattn.Request{
+				{Y: make([]float32, 2*12), X: seq[(tk-2)*12:], Context: seq, Shape: s, Mask: lr},
+				{Y: make([]float32, tk*12), X: seq, Shape: xattn.Shape{Batch: 1, Tq: tk, Tk: tk}, Mask: &xattn.Mask{Causal: true}},
+			}
+			if err := l.ForwardBatch(reqs); err != nil {
+				errs <- err
+				return
+			}
+			for i, want := range [][]float64{
+				attentionRoPERef64(cfg, w, seq[(tk-2)*12:], seq, seq, s, lr, r, tk-2, 0),
+				attentionRoPERef64(cfg, w, seq, seq, seq, reqs[1].Shape, reqs[1].Mask, r, 0, 0),
+			} {
+				if diff, norm := maxAbsDiff(reqs[i].Y, want); diff > tolerance(norm) || math.IsNaN(diff) {
+					errs <- fmt.Errorf("goroutine %d ForwardBatch request %d: max |y−ref| = %.3g", gi, i, diff)
 					return
 				}
 			}

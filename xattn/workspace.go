@@ -15,7 +15,7 @@ type workspace struct {
 	scratch  []float32 // Threads tiles of the attention's ScratchLen()
 	keyLen   []int32
 	slopes   []float32 // the standard ALiBi slopes, when a Mask asks for them (setMask)
-	rope     []float32 // the RoPE table of a call's positions (rope.table)
+	rope     []float32 // a RoPE table of a call's positions, past the shared one (rope.cosSin)
 	gemms    []gemm
 	chunks   []chunk
 	batches  []blas.Batch // one per worker slot
