@@ -33,24 +33,12 @@
 #include <string.h>
 
 #include "attend_bf16.h"
-#include "internal.h"
+#include "bf16_internal.h"
 
 enum { BF_ROWS = 32 };
 
 static inline int ceil32(int n) { return (n + 31) / 32 * 32; }
 static inline int64_t bf_min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-/* bf16 rounds x to bf16 (RNE; subnormals to signed zero; NaN stays a quiet NaN). */
-static inline uint16_t bf16(float x) {
-	uint32_t u;
-	memcpy(&u, &x, sizeof u);
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return (uint16_t)((u >> 16) | 0x40);
-	if ((u & 0x7f800000u) == 0)
-		u &= 0x80000000u;
-	u += 0x7fffu + ((u >> 16) & 1);
-	return (uint16_t)(u >> 16);
-}
 
 static inline float bf32(uint16_t h) {
 	uint32_t u = (uint32_t)h << 16;
@@ -61,7 +49,7 @@ static inline float bf32(uint16_t h) {
 
 void xattn_round_bf16(int n, const float *x, float *y) {
 	for (int i = 0; i < n; i++)
-		y[i] = bf32(bf16(x[i]));
+		y[i] = bf32(xattn_bf16_bits(x[i]));
 }
 
 /* ---- Packers (portable C; the layouts above). ---- */
@@ -73,7 +61,7 @@ static void pack_q(int m, int dk, int dkp, const float *q, int64_t ldq, uint16_t
 		int d = 0;
 		if (r < m)
 			for (; d < dk; d++)
-				row[d] = bf16(q[(int64_t)r * ldq + d]);
+				row[d] = xattn_bf16_bits(q[(int64_t)r * ldq + d]);
 		for (; d < dkp; d++)
 			row[d] = 0;
 	}
@@ -87,8 +75,8 @@ static void pack_k(int nb, int dk, int dkp, const float *k, int64_t ldk, uint16_
 		const float *kj = k + (int64_t)j * ldk;
 		for (int d = 0; d < dkp; d += 2) {
 			uint16_t *e = g + (d / 2) * 32;
-			e[0] = j < nb && d < dk ? bf16(kj[d]) : 0;
-			e[1] = j < nb && d + 1 < dk ? bf16(kj[d + 1]) : 0;
+			e[0] = j < nb && d < dk ? xattn_bf16_bits(kj[d]) : 0;
+			e[1] = j < nb && d + 1 < dk ? xattn_bf16_bits(kj[d + 1]) : 0;
 		}
 	}
 }
@@ -107,7 +95,7 @@ static int pack_v(int nb, int dv, int dvp, const float *v, int64_t ldv, uint16_t
 		int zero = j >= nb || !xattn_finite_scalar(1, dv, vj, 0);
 		bad |= j < nb && zero;
 		for (int d = 0; d < dvp; d++)
-			c[(d / 16) * 512 + (d % 16) * 2] = !zero && d < dv ? bf16(vj[d]) : 0;
+			c[(d / 16) * 512 + (d % 16) * 2] = !zero && d < dv ? xattn_bf16_bits(vj[d]) : 0;
 	}
 	return bad;
 }
@@ -166,9 +154,6 @@ static void pv_rounded(int dvp, int nbp, const uint16_t *p, int ldp, const uint1
 static const bf16_products prod_rounded = {.name = "rounded", .qk = qk_rounded, .pv = pv_rounded};
 
 #if defined(XATTN_X86)
-
-#define XATTN_AVX512BF16 __attribute__((target("avx2,fma,avx512f,avx512dq,avx512bw,avx512vl,avx512bf16")))
-#define XATTN_AMX __attribute__((target("avx2,fma,avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")))
 
 /* pair512 broadcasts the bf16 pair at p (32 bits) to 16 lanes. */
 #define PAIR512(p) ((__m512bh)_mm512_set1_epi32(*(const int32_t *)(const void *)(p)))
@@ -246,24 +231,7 @@ static const bf16_products prod_avx512bf16 = {.name = "avx512bf16", .qk = qk_avx
  * products. The configuration is loaded on entry to xattn_attend_bf16 and
  * released before it returns.
  */
-typedef struct {
-	uint8_t palette, start_row, reserved[14];
-	uint16_t colsb[16];
-	uint8_t rows[16];
-} amx_config;
-
-XATTN_AMX static void amx_begin(void) {
-	amx_config cfg __attribute__((aligned(64)));
-	memset(&cfg, 0, sizeof cfg);
-	cfg.palette = 1;
-	for (int i = 0; i < 8; i++) {
-		cfg.colsb[i] = 64;
-		cfg.rows[i] = 16;
-	}
-	/* The intrinsic's asm does not tell the compiler it reads cfg: keep the stores. */
-	__asm__ volatile("" : : "r"(&cfg) : "memory");
-	_tile_loadconfig(&cfg);
-}
+XATTN_AMX static void amx_begin(void) { xattn_amx_begin(); }
 
 XATTN_AMX static void amx_end(void) { _tile_release(); }
 
@@ -352,31 +320,45 @@ static const bf16_products prod_amx = {.name = "amx"};
 /* ---- Row passes: scores of a panel to P in bf16. ---- */
 
 /*
+ * The two vector steps of rows_generic, one pair per ISA: scale_row
+ * multiplies the n floats at x by scale; p_row writes n probabilities as
+ * bf16 (RNE, subnormals to zero, as xattn_bf16_bits) and zeros to nbp.
+ */
+typedef struct {
+	void (*scale_row)(int n, float scale, float *x);
+	void (*p_row)(int n, int nbp, const float *x, uint16_t *p);
+} row_steps;
+
+static void scale_row_c(int n, float scale, float *x) {
+	for (int j = 0; j < n; j++)
+		x[j] *= scale;
+}
+
+static void p_row_c(int n, int nbp, const float *x, uint16_t *p) {
+	int j = 0;
+	for (; j < n; j++)
+		p[j] = xattn_bf16_bits(x[j]);
+	for (; j < nbp; j++)
+		p[j] = 0;
+}
+
+static const row_steps steps_c = {scale_row_c, p_row_c};
+
+/*
  * rows_generic scales rows [0, m) of S (nb scores, unscaled) by scale, runs
  * the variant's FP32 row pass on them (every mask kind, the non-finite
  * rule) and writes P: rows [0, m) rounded to bf16, the rest of its mp × nbp
- * rows and columns zero.
+ * rows and columns zero, with the steps of st.
  */
-static void rows_generic(const xattn_kernels *kt, int m, int mp, int nb, float scale, float *s, int lds, uint16_t *p,
-		int ldp, const float *bias, int ldbias, const unsigned char *keep, int ldkeep, const xattn_rowmask *rm,
-		float *mx, float *sum, float *corr) {
+static void rows_generic(const row_steps *st, const xattn_kernels *kt, int m, int mp, int nb, float scale, float *s,
+		int lds, uint16_t *p, int ldp, const float *bias, int ldbias, const unsigned char *keep, int ldkeep,
+		const xattn_rowmask *rm, float *mx, float *sum, float *corr) {
 	const int nbp = ceil32(nb);
-	for (int r = 0; r < m; r++) {
-		float *row = s + (int64_t)r * lds;
-		for (int j = 0; j < nb; j++)
-			row[j] *= scale;
-	}
+	for (int r = 0; r < m; r++)
+		st->scale_row(nb, scale, s + (int64_t)r * lds);
 	kt->rows_masked(m, nb, s, lds, bias, ldbias, keep, ldkeep, rm, mx, sum, corr);
-	for (int r = 0; r < mp; r++) {
-		uint16_t *pr = p + (int64_t)r * ldp;
-		const float *row = s + (int64_t)r * lds;
-		int j = 0;
-		if (r < m)
-			for (; j < nb; j++)
-				pr[j] = bf16(row[j]);
-		for (; j < nbp; j++)
-			pr[j] = 0;
-	}
+	for (int r = 0; r < mp; r++)
+		st->p_row(r < m ? nb : 0, nbp, s + (int64_t)r * lds, p + (int64_t)r * ldp);
 }
 
 #if defined(XATTN_X86)
@@ -444,14 +426,14 @@ XATTN_AVX512 static inline __m512i bf16x32_emul(__m512 a, __m512 b) {
 			vm1 = _mm512_max_ps(vm1, x1);                                                         \
 		}                                                                                             \
 		for (; j < nb; j += 16) {                                                                     \
-			__mmask16 mask = nb - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nb - j)) - 1); \
+			__mmask16 mask = xattn_mask16(nb - j); \
 			__m512 x = _mm512_maskz_loadu_ps(mask, row + j);                                      \
 			bad |= _mm512_mask_fpclass_ps_mask(mask, x, 0x99);                                    \
 			vm0 = _mm512_mask_max_ps(vm0, mask, vm0, x);                                          \
 		}                                                                                             \
 		if (bad || mx[r] != mx[r]) {                                                                  \
-			rows_generic(kt, 1, 1, nb, scale, row, lds, pr, ldp, NULL, 0, NULL, 0, &none, mx + r, sum + r, \
-					corr + r);                                                            \
+			rows_generic(&steps_c, kt, 1, 1, nb, scale, row, lds, pr, ldp, NULL, 0, NULL, 0, &none, mx + r,      \
+					sum + r, corr + r);                                                   \
 			continue;                                                                             \
 		}                                                                                             \
 		const float rm = _mm512_reduce_max_ps(_mm512_max_ps(vm0, vm1)) * scale;                       \
@@ -468,8 +450,8 @@ XATTN_AVX512 static inline __m512i bf16x32_emul(__m512 a, __m512 b) {
 		}                                                                                             \
 		if (j < nb) {                                                                                 \
 			int rem = nb - j;                                                                     \
-			__mmask16 m0 = rem >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1);          \
-			__mmask16 m1 = rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;                    \
+			__mmask16 m0 = xattn_mask16(rem);          \
+			__mmask16 m1 = xattn_mask16(rem - 16);                    \
 			__m512 x0 = _mm512_maskz_loadu_ps(m0, row + j), x1 = _mm512_maskz_loadu_ps(m1, row + j + 16); \
 			__m512 p0 = _mm512_maskz_mov_ps(m0, exp2_512(_mm512_max_ps(_mm512_fmsub_ps(x0, c2, mb), lo))); \
 			__m512 p1 = _mm512_maskz_mov_ps(m1, exp2_512(_mm512_max_ps(_mm512_fmsub_ps(x1, c2, mb), lo))); \
@@ -498,36 +480,24 @@ XATTN_AVX512BF16 static void rows_fast512bf(const xattn_kernels *kt, int m, int 
 	ROWS_FAST_BODY(CVT_NATIVE)
 }
 
-/*
- * rows_generic_bf is rows_generic with the scale and the rounding of P on
- * vectors (VCVTNE2PS2BF16: RNE, subnormals to zero, as bf16()), for the
- * AMX and AVX512-BF16 kernels.
- */
-XATTN_AVX512BF16 static void rows_generic_bf(const xattn_kernels *kt, int m, int mp, int nb, float scale, float *s,
-		int lds, uint16_t *p, int ldp, const float *bias, int ldbias, const unsigned char *keep, int ldkeep,
-		const xattn_rowmask *rm, float *mx, float *sum, float *corr) {
-	const int nbp = ceil32(nb);
+/* The steps of rows_generic on vectors (VCVTNE2PS2BF16), for the AMX and AVX512-BF16 kernels. */
+XATTN_AVX512 static void scale_row512(int n, float scale, float *x) {
 	const __m512 sc = _mm512_set1_ps(scale);
-	for (int r = 0; r < m; r++) {
-		float *row = s + (int64_t)r * lds;
-		for (int j = 0; j < nb; j += 16) {
-			__mmask16 mask = nb - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nb - j)) - 1);
-			_mm512_mask_storeu_ps(row + j, mask, _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, row + j), sc));
-		}
-	}
-	kt->rows_masked(m, nb, s, lds, bias, ldbias, keep, ldkeep, rm, mx, sum, corr);
-	for (int r = 0; r < mp; r++) {
-		uint16_t *pr = p + (int64_t)r * ldp;
-		const float *row = s + (int64_t)r * lds;
-		for (int j = 0; j < nbp; j += 32) {
-			int rem = r < m ? nb - j : 0;
-			__mmask16 m0 = rem >= 16 ? (__mmask16)0xFFFF : rem > 0 ? (__mmask16)((1u << rem) - 1) : 0;
-			__mmask16 m1 = rem >= 32 ? (__mmask16)0xFFFF : rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;
-			__m512 x0 = _mm512_maskz_loadu_ps(m0, row + j), x1 = _mm512_maskz_loadu_ps(m1, row + j + 16);
-			_mm512_storeu_si512(pr + j, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
-		}
+	for (int j = 0; j < n; j += 16) {
+		__mmask16 mask = xattn_mask16(n - j);
+		_mm512_mask_storeu_ps(x + j, mask, _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + j), sc));
 	}
 }
+
+XATTN_AVX512BF16 static void p_row_bf(int n, int nbp, const float *x, uint16_t *p) {
+	for (int j = 0; j < nbp; j += 32) {
+		__mmask16 m0 = xattn_mask16(n - j), m1 = xattn_mask16(n - j - 16);
+		__m512 x0 = _mm512_maskz_loadu_ps(m0, x + j), x1 = _mm512_maskz_loadu_ps(m1, x + j + 16);
+		_mm512_storeu_si512(p + j, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
+	}
+}
+
+static const row_steps steps_bf = {scale_row512, p_row_bf};
 
 /* PAIRS16 interleaves the 16 bf16 of a's low half with those of its high half: a0 b0 a1 b1 … */
 #define PAIRS16 _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, \
@@ -537,7 +507,7 @@ XATTN_AVX512BF16 static void rows_generic_bf(const xattn_kernels *kt, int m, int
 XATTN_AVX512 static inline int row_finite512(const float *x, int n) {
 	__mmask16 bad = 0;
 	for (int d = 0; d < n; d += 16) {
-		__mmask16 mask = n - d >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - d)) - 1);
+		__mmask16 mask = xattn_mask16(n - d);
 		bad |= _mm512_mask_fpclass_ps_mask(mask, _mm512_maskz_loadu_ps(mask, x + d), 0x99);
 	}
 	return !bad;
@@ -554,7 +524,7 @@ XATTN_AVX512BF16 static int pack_v_bf(int nb, int dv, int dvp, const float *v, i
 		bad |= (j < nb && !z0) || (j + 1 < nb && !z1);
 		uint16_t *c = vp + (int64_t)(j / 32) * 32 * dvp + ((j % 32) / 2) * 32;
 		for (int d = 0; d < dvp; d += 16) {
-			__mmask16 mask = dv - d >= 16 ? (__mmask16)0xFFFF : dv > d ? (__mmask16)((1u << (dv - d)) - 1) : 0;
+			__mmask16 mask = xattn_mask16(dv - d);
 			__m512 a = _mm512_maskz_loadu_ps(z0 ? mask : 0, v0 + d), b = _mm512_maskz_loadu_ps(z1 ? mask : 0, v1 + d);
 			__m512i w = (__m512i)_mm512_cvtne2ps_pbh(b, a);
 			_mm512_storeu_si512(c + (d / 16) * 512, _mm512_permutexvar_epi16(idx, w));
@@ -570,8 +540,8 @@ XATTN_AVX512BF16 static void pack_q_bf(int m, int dk, int dkp, const float *q, i
 		const float *qr = q + (int64_t)r * ldq;
 		for (int d = 0; d < dkp; d += 32) {
 			int rem = r < m ? dk - d : 0;
-			__mmask16 m0 = rem >= 16 ? (__mmask16)0xFFFF : rem > 0 ? (__mmask16)((1u << rem) - 1) : 0;
-			__mmask16 m1 = rem >= 32 ? (__mmask16)0xFFFF : rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;
+			__mmask16 m0 = xattn_mask16(rem);
+			__mmask16 m1 = xattn_mask16(rem - 16);
 			__m512 x0 = _mm512_maskz_loadu_ps(m0, qr + d), x1 = _mm512_maskz_loadu_ps(m1, qr + d + 16);
 			_mm512_storeu_si512(row + d, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
 		}
@@ -589,7 +559,7 @@ XATTN_AVX512 static void store_o512(int m, int dv, int dvp, const float *ob, con
 		}
 		const __m512 fr = _mm512_set1_ps(f[r]);
 		for (int d = 0; d < dv; d += 16) {
-			__mmask16 mask = dv - d >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (dv - d)) - 1);
+			__mmask16 mask = xattn_mask16(dv - d);
 			_mm512_mask_storeu_ps(orow + d, mask, _mm512_mul_ps(_mm512_loadu_ps(src + d), fr));
 		}
 	}
@@ -624,8 +594,8 @@ XATTN_AVX512BF16 static void pack_k_bf(int nb, int dk, int dkp, const float *k, 
 				__mmask16 m0 = 0, m1 = 0;
 				if (j < nb) {
 					int rem = dk - t;
-					m0 = rem >= 16 ? (__mmask16)0xFFFF : rem > 0 ? (__mmask16)((1u << rem) - 1) : 0;
-					m1 = rem >= 32 ? (__mmask16)0xFFFF : rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;
+					m0 = xattn_mask16(rem);
+					m1 = xattn_mask16(rem - 16);
 				}
 				__m512 x0 = _mm512_maskz_loadu_ps(m0, kj), x1 = _mm512_maskz_loadu_ps(m1, kj + 16);
 				/* 32 bf16 in feature order: as 32-bit lanes, pair l = features t+2l, t+2l+1. */
@@ -665,7 +635,7 @@ static void rows_fast512(const xattn_kernels *kt, int m, int nb, float scale, fl
 #define pack_k_bf pack_k
 #define pack_v_bf pack_v
 #define pack_q_bf pack_q
-#define rows_generic_bf rows_generic
+#define steps_bf steps_c
 #define store_o512 store_o
 #define scale_o512 scale_o
 static int rows_fast_ok = 0;
@@ -692,7 +662,7 @@ static void fix_pv_bf16(int m, int nb, int dv, int dvp, const uint16_t *p, int l
 				continue;
 			const float pr = bf32(p[(int64_t)r * ldp + j]);
 			for (int d = 0; d < dv; d++)
-				o[(int64_t)r * dvp + d] += pr * bf32(bf16(vj[d]));
+				o[(int64_t)r * dvp + d] += pr * bf32(xattn_bf16_bits(vj[d]));
 		}
 	}
 }
@@ -768,8 +738,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 	int (*pack_values)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_v_bf : pack_v;
 	void (*pack_rows)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_q_bf : pack_q;
 	void (*store)(int, int, int, const float *, const float *, float *, int64_t) = native ? store_o512 : store_o;
-	void (*rows_masked)(const xattn_kernels *, int, int, int, float, float *, int, uint16_t *, int, const float *, int,
-			const unsigned char *, int, const xattn_rowmask *, float *, float *, float *) = native ? rows_generic_bf : rows_generic;
+	const row_steps *steps = native ? &steps_bf : &steps_c;
 	void (*scale)(int, int, float *, const float *) = native ? scale_o512 : scale_o;
 	const int ldp = (int)l.ldp, lds = (int)l.lds;
 
@@ -842,7 +811,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 							rm.slope == 0.0f)
 						rows_fast(kt, m, nb, p->scale, s, lds, pb, ldp, mx, sum, corr);
 					else
-						rows_masked(kt, m, BF_ROWS, nb, p->scale, s, lds, pb, ldp, bb, (int)p->bias_stride[2], kk,
+						rows_generic(steps, kt, m, BF_ROWS, nb, p->scale, s, lds, pb, ldp, bb, (int)p->bias_stride[2], kk,
 								(int)p->keep_stride[2], &rm, mx, sum, corr);
 					if (p->dv == 0)
 						continue;
