@@ -309,10 +309,39 @@ XATTN_AMX static void pv_amx(int dvp, int nbp, const uint16_t *p, int ldp, const
 	}
 }
 
+/*
+ * xattn_amx_probe runs n steps of four independent TDPBF16PS chains on
+ * tiles that stay loaded (the register-only loop of xbench's AMX probe):
+ * 4·16·16·32·2 flops a step, the tile peak the core is held against.
+ */
+XATTN_AMX void xattn_amx_probe(int64_t n) {
+	static const uint16_t ops[16 * 32] __attribute__((aligned(64))) = {0};
+	xattn_amx_begin();
+	_tile_loadd(4, ops, 64);
+	_tile_loadd(5, ops, 64);
+	_tile_loadd(6, ops, 64);
+	_tile_loadd(7, ops, 64);
+	_tile_zero(0);
+	_tile_zero(1);
+	_tile_zero(2);
+	_tile_zero(3);
+	for (int64_t i = 0; i < n; i++) {
+		_tile_dpbf16ps(0, 4, 6);
+		_tile_dpbf16ps(1, 4, 7);
+		_tile_dpbf16ps(2, 5, 6);
+		_tile_dpbf16ps(3, 5, 7);
+	}
+	_tile_release();
+}
+
 static const bf16_products prod_amx = {
 	.name = "amx", .qk = qk_amx, .pv = pv_amx, .begin = amx_begin, .end = amx_end};
 
 #else
+void xattn_amx_probe(int64_t n) {
+	(void)n;
+	XATTN_UNAVAILABLE("xattn_amx_probe");
+}
 static const bf16_products prod_avx512bf16 = {.name = "avx512bf16"};
 static const bf16_products prod_amx = {.name = "amx"};
 #endif
@@ -368,21 +397,19 @@ static void rows_generic(const row_steps *st, const xattn_kernels *kt, int m, in
  * exp2_512 is 2^t for t ≥ −126 (the caller clamps: a score less its row
  * maximum, in base 2 with the scale folded in, so that no subnormal ever
  * reaches P, the sum or a correction: one subnormal in an FMA chain costs
- * microcode assists): 2^n·2^f, f = t − n ∈ [−½, ½], the degree-5 Taylor
- * polynomial (relative error < 2.5e-6: P is rounded to bf16, 2^-9, for
- * P·V; the sum keeps the FP32 values).
+ * microcode assists): 2^⌊t⌋·2^f, f = t − ⌊t⌋ ∈ [0, 1) in one VREDUCEPS
+ * (AVX512-DQ), 2^f by a degree-4 polynomial with 1 at f = 0 fitted for
+ * relative error (< 3e-6: P is rounded to bf16, 2^-9, for P·V; the sum
+ * keeps the FP32 values), and VSCALEFPS, which takes ⌊t⌋ of t itself.
  */
 XATTN_AVX512 static inline __m512 exp2_512(__m512 t) {
-	/* f = t − round(t) in one VREDUCEPS (AVX512-DQ); n = t − f is exact. */
-	__m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	__m512 n = _mm512_sub_ps(t, f);
-	__m512 y = _mm512_set1_ps(1.3333558146428443e-3f);
-	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(9.6181291076284772e-3f));
-	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(5.5504108664821580e-2f));
-	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(2.4022650695910071e-1f));
-	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(6.9314718055994531e-1f));
+	__m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+	__m512 y = _mm512_set1_ps(1.3426683843135834e-2f);
+	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(5.2242472767829895e-2f));
+	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(2.41280198097229e-1f));
+	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(6.930448412895203e-1f));
 	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.0f));
-	return _mm512_scalef_ps(y, n);
+	return _mm512_scalef_ps(y, t);
 }
 
 /* bf16x32_emul rounds a and b (finite, normal or 0) to 32 bf16 (RNE), a first, in AVX-512F/BW integer steps. */
