@@ -105,6 +105,13 @@ static int pack_v(int nb, int dv, int dvp, const float *v, int64_t ldv, uint16_t
 typedef struct {
 	const char *name;
 	void (*qk)(int dkp, int nbp, const uint16_t *q, const uint16_t *kp, float *s, int lds);
+	/*
+	 * qk_part, where not NULL, is qk in parts: the pairs of key groups
+	 * [p0, p1) (keys 32·p0 … 32·p1 − 1), called for p0 = 0, then on from
+	 * where the last call ended, with no other tile use in between (the
+	 * fused row pass interleaves the parts with its rows).
+	 */
+	void (*qk_part)(int dkp, int nbp, int p0, int p1, const uint16_t *q, const uint16_t *kp, float *s, int lds);
 	void (*pv)(int dvp, int nbp, const uint16_t *p, int ldp, const uint16_t *vp, float *o);
 	void (*begin)(void);
 	void (*end)(void);
@@ -235,18 +242,22 @@ XATTN_AMX static void amx_begin(void) { xattn_amx_begin(); }
 
 XATTN_AMX static void amx_end(void) { _tile_release(); }
 
-XATTN_AMX static void qk_amx(int dkp, int nbp, const uint16_t *q, const uint16_t *kp, float *s, int lds) {
+XATTN_AMX static void qk_amx_part(int dkp, int nbp, int p0, int p1, const uint16_t *q, const uint16_t *kp, float *s,
+		int lds) {
+	(void)nbp;
 	const int64_t gs = (int64_t)16 * dkp; /* a key group */
 	if (dkp == 64) {
 		/*
 		 * The 32×64 queries stay in tiles 4–7 for the whole panel, so
 		 * that only the keys stream from L2 (half the tile loads).
 		 */
-		_tile_loadd(4, q, 128);
-		_tile_loadd(5, q + 32, 128);
-		_tile_loadd(6, q + 16 * 64, 128);
-		_tile_loadd(7, q + 16 * 64 + 32, 128);
-		for (int g = 0; g < nbp / 16; g++) {
+		if (p0 == 0) {
+			_tile_loadd(4, q, 128);
+			_tile_loadd(5, q + 32, 128);
+			_tile_loadd(6, q + 16 * 64, 128);
+			_tile_loadd(7, q + 16 * 64 + 32, 128);
+		}
+		for (int g = 2 * p0; g < 2 * p1; g++) {
 			const uint16_t *k0 = kp + g * gs;
 			_tile_zero(0);
 			_tile_zero(1);
@@ -261,7 +272,7 @@ XATTN_AMX static void qk_amx(int dkp, int nbp, const uint16_t *q, const uint16_t
 		}
 		return;
 	}
-	for (int g = 0; g < nbp / 16; g += 2) {
+	for (int g = 2 * p0; g < 2 * p1; g += 2) {
 		const uint16_t *k0 = kp + g * gs;
 		_tile_zero(0);
 		_tile_zero(1);
@@ -282,6 +293,10 @@ XATTN_AMX static void qk_amx(int dkp, int nbp, const uint16_t *q, const uint16_t
 		_tile_stored(2, s + (int64_t)16 * lds + g * 16, lds * 4);
 		_tile_stored(3, s + (int64_t)16 * lds + g * 16 + 16, lds * 4);
 	}
+}
+
+XATTN_AMX static void qk_amx(int dkp, int nbp, const uint16_t *q, const uint16_t *kp, float *s, int lds) {
+	qk_amx_part(dkp, nbp, 0, nbp / 32, q, kp, s, lds);
 }
 
 XATTN_AMX static void pv_amx(int dvp, int nbp, const uint16_t *p, int ldp, const uint16_t *vp, float *o) {
@@ -335,7 +350,7 @@ XATTN_AMX void xattn_amx_probe(int64_t n) {
 }
 
 static const bf16_products prod_amx = {
-	.name = "amx", .qk = qk_amx, .pv = pv_amx, .begin = amx_begin, .end = amx_end};
+	.name = "amx", .qk = qk_amx, .qk_part = qk_amx_part, .pv = pv_amx, .begin = amx_begin, .end = amx_end};
 
 #else
 void xattn_amx_probe(int64_t n) {
@@ -347,6 +362,27 @@ static const bf16_products prod_amx = {.name = "amx"};
 #endif
 
 /* ---- Row passes: scores of a panel to P in bf16. ---- */
+
+/*
+ * qk_next is the Q·Kᵀ of the next block of 32 query rows, which the fused
+ * row pass runs in parts between its rows (qk_step before row r) so that
+ * the tiles multiply while the vector units compute exponentials.
+ */
+typedef struct {
+	const bf16_products *prod;
+	int dkp, nbp, lds;
+	const uint16_t *q, *kp;
+	float *s;
+} qk_next;
+
+/* qk_step runs the pairs of key groups of nx due before row r: [r·np/32, (r+1)·np/32). */
+static inline void qk_step(const qk_next *nx, int r) {
+	if (!nx)
+		return;
+	const int np = nx->nbp / 32, p0 = r * np / BF_ROWS, p1 = (r + 1) * np / BF_ROWS;
+	if (p1 > p0)
+		nx->prod->qk_part(nx->dkp, nx->nbp, p0, p1, nx->q, nx->kp, nx->s, nx->lds);
+}
 
 /*
  * The two vector steps of rows_generic, one pair per ISA: scale_row
@@ -429,7 +465,8 @@ XATTN_AVX512 static inline __m512i bf16x32_emul(__m512 a, __m512 b) {
  * overflows when scaled), fused: one pass for the maximum and the finite
  * check, one for 2^max(x·scale·log2 e − max·log2 e, −126), the sum and P
  * in bf16. A row with a non-finite score, or already NaN, goes through
- * rows_generic's row pass instead. cvt rounds 32 probabilities to bf16:
+ * rows_generic's row pass instead. Before each row it runs the part of
+ * nx (if not NULL) due there (qk_step). cvt rounds 32 probabilities to bf16:
  * bf16x32_emul, or VCVTNE2PS2BF16, the same bits on these values.
  */
 #define ROWS_FAST_BODY(cvt)                                                                                    \
@@ -437,6 +474,7 @@ XATTN_AVX512 static inline __m512i bf16x32_emul(__m512 a, __m512 b) {
 	const xattn_rowmask none = {0, 0, 0, 0.0f};                                                           \
 	const __m512 c2 = _mm512_set1_ps(scale * LOG2E_F), lo = _mm512_set1_ps(-126.0f);                      \
 	for (int r = 0; r < BF_ROWS; r++) {                                                                   \
+		qk_step(nx, r);                                                                               \
 		uint16_t *pr = p + (int64_t)r * ldp;                                                          \
 		if (r >= m) {                                                                                 \
 			memset(pr, 0, (size_t)nbp * sizeof *pr);                                              \
@@ -497,13 +535,13 @@ XATTN_AVX512 static inline __m512i bf16x32_emul(__m512 a, __m512 b) {
 	}
 
 XATTN_AVX512 static void rows_fast512(const xattn_kernels *kt, int m, int nb, float scale, float *s, int lds,
-		uint16_t *p, int ldp, float *mx, float *sum, float *corr) {
+		uint16_t *p, int ldp, float *mx, float *sum, float *corr, const qk_next *nx) {
 	ROWS_FAST_BODY(bf16x32_emul)
 }
 
 #define CVT_NATIVE(a, b) ((__m512i)_mm512_cvtne2ps_pbh((b), (a)))
 XATTN_AVX512BF16 static void rows_fast512bf(const xattn_kernels *kt, int m, int nb, float scale, float *s, int lds,
-		uint16_t *p, int ldp, float *mx, float *sum, float *corr) {
+		uint16_t *p, int ldp, float *mx, float *sum, float *corr, const qk_next *nx) {
 	ROWS_FAST_BODY(CVT_NATIVE)
 }
 
@@ -654,8 +692,9 @@ XATTN_AVX512BF16 static void pack_k_bf(int nb, int dk, int dkp, const float *k, 
 static int rows_fast_ok = 1;
 #else
 static void rows_fast512(const xattn_kernels *kt, int m, int nb, float scale, float *s, int lds, uint16_t *p,
-		int ldp, float *mx, float *sum, float *corr) {
+		int ldp, float *mx, float *sum, float *corr, const qk_next *nx) {
 	(void)kt, (void)m, (void)nb, (void)scale, (void)s, (void)lds, (void)p, (void)ldp, (void)mx, (void)sum, (void)corr;
+	(void)nx;
 	XATTN_UNAVAILABLE("rows_fast512");
 }
 #define rows_fast512bf rows_fast512
@@ -750,7 +789,8 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 	const int dkp = ceil32(p->dk), dvp = ceil32(p->dv);
 	const int panel = ceil32(p->kv_block);
 	const int group = p->heads / p->kv_heads;
-	float *s = scratch + l.s;
+	/* Two blocks of scores: the row pass of one runs beside the Q·Kᵀ of the next (qk_next). */
+	float *sbuf[2] = {scratch + l.s, scratch + l.s + (int64_t)BF_ROWS * l.lds};
 	uint16_t *pb = (uint16_t *)(scratch + l.p);
 	uint16_t *kbuf = (uint16_t *)(scratch + l.kp), *vbuf = (uint16_t *)(scratch + l.vp);
 	uint16_t *qbuf = (uint16_t *)(scratch + l.q);
@@ -760,7 +800,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 			p->scale <= 1;
 	const int native = kind == XATTN_BF16_AVX512BF16 || kind == XATTN_BF16_AMX;
 	void (*rows_fast)(const xattn_kernels *, int, int, float, float *, int, uint16_t *, int, float *, float *,
-			float *) = native ? rows_fast512bf : rows_fast512;
+			float *, const qk_next *) = native ? rows_fast512bf : rows_fast512;
 	void (*pack_keys)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_k_bf : pack_k;
 	int (*pack_values)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_v_bf : pack_v;
 	void (*pack_rows)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_q_bf : pack_q;
@@ -814,41 +854,52 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 				else
 					fix = pack_values(nb, p->dv, dvp, vin, p->ldv, vbuf);
 			}
-			for (int i = 0; i < nh; i++) {
-				const int h = h0 + i;
-				for (int c = 0; c < nch; c++) {
-					const int x = i * nch + c, m = mq - c * BF_ROWS < BF_ROWS ? mq - c * BF_ROWS : BF_ROWS;
-					const int r0 = q0 + c * BF_ROWS;
-					float *mx = st + (int64_t)x * 3 * BF_ROWS, *sum = mx + BF_ROWS, *corr = sum + BF_ROWS;
-					float *ob = obuf + (int64_t)x * BF_ROWS * dvp;
-					if (p->dk > 0)
-						prod->qk(dkp, nbp, qbuf + (int64_t)x * BF_ROWS * dkp, kp, s, lds);
-					else
-						for (int r = 0; r < BF_ROWS; r++)
-							memset(s + (int64_t)r * lds, 0, (size_t)nbp * sizeof *s);
-					const float *bb = bias ? bias + p->bias_stride[0] * b + p->bias_stride[1] * h + p->bias_stride[2] * r0 + k0 : NULL;
-					const unsigned char *kk = keep ? keep + p->keep_stride[0] * b + p->keep_stride[1] * h + p->keep_stride[2] * r0 + k0 : NULL;
-					/*
-					 * The fused pass only where no row of the panel meets a
-					 * structural edge: no causal cut (lim0 ≥ nb), no window
-					 * start (the last row's starts at 0), no ALiBi.
-					 */
-					const xattn_rowmask rm = row_mask(p, alibi, h, r0, k0);
-					if (fast_rows && (!rm.causal || rm.lim0 >= nb) && (rm.window <= 0 || rm.lim0 + m - 1 - rm.window <= 0) &&
-							rm.slope == 0.0f)
-						rows_fast(kt, m, nb, p->scale, s, lds, pb, ldp, mx, sum, corr);
-					else
-						rows_generic(steps, kt, m, BF_ROWS, nb, p->scale, s, lds, pb, ldp, bb, (int)p->bias_stride[2], kk,
-								(int)p->keep_stride[2], &rm, mx, sum, corr);
-					if (p->dv == 0)
-						continue;
-					if (k0 > lo)
-						scale(m, dvp, ob, corr);
-					prod->pv(dvp, nbp, pb, ldp, vp, ob);
-					if (fix)
-						fix_pv_bf16(m, nb, p->dv, dvp, pb, ldp, vin, p->ldv, bb, (int)p->bias_stride[2], kk,
-								(int)p->keep_stride[2], &rm, ob);
-				}
+			/*
+			 * Block x (head h0 + x/nch, rows 32·(x%nch) on) scores into
+			 * sbuf[x&1]; block x+1's Q·Kᵀ runs before x's P·V, inside
+			 * the fused row pass where it can (qk_next), else after it.
+			 */
+			const int nx_blocks = nh * nch;
+			if (p->dk > 0)
+				prod->qk(dkp, nbp, qbuf, kp, sbuf[0], lds);
+			for (int x = 0; x < nx_blocks; x++) {
+				const int i = x / nch, c = x % nch, h = h0 + i;
+				const int m = mq - c * BF_ROWS < BF_ROWS ? mq - c * BF_ROWS : BF_ROWS;
+				const int r0 = q0 + c * BF_ROWS;
+				float *s = sbuf[x & 1];
+				if (p->dk == 0)
+					for (int r = 0; r < BF_ROWS; r++)
+						memset(s + (int64_t)r * lds, 0, (size_t)nbp * sizeof *s);
+				float *mx = st + (int64_t)x * 3 * BF_ROWS, *sum = mx + BF_ROWS, *corr = sum + BF_ROWS;
+				float *ob = obuf + (int64_t)x * BF_ROWS * dvp;
+				const qk_next nx = {prod, dkp, nbp, lds, qbuf + (int64_t)(x + 1) * BF_ROWS * dkp, kp, sbuf[(x + 1) & 1]};
+				const int next = x + 1 < nx_blocks && p->dk > 0;
+				const float *bb = bias ? bias + p->bias_stride[0] * b + p->bias_stride[1] * h + p->bias_stride[2] * r0 + k0 : NULL;
+				const unsigned char *kk = keep ? keep + p->keep_stride[0] * b + p->keep_stride[1] * h + p->keep_stride[2] * r0 + k0 : NULL;
+				/*
+				 * The fused pass only where no row of the panel meets a
+				 * structural edge: no causal cut (lim0 ≥ nb), no window
+				 * start (the last row's starts at 0), no ALiBi.
+				 */
+				const xattn_rowmask rm = row_mask(p, alibi, h, r0, k0);
+				int done = 0;
+				if (fast_rows && (!rm.causal || rm.lim0 >= nb) && (rm.window <= 0 || rm.lim0 + m - 1 - rm.window <= 0) &&
+						rm.slope == 0.0f) {
+					done = next && prod->qk_part;
+					rows_fast(kt, m, nb, p->scale, s, lds, pb, ldp, mx, sum, corr, done ? &nx : NULL);
+				} else
+					rows_generic(steps, kt, m, BF_ROWS, nb, p->scale, s, lds, pb, ldp, bb, (int)p->bias_stride[2], kk,
+							(int)p->keep_stride[2], &rm, mx, sum, corr);
+				if (next && !done)
+					prod->qk(dkp, nbp, nx.q, kp, nx.s, lds);
+				if (p->dv == 0)
+					continue;
+				if (k0 > lo)
+					scale(m, dvp, ob, corr);
+				prod->pv(dvp, nbp, pb, ldp, vp, ob);
+				if (fix)
+					fix_pv_bf16(m, nb, p->dv, dvp, pb, ldp, vin, p->ldv, bb, (int)p->bias_stride[2], kk,
+							(int)p->keep_stride[2], &rm, ob);
 			}
 		}
 
