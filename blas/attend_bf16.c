@@ -113,6 +113,12 @@ typedef struct {
 	 */
 	void (*qk_part)(int dkp, int nbp, int p0, int p1, const uint16_t *q, const uint16_t *kp, float *s, int lds);
 	void (*pv)(int dvp, int nbp, const uint16_t *p, int ldp, const uint16_t *vp, float *o);
+	/*
+	 * pv_part, where not NULL, is pv in parts: steps [t0, t1) of its
+	 * (dvp/32)·(nbp/32) steps (a pair of column tiles by a chunk of 32
+	 * keys), under the same rule as qk_part.
+	 */
+	void (*pv_part)(int dvp, int nbp, int t0, int t1, const uint16_t *p, int ldp, const uint16_t *vp, float *o);
 	void (*begin)(void);
 	void (*end)(void);
 } bf16_products;
@@ -299,29 +305,38 @@ XATTN_AMX static void qk_amx(int dkp, int nbp, const uint16_t *q, const uint16_t
 	qk_amx_part(dkp, nbp, 0, nbp / 32, q, kp, s, lds);
 }
 
-XATTN_AMX static void pv_amx(int dvp, int nbp, const uint16_t *p, int ldp, const uint16_t *vp, float *o) {
-	for (int e = 0; e < dvp / 16; e += 2) {
+XATTN_AMX static void pv_amx_part(int dvp, int nbp, int t0, int t1, const uint16_t *p, int ldp, const uint16_t *vp,
+		float *o) {
+	const int nc = nbp / 32;
+	for (int t = t0; t < t1; t++) {
+		const int e = t / nc * 2, c = t % nc;
 		float *o0 = o + e * 16, *o1 = o + (int64_t)16 * dvp + e * 16;
-		_tile_loadd(0, o0, dvp * 4);
-		_tile_loadd(1, o0 + 16, dvp * 4);
-		_tile_loadd(2, o1, dvp * 4);
-		_tile_loadd(3, o1 + 16, dvp * 4);
-		for (int c = 0; c < nbp / 32; c++) {
-			const uint16_t *v0 = vp + (int64_t)c * 32 * dvp + e * 512;
-			_tile_loadd(4, p + c * 32, ldp * 2);
-			_tile_loadd(6, v0, 64);
-			_tile_loadd(7, v0 + 512, 64);
-			_tile_loadd(5, p + (int64_t)16 * ldp + c * 32, ldp * 2);
-			_tile_dpbf16ps(0, 4, 6);
-			_tile_dpbf16ps(1, 4, 7);
-			_tile_dpbf16ps(2, 5, 6);
-			_tile_dpbf16ps(3, 5, 7);
+		if (c == 0) {
+			_tile_loadd(0, o0, dvp * 4);
+			_tile_loadd(1, o0 + 16, dvp * 4);
+			_tile_loadd(2, o1, dvp * 4);
+			_tile_loadd(3, o1 + 16, dvp * 4);
 		}
-		_tile_stored(0, o0, dvp * 4);
-		_tile_stored(1, o0 + 16, dvp * 4);
-		_tile_stored(2, o1, dvp * 4);
-		_tile_stored(3, o1 + 16, dvp * 4);
+		const uint16_t *v0 = vp + (int64_t)c * 32 * dvp + e * 512;
+		_tile_loadd(4, p + c * 32, ldp * 2);
+		_tile_loadd(6, v0, 64);
+		_tile_loadd(7, v0 + 512, 64);
+		_tile_loadd(5, p + (int64_t)16 * ldp + c * 32, ldp * 2);
+		_tile_dpbf16ps(0, 4, 6);
+		_tile_dpbf16ps(1, 4, 7);
+		_tile_dpbf16ps(2, 5, 6);
+		_tile_dpbf16ps(3, 5, 7);
+		if (c == nc - 1) {
+			_tile_stored(0, o0, dvp * 4);
+			_tile_stored(1, o0 + 16, dvp * 4);
+			_tile_stored(2, o1, dvp * 4);
+			_tile_stored(3, o1 + 16, dvp * 4);
+		}
 	}
+}
+
+XATTN_AMX static void pv_amx(int dvp, int nbp, const uint16_t *p, int ldp, const uint16_t *vp, float *o) {
+	pv_amx_part(dvp, nbp, 0, dvp / 32 * (nbp / 32), p, ldp, vp, o);
 }
 
 /*
@@ -350,7 +365,7 @@ XATTN_AMX void xattn_amx_probe(int64_t n) {
 }
 
 static const bf16_products prod_amx = {
-	.name = "amx", .qk = qk_amx, .qk_part = qk_amx_part, .pv = pv_amx, .begin = amx_begin, .end = amx_end};
+	.name = "amx", .qk = qk_amx, .qk_part = qk_amx_part, .pv = pv_amx, .pv_part = pv_amx_part, .begin = amx_begin, .end = amx_end};
 
 #else
 void xattn_amx_probe(int64_t n) {
@@ -364,24 +379,29 @@ static const bf16_products prod_amx = {.name = "amx"};
 /* ---- Row passes: scores of a panel to P in bf16. ---- */
 
 /*
- * qk_next is the Q·Kᵀ of the next block of 32 query rows, which the fused
- * row pass runs in parts between its rows (qk_step before row r) so that
- * the tiles multiply while the vector units compute exponentials.
+ * tile_jobs is the tile work the fused row pass of a block of 32 query rows
+ * runs in parts between its rows (tile_step before row r), so that the
+ * tiles multiply while the vector units compute exponentials: first the
+ * npv steps of the P·V of the block before (its P, its O), then the nqk
+ * pairs of key groups of the Q·Kᵀ of the block after (its Q, its scores).
  */
 typedef struct {
 	const bf16_products *prod;
-	int dkp, nbp, lds;
-	const uint16_t *q, *kp;
-	float *s;
-} qk_next;
+	int npv, nqk;
+	int dkp, dvp, nbp, lds, ldp;
+	const uint16_t *kp, *vp, *q, *p;
+	float *s, *o;
+} tile_jobs;
 
-/* qk_step runs the pairs of key groups of nx due before row r: [r·np/32, (r+1)·np/32). */
-static inline void qk_step(const qk_next *nx, int r) {
-	if (!nx)
+/* tile_step runs the parts of j due before row r: units [r·u/32, (r+1)·u/32) of u = npv + nqk. */
+static inline void tile_step(const tile_jobs *j, int r) {
+	if (!j)
 		return;
-	const int np = nx->nbp / 32, p0 = r * np / BF_ROWS, p1 = (r + 1) * np / BF_ROWS;
-	if (p1 > p0)
-		nx->prod->qk_part(nx->dkp, nx->nbp, p0, p1, nx->q, nx->kp, nx->s, nx->lds);
+	const int u = j->npv + j->nqk, u0 = r * u / BF_ROWS, u1 = (r + 1) * u / BF_ROWS;
+	if (u0 < j->npv)
+		j->prod->pv_part(j->dvp, j->nbp, u0, u1 < j->npv ? u1 : j->npv, j->p, j->ldp, j->vp, j->o);
+	if (u1 > j->npv)
+		j->prod->qk_part(j->dkp, j->nbp, (u0 > j->npv ? u0 : j->npv) - j->npv, u1 - j->npv, j->q, j->kp, j->s, j->lds);
 }
 
 /*
@@ -465,8 +485,8 @@ XATTN_AVX512 static inline __m512i bf16x32_emul(__m512 a, __m512 b) {
  * overflows when scaled), fused: one pass for the maximum and the finite
  * check, one for 2^max(x·scale·log2 e − max·log2 e, −126), the sum and P
  * in bf16. A row with a non-finite score, or already NaN, goes through
- * rows_generic's row pass instead. Before each row it runs the part of
- * nx (if not NULL) due there (qk_step). cvt rounds 32 probabilities to bf16:
+ * rows_generic's row pass instead. Before each row it runs the parts of
+ * tj (if not NULL) due there (tile_step). cvt rounds 32 probabilities to bf16:
  * bf16x32_emul, or VCVTNE2PS2BF16, the same bits on these values.
  */
 #define ROWS_FAST_BODY(cvt)                                                                                    \
@@ -474,7 +494,7 @@ XATTN_AVX512 static inline __m512i bf16x32_emul(__m512 a, __m512 b) {
 	const xattn_rowmask none = {0, 0, 0, 0.0f};                                                           \
 	const __m512 c2 = _mm512_set1_ps(scale * LOG2E_F), lo = _mm512_set1_ps(-126.0f);                      \
 	for (int r = 0; r < BF_ROWS; r++) {                                                                   \
-		qk_step(nx, r);                                                                               \
+		tile_step(tj, r);                                                                             \
 		uint16_t *pr = p + (int64_t)r * ldp;                                                          \
 		if (r >= m) {                                                                                 \
 			memset(pr, 0, (size_t)nbp * sizeof *pr);                                              \
@@ -535,13 +555,13 @@ XATTN_AVX512 static inline __m512i bf16x32_emul(__m512 a, __m512 b) {
 	}
 
 XATTN_AVX512 static void rows_fast512(const xattn_kernels *kt, int m, int nb, float scale, float *s, int lds,
-		uint16_t *p, int ldp, float *mx, float *sum, float *corr, const qk_next *nx) {
+		uint16_t *p, int ldp, float *mx, float *sum, float *corr, const tile_jobs *tj) {
 	ROWS_FAST_BODY(bf16x32_emul)
 }
 
 #define CVT_NATIVE(a, b) ((__m512i)_mm512_cvtne2ps_pbh((b), (a)))
 XATTN_AVX512BF16 static void rows_fast512bf(const xattn_kernels *kt, int m, int nb, float scale, float *s, int lds,
-		uint16_t *p, int ldp, float *mx, float *sum, float *corr, const qk_next *nx) {
+		uint16_t *p, int ldp, float *mx, float *sum, float *corr, const tile_jobs *tj) {
 	ROWS_FAST_BODY(CVT_NATIVE)
 }
 
@@ -692,9 +712,9 @@ XATTN_AVX512BF16 static void pack_k_bf(int nb, int dk, int dkp, const float *k, 
 static int rows_fast_ok = 1;
 #else
 static void rows_fast512(const xattn_kernels *kt, int m, int nb, float scale, float *s, int lds, uint16_t *p,
-		int ldp, float *mx, float *sum, float *corr, const qk_next *nx) {
+		int ldp, float *mx, float *sum, float *corr, const tile_jobs *tj) {
 	(void)kt, (void)m, (void)nb, (void)scale, (void)s, (void)lds, (void)p, (void)ldp, (void)mx, (void)sum, (void)corr;
-	(void)nx;
+	(void)tj;
 	XATTN_UNAVAILABLE("rows_fast512");
 }
 #define rows_fast512bf rows_fast512
@@ -789,9 +809,9 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 	const int dkp = ceil32(p->dk), dvp = ceil32(p->dv);
 	const int panel = ceil32(p->kv_block);
 	const int group = p->heads / p->kv_heads;
-	/* Two blocks of scores: the row pass of one runs beside the Q·Kᵀ of the next (qk_next). */
+	/* Two blocks of scores and of P: the row pass of one runs beside the tile work of the others (tile_jobs). */
 	float *sbuf[2] = {scratch + l.s, scratch + l.s + (int64_t)BF_ROWS * l.lds};
-	uint16_t *pb = (uint16_t *)(scratch + l.p);
+	uint16_t *pbuf[2] = {(uint16_t *)(scratch + l.p), (uint16_t *)(scratch + l.p) + (int64_t)BF_ROWS * l.ldp};
 	uint16_t *kbuf = (uint16_t *)(scratch + l.kp), *vbuf = (uint16_t *)(scratch + l.vp);
 	uint16_t *qbuf = (uint16_t *)(scratch + l.q);
 	float *obuf = scratch + l.o, *st = scratch + l.st;
@@ -800,7 +820,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 			p->scale <= 1;
 	const int native = kind == XATTN_BF16_AVX512BF16 || kind == XATTN_BF16_AMX;
 	void (*rows_fast)(const xattn_kernels *, int, int, float, float *, int, uint16_t *, int, float *, float *,
-			float *, const qk_next *) = native ? rows_fast512bf : rows_fast512;
+			float *, const tile_jobs *) = native ? rows_fast512bf : rows_fast512;
 	void (*pack_keys)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_k_bf : pack_k;
 	int (*pack_values)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_v_bf : pack_v;
 	void (*pack_rows)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_q_bf : pack_q;
@@ -856,24 +876,34 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 			}
 			/*
 			 * Block x (head h0 + x/nch, rows 32·(x%nch) on) scores into
-			 * sbuf[x&1]; block x+1's Q·Kᵀ runs before x's P·V, inside
-			 * the fused row pass where it can (qk_next), else after it.
+			 * sbuf[x&1] and writes P to pbuf[x&1]. Where the products
+			 * come in parts, the fused row pass of block x runs the P·V
+			 * of block x−1 and then the Q·Kᵀ of block x+1 between its
+			 * rows (tile_jobs); otherwise, and for a block that takes
+			 * the generic pass, they run before and after it. Each
+			 * block gets the same operations in the same order either way.
 			 */
-			const int nx_blocks = nh * nch;
+			const int nblocks = nh * nch;
+			const int parts = prod->qk_part && prod->pv_part;
+			const int npv = dvp / 32 * (nbp / 32);
+			int pending = -1; /* the block whose P·V is still to run */
 			if (p->dk > 0)
 				prod->qk(dkp, nbp, qbuf, kp, sbuf[0], lds);
-			for (int x = 0; x < nx_blocks; x++) {
+			for (int x = 0; x < nblocks; x++) {
 				const int i = x / nch, c = x % nch, h = h0 + i;
 				const int m = mq - c * BF_ROWS < BF_ROWS ? mq - c * BF_ROWS : BF_ROWS;
 				const int r0 = q0 + c * BF_ROWS;
 				float *s = sbuf[x & 1];
+				uint16_t *pb = pbuf[x & 1];
 				if (p->dk == 0)
 					for (int r = 0; r < BF_ROWS; r++)
 						memset(s + (int64_t)r * lds, 0, (size_t)nbp * sizeof *s);
 				float *mx = st + (int64_t)x * 3 * BF_ROWS, *sum = mx + BF_ROWS, *corr = sum + BF_ROWS;
 				float *ob = obuf + (int64_t)x * BF_ROWS * dvp;
-				const qk_next nx = {prod, dkp, nbp, lds, qbuf + (int64_t)(x + 1) * BF_ROWS * dkp, kp, sbuf[(x + 1) & 1]};
-				const int next = x + 1 < nx_blocks && p->dk > 0;
+				const int next = x + 1 < nblocks && p->dk > 0;
+				const tile_jobs tj = {prod, pending >= 0 ? npv : 0, next ? nbp / 32 : 0, dkp, dvp, nbp, lds, ldp, kp, vp,
+					qbuf + (int64_t)(x + 1) * BF_ROWS * dkp, pbuf[(x + 1) & 1], sbuf[(x + 1) & 1],
+					obuf + (int64_t)(x - 1) * BF_ROWS * dvp};
 				const float *bb = bias ? bias + p->bias_stride[0] * b + p->bias_stride[1] * h + p->bias_stride[2] * r0 + k0 : NULL;
 				const unsigned char *kk = keep ? keep + p->keep_stride[0] * b + p->keep_stride[1] * h + p->keep_stride[2] * r0 + k0 : NULL;
 				/*
@@ -882,20 +912,30 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 				 * start (the last row's starts at 0), no ALiBi.
 				 */
 				const xattn_rowmask rm = row_mask(p, alibi, h, r0, k0);
-				int done = 0;
-				if (fast_rows && (!rm.causal || rm.lim0 >= nb) && (rm.window <= 0 || rm.lim0 + m - 1 - rm.window <= 0) &&
-						rm.slope == 0.0f) {
-					done = next && prod->qk_part;
-					rows_fast(kt, m, nb, p->scale, s, lds, pb, ldp, mx, sum, corr, done ? &nx : NULL);
-				} else
-					rows_generic(steps, kt, m, BF_ROWS, nb, p->scale, s, lds, pb, ldp, bb, (int)p->bias_stride[2], kk,
-							(int)p->keep_stride[2], &rm, mx, sum, corr);
-				if (next && !done)
-					prod->qk(dkp, nbp, nx.q, kp, nx.s, lds);
+				if (parts && fast_rows && (!rm.causal || rm.lim0 >= nb) &&
+						(rm.window <= 0 || rm.lim0 + m - 1 - rm.window <= 0) && rm.slope == 0.0f) {
+					rows_fast(kt, m, nb, p->scale, s, lds, pb, ldp, mx, sum, corr, tj.npv || tj.nqk ? &tj : NULL);
+				} else {
+					if (pending >= 0)
+						prod->pv(dvp, nbp, tj.p, ldp, vp, tj.o);
+					if (fast_rows && (!rm.causal || rm.lim0 >= nb) &&
+							(rm.window <= 0 || rm.lim0 + m - 1 - rm.window <= 0) && rm.slope == 0.0f)
+						rows_fast(kt, m, nb, p->scale, s, lds, pb, ldp, mx, sum, corr, NULL);
+					else
+						rows_generic(steps, kt, m, BF_ROWS, nb, p->scale, s, lds, pb, ldp, bb,
+								(int)p->bias_stride[2], kk, (int)p->keep_stride[2], &rm, mx, sum, corr);
+					if (next)
+						prod->qk(dkp, nbp, tj.q, kp, tj.s, lds);
+				}
+				pending = -1;
 				if (p->dv == 0)
 					continue;
 				if (k0 > lo)
 					scale(m, dvp, ob, corr);
+				if (parts && !fix && x + 1 < nblocks) {
+					pending = x;
+					continue;
+				}
 				prod->pv(dvp, nbp, pb, ldp, vp, ob);
 				if (fix)
 					fix_pv_bf16(m, nb, p->dv, dvp, pb, ldp, vin, p->ldv, bb, (int)p->bias_stride[2], kk,
