@@ -38,7 +38,7 @@ func (a *Attention) bf16Scratch() bf16Layout {
 	chunks := a.headBlock() * ceilDiv(a.QBlock, bf16Rows)
 	l := bf16Layout{lds: nbp + 16, ldp: nbp + 32}
 	l.p = l.s + 2*bf16Rows*l.lds // two blocks of scores
-	l.kp = l.p + bf16Rows*l.ldp // two blocks of probabilities
+	l.kp = l.p + bf16Rows*l.ldp  // two blocks of probabilities
 	l.vp = l.kp + ceilDiv(nbp*dkp/2, 16)*16
 	l.q = l.vp + ceilDiv(nbp*dvp/2, 16)*16
 	l.o = l.q + chunks*bf16Rows*dkp/2
