@@ -932,7 +932,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 					continue;
 				if (k0 > lo)
 					scale(m, dvp, ob, corr);
-				if (parts && !fix && x + 1 < nblocks) {
+				if (parts && fast_rows && !fix && x + 1 < nblocks) {
 					pending = x;
 					continue;
 				}
