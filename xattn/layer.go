@@ -80,9 +80,6 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 	}
 	if s.precision == BF16 {
 		s.plan.Precision = BF16
-		if !s.tileSet {
-			s.plan = bf16Plan(s.plan)
-		}
 	}
 	l := &Layer{cfg: c, backend: s.backend, plan: s.plan}
 	if l.rope, err = newRoPE(s.rope, c.HeadDim); err != nil {

@@ -20,7 +20,6 @@ type settings struct {
 	// of blas.WithBF16 (resolvePrecision).
 	precision    Precision
 	precisionSet bool
-	tileSet      bool // by WithTile: a BF16 layer keeps it (bf16Plan does not apply)
 }
 
 // apply applies opts to s in order, and then returns an error wrapping
@@ -91,7 +90,6 @@ func WithTile(qBlock, kvBlock int) Option {
 			return fmt.Errorf("%w: WithTile(%d, %d)", ErrConfig, qBlock, kvBlock)
 		}
 		s.plan.QBlock, s.plan.KVBlock = qBlock, kvBlock
-		s.tileSet = true
 		return nil
 	}
 }

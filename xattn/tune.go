@@ -140,20 +140,6 @@ func tune(c cpuInfo, procs, dk, dv int) Plan {
 	return Plan{Threads: threads, QBlock: q, KVBlock: kv, SerialFLOPs: serialFLOPs, Absorb: true, ISA: isa}
 }
 
-// bf16KVBlock is the least key block of a BF16 layer's default plan. The
-// BF16 core sweeps each task's keys in panels of KVBlock keys and pays its
-// vector overhead (row maxima and sums, the correction of the outputs) per
-// panel, so it wants wider panels than the FP32 core's cache-derived 256
-// (perceiver and decoder at 2 threads: see the step-2 notes of issue 14).
-const bf16KVBlock = 512
-
-// bf16Plan returns the default plan p for a BF16 layer: KVBlock at least
-// bf16KVBlock (at most maxKVBlock). FP32 layers keep p as it is.
-func bf16Plan(p Plan) Plan {
-	p.KVBlock = min(max(p.KVBlock, bf16KVBlock), maxKVBlock)
-	return p
-}
-
 // defaultPlan is tune on this machine.
 func defaultPlan(dk, dv int) Plan {
 	return tune(detectCPU(), runtime.GOMAXPROCS(0), dk, dv)

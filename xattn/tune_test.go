@@ -79,37 +79,3 @@ func TestQBlock(t *testing.T) {
 		}
 	}
 }
-
-// TestBF16KeyBlock checks that a BF16 layer's default plan takes key
-// blocks of at least bf16KVBlock, while an FP32 layer's and a WithTile one
-// stay as they are.
-func TestBF16KeyBlock(t *testing.T) {
-	for _, tc := range []struct{ in, want int }{{32, 512}, {256, 512}, {512, 512}, {768, 768}, {1024, 1024}} {
-		if got := bf16Plan(Plan{KVBlock: tc.in}).KVBlock; got != tc.want {
-			t.Errorf("bf16Plan(KVBlock=%d).KVBlock = %d, want %d", tc.in, got, tc.want)
-		}
-	}
-	cfg := Config{QueryDim: 64, ContextDim: 64, Heads: 1, HeadDim: 64}
-	w, err := NewWeights(cfg, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	def := defaultPlan(64, 64)
-	for _, tc := range []struct {
-		name string
-		opts []Option
-		want int
-	}{
-		{"fp32", nil, def.KVBlock},
-		{"bf16", []Option{WithPrecision(BF16)}, max(def.KVBlock, bf16KVBlock)},
-		{"bf16/tile", []Option{WithPrecision(BF16), WithTile(64, 128)}, 128},
-	} {
-		l, err := New(cfg, w, tc.opts...)
-		if err != nil {
-			t.Skipf("%s: %v", tc.name, err) // no BF16 here
-		}
-		if got := l.Plan().KVBlock; got != tc.want {
-			t.Errorf("%s: KVBlock = %d, want %d", tc.name, got, tc.want)
-		}
-	}
-}
