@@ -33,24 +33,12 @@
 #include <string.h>
 
 #include "attend_bf16.h"
-#include "internal.h"
+#include "bf16_internal.h"
 
 enum { BF_ROWS = 32 };
 
 static inline int ceil32(int n) { return (n + 31) / 32 * 32; }
 static inline int64_t bf_min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-/* bf16 rounds x to bf16 (RNE; subnormals to signed zero; NaN stays a quiet NaN). */
-static inline uint16_t bf16(float x) {
-	uint32_t u;
-	memcpy(&u, &x, sizeof u);
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return (uint16_t)((u >> 16) | 0x40);
-	if ((u & 0x7f800000u) == 0)
-		u &= 0x80000000u;
-	u += 0x7fffu + ((u >> 16) & 1);
-	return (uint16_t)(u >> 16);
-}
 
 static inline float bf32(uint16_t h) {
 	uint32_t u = (uint32_t)h << 16;
@@ -61,7 +49,7 @@ static inline float bf32(uint16_t h) {
 
 void xattn_round_bf16(int n, const float *x, float *y) {
 	for (int i = 0; i < n; i++)
-		y[i] = bf32(bf16(x[i]));
+		y[i] = bf32(xattn_bf16_bits(x[i]));
 }
 
 /* ---- Packers (portable C; the layouts above). ---- */
@@ -73,7 +61,7 @@ static void pack_q(int m, int dk, int dkp, const float *q, int64_t ldq, uint16_t
 		int d = 0;
 		if (r < m)
 			for (; d < dk; d++)
-				row[d] = bf16(q[(int64_t)r * ldq + d]);
+				row[d] = xattn_bf16_bits(q[(int64_t)r * ldq + d]);
 		for (; d < dkp; d++)
 			row[d] = 0;
 	}
@@ -87,8 +75,8 @@ static void pack_k(int nb, int dk, int dkp, const float *k, int64_t ldk, uint16_
 		const float *kj = k + (int64_t)j * ldk;
 		for (int d = 0; d < dkp; d += 2) {
 			uint16_t *e = g + (d / 2) * 32;
-			e[0] = j < nb && d < dk ? bf16(kj[d]) : 0;
-			e[1] = j < nb && d + 1 < dk ? bf16(kj[d + 1]) : 0;
+			e[0] = j < nb && d < dk ? xattn_bf16_bits(kj[d]) : 0;
+			e[1] = j < nb && d + 1 < dk ? xattn_bf16_bits(kj[d + 1]) : 0;
 		}
 	}
 }
@@ -107,7 +95,7 @@ static int pack_v(int nb, int dv, int dvp, const float *v, int64_t ldv, uint16_t
 		int zero = j >= nb || !xattn_finite_scalar(1, dv, vj, 0);
 		bad |= j < nb && zero;
 		for (int d = 0; d < dvp; d++)
-			c[(d / 16) * 512 + (d % 16) * 2] = !zero && d < dv ? bf16(vj[d]) : 0;
+			c[(d / 16) * 512 + (d % 16) * 2] = !zero && d < dv ? xattn_bf16_bits(vj[d]) : 0;
 	}
 	return bad;
 }
@@ -117,7 +105,20 @@ static int pack_v(int nb, int dv, int dvp, const float *v, int64_t ldv, uint16_t
 typedef struct {
 	const char *name;
 	void (*qk)(int dkp, int nbp, const uint16_t *q, const uint16_t *kp, float *s, int lds);
+	/*
+	 * qk_part, where not NULL, is qk in parts: the pairs of key groups
+	 * [p0, p1) (keys 32·p0 … 32·p1 − 1), called for p0 = 0, then on from
+	 * where the last call ended, with no other tile use in between (the
+	 * fused row pass interleaves the parts with its rows).
+	 */
+	void (*qk_part)(int dkp, int nbp, int p0, int p1, const uint16_t *q, const uint16_t *kp, float *s, int lds);
 	void (*pv)(int dvp, int nbp, const uint16_t *p, int ldp, const uint16_t *vp, float *o);
+	/*
+	 * pv_part, where not NULL, is pv in parts: steps [t0, t1) of its
+	 * (dvp/32)·(nbp/32) steps (a pair of column tiles by a chunk of 32
+	 * keys), under the same rule as qk_part.
+	 */
+	void (*pv_part)(int dvp, int nbp, int t0, int t1, const uint16_t *p, int ldp, const uint16_t *vp, float *o);
 	void (*begin)(void);
 	void (*end)(void);
 } bf16_products;
@@ -166,9 +167,6 @@ static void pv_rounded(int dvp, int nbp, const uint16_t *p, int ldp, const uint1
 static const bf16_products prod_rounded = {.name = "rounded", .qk = qk_rounded, .pv = pv_rounded};
 
 #if defined(XATTN_X86)
-
-#define XATTN_AVX512BF16 __attribute__((target("avx2,fma,avx512f,avx512dq,avx512bw,avx512vl,avx512bf16")))
-#define XATTN_AMX __attribute__((target("avx2,fma,avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")))
 
 /* pair512 broadcasts the bf16 pair at p (32 bits) to 16 lanes. */
 #define PAIR512(p) ((__m512bh)_mm512_set1_epi32(*(const int32_t *)(const void *)(p)))
@@ -246,44 +244,37 @@ static const bf16_products prod_avx512bf16 = {.name = "avx512bf16", .qk = qk_avx
  * products. The configuration is loaded on entry to xattn_attend_bf16 and
  * released before it returns.
  */
-typedef struct {
-	uint8_t palette, start_row, reserved[14];
-	uint16_t colsb[16];
-	uint8_t rows[16];
-} amx_config;
-
-XATTN_AMX static void amx_begin(void) {
-	amx_config cfg __attribute__((aligned(64)));
-	memset(&cfg, 0, sizeof cfg);
-	cfg.palette = 1;
-	for (int i = 0; i < 8; i++) {
-		cfg.colsb[i] = 64;
-		cfg.rows[i] = 16;
-	}
-	/* The intrinsic's asm does not tell the compiler it reads cfg: keep the stores. */
-	__asm__ volatile("" : : "r"(&cfg) : "memory");
-	_tile_loadconfig(&cfg);
-}
+XATTN_AMX static void amx_begin(void) { xattn_amx_begin(); }
 
 XATTN_AMX static void amx_end(void) { _tile_release(); }
 
-XATTN_AMX static void qk_amx(int dkp, int nbp, const uint16_t *q, const uint16_t *kp, float *s, int lds) {
+/*
+ * The key and value tiles of the panel load with TILELOADDT1 (a hint that
+ * they need not stay in L1: the panel comes back from L2 for every block
+ * of queries), so that the scores, P and the queries keep L1: 477 → 560
+ * GFLOP/s at the perceiver shape (medians of 5, BenchmarkAttendBF16).
+ */
+XATTN_AMX static void qk_amx_part(int dkp, int nbp, int p0, int p1, const uint16_t *q, const uint16_t *kp, float *s,
+		int lds) {
+	(void)nbp;
 	const int64_t gs = (int64_t)16 * dkp; /* a key group */
 	if (dkp == 64) {
 		/*
 		 * The 32×64 queries stay in tiles 4–7 for the whole panel, so
 		 * that only the keys stream from L2 (half the tile loads).
 		 */
-		_tile_loadd(4, q, 128);
-		_tile_loadd(5, q + 32, 128);
-		_tile_loadd(6, q + 16 * 64, 128);
-		_tile_loadd(7, q + 16 * 64 + 32, 128);
-		for (int g = 0; g < nbp / 16; g++) {
+		if (p0 == 0) {
+			_tile_loadd(4, q, 128);
+			_tile_loadd(5, q + 32, 128);
+			_tile_loadd(6, q + 16 * 64, 128);
+			_tile_loadd(7, q + 16 * 64 + 32, 128);
+		}
+		for (int g = 2 * p0; g < 2 * p1; g++) {
 			const uint16_t *k0 = kp + g * gs;
 			_tile_zero(0);
 			_tile_zero(1);
-			_tile_loadd(2, k0, 64);
-			_tile_loadd(3, k0 + 512, 64);
+			_tile_stream_loadd(2, k0, 64);
+			_tile_stream_loadd(3, k0 + 512, 64);
 			_tile_dpbf16ps(0, 4, 2);
 			_tile_dpbf16ps(1, 6, 2);
 			_tile_dpbf16ps(0, 5, 3);
@@ -293,7 +284,7 @@ XATTN_AMX static void qk_amx(int dkp, int nbp, const uint16_t *q, const uint16_t
 		}
 		return;
 	}
-	for (int g = 0; g < nbp / 16; g += 2) {
+	for (int g = 2 * p0; g < 2 * p1; g += 2) {
 		const uint16_t *k0 = kp + g * gs;
 		_tile_zero(0);
 		_tile_zero(1);
@@ -316,35 +307,77 @@ XATTN_AMX static void qk_amx(int dkp, int nbp, const uint16_t *q, const uint16_t
 	}
 }
 
-XATTN_AMX static void pv_amx(int dvp, int nbp, const uint16_t *p, int ldp, const uint16_t *vp, float *o) {
-	for (int e = 0; e < dvp / 16; e += 2) {
+XATTN_AMX static void qk_amx(int dkp, int nbp, const uint16_t *q, const uint16_t *kp, float *s, int lds) {
+	qk_amx_part(dkp, nbp, 0, nbp / 32, q, kp, s, lds);
+}
+
+XATTN_AMX static void pv_amx_part(int dvp, int nbp, int t0, int t1, const uint16_t *p, int ldp, const uint16_t *vp,
+		float *o) {
+	const int nc = nbp / 32;
+	for (int t = t0; t < t1; t++) {
+		const int e = t / nc * 2, c = t % nc;
 		float *o0 = o + e * 16, *o1 = o + (int64_t)16 * dvp + e * 16;
-		_tile_loadd(0, o0, dvp * 4);
-		_tile_loadd(1, o0 + 16, dvp * 4);
-		_tile_loadd(2, o1, dvp * 4);
-		_tile_loadd(3, o1 + 16, dvp * 4);
-		for (int c = 0; c < nbp / 32; c++) {
-			const uint16_t *v0 = vp + (int64_t)c * 32 * dvp + e * 512;
-			_tile_loadd(4, p + c * 32, ldp * 2);
-			_tile_loadd(6, v0, 64);
-			_tile_loadd(7, v0 + 512, 64);
-			_tile_loadd(5, p + (int64_t)16 * ldp + c * 32, ldp * 2);
-			_tile_dpbf16ps(0, 4, 6);
-			_tile_dpbf16ps(1, 4, 7);
-			_tile_dpbf16ps(2, 5, 6);
-			_tile_dpbf16ps(3, 5, 7);
+		if (c == 0) {
+			_tile_loadd(0, o0, dvp * 4);
+			_tile_loadd(1, o0 + 16, dvp * 4);
+			_tile_loadd(2, o1, dvp * 4);
+			_tile_loadd(3, o1 + 16, dvp * 4);
 		}
-		_tile_stored(0, o0, dvp * 4);
-		_tile_stored(1, o0 + 16, dvp * 4);
-		_tile_stored(2, o1, dvp * 4);
-		_tile_stored(3, o1 + 16, dvp * 4);
+		const uint16_t *v0 = vp + (int64_t)c * 32 * dvp + e * 512;
+		_tile_loadd(4, p + c * 32, ldp * 2);
+		_tile_stream_loadd(6, v0, 64);
+		_tile_stream_loadd(7, v0 + 512, 64);
+		_tile_loadd(5, p + (int64_t)16 * ldp + c * 32, ldp * 2);
+		_tile_dpbf16ps(0, 4, 6);
+		_tile_dpbf16ps(1, 4, 7);
+		_tile_dpbf16ps(2, 5, 6);
+		_tile_dpbf16ps(3, 5, 7);
+		if (c == nc - 1) {
+			_tile_stored(0, o0, dvp * 4);
+			_tile_stored(1, o0 + 16, dvp * 4);
+			_tile_stored(2, o1, dvp * 4);
+			_tile_stored(3, o1 + 16, dvp * 4);
+		}
 	}
 }
 
+XATTN_AMX static void pv_amx(int dvp, int nbp, const uint16_t *p, int ldp, const uint16_t *vp, float *o) {
+	pv_amx_part(dvp, nbp, 0, dvp / 32 * (nbp / 32), p, ldp, vp, o);
+}
+
+/*
+ * xattn_amx_probe runs n steps of four independent TDPBF16PS chains on
+ * tiles that stay loaded (the register-only loop of xbench's AMX probe):
+ * 4·16·16·32·2 flops a step, the tile peak the core is held against.
+ */
+XATTN_AMX void xattn_amx_probe(int64_t n) {
+	static const uint16_t ops[16 * 32] __attribute__((aligned(64))) = {0};
+	xattn_amx_begin();
+	_tile_loadd(4, ops, 64);
+	_tile_loadd(5, ops, 64);
+	_tile_loadd(6, ops, 64);
+	_tile_loadd(7, ops, 64);
+	_tile_zero(0);
+	_tile_zero(1);
+	_tile_zero(2);
+	_tile_zero(3);
+	for (int64_t i = 0; i < n; i++) {
+		_tile_dpbf16ps(0, 4, 6);
+		_tile_dpbf16ps(1, 4, 7);
+		_tile_dpbf16ps(2, 5, 6);
+		_tile_dpbf16ps(3, 5, 7);
+	}
+	_tile_release();
+}
+
 static const bf16_products prod_amx = {
-	.name = "amx", .qk = qk_amx, .pv = pv_amx, .begin = amx_begin, .end = amx_end};
+	.name = "amx", .qk = qk_amx, .qk_part = qk_amx_part, .pv = pv_amx, .pv_part = pv_amx_part, .begin = amx_begin, .end = amx_end};
 
 #else
+void xattn_amx_probe(int64_t n) {
+	(void)n;
+	XATTN_UNAVAILABLE("xattn_amx_probe");
+}
 static const bf16_products prod_avx512bf16 = {.name = "avx512bf16"};
 static const bf16_products prod_amx = {.name = "amx"};
 #endif
@@ -352,31 +385,71 @@ static const bf16_products prod_amx = {.name = "amx"};
 /* ---- Row passes: scores of a panel to P in bf16. ---- */
 
 /*
+ * tile_jobs is the tile work the fused row pass of a block of 32 query rows
+ * runs in parts between its rows (tile_step before row r), so that the
+ * tiles multiply while the vector units compute exponentials: first the
+ * npv steps of the P·V of the block before (its P, its O), then the nqk
+ * pairs of key groups of the Q·Kᵀ of the block after (its Q, its scores).
+ */
+typedef struct {
+	const bf16_products *prod;
+	int npv, nqk;
+	int dkp, dvp, nbp, lds, ldp;
+	const uint16_t *kp, *vp, *q, *p;
+	float *s, *o;
+} tile_jobs;
+
+/* tile_step runs the parts of j due before row r: units [r·u/32, (r+1)·u/32) of u = npv + nqk. */
+static inline void tile_step(const tile_jobs *j, int r) {
+	if (!j)
+		return;
+	const int u = j->npv + j->nqk, u0 = r * u / BF_ROWS, u1 = (r + 1) * u / BF_ROWS;
+	if (u0 < j->npv)
+		j->prod->pv_part(j->dvp, j->nbp, u0, u1 < j->npv ? u1 : j->npv, j->p, j->ldp, j->vp, j->o);
+	if (u1 > j->npv)
+		j->prod->qk_part(j->dkp, j->nbp, (u0 > j->npv ? u0 : j->npv) - j->npv, u1 - j->npv, j->q, j->kp, j->s, j->lds);
+}
+
+/*
+ * The two vector steps of rows_generic, one pair per ISA: scale_row
+ * multiplies the n floats at x by scale; p_row writes n probabilities as
+ * bf16 (RNE, subnormals to zero, as xattn_bf16_bits) and zeros to nbp.
+ */
+typedef struct {
+	void (*scale_row)(int n, float scale, float *x);
+	void (*p_row)(int n, int nbp, const float *x, uint16_t *p);
+} row_steps;
+
+static void scale_row_c(int n, float scale, float *x) {
+	for (int j = 0; j < n; j++)
+		x[j] *= scale;
+}
+
+static void p_row_c(int n, int nbp, const float *x, uint16_t *p) {
+	int j = 0;
+	for (; j < n; j++)
+		p[j] = xattn_bf16_bits(x[j]);
+	for (; j < nbp; j++)
+		p[j] = 0;
+}
+
+static const row_steps steps_c = {scale_row_c, p_row_c};
+
+/*
  * rows_generic scales rows [0, m) of S (nb scores, unscaled) by scale, runs
  * the variant's FP32 row pass on them (every mask kind, the non-finite
  * rule) and writes P: rows [0, m) rounded to bf16, the rest of its mp × nbp
- * rows and columns zero.
+ * rows and columns zero, with the steps of st.
  */
-static void rows_generic(const xattn_kernels *kt, int m, int mp, int nb, float scale, float *s, int lds, uint16_t *p,
-		int ldp, const float *bias, int ldbias, const unsigned char *keep, int ldkeep, const xattn_rowmask *rm,
-		float *mx, float *sum, float *corr) {
+static void rows_generic(const row_steps *st, const xattn_kernels *kt, int m, int mp, int nb, float scale, float *s,
+		int lds, uint16_t *p, int ldp, const float *bias, int ldbias, const unsigned char *keep, int ldkeep,
+		const xattn_rowmask *rm, float *mx, float *sum, float *corr) {
 	const int nbp = ceil32(nb);
-	for (int r = 0; r < m; r++) {
-		float *row = s + (int64_t)r * lds;
-		for (int j = 0; j < nb; j++)
-			row[j] *= scale;
-	}
+	for (int r = 0; r < m; r++)
+		st->scale_row(nb, scale, s + (int64_t)r * lds);
 	kt->rows_masked(m, nb, s, lds, bias, ldbias, keep, ldkeep, rm, mx, sum, corr);
-	for (int r = 0; r < mp; r++) {
-		uint16_t *pr = p + (int64_t)r * ldp;
-		const float *row = s + (int64_t)r * lds;
-		int j = 0;
-		if (r < m)
-			for (; j < nb; j++)
-				pr[j] = bf16(row[j]);
-		for (; j < nbp; j++)
-			pr[j] = 0;
-	}
+	for (int r = 0; r < mp; r++)
+		st->p_row(r < m ? nb : 0, nbp, s + (int64_t)r * lds, p + (int64_t)r * ldp);
 }
 
 #if defined(XATTN_X86)
@@ -386,21 +459,19 @@ static void rows_generic(const xattn_kernels *kt, int m, int mp, int nb, float s
  * exp2_512 is 2^t for t ≥ −126 (the caller clamps: a score less its row
  * maximum, in base 2 with the scale folded in, so that no subnormal ever
  * reaches P, the sum or a correction: one subnormal in an FMA chain costs
- * microcode assists): 2^n·2^f, f = t − n ∈ [−½, ½], the degree-5 Taylor
- * polynomial (relative error < 2.5e-6: P is rounded to bf16, 2^-9, for
- * P·V; the sum keeps the FP32 values).
+ * microcode assists): 2^⌊t⌋·2^f, f = t − ⌊t⌋ ∈ [0, 1) in one VREDUCEPS
+ * (AVX512-DQ), 2^f by a degree-4 polynomial with 1 at f = 0 fitted for
+ * relative error (< 3e-6: P is rounded to bf16, 2^-9, for P·V; the sum
+ * keeps the FP32 values), and VSCALEFPS, which takes ⌊t⌋ of t itself.
  */
 XATTN_AVX512 static inline __m512 exp2_512(__m512 t) {
-	/* f = t − round(t) in one VREDUCEPS (AVX512-DQ); n = t − f is exact. */
-	__m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	__m512 n = _mm512_sub_ps(t, f);
-	__m512 y = _mm512_set1_ps(1.3333558146428443e-3f);
-	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(9.6181291076284772e-3f));
-	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(5.5504108664821580e-2f));
-	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(2.4022650695910071e-1f));
-	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(6.9314718055994531e-1f));
+	__m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+	__m512 y = _mm512_set1_ps(1.3426683843135834e-2f);
+	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(5.2242472767829895e-2f));
+	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(2.41280198097229e-1f));
+	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(6.930448412895203e-1f));
 	y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.0f));
-	return _mm512_scalef_ps(y, n);
+	return _mm512_scalef_ps(y, t);
 }
 
 /* bf16x32_emul rounds a and b (finite, normal or 0) to 32 bf16 (RNE), a first, in AVX-512F/BW integer steps. */
@@ -420,7 +491,8 @@ XATTN_AVX512 static inline __m512i bf16x32_emul(__m512 a, __m512 b) {
  * overflows when scaled), fused: one pass for the maximum and the finite
  * check, one for 2^max(x·scale·log2 e − max·log2 e, −126), the sum and P
  * in bf16. A row with a non-finite score, or already NaN, goes through
- * rows_generic's row pass instead. cvt rounds 32 probabilities to bf16:
+ * rows_generic's row pass instead. Before each row it runs the parts of
+ * tj (if not NULL) due there (tile_step). cvt rounds 32 probabilities to bf16:
  * bf16x32_emul, or VCVTNE2PS2BF16, the same bits on these values.
  */
 #define ROWS_FAST_BODY(cvt)                                                                                    \
@@ -428,6 +500,7 @@ XATTN_AVX512 static inline __m512i bf16x32_emul(__m512 a, __m512 b) {
 	const xattn_rowmask none = {0, 0, 0, 0.0f};                                                           \
 	const __m512 c2 = _mm512_set1_ps(scale * LOG2E_F), lo = _mm512_set1_ps(-126.0f);                      \
 	for (int r = 0; r < BF_ROWS; r++) {                                                                   \
+		tile_step(tj, r);                                                                             \
 		uint16_t *pr = p + (int64_t)r * ldp;                                                          \
 		if (r >= m) {                                                                                 \
 			memset(pr, 0, (size_t)nbp * sizeof *pr);                                              \
@@ -444,14 +517,14 @@ XATTN_AVX512 static inline __m512i bf16x32_emul(__m512 a, __m512 b) {
 			vm1 = _mm512_max_ps(vm1, x1);                                                         \
 		}                                                                                             \
 		for (; j < nb; j += 16) {                                                                     \
-			__mmask16 mask = nb - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nb - j)) - 1); \
+			__mmask16 mask = xattn_mask16(nb - j); \
 			__m512 x = _mm512_maskz_loadu_ps(mask, row + j);                                      \
 			bad |= _mm512_mask_fpclass_ps_mask(mask, x, 0x99);                                    \
 			vm0 = _mm512_mask_max_ps(vm0, mask, vm0, x);                                          \
 		}                                                                                             \
 		if (bad || mx[r] != mx[r]) {                                                                  \
-			rows_generic(kt, 1, 1, nb, scale, row, lds, pr, ldp, NULL, 0, NULL, 0, &none, mx + r, sum + r, \
-					corr + r);                                                            \
+			rows_generic(&steps_c, kt, 1, 1, nb, scale, row, lds, pr, ldp, NULL, 0, NULL, 0, &none, mx + r,      \
+					sum + r, corr + r);                                                   \
 			continue;                                                                             \
 		}                                                                                             \
 		const float rm = _mm512_reduce_max_ps(_mm512_max_ps(vm0, vm1)) * scale;                       \
@@ -468,8 +541,8 @@ XATTN_AVX512 static inline __m512i bf16x32_emul(__m512 a, __m512 b) {
 		}                                                                                             \
 		if (j < nb) {                                                                                 \
 			int rem = nb - j;                                                                     \
-			__mmask16 m0 = rem >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1);          \
-			__mmask16 m1 = rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;                    \
+			__mmask16 m0 = xattn_mask16(rem);          \
+			__mmask16 m1 = xattn_mask16(rem - 16);                    \
 			__m512 x0 = _mm512_maskz_loadu_ps(m0, row + j), x1 = _mm512_maskz_loadu_ps(m1, row + j + 16); \
 			__m512 p0 = _mm512_maskz_mov_ps(m0, exp2_512(_mm512_max_ps(_mm512_fmsub_ps(x0, c2, mb), lo))); \
 			__m512 p1 = _mm512_maskz_mov_ps(m1, exp2_512(_mm512_max_ps(_mm512_fmsub_ps(x1, c2, mb), lo))); \
@@ -488,46 +561,34 @@ XATTN_AVX512 static inline __m512i bf16x32_emul(__m512 a, __m512 b) {
 	}
 
 XATTN_AVX512 static void rows_fast512(const xattn_kernels *kt, int m, int nb, float scale, float *s, int lds,
-		uint16_t *p, int ldp, float *mx, float *sum, float *corr) {
+		uint16_t *p, int ldp, float *mx, float *sum, float *corr, const tile_jobs *tj) {
 	ROWS_FAST_BODY(bf16x32_emul)
 }
 
 #define CVT_NATIVE(a, b) ((__m512i)_mm512_cvtne2ps_pbh((b), (a)))
 XATTN_AVX512BF16 static void rows_fast512bf(const xattn_kernels *kt, int m, int nb, float scale, float *s, int lds,
-		uint16_t *p, int ldp, float *mx, float *sum, float *corr) {
+		uint16_t *p, int ldp, float *mx, float *sum, float *corr, const tile_jobs *tj) {
 	ROWS_FAST_BODY(CVT_NATIVE)
 }
 
-/*
- * rows_generic_bf is rows_generic with the scale and the rounding of P on
- * vectors (VCVTNE2PS2BF16: RNE, subnormals to zero, as bf16()), for the
- * AMX and AVX512-BF16 kernels.
- */
-XATTN_AVX512BF16 static void rows_generic_bf(const xattn_kernels *kt, int m, int mp, int nb, float scale, float *s,
-		int lds, uint16_t *p, int ldp, const float *bias, int ldbias, const unsigned char *keep, int ldkeep,
-		const xattn_rowmask *rm, float *mx, float *sum, float *corr) {
-	const int nbp = ceil32(nb);
+/* The steps of rows_generic on vectors (VCVTNE2PS2BF16), for the AMX and AVX512-BF16 kernels. */
+XATTN_AVX512 static void scale_row512(int n, float scale, float *x) {
 	const __m512 sc = _mm512_set1_ps(scale);
-	for (int r = 0; r < m; r++) {
-		float *row = s + (int64_t)r * lds;
-		for (int j = 0; j < nb; j += 16) {
-			__mmask16 mask = nb - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nb - j)) - 1);
-			_mm512_mask_storeu_ps(row + j, mask, _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, row + j), sc));
-		}
-	}
-	kt->rows_masked(m, nb, s, lds, bias, ldbias, keep, ldkeep, rm, mx, sum, corr);
-	for (int r = 0; r < mp; r++) {
-		uint16_t *pr = p + (int64_t)r * ldp;
-		const float *row = s + (int64_t)r * lds;
-		for (int j = 0; j < nbp; j += 32) {
-			int rem = r < m ? nb - j : 0;
-			__mmask16 m0 = rem >= 16 ? (__mmask16)0xFFFF : rem > 0 ? (__mmask16)((1u << rem) - 1) : 0;
-			__mmask16 m1 = rem >= 32 ? (__mmask16)0xFFFF : rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;
-			__m512 x0 = _mm512_maskz_loadu_ps(m0, row + j), x1 = _mm512_maskz_loadu_ps(m1, row + j + 16);
-			_mm512_storeu_si512(pr + j, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
-		}
+	for (int j = 0; j < n; j += 16) {
+		__mmask16 mask = xattn_mask16(n - j);
+		_mm512_mask_storeu_ps(x + j, mask, _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + j), sc));
 	}
 }
+
+XATTN_AVX512BF16 static void p_row_bf(int n, int nbp, const float *x, uint16_t *p) {
+	for (int j = 0; j < nbp; j += 32) {
+		__mmask16 m0 = xattn_mask16(n - j), m1 = xattn_mask16(n - j - 16);
+		__m512 x0 = _mm512_maskz_loadu_ps(m0, x + j), x1 = _mm512_maskz_loadu_ps(m1, x + j + 16);
+		_mm512_storeu_si512(p + j, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
+	}
+}
+
+static const row_steps steps_bf = {scale_row512, p_row_bf};
 
 /* PAIRS16 interleaves the 16 bf16 of a's low half with those of its high half: a0 b0 a1 b1 … */
 #define PAIRS16 _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, \
@@ -537,7 +598,7 @@ XATTN_AVX512BF16 static void rows_generic_bf(const xattn_kernels *kt, int m, int
 XATTN_AVX512 static inline int row_finite512(const float *x, int n) {
 	__mmask16 bad = 0;
 	for (int d = 0; d < n; d += 16) {
-		__mmask16 mask = n - d >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - d)) - 1);
+		__mmask16 mask = xattn_mask16(n - d);
 		bad |= _mm512_mask_fpclass_ps_mask(mask, _mm512_maskz_loadu_ps(mask, x + d), 0x99);
 	}
 	return !bad;
@@ -554,7 +615,7 @@ XATTN_AVX512BF16 static int pack_v_bf(int nb, int dv, int dvp, const float *v, i
 		bad |= (j < nb && !z0) || (j + 1 < nb && !z1);
 		uint16_t *c = vp + (int64_t)(j / 32) * 32 * dvp + ((j % 32) / 2) * 32;
 		for (int d = 0; d < dvp; d += 16) {
-			__mmask16 mask = dv - d >= 16 ? (__mmask16)0xFFFF : dv > d ? (__mmask16)((1u << (dv - d)) - 1) : 0;
+			__mmask16 mask = xattn_mask16(dv - d);
 			__m512 a = _mm512_maskz_loadu_ps(z0 ? mask : 0, v0 + d), b = _mm512_maskz_loadu_ps(z1 ? mask : 0, v1 + d);
 			__m512i w = (__m512i)_mm512_cvtne2ps_pbh(b, a);
 			_mm512_storeu_si512(c + (d / 16) * 512, _mm512_permutexvar_epi16(idx, w));
@@ -570,8 +631,8 @@ XATTN_AVX512BF16 static void pack_q_bf(int m, int dk, int dkp, const float *q, i
 		const float *qr = q + (int64_t)r * ldq;
 		for (int d = 0; d < dkp; d += 32) {
 			int rem = r < m ? dk - d : 0;
-			__mmask16 m0 = rem >= 16 ? (__mmask16)0xFFFF : rem > 0 ? (__mmask16)((1u << rem) - 1) : 0;
-			__mmask16 m1 = rem >= 32 ? (__mmask16)0xFFFF : rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;
+			__mmask16 m0 = xattn_mask16(rem);
+			__mmask16 m1 = xattn_mask16(rem - 16);
 			__m512 x0 = _mm512_maskz_loadu_ps(m0, qr + d), x1 = _mm512_maskz_loadu_ps(m1, qr + d + 16);
 			_mm512_storeu_si512(row + d, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
 		}
@@ -589,7 +650,7 @@ XATTN_AVX512 static void store_o512(int m, int dv, int dvp, const float *ob, con
 		}
 		const __m512 fr = _mm512_set1_ps(f[r]);
 		for (int d = 0; d < dv; d += 16) {
-			__mmask16 mask = dv - d >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (dv - d)) - 1);
+			__mmask16 mask = xattn_mask16(dv - d);
 			_mm512_mask_storeu_ps(orow + d, mask, _mm512_mul_ps(_mm512_loadu_ps(src + d), fr));
 		}
 	}
@@ -624,8 +685,8 @@ XATTN_AVX512BF16 static void pack_k_bf(int nb, int dk, int dkp, const float *k, 
 				__mmask16 m0 = 0, m1 = 0;
 				if (j < nb) {
 					int rem = dk - t;
-					m0 = rem >= 16 ? (__mmask16)0xFFFF : rem > 0 ? (__mmask16)((1u << rem) - 1) : 0;
-					m1 = rem >= 32 ? (__mmask16)0xFFFF : rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;
+					m0 = xattn_mask16(rem);
+					m1 = xattn_mask16(rem - 16);
 				}
 				__m512 x0 = _mm512_maskz_loadu_ps(m0, kj), x1 = _mm512_maskz_loadu_ps(m1, kj + 16);
 				/* 32 bf16 in feature order: as 32-bit lanes, pair l = features t+2l, t+2l+1. */
@@ -657,15 +718,16 @@ XATTN_AVX512BF16 static void pack_k_bf(int nb, int dk, int dkp, const float *k, 
 static int rows_fast_ok = 1;
 #else
 static void rows_fast512(const xattn_kernels *kt, int m, int nb, float scale, float *s, int lds, uint16_t *p,
-		int ldp, float *mx, float *sum, float *corr) {
+		int ldp, float *mx, float *sum, float *corr, const tile_jobs *tj) {
 	(void)kt, (void)m, (void)nb, (void)scale, (void)s, (void)lds, (void)p, (void)ldp, (void)mx, (void)sum, (void)corr;
+	(void)tj;
 	XATTN_UNAVAILABLE("rows_fast512");
 }
 #define rows_fast512bf rows_fast512
 #define pack_k_bf pack_k
 #define pack_v_bf pack_v
 #define pack_q_bf pack_q
-#define rows_generic_bf rows_generic
+#define steps_bf steps_c
 #define store_o512 store_o
 #define scale_o512 scale_o
 static int rows_fast_ok = 0;
@@ -692,7 +754,7 @@ static void fix_pv_bf16(int m, int nb, int dv, int dvp, const uint16_t *p, int l
 				continue;
 			const float pr = bf32(p[(int64_t)r * ldp + j]);
 			for (int d = 0; d < dv; d++)
-				o[(int64_t)r * dvp + d] += pr * bf32(bf16(vj[d]));
+				o[(int64_t)r * dvp + d] += pr * bf32(xattn_bf16_bits(vj[d]));
 		}
 	}
 }
@@ -753,8 +815,9 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 	const int dkp = ceil32(p->dk), dvp = ceil32(p->dv);
 	const int panel = ceil32(p->kv_block);
 	const int group = p->heads / p->kv_heads;
-	float *s = scratch + l.s;
-	uint16_t *pb = (uint16_t *)(scratch + l.p);
+	/* Two blocks of scores and of P: the row pass of one runs beside the tile work of the others (tile_jobs). */
+	float *sbuf[2] = {scratch + l.s, scratch + l.s + (int64_t)BF_ROWS * l.lds};
+	uint16_t *pbuf[2] = {(uint16_t *)(scratch + l.p), (uint16_t *)(scratch + l.p) + (int64_t)BF_ROWS * l.ldp};
 	uint16_t *kbuf = (uint16_t *)(scratch + l.kp), *vbuf = (uint16_t *)(scratch + l.vp);
 	uint16_t *qbuf = (uint16_t *)(scratch + l.q);
 	float *obuf = scratch + l.o, *st = scratch + l.st;
@@ -763,13 +826,12 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 			p->scale <= 1;
 	const int native = kind == XATTN_BF16_AVX512BF16 || kind == XATTN_BF16_AMX;
 	void (*rows_fast)(const xattn_kernels *, int, int, float, float *, int, uint16_t *, int, float *, float *,
-			float *) = native ? rows_fast512bf : rows_fast512;
+			float *, const tile_jobs *) = native ? rows_fast512bf : rows_fast512;
 	void (*pack_keys)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_k_bf : pack_k;
 	int (*pack_values)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_v_bf : pack_v;
 	void (*pack_rows)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_q_bf : pack_q;
 	void (*store)(int, int, int, const float *, const float *, float *, int64_t) = native ? store_o512 : store_o;
-	void (*rows_masked)(const xattn_kernels *, int, int, int, float, float *, int, uint16_t *, int, const float *, int,
-			const unsigned char *, int, const xattn_rowmask *, float *, float *, float *) = native ? rows_generic_bf : rows_generic;
+	const row_steps *steps = native ? &steps_bf : &steps_c;
 	void (*scale)(int, int, float *, const float *) = native ? scale_o512 : scale_o;
 	const int ldp = (int)l.ldp, lds = (int)l.lds;
 
@@ -818,41 +880,72 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 				else
 					fix = pack_values(nb, p->dv, dvp, vin, p->ldv, vbuf);
 			}
-			for (int i = 0; i < nh; i++) {
-				const int h = h0 + i;
-				for (int c = 0; c < nch; c++) {
-					const int x = i * nch + c, m = mq - c * BF_ROWS < BF_ROWS ? mq - c * BF_ROWS : BF_ROWS;
-					const int r0 = q0 + c * BF_ROWS;
-					float *mx = st + (int64_t)x * 3 * BF_ROWS, *sum = mx + BF_ROWS, *corr = sum + BF_ROWS;
-					float *ob = obuf + (int64_t)x * BF_ROWS * dvp;
-					if (p->dk > 0)
-						prod->qk(dkp, nbp, qbuf + (int64_t)x * BF_ROWS * dkp, kp, s, lds);
+			/*
+			 * Block x (head h0 + x/nch, rows 32·(x%nch) on) scores into
+			 * sbuf[x&1] and writes P to pbuf[x&1]. Where the products
+			 * come in parts, the fused row pass of block x runs the P·V
+			 * of block x−1 and then the Q·Kᵀ of block x+1 between its
+			 * rows (tile_jobs); otherwise, and for a block that takes
+			 * the generic pass, they run before and after it. Each
+			 * block gets the same operations in the same order either way.
+			 */
+			const int nblocks = nh * nch;
+			const int parts = prod->qk_part && prod->pv_part;
+			const int npv = dvp / 32 * (nbp / 32);
+			int pending = -1; /* the block whose P·V is still to run */
+			if (p->dk > 0)
+				prod->qk(dkp, nbp, qbuf, kp, sbuf[0], lds);
+			for (int x = 0; x < nblocks; x++) {
+				const int i = x / nch, c = x % nch, h = h0 + i;
+				const int m = mq - c * BF_ROWS < BF_ROWS ? mq - c * BF_ROWS : BF_ROWS;
+				const int r0 = q0 + c * BF_ROWS;
+				float *s = sbuf[x & 1];
+				uint16_t *pb = pbuf[x & 1];
+				if (p->dk == 0)
+					for (int r = 0; r < BF_ROWS; r++)
+						memset(s + (int64_t)r * lds, 0, (size_t)nbp * sizeof *s);
+				float *mx = st + (int64_t)x * 3 * BF_ROWS, *sum = mx + BF_ROWS, *corr = sum + BF_ROWS;
+				float *ob = obuf + (int64_t)x * BF_ROWS * dvp;
+				const int next = x + 1 < nblocks && p->dk > 0;
+				const tile_jobs tj = {prod, pending >= 0 ? npv : 0, next ? nbp / 32 : 0, dkp, dvp, nbp, lds, ldp, kp, vp,
+					qbuf + (int64_t)(x + 1) * BF_ROWS * dkp, pbuf[(x + 1) & 1], sbuf[(x + 1) & 1],
+					obuf + (int64_t)(x - 1) * BF_ROWS * dvp};
+				const float *bb = bias ? bias + p->bias_stride[0] * b + p->bias_stride[1] * h + p->bias_stride[2] * r0 + k0 : NULL;
+				const unsigned char *kk = keep ? keep + p->keep_stride[0] * b + p->keep_stride[1] * h + p->keep_stride[2] * r0 + k0 : NULL;
+				/*
+				 * The fused pass only where no row of the panel meets a
+				 * structural edge: no causal cut (lim0 ≥ nb), no window
+				 * start (the last row's starts at 0), no ALiBi.
+				 */
+				const xattn_rowmask rm = row_mask(p, alibi, h, r0, k0);
+				if (parts && fast_rows && (!rm.causal || rm.lim0 >= nb) &&
+						(rm.window <= 0 || rm.lim0 + m - 1 - rm.window <= 0) && rm.slope == 0.0f) {
+					rows_fast(kt, m, nb, p->scale, s, lds, pb, ldp, mx, sum, corr, tj.npv || tj.nqk ? &tj : NULL);
+				} else {
+					if (pending >= 0)
+						prod->pv(dvp, nbp, tj.p, ldp, vp, tj.o);
+					if (fast_rows && (!rm.causal || rm.lim0 >= nb) &&
+							(rm.window <= 0 || rm.lim0 + m - 1 - rm.window <= 0) && rm.slope == 0.0f)
+						rows_fast(kt, m, nb, p->scale, s, lds, pb, ldp, mx, sum, corr, NULL);
 					else
-						for (int r = 0; r < BF_ROWS; r++)
-							memset(s + (int64_t)r * lds, 0, (size_t)nbp * sizeof *s);
-					const float *bb = bias ? bias + p->bias_stride[0] * b + p->bias_stride[1] * h + p->bias_stride[2] * r0 + k0 : NULL;
-					const unsigned char *kk = keep ? keep + p->keep_stride[0] * b + p->keep_stride[1] * h + p->keep_stride[2] * r0 + k0 : NULL;
-					/*
-					 * The fused pass only where no row of the panel meets a
-					 * structural edge: no causal cut (lim0 ≥ nb), no window
-					 * start (the last row's starts at 0), no ALiBi.
-					 */
-					const xattn_rowmask rm = row_mask(p, alibi, h, r0, k0);
-					if (fast_rows && (!rm.causal || rm.lim0 >= nb) && (rm.window <= 0 || rm.lim0 + m - 1 - rm.window <= 0) &&
-							rm.slope == 0.0f)
-						rows_fast(kt, m, nb, p->scale, s, lds, pb, ldp, mx, sum, corr);
-					else
-						rows_masked(kt, m, BF_ROWS, nb, p->scale, s, lds, pb, ldp, bb, (int)p->bias_stride[2], kk,
-								(int)p->keep_stride[2], &rm, mx, sum, corr);
-					if (p->dv == 0)
-						continue;
-					if (k0 > lo)
-						scale(m, dvp, ob, corr);
-					prod->pv(dvp, nbp, pb, ldp, vp, ob);
-					if (fix)
-						fix_pv_bf16(m, nb, p->dv, dvp, pb, ldp, vin, p->ldv, bb, (int)p->bias_stride[2], kk,
-								(int)p->keep_stride[2], &rm, ob);
+						rows_generic(steps, kt, m, BF_ROWS, nb, p->scale, s, lds, pb, ldp, bb,
+								(int)p->bias_stride[2], kk, (int)p->keep_stride[2], &rm, mx, sum, corr);
+					if (next)
+						prod->qk(dkp, nbp, tj.q, kp, tj.s, lds);
 				}
+				pending = -1;
+				if (p->dv == 0)
+					continue;
+				if (k0 > lo)
+					scale(m, dvp, ob, corr);
+				if (parts && fast_rows && !fix && x + 1 < nblocks) {
+					pending = x;
+					continue;
+				}
+				prod->pv(dvp, nbp, pb, ldp, vp, ob);
+				if (fix)
+					fix_pv_bf16(m, nb, p->dv, dvp, pb, ldp, vin, p->ldv, bb, (int)p->bias_stride[2], kk,
+							(int)p->keep_stride[2], &rm, ob);
 			}
 		}
 

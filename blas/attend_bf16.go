@@ -7,6 +7,8 @@ package blas
 #cgo nocallback xattn_attend_bf16
 #cgo noescape xattn_pack_bf16
 #cgo nocallback xattn_pack_bf16
+#cgo noescape xattn_amx_probe
+#cgo nocallback xattn_amx_probe
 #cgo noescape xattn_round_bf16
 #cgo nocallback xattn_round_bf16
 
@@ -158,6 +160,11 @@ func (x *BF16) Attend(a *Attention, pk *BF16KV, t0, t1 int, scratch []float32) {
 		t += n
 	}
 }
+
+// amxProbe runs n steps of four independent TDPBF16PS chains on loaded
+// tiles, 4·16·16·32·2 flops a step (xbench's AMX probe): for benchmarks
+// on a CPU whose AMX kernel is usable.
+func amxProbe(n int64) { C.xattn_amx_probe(C.int64_t(n)) }
 
 // roundBF16 sets dst[i] to src[i] rounded as the core rounds its operands.
 func roundBF16(dst, src []float32) {

@@ -48,6 +48,9 @@ typedef struct {
 int xattn_pack_bf16(int nb, int dk, int dv, const float *k, int64_t ldk, const float *v, int64_t ldv,
 		uint16_t *kp, uint16_t *vp);
 
+/* xattn_amx_probe runs n steps of four independent TDPBF16PS tile chains (the caller holds the tile data permission). */
+void xattn_amx_probe(int64_t n);
+
 /* xattn_round_bf16 sets y[i] to x[i] rounded to bf16 as the core rounds its operands (for tests). */
 void xattn_round_bf16(int n, const float *x, float *y);
 

@@ -5,10 +5,13 @@ package blas
 import (
 	"fmt"
 	"math"
+	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xattn/xattn/internal/testutil"
 )
@@ -469,18 +472,41 @@ func TestAttendBF16Errors(t *testing.T) {
 	mustPanic(t, errShortK, func() { b := *a; b.K = b.K[:5]; x.Pack(&b) })
 }
 
+// amxPeak returns the AMX tile peak of this thread in GFLOP/s: the best
+// of 5 runs of amxProbe (four independent TDPBF16PS chains, about 5 ms).
+func amxPeak() float64 {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	const n = 1 << 18
+	best := 0.0
+	for range 5 {
+		t := time.Now()
+		amxProbe(n)
+		best = max(best, 4*16*16*32*2*float64(n)/float64(time.Since(t).Nanoseconds()))
+	}
+	return best
+}
+
 // BenchmarkAttendBF16 times the attention core on one goroutine at the
 // shapes of three presets (the Perceiver's latents over 16384 inputs,
 // Stable Diffusion's UNet cross-attention over 77 tokens, a decoder's 32
 // rows over 1500 encoder frames), in BF16 with every kernel the CPU has,
 // and in FP32 (the default variant) beside it, and reports GFLOP/s of the
 // two products, 4·B·H·Tq·Tk·dh. perceiver-bias adds a zero bias row: the
-// masked panels' path.
+// masked panels' path. The AMX runs also report the tile peak measured
+// just before on the same thread (amxPeak, xbench's probe: peak-GFLOP/s)
+// and the share of it reached (%peak).
+//
+//	go test ./blas -run '^$' -bench 'AttendBF16/shape=perceiver/kernel=amx'
 func BenchmarkAttendBF16(b *testing.B) {
 	type shape struct {
 		name                string
 		batch, h, tq, tk, d int
 		bias                bool // a zero bias row: the masked path (BF16: the unfused row pass)
+	}
+	kvb := 512 // the BF16 key panel; XATTN_BENCH_KVB overrides it (to compare panels)
+	if v, err := strconv.Atoi(os.Getenv("XATTN_BENCH_KVB")); err == nil && v > 0 {
+		kvb = v
 	}
 	for _, sh := range []shape{{"perceiver", 1, 8, 256, 16384, 64, false}, {"perceiver-bias", 1, 8, 256, 16384, 64, true},
 		{"sd_unet", 2, 8, 4096, 77, 40, false}, {"decoder", 8, 8, 32, 1500, 64, false}} {
@@ -515,7 +541,7 @@ func BenchmarkAttendBF16(b *testing.B) {
 						scratch := make([]float32, a.ScratchLen())
 						run = func() { be.Attend(a, 0, a.Tasks(), scratch) }
 					} else {
-						a.QBlock, a.KVBlock = min(256, sh.tq), min(512, sh.tk)
+						a.QBlock, a.KVBlock = min(256, sh.tq), min(kvb, sh.tk)
 						scratch := make([]float32, a.ScratchLenBF16())
 						var pk *BF16KV
 						if packed {
@@ -529,7 +555,13 @@ func BenchmarkAttendBF16(b *testing.B) {
 						run()
 					}
 					flops := 4 * float64(sh.batch*sh.h*sh.tq*sh.tk*sh.d)
-					b.ReportMetric(flops*float64(b.N)/float64(b.Elapsed().Nanoseconds()), "GFLOP/s")
+					gflops := flops * float64(b.N) / float64(b.Elapsed().Nanoseconds())
+					b.ReportMetric(gflops, "GFLOP/s")
+					if k.name == "amx" {
+						peak := amxPeak()
+						b.ReportMetric(peak, "peak-GFLOP/s")
+						b.ReportMetric(100*gflops/peak, "%peak")
+					}
 				})
 			}
 		}

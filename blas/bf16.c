@@ -165,7 +165,7 @@ XATTN_AVX512 void xattn_bf16_strip_avx512(int rows, int rows_pad, int cols, cons
 		int valid = r < rows ? cols : 0;
 		for (int c = 0; c < ld; c += 16) {
 			int left = valid - c;
-			__mmask16 msk = left >= 16 ? 0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+			__mmask16 msk = xattn_mask16(left);
 			__m512i u = _mm512_maskz_loadu_epi32(msk, s + c);
 			_mm256_storeu_si256((__m256i *)(d + c), round16(u));
 		}

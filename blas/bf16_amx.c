@@ -27,20 +27,11 @@
 
 #if defined(XATTN_X86)
 
-typedef struct {
-	uint8_t palette, start_row, reserved[14];
-	uint16_t colsb[16];
-	uint8_t rows[16];
-} tilecfg;
-
-static inline __mmask16 colmask(int nc) {
-	return nc >= 16 ? (__mmask16)0xffff : nc > 0 ? (__mmask16)((1u << nc) - 1) : 0;
-}
 
 /* epilogue finishes mr×nc of C from the 32×32 buffer t, as micro in bf16_avx512.c. */
 static XATTN_AMX void epilogue(int mr, int nc, const float *t, float alpha, float beta, float *c, int64_t ldc,
 		const float *bias, int first) {
-	__mmask16 m[2] = {colmask(nc), colmask(nc - 16)};
+	__mmask16 m[2] = {xattn_mask16(nc), xattn_mask16(nc - 16)};
 	__m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 	for (int r = 0; r < mr; r++) {
 		float *cr = c + (int64_t)r * ldc;
@@ -63,7 +54,7 @@ static XATTN_AMX void epilogue(int mr, int nc, const float *t, float alpha, floa
 
 /* copy_out stores mr×nc of the 32×32 buffer t to C. */
 static XATTN_AMX void copy_out(int mr, int nc, const float *t, float *c, int64_t ldc) {
-	__mmask16 m0 = colmask(nc), m1 = colmask(nc - 16);
+	__mmask16 m0 = xattn_mask16(nc), m1 = xattn_mask16(nc - 16);
 	for (int r = 0; r < mr; r++) {
 		_mm512_mask_storeu_ps(c + (int64_t)r * ldc, m0, _mm512_load_ps(t + r * 32));
 		_mm512_mask_storeu_ps(c + (int64_t)r * ldc + 16, m1, _mm512_load_ps(t + r * 32 + 16));
@@ -75,13 +66,7 @@ XATTN_AMX void xattn_gemm_bf16_amx(int m, int n, int k, float alpha, const float
 	enum { KB = XATTN_BF16_KB, SA = XATTN_BF16_KB * 2 };
 	uint16_t buf[32 * KB] __attribute__((aligned(64)));
 	float t[32 * 32] __attribute__((aligned(64))), bb[32] __attribute__((aligned(64)));
-	tilecfg cfg = {0};
-	cfg.palette = 1;
-	for (int i = 0; i < 8; i++) {
-		cfg.colsb[i] = 64;
-		cfg.rows[i] = 16;
-	}
-	_tile_loadconfig(&cfg);
+	xattn_amx_begin();
 	int kp = (k + 31) / 32 * 32, np = (n + 15) / 16;
 	int direct = alpha == 1.0f && (beta == 0.0f || (beta == 1.0f && !bias));
 	const int64_t sc = ldc * 4, s16 = 16 * ldc;
@@ -104,7 +89,7 @@ XATTN_AMX void xattn_gemm_bf16_amx(int m, int n, int k, float alpha, const float
 					_tile_loadd(3, cb + s16 + 16, sc);
 				} else if (direct && from_c) {
 					/* An edge: C's block, zero past m and n, through t. */
-					__mmask16 m0 = colmask(nc), m1 = colmask(nc - 16);
+					__mmask16 m0 = xattn_mask16(nc), m1 = xattn_mask16(nc - 16);
 					for (int r = 0; r < 32; r++) {
 						const float *cr = cb + (int64_t)r * ldc;
 						int in = r < mr;
@@ -123,8 +108,8 @@ XATTN_AMX void xattn_gemm_bf16_amx(int m, int n, int k, float alpha, const float
 					 */
 					const float *src = bq;
 					if (nc < 32) {
-						_mm512_store_ps(bb, _mm512_maskz_loadu_ps(colmask(nc), bq));
-						_mm512_store_ps(bb + 16, _mm512_maskz_loadu_ps(colmask(nc - 16), bq + 16));
+						_mm512_store_ps(bb, _mm512_maskz_loadu_ps(xattn_mask16(nc), bq));
+						_mm512_store_ps(bb + 16, _mm512_maskz_loadu_ps(xattn_mask16(nc - 16), bq + 16));
 						src = bb;
 					}
 					_tile_loadd(0, src, 0);

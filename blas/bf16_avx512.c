@@ -25,18 +25,13 @@ XATTN_AVX512BF16 void xattn_bf16_strip_avx512bf16(int rows, int rows_pad, int co
 		int valid = r < rows ? cols : 0;
 		for (int c = 0; c < ld; c += 32) {
 			int left = valid - c, left1 = left - 16;
-			__mmask16 m0 = left >= 16 ? 0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
-			__mmask16 m1 = left1 >= 16 ? 0xffff : left1 > 0 ? (__mmask16)((1u << left1) - 1) : 0;
+			__mmask16 m0 = xattn_mask16(left), m1 = xattn_mask16(left1);
 			__m512 lo = _mm512_maskz_loadu_ps(m0, s + c), hi = _mm512_maskz_loadu_ps(m1, s + c + 16);
 			_mm512_storeu_si512((void *)(d + c), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 		}
 	}
 }
 
-/* The masks of the valid columns of the two panels of a block nc columns wide. */
-static inline __mmask16 colmask(int nc) {
-	return nc >= 16 ? (__mmask16)0xffff : nc > 0 ? (__mmask16)((1u << nc) - 1) : 0;
-}
 
 /*
  * micro computes MR rows of the strip ab (leading dimension ld, kb values
@@ -114,7 +109,7 @@ XATTN_AVX512BF16 void xattn_gemm_bf16_avx512bf16(int m, int n, int k, float alph
 			for (int q = 0; q < np; q += 2) {
 				const uint16_t *b0 = b + (int64_t)q * kp * 16 + (int64_t)k0 * 16, *b1 = b0 + (int64_t)kp * 16;
 				int np2 = q + 1 < np, nc = n - q * 16;
-				__mmask16 m0 = colmask(nc), m1 = colmask(nc - 16);
+				__mmask16 m0 = xattn_mask16(nc), m1 = xattn_mask16(nc - 16);
 				const float *bb = bias ? bias + q * 16 : 0;
 				for (int r0 = 0; r0 < mr; r0 += 12) {
 					int rows = mr - r0 < 12 ? mr - r0 : 12;

@@ -4,6 +4,8 @@
 #ifndef XATTN_BF16_INTERNAL_H
 #define XATTN_BF16_INTERNAL_H
 
+#include <string.h>
+
 #include "bf16.h"
 #include "internal.h"
 
@@ -13,6 +15,34 @@
 #if defined(XATTN_X86)
 #define XATTN_AVX512BF16 __attribute__((target("avx2,fma,avx512f,avx512dq,avx512bw,avx512vl,avx512bf16")))
 #define XATTN_AMX __attribute__((target("avx2,fma,avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")))
+#endif
+
+/* xattn_mask16 is the mask of the first n of 16 lanes: all of them for n ≥ 16, none for n ≤ 0. */
+static inline uint16_t xattn_mask16(int n) { return n >= 16 ? (uint16_t)0xffffu : n > 0 ? (uint16_t)((1u << n) - 1) : 0; }
+
+#if defined(XATTN_X86)
+/*
+ * xattn_amx_begin loads the tile configuration every AMX kernel here uses:
+ * palette 1, tiles 0–7 of 16 rows × 64 bytes (16×16 float32, 16×32 bf16 or
+ * 16 pairs × 16 columns). The caller releases the tiles (_tile_release)
+ * before it returns to Go.
+ */
+XATTN_AMX static inline void xattn_amx_begin(void) {
+	struct {
+		uint8_t palette, start_row, reserved[14];
+		uint16_t colsb[16];
+		uint8_t rows[16];
+	} cfg __attribute__((aligned(64)));
+	memset(&cfg, 0, sizeof cfg);
+	cfg.palette = 1;
+	for (int i = 0; i < 8; i++) {
+		cfg.colsb[i] = 64;
+		cfg.rows[i] = 16;
+	}
+	/* The intrinsic's asm does not tell the compiler it reads cfg: keep the stores. */
+	__asm__ volatile("" : : "r"(&cfg) : "memory");
+	_tile_loadconfig(&cfg);
+}
 #endif
 
 /* A 32-bit word that may alias any other type (a float, a pair of bf16). */
