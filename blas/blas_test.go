@@ -471,11 +471,11 @@ func testSoftmaxRows(t *testing.T, be Backend, tc rowsCase) {
 					if got != 0 {
 						t.Fatalf("block %d: masked S[%d,%d] = %v, want 0", blk, i, j, got)
 					}
-				} else if !(math.Abs(float64(got)-w) <= rtol*w+1e-38) {
+				} else if !(math.Abs(float64(got)-w) <= rtol*w+testutil.ProbFloor) {
 					t.Fatalf("block %d: S[%d,%d] = %v, want %v", blk, i, j, got, w)
 				}
 			}
-			if !(math.Abs(float64(corr[i])-wantCorr[i]) <= rtol*wantCorr[i]+1e-38) {
+			if !(math.Abs(float64(corr[i])-wantCorr[i]) <= rtol*wantCorr[i]+testutil.ProbFloor) {
 				t.Errorf("block %d: Corr[%d] = %v, want %v", blk, i, corr[i], wantCorr[i])
 			}
 			if math.IsInf(st[i].max, -1) {

@@ -94,11 +94,11 @@ func softmaxRowsRef64(r *Rows, st []rowState) (p, corr []float64) {
 		var acc float64
 		for j := range v {
 			if valid[j] {
-				p[i*r.N+j] = math.Exp(v[j] - m)
+				p[i*r.N+j] = testutil.ExpProb64(v[j] - m)
 				acc += p[i*r.N+j]
 			}
 		}
-		corr[i] = math.Exp(st[i].max - m)
+		corr[i] = testutil.ExpProb64(st[i].max - m)
 		st[i].sum = st[i].sum*corr[i] + acc
 		st[i].max = m
 	}

@@ -47,6 +47,9 @@ static float exp_scalar(float x) {
 	return scale2(y, n);
 }
 
+/* exp_prob is exp_scalar for the row pass: 0 below PROB_LO (pure.ExpProb). */
+static inline float exp_prob(float x) { return x < PROB_LO ? 0.0f : exp_scalar(x); }
+
 /*
  * xattn_row_bad ends a row that met a non-finite score on a visible column, or
  * whose running maximum is NaN from an earlier block, as pure.SoftmaxRows
@@ -86,14 +89,14 @@ static inline __attribute__((always_inline)) int pass1_scalar(float *row, int li
 static inline __attribute__((always_inline)) float pass2_scalar(float *row, int lim, float mnew) {
 	float acc = 0.0f;
 	for (int j = 0; j < lim; j++) {
-		float p = exp_scalar(row[j] - mnew);
+		float p = exp_prob(row[j] - mnew);
 		row[j] = p;
 		acc += p;
 	}
 	return acc;
 }
 
-static inline __attribute__((always_inline)) float corr_scalar(float mx, float mnew) { return exp_scalar(mx - mnew); }
+static inline __attribute__((always_inline)) float corr_scalar(float mx, float mnew) { return exp_prob(mx - mnew); }
 
 /* xattn_rowsm_scalar is pure.SoftmaxRowsMasked. */
 void xattn_rowsm_scalar(int m, int n, float *s, int lds, const float *bias, int ldbias,
@@ -146,7 +149,7 @@ void xattn_rows_empty(int m, float *mx, float *sum, float *corr) {
 			corr[r] = 1.0f;
 			continue;
 		}
-		row_end(NULL, 0, 0, mnew, exp_scalar(mx[r] - mnew), 0.0f, &mx[r], &sum[r], &corr[r]);
+		row_end(NULL, 0, 0, mnew, exp_prob(mx[r] - mnew), 0.0f, &mx[r], &sum[r], &corr[r]);
 	}
 }
 

@@ -22,6 +22,15 @@
  */
 #define EXP_HI 88.72283935546875f
 #define EXP_LO -103.97208404541016f
+/*
+ * PROB_LO is pure.ProbLo: the exponentials of the row pass (probabilities
+ * e^(s − max) and corrections e^(mold − mnew), arguments ≤ 0) are 0 below
+ * it, so that no probability is subnormal: e^−87 ≈ 1.6e-38 is above the
+ * smallest normal float32, 2^−126 ≈ 1.2e-38, and a subnormal probability
+ * costs a microcode assist in every product it enters (ALiBi's standard
+ * slopes put most of a long row's probabilities in e^−104 … e^−87).
+ */
+#define PROB_LO -87.0f
 #define LOG2E 1.44269504088896341f
 #define LN2_HI 0.693359375f
 #define LN2_LO -2.12194440e-4f

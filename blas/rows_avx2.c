@@ -16,8 +16,8 @@
  * lane may differ from pure.Exp by an ulp. 2^n is applied as 2^⌊n/2⌋·2^⌈n/2⌉,
  * two normal factors, so subnormal results are rounded once, as in pure.
  */
-XATTN_AVX2 static inline __m256 exp256(__m256 x) {
-	const __m256 lo = _mm256_set1_ps(EXP_LO), hi = _mm256_set1_ps(EXP_HI);
+XATTN_AVX2 static inline __attribute__((always_inline)) __m256 exp256_below(__m256 x, float below) {
+	const __m256 lo = _mm256_set1_ps(below), hi = _mm256_set1_ps(EXP_HI);
 	__m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
 	__m256 over = _mm256_cmp_ps(x, hi, _CMP_GT_OQ);
 	/*
@@ -49,6 +49,10 @@ XATTN_AVX2 static inline __m256 exp256(__m256 x) {
 	e = _mm256_blendv_ps(e, _mm256_setzero_ps(), under);
 	return _mm256_blendv_ps(e, _mm256_set1_ps(INFINITY), over);
 }
+
+/* exp256 is pure.Exp; exp256_prob is pure.ExpProb, the row pass's (0 below PROB_LO). */
+XATTN_AVX2 static inline __m256 exp256(__m256 x) { return exp256_below(x, EXP_LO); }
+XATTN_AVX2 static inline __m256 exp256_prob(__m256 x) { return exp256_below(x, PROB_LO); }
 
 /* tail256 is a load/store mask of the first rem < 8 lanes. */
 XATTN_AVX2 static inline __m256i tail256(int rem) {
@@ -162,22 +166,22 @@ XATTN_AVX2 static inline __attribute__((always_inline)) float pass2_256(float *r
 	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
 	int j = 0;
 	for (; j + 16 <= lim; j += 16) {
-		__m256 p0 = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
-		__m256 p1 = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + j + 8), vm));
+		__m256 p0 = exp256_prob(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
+		__m256 p1 = exp256_prob(_mm256_sub_ps(_mm256_loadu_ps(row + j + 8), vm));
 		_mm256_storeu_ps(row + j, p0);
 		_mm256_storeu_ps(row + j + 8, p1);
 		acc0 = _mm256_add_ps(acc0, p0);
 		acc1 = _mm256_add_ps(acc1, p1);
 	}
 	if (j + 8 <= lim) {
-		__m256 p = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
+		__m256 p = exp256_prob(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
 		_mm256_storeu_ps(row + j, p);
 		acc0 = _mm256_add_ps(acc0, p);
 		j += 8;
 	}
 	if (j < lim) {
 		__m256i mask = tail256(lim - j);
-		__m256 p = exp256(_mm256_sub_ps(_mm256_maskload_ps(row + j, mask), vm));
+		__m256 p = exp256_prob(_mm256_sub_ps(_mm256_maskload_ps(row + j, mask), vm));
 		p = _mm256_and_ps(p, _mm256_castsi256_ps(mask));
 		_mm256_maskstore_ps(row + j, mask, p);
 		acc1 = _mm256_add_ps(acc1, p);
@@ -185,9 +189,9 @@ XATTN_AVX2 static inline __attribute__((always_inline)) float pass2_256(float *r
 	return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
-/* corr_256 is e^(mx − mnew) with exp256. */
+/* corr_256 is e^(mx − mnew) with exp256_prob. */
 XATTN_AVX2 static inline __attribute__((always_inline)) float corr_256(float mx, float mnew) {
-	return _mm256_cvtss_f32(exp256(_mm256_set1_ps(mx - mnew)));
+	return _mm256_cvtss_f32(exp256_prob(_mm256_set1_ps(mx - mnew)));
 }
 
 /* xattn_rowsm_avx2 is xattn_rowsm_scalar on 8 lanes, with masked loads and stores on the tail. */

@@ -41,14 +41,15 @@ XATTN_AVX512 static inline __m512 exp512(__m512 x) {
 }
 
 /*
- * exp512_nonpos is exp512 for lanes that are ≤ 0, −Inf or NaN (scores less
- * their row's maximum): the same arithmetic, hence the same values, without
+ * exp512_prob is pure.ExpProb, the row pass's exponential, for lanes that
+ * are ≤ 0, −Inf or NaN (scores less their row's maximum): exp512's
+ * arithmetic, hence its values, but 0 below PROB_LO (no subnormal), without
  * the overflow test and with the rounding of n done for t ≤ 0 alone — 17
  * vector operations instead of 22, on the row pass's critical port pair
  * (2.6 → 3.3 scores per ns on 512-key rows, measured).
  */
-XATTN_AVX512 static inline __m512 exp512_nonpos(__m512 x) {
-	const __m512 lo = _mm512_set1_ps(EXP_LO);
+XATTN_AVX512 static inline __m512 exp512_prob(__m512 x) {
+	const __m512 lo = _mm512_set1_ps(PROB_LO);
 	__mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
 	x = _mm512_mask_mov_ps(x, under, _mm512_setzero_ps()); /* e^0, set to 0 below: as in exp512 */
 	__m512 t = _mm512_mul_ps(x, _mm512_set1_ps(LOG2E));
@@ -119,8 +120,8 @@ XATTN_AVX512 static inline __attribute__((always_inline)) float pass2_512(float 
 	__m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
 	int j = 0;
 	for (; j + 32 <= lim; j += 32) {
-		__m512 p0 = exp512_nonpos(_mm512_sub_ps(_mm512_loadu_ps(row + j), vm));
-		__m512 p1 = exp512_nonpos(_mm512_sub_ps(_mm512_loadu_ps(row + j + 16), vm));
+		__m512 p0 = exp512_prob(_mm512_sub_ps(_mm512_loadu_ps(row + j), vm));
+		__m512 p1 = exp512_prob(_mm512_sub_ps(_mm512_loadu_ps(row + j + 16), vm));
 		_mm512_storeu_ps(row + j, p0);
 		_mm512_storeu_ps(row + j + 16, p1);
 		acc0 = _mm512_add_ps(acc0, p0);
@@ -128,16 +129,16 @@ XATTN_AVX512 static inline __attribute__((always_inline)) float pass2_512(float 
 	}
 	for (; j < lim; j += 16) {
 		__mmask16 mask = lim - j >= 16 ? (__mmask16)0xFFFF : tail512(lim - j);
-		__m512 p = exp512_nonpos(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, row + j), vm));
+		__m512 p = exp512_prob(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, row + j), vm));
 		_mm512_mask_storeu_ps(row + j, mask, p);
 		acc0 = _mm512_mask_add_ps(acc0, mask, acc0, p);
 	}
 	return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
-/* corr_512 is e^(mx − mnew) with exp512; the first block of a row (mx = −Inf) needs none. */
+/* corr_512 is e^(mx − mnew) with exp512_prob; the first block of a row (mx = −Inf) needs none. */
 XATTN_AVX512 static inline __attribute__((always_inline)) float corr_512(float mx, float mnew) {
-	return mx == -INFINITY ? 0.0f : _mm512_cvtss_f32(exp512(_mm512_set1_ps(mx - mnew)));
+	return mx == -INFINITY ? 0.0f : _mm512_cvtss_f32(exp512_prob(_mm512_set1_ps(mx - mnew)));
 }
 
 /* xattn_rowsm_avx512 is xattn_rowsm_scalar on 16 lanes, with masked loads and stores on the tail. */

@@ -41,6 +41,24 @@ func Exp(x float32) float32 {
 	return expReduced(x)
 }
 
+// ProbLo is the least argument of [ExpProb] whose result is not 0.
+const ProbLo = -87
+
+// ExpProb is the exponential of the row pass ([SoftmaxRows]): [Exp](x), but
+// 0 for x < ProbLo, so that no probability or correction is subnormal. e^−87
+// ≈ 1.6e-38 lies above the smallest normal float32 (2^−126 ≈ 1.2e-38); a
+// probability that small is below float32's resolution of any row sum that
+// holds its row's largest term, e^0 = 1, so the rows' sums, and outputs but
+// for values of v beyond 1e30, are what the subnormals would give, while a
+// subnormal operand costs a microcode assist in every product it enters
+// (ALiBi's standard slopes put most of a long row's scores in e^−104 … e^−87).
+func ExpProb(x float32) float32 {
+	if x < ProbLo {
+		return 0
+	}
+	return Exp(x)
+}
+
 // expReduced is Exp for x in [expLo, expHi], no special cases.
 func expReduced(x float32) float32 {
 	t := x * log2e

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/xattn/xattn/internal/testutil"
 )
 
 // Accuracy of Exp, measured against float32(math.Exp(float64(x))), the
@@ -250,4 +252,45 @@ func reportExp(b *testing.B, sink float32, n int) {
 		b.Fatal("NaN")
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/exp")
+}
+
+// TestExpProb checks the row pass's exponential: Exp's bits from ProbLo up,
+// 0 below it (no subnormal result for any argument), NaN kept, and the
+// threshold the tests' references use.
+func TestExpProb(t *testing.T) {
+	if ProbLo != testutil.ProbLo {
+		t.Fatalf("ProbLo = %v, testutil.ProbLo = %v", float32(ProbLo), testutil.ProbLo)
+	}
+	if e := ExpProb(ProbLo); e < 0x1p-126 {
+		t.Fatalf("ExpProb(ProbLo) = %v is not a normal float32", e)
+	}
+	// Every float32 in [−110, −80], and a sweep of [−80, 0].
+	lo, hi := math.Float32bits(-80), math.Float32bits(-110)
+	for b := lo; b <= hi; b++ {
+		checkExpProb(t, math.Float32frombits(b))
+	}
+	for x := float32(-80); x <= 0; x += 1.0 / 1024 {
+		checkExpProb(t, x)
+	}
+	for _, x := range []float32{float32(math.Inf(-1)), -1e30, 0} {
+		checkExpProb(t, x)
+	}
+	if nan := float32(math.NaN()); ExpProb(nan) == ExpProb(nan) {
+		t.Fatalf("ExpProb(NaN) = %v, want NaN", ExpProb(nan))
+	}
+}
+
+func checkExpProb(t *testing.T, x float32) {
+	t.Helper()
+	got := ExpProb(x)
+	switch {
+	case x < ProbLo:
+		if math.Float32bits(got) != 0 {
+			t.Fatalf("ExpProb(%v) = %v, want 0 below ProbLo", x, got)
+		}
+	case math.Float32bits(got) != math.Float32bits(Exp(x)):
+		t.Fatalf("ExpProb(%v) = %v, want Exp's %v", x, got, Exp(x))
+	case got < 0x1p-126:
+		t.Fatalf("ExpProb(%v) = %v is subnormal", x, got)
+	}
 }

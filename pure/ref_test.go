@@ -1,6 +1,10 @@
 package pure
 
-import "math"
+import (
+	"math"
+
+	"github.com/xattn/xattn/internal/testutil"
+)
 
 // Naive float64 references. They follow the documented formulas, not the
 // kernels, and take float32 operands so that tests hand both sides the same
@@ -77,9 +81,9 @@ func softmaxRowRef64(s, bias []float32, keep []bool, lim int, mOld, sumOld float
 		return p, mNew, sumOld, 1, vmax
 	}
 	for j := range n {
-		p[j] = math.Exp(v[j] - mNew) // exp(−Inf) = 0 for the invalid j
+		p[j] = testutil.ExpProb64(v[j] - mNew) // 0 for the invalid j
 		sum += p[j]
 	}
-	corr = math.Exp(mOld - mNew)
+	corr = testutil.ExpProb64(mOld - mNew)
 	return p, mNew, sumOld*corr + sum, corr, vmax
 }

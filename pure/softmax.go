@@ -10,8 +10,8 @@ import "math"
 //	valid(j) = j < lim(r) && (keep == nil || keep[r*ldkeep+j]) && (bias == nil || bias[r*ldbias+j] ≠ −Inf)
 //	v_j      = s[r,j] + bias[r*ldbias+j]     (bias term only if bias != nil)
 //	mNew     = max(mx[r], max_{valid j} v_j)
-//	s[r,j]   = exp(v_j − mNew) if valid(j), else 0
-//	corr[r]  = exp(mx[r] − mNew)
+//	s[r,j]   = ExpProb(v_j − mNew) if valid(j), else 0
+//	corr[r]  = ExpProb(mx[r] − mNew)
 //	sum[r]   = sum[r]·corr[r] + Σ_j s[r,j]
 //	mx[r]    = mNew
 //
@@ -129,12 +129,12 @@ func SoftmaxRowsMasked(m, n int, s []float32, lds int, bias []float32, ldbias in
 		}
 		var acc float32
 		for j := range v {
-			p := Exp(v[j] - mNew)
+			p := ExpProb(v[j] - mNew)
 			v[j] = p
 			acc += p
 		}
 		clear(row[lim:])
-		c := Exp(mOld - mNew)
+		c := ExpProb(mOld - mNew)
 		corr[r] = c
 		sum[r] = sum[r]*c + acc
 		mx[r] = mNew
