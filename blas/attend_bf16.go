@@ -65,6 +65,14 @@ type BF16KV struct {
 	batch, kvHeads, tk, dk, dv   int
 }
 
+// packedLen is the length, in float32 values (two bf16 each), of what Pack
+// makes for items heads of tk keys of depth dk and values of depth dv: keys
+// in groups of 32, depths padded to 32.
+func (*BF16) packedLen(items, tk, dk, dv int) float64 {
+	tkp := float64(ceilDiv(tk, 32) * 32)
+	return float64(items) * tkp * float64(ceilDiv(dk, 32)*32+ceilDiv(dv, 32)*32) / 2
+}
+
 // Pack returns K and V of a (over Batch, KVHeads, Tk, DK and DV) rounded
 // and packed for [BF16.Attend]; values with a non-finite element are left
 // unpacked (Attend then packs them per panel, to keep the non-finite rule).

@@ -122,6 +122,13 @@ func (b bf16Backend) PackKeys(a *Attention) bool {
 	return true
 }
 
+func (b bf16Backend) packedKeysLen(items, tk, dk, dv int) float64 {
+	if b.core == nil {
+		return 0
+	}
+	return b.core.packedLen(items, tk, dk, dv)
+}
+
 // ScratchLen returns the BF16 core's scratch length: a.ScratchLenBF16() for
 // the C core, more than a.ScratchLen() for the Go one.
 func (b bf16Backend) ScratchLen(a *Attention) int {

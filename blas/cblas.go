@@ -410,6 +410,13 @@ func (o openBLAS) PackKeys(a *Attention) bool {
 	return true
 }
 
+func (o openBLAS) packedKeysLen(items, tk, dk, dv int) float64 {
+	if !o.k.packs {
+		return 0
+	}
+	return float64(items) * float64(panelsLen(tk, dk, o.k.colStep))
+}
+
 // panels returns the values of p when the variant's products read its
 // layout, else nil.
 func (o openBLAS) panels(p Packed) []float32 {

@@ -167,6 +167,20 @@ func newPanels(items, n, k, panel int) Packed {
 		items: items, stride: stride, panel: panel}
 }
 
+// PackedKeysLen returns the length, in float32 values (4 bytes each), of
+// the keys (and, for a BF16 backend, values) that be.PackKeys makes for
+// items = Batch·KVHeads heads of tk keys of depth dk and values of depth
+// dv: 0 where be packs none. ok is false for a backend outside this
+// package, whose layout it cannot know.
+func PackedKeysLen(be Backend, items, tk, dk, dv int) (n float64, ok bool) {
+	if s, isOurs := be.(interface {
+		packedKeysLen(items, tk, dk, dv int) float64
+	}); isOurs {
+		return s.packedKeysLen(items, tk, dk, dv), true
+	}
+	return 0, false
+}
+
 // panelsLen is the number of values of an n×k matrix in column panels of
 // width panel.
 func panelsLen(n, k, panel int) int { return ceilDiv(n, panel) * panel * k }

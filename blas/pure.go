@@ -32,6 +32,8 @@ func (pureBackend) Steps() (rows, cols int) { return 6, 64 }
 // PackKeys returns false: the pure backend reads K as it is.
 func (pureBackend) PackKeys(a *Attention) bool { return false }
 
+func (pureBackend) packedKeysLen(items, tk, dk, dv int) float64 { return 0 }
+
 func (pureBackend) Sgemm(g *Batch) {
 	if !checkBatch(g) {
 		return

@@ -59,19 +59,19 @@ func (c *Context) Bytes() int {
 }
 
 // contextLen bounds, in float32 values, the memory of a projected context
-// of batch×tk keys (see Context): the float32 keys and values, and the
-// keys packed again, in FP32 panels of up to 64 keys, or in BF16 the keys
-// and values in groups of 32 keys of depths padded to 32, half a float a
-// value.
+// of batch×tk keys (see Context): the float32 keys and values, and what the
+// backend's PackKeys makes of them (blas.PackedKeysLen; for a backend of
+// another package, whose layout is unknown, as much as the keys and values
+// again).
 func (l *Layer) contextLen(batch, tk int) float64 {
 	c := &l.cfg
-	items := float64(batch) * float64(c.KVHeads)
-	n := items * float64(tk) * float64(c.HeadDim+c.ValueHeadDim)
-	if l.plan.Precision == BF16 {
-		r := func(x int) float64 { return float64(ceilDiv(x, 32) * 32) }
-		return n + items*r(tk)*(r(c.HeadDim)+r(c.ValueHeadDim))/2
+	items := batch * c.KVHeads
+	n := float64(items) * float64(tk) * float64(c.HeadDim+c.ValueHeadDim)
+	packed, ok := blas.PackedKeysLen(l.backend, items, tk, c.HeadDim, c.ValueHeadDim)
+	if !ok {
+		packed = n
 	}
-	return n + items*float64(ceilDiv(tk, 64)*64)*float64(c.HeadDim)
+	return n + packed
 }
 
 // ProjectContext projects the keys and values of context, [batch, tk,
