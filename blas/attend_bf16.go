@@ -67,11 +67,14 @@ type BF16KV struct {
 
 // packedLen is the length, in float32 values (two bf16 each), of what Pack
 // makes for items heads of tk keys of depth dk and values of depth dv: keys
-// in groups of 32, depths padded to 32.
+// in groups of 32, depths padded to 32 (bf16Head).
 func (*BF16) packedLen(items, tk, dk, dv int) float64 {
-	tkp := float64(ceilDiv(tk, 32) * 32)
-	return float64(items) * tkp * float64(ceilDiv(dk, 32)*32+ceilDiv(dv, 32)*32) / 2
+	return float64(items) * float64(bf16Head(tk, dk)+bf16Head(tk, dv)) / 2
 }
+
+// bf16Head is the bf16 values Pack holds for one head of tk keys (or
+// values) of depth d: keys in groups of 32, the depth padded to 32.
+func bf16Head(tk, d int) int { return ceilDiv(tk, 32) * 32 * ceilDiv(d, 32) * 32 }
 
 // Pack returns K and V of a (over Batch, KVHeads, Tk, DK and DV) rounded
 // and packed for [BF16.Attend]; values with a non-finite element are left
@@ -83,7 +86,6 @@ func (x *BF16) Pack(a *Attention) *BF16KV {
 	if a.Batch > maxC || a.KVHeads > maxC || a.Tk > maxC || a.DK > maxC || a.DV > maxC || a.LDK > maxC || a.LDV > maxC {
 		panic(errTooLarge)
 	}
-	tkp := ceilDiv(a.Tk, 32) * 32
 	pk := &BF16KV{batch: a.Batch, kvHeads: a.KVHeads, tk: a.Tk, dk: a.DK, dv: a.DV}
 	if a.Batch == 0 || a.KVHeads == 0 || a.Tk == 0 {
 		return pk
@@ -92,7 +94,7 @@ func (x *BF16) Pack(a *Attention) *BF16KV {
 		if a.LDK < a.KVHeads*a.DK || a.BatchK < 0 || need(a.Batch, a.BatchK, a.Tk, a.LDK, a.KVHeads*a.DK) > len(a.K) {
 			panic(errShortK)
 		}
-		pk.kHead = tkp * ceilDiv(a.DK, 32) * 32
+		pk.kHead = bf16Head(a.Tk, a.DK)
 		pk.kBatch = a.KVHeads * pk.kHead
 		pk.k = make([]uint16, a.Batch*pk.kBatch)
 	}
@@ -100,7 +102,7 @@ func (x *BF16) Pack(a *Attention) *BF16KV {
 		if a.LDV < a.KVHeads*a.DV || a.BatchV < 0 || need(a.Batch, a.BatchV, a.Tk, a.LDV, a.KVHeads*a.DV) > len(a.V) {
 			panic(errShortV)
 		}
-		pk.vHead = tkp * ceilDiv(a.DV, 32) * 32
+		pk.vHead = bf16Head(a.Tk, a.DV)
 		pk.vBatch = a.KVHeads * pk.vHead
 		pk.v = make([]uint16, a.Batch*pk.vBatch)
 	}
