@@ -373,11 +373,15 @@ func cAttention(a *Attention) C.xattn_attention {
 func fillTasks(a *Attention, t, t1 int, tasks *[attendTasks]C.xattn_task) int {
 	n := min(t1-t, attendTasks)
 	for i := range n {
-		k := a.task(t + i)
-		tasks[i] = C.xattn_task{b: C.int(k.b), h0: C.int(k.h0), nh: C.int(k.nh), q0: C.int(k.q0),
-			mq: C.int(k.mq), lo: C.int(k.lo), hi: C.int(k.hi)}
+		tasks[i] = cTask(a.task(t + i))
 	}
 	return n
+}
+
+// cTask is task k for C.
+func cTask(k task) C.xattn_task {
+	return C.xattn_task{b: C.int(k.b), h0: C.int(k.h0), nh: C.int(k.nh), q0: C.int(k.q0),
+		mq: C.int(k.mq), lo: C.int(k.lo), hi: C.int(k.hi)}
 }
 
 // ScratchLen returns a.ScratchLen().

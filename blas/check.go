@@ -33,6 +33,7 @@ const (
 	errRowMask   = "blas: negative Window, or ALiBi slopes short or not finite"
 	errTasks     = "blas: task range out of bounds"
 	errScratch   = "blas: insufficient length of scratch"
+	errChunk     = "blas: chunk outside its product"
 	errStats     = "blas: insufficient length of Stats"
 	errHeadBlock = "blas: HeadBlock does not divide the query heads of a key/value head"
 	errShortKT   = "blas: KT of too few keys or items, or of another depth than DK"

@@ -173,4 +173,55 @@ void xattn_attend(const xattn_kernels *kt, const xattn_attention *p, const float
 		const float *k, const float *v, float *o, const unsigned char *keep, const float *bias,
 		const float *alibi, const float *kt_keys, float *stats, float *scratch, const xattn_task *tasks, int ntasks);
 
+/*
+ * The crew (team.c): the backend's own threads, which run the items of one
+ * phase of a call beside the calling thread (blas.Crew). A team is the
+ * state of one call's phases: xattn_team_new makes or recycles one,
+ * xattn_team_free recycles it (never frees it).
+ */
+typedef struct xattn_team xattn_team;
+xattn_team *xattn_team_new(void);
+void xattn_team_free(xattn_team *t);
+/* xattn_team_threads returns how many crew threads have started. */
+int xattn_team_threads(void);
+
+/* The most products of one xattn_team_gemms phase. */
+#define XATTN_TEAM_GEMMS 3
+/* One product of a phase, C = A·B (+ 1·biasᵀ) with B packed (xattn_pack):
+ * its integers (its pointers travel as arguments). */
+typedef struct {
+	int k;
+	int64_t lda, ldc;
+} xattn_team_gemm;
+/* A chunk of a phase: rows [r0, r1) and columns [c0, c1) of product g, whose
+ * packed columns start b_off floats into its B. */
+typedef struct {
+	int g, r0, r1, c0, c1;
+	int64_t b_off;
+} xattn_team_chunk;
+
+/*
+ * xattn_team_gemms runs the nchunks chunks of the ngemm (≤ XATTN_TEAM_GEMMS)
+ * products g, with pointers a_i, b_i, c_i and bias_i (NULL: none), on the
+ * caller and up to threads−1 crew threads, with the GEMM kernel of kt (a
+ * table whose info says packs); each chunk is xattn_gemm_packed with
+ * alpha 1 and beta 0.
+ */
+void xattn_team_gemms(xattn_team *t, int threads, const xattn_kernels *kt, int ngemm, const xattn_team_gemm *g,
+		const float *a0, const float *b0, float *c0, const float *bias0,
+		const float *a1, const float *b1, float *c1, const float *bias1,
+		const float *a2, const float *b2, float *c2, const float *bias2,
+		const xattn_team_chunk *chunks, int nchunks);
+
+/*
+ * xattn_team_attend runs the ntasks tasks of p in items of chunk tasks, each
+ * an xattn_attend on the worker's scratch (worker slot s: scratch_len floats
+ * from scratch + s·scratch_len), on the caller and up to threads−1 crew
+ * threads. Only for a table whose info does not say blas.
+ */
+void xattn_team_attend(xattn_team *t, int threads, const xattn_kernels *kt, const xattn_attention *p,
+		const float *q, const float *k, const float *v, float *o, const unsigned char *keep, const float *bias,
+		const float *alibi, const float *kt_keys, float *stats, float *scratch, int64_t scratch_len,
+		const xattn_task *tasks, int ntasks, int chunk);
+
 #endif

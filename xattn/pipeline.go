@@ -83,6 +83,11 @@ type pipeline struct {
 	threads int            // goroutines of this call, the caller's included
 	att     blas.Attention // the attention of the call: masks, keys, tiles
 
+	// The backend's crew (crewOf), kept across calls, and the backend it
+	// is of.
+	crew        blas.Crew
+	crewBackend blas.Backend
+
 	// The fused form (see fusedRows): the call's x, y and block rows.
 	fx, fy []float32
 	fRows  int
@@ -367,7 +372,7 @@ func (p *pipeline) fusedItem(slot, i int) {
 
 	// The block's queries.
 	g := l.queryGemm(p.fx[(bi*a.Tq+q0)*c.QueryDim:], qb, rows)
-	p.product(slot, &g, chunk{r1: rows, c1: g.n})
+	p.product(slot, &g, blas.Chunk{R1: rows, C1: g.n})
 
 	// Attention of every head over batch bi's keys, one task per head: the
 	// call's descriptor narrowed to one batch and the block's rows.
@@ -392,7 +397,7 @@ func (p *pipeline) fusedItem(slot, i int) {
 
 	// The block's outputs, straight into y.
 	g = l.outputGemm(ob, p.fy[(bi*a.Tq+q0)*c.OutDim:], rows)
-	p.product(slot, &g, chunk{r1: rows, c1: g.n})
+	p.product(slot, &g, blas.Chunk{R1: rows, C1: g.n})
 }
 
 // addQ adds to the phase's products the query projection of the
@@ -487,6 +492,9 @@ func (p *pipeline) runAttention(tk int) {
 	p.phase = phaseAttend
 	if nparts == 1 {
 		p.ws.parts = p.ws.parts[:0]
+		if cr := p.crewOf(); cr != nil && cr.Attend(a, p.taskChunk, p.threads, p.ws.scratch) {
+			return
+		}
 		p.job.run(p, p.itemsPerPart, p.threads-1)
 		return
 	}
@@ -654,12 +662,48 @@ func (p *pipeline) gemmPhase() {
 		}
 		for r0 := 0; r0 < r; r0 += rstep {
 			for c0 := 0; c0 < n; c0 += cstep {
-				ws.chunks = append(ws.chunks, chunk{gi, r0, min(r0+rstep, r), c0, min(c0+cstep, n)})
+				ws.chunks = append(ws.chunks, blas.Chunk{G: gi, R0: r0, R1: min(r0+rstep, r), C0: c0, C1: min(c0+cstep, n)})
 			}
 		}
 	}
+	if p.crewProducts() {
+		return
+	}
 	p.phase = phaseGemm
 	p.job.run(p, len(ws.chunks), p.threads-1)
+}
+
+// crewProducts runs the phase's chunks on the backend's crew, where the
+// call has helpers to give and the crew takes the products (see
+// blas.Crew), and reports whether it did.
+func (p *pipeline) crewProducts() bool {
+	cr := p.crewOf()
+	if cr == nil {
+		return false
+	}
+	ws := &p.ws
+	ws.crewed = ws.crewed[:0]
+	for i := range ws.gemms {
+		g := &ws.gemms[i]
+		ws.crewed = append(ws.crewed, blas.Batch{Count: 1, M: g.m, N: g.n, K: g.k, TransB: true, Alpha: 1,
+			A: g.a, LDA: g.lda, B: g.w, LDB: g.k, C: g.c, LDC: g.ldc, Bias: g.bias, Packed: g.packed})
+	}
+	ok := cr.Products(ws.crewed, ws.chunks, p.threads)
+	clear(ws.crewed)
+	return ok
+}
+
+// crewOf returns the crew of the call's backend when the call runs on more
+// than one thread and the backend has one, else nil. The pipeline keeps it
+// (a pipeline runs one call at a time, on one layer's backend).
+func (p *pipeline) crewOf() blas.Crew {
+	if p.threads <= 1 {
+		return nil
+	}
+	if p.crewBackend != p.backend {
+		p.crew, p.crewBackend = blas.CrewOf(p.backend), p.backend
+	}
+	return p.crew
 }
 
 // chunksPerWorker is how many row chunks gemmPhase cuts a tall product in
@@ -667,23 +711,23 @@ func (p *pipeline) gemmPhase() {
 const chunksPerWorker = 6
 
 // product runs chunk ch of g on worker slot.
-func (p *pipeline) product(slot int, g *gemm, ch chunk) {
+func (p *pipeline) product(slot int, g *gemm, ch blas.Chunk) {
 	bt := &p.ws.batches[slot]
-	n := ch.c1 - ch.c0
+	n := ch.C1 - ch.C0
 	*bt = blas.Batch{
-		Count: 1, M: ch.r1 - ch.r0, N: n, K: g.k, TransB: true, Alpha: 1,
-		A: g.a[ch.r0*g.lda:], LDA: g.lda, LDB: g.k,
-		C: g.c[ch.r0*g.ldc+ch.c0:], LDC: g.ldc,
+		Count: 1, M: ch.R1 - ch.R0, N: n, K: g.k, TransB: true, Alpha: 1,
+		A: g.a[ch.R0*g.lda:], LDA: g.lda, LDB: g.k,
+		C: g.c[ch.R0*g.ldc+ch.C0:], LDC: g.ldc,
 	}
 	if g.w != nil { // nil in BF16, whose products read the packed weights only
-		bt.B = g.w[ch.c0*g.k:]
+		bt.B = g.w[ch.C0*g.k:]
 	}
 	if g.bias != nil {
-		bt.Bias = g.bias[ch.c0:]
+		bt.Bias = g.bias[ch.C0:]
 	}
 	// Columns [c0, c1) start a column step (gemmPhase), where the packed
 	// matrix has a view; without one the product reads B.
-	bt.Packed, _ = g.packed.Cols(ch.c0, n)
+	bt.Packed, _ = g.packed.Cols(ch.C0, n)
 	p.backend.Sgemm(bt)
 }
 
@@ -692,7 +736,7 @@ func (p *pipeline) runItem(slot, i int) {
 	switch p.phase {
 	case phaseGemm:
 		ch := p.ws.chunks[i]
-		p.product(slot, &p.ws.gemms[ch.g], ch)
+		p.product(slot, &p.ws.gemms[ch.G], ch)
 	case phaseFused:
 		p.fusedItem(slot, i)
 	case phaseAttend:

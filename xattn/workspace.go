@@ -17,8 +17,9 @@ type workspace struct {
 	slopes   []float32 // the standard ALiBi slopes, when a Mask asks for them (setMask)
 	rope     []float32 // a RoPE table of a call's positions, past the shared one (rope.cosSin)
 	gemms    []gemm
-	chunks   []chunk
+	chunks   []blas.Chunk // of gemms
 	batches  []blas.Batch // one per worker slot
+	crewed   []blas.Batch // gemms as a crew reads them (crewProducts)
 	bat      *batchScratch
 
 	// Split keys (see splitKeys): one descriptor, output and statistics per
@@ -48,9 +49,6 @@ type gemm struct {
 	c            []float32
 	ldc          int
 }
-
-// chunk is rows [r0, r1) and columns [c0, c1) of gemm g.
-type chunk struct{ g, r0, r1, c0, c1 int }
 
 // release drops every reference to caller memory before pooling: in the
 // whole capacity of the descriptor arrays, which a later phase may have
