@@ -27,7 +27,9 @@ type options struct {
 	tileKV    int
 
 	repeats int           // 0: adaptive, see budget
-	warmup  int           // untimed calls before timing
+	warmup  int           // untimed calls before timing, at least
+	// warmupTime is the least time spent in untimed calls before timing.
+	warmupTime time.Duration
 	budget  time.Duration // adaptive repeats stop after this much timing
 
 	format string // table, json or csv
@@ -102,7 +104,9 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.threads, "threads", 0, "worker threads of the layer, and of the peers and peak probe (default: the layer's plan)")
 	fs.StringVar(&tile, "tile", "", "attention tile `q,kv`: query rows by keys (default: the layer's plan)")
 	fs.IntVar(&o.repeats, "repeats", 0, "timed calls per case (default: adaptive, at least 3 and until -budget)")
-	fs.IntVar(&o.warmup, "warmup", 2, "untimed calls before timing")
+	fs.IntVar(&o.warmup, "warmup", 2, "untimed calls before timing, at least (see -warmup-time)")
+	fs.DurationVar(&o.warmupTime, "warmup-time", 100*time.Millisecond,
+		"untimed calls go on until this much time is spent in them, after -warmup calls (0: -warmup calls alone); the peers make as many untimed calls as the xattn row did")
 	fs.DurationVar(&o.budget, "budget", time.Second, "time spent in timed calls per case when -repeats is 0")
 	fs.StringVar(&o.format, "format", "", "table, json or csv (default: from the -o extension, else table)")
 	fs.StringVar(&o.out, "o", "", "write the report to this file instead of stdout (a table still goes to stdout)")
@@ -182,8 +186,8 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 		}
 		o.tileQ, o.tileKV = v[0], v[1]
 	}
-	if o.repeats < 0 || o.warmup < 0 {
-		return nil, errors.New("-repeats and -warmup must not be negative")
+	if o.repeats < 0 || o.warmup < 0 || o.warmupTime < 0 {
+		return nil, errors.New("-repeats, -warmup and -warmup-time must not be negative")
 	}
 	if o.budget <= 0 {
 		return nil, fmt.Errorf("-budget=%v: must be positive", o.budget)

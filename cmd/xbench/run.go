@@ -128,19 +128,34 @@ func benchLayer(p *problem, be blas.Backend, o *options, prog *progress) (Result
 	if err != nil {
 		return r, nil, err
 	}
-	for range o.warmup {
-		if err := call(); err != nil {
-			return r, nil, err
-		}
-		prog.tick()
-	}
-
-	runtime.GC() // no collection of earlier garbage inside the timed calls
 	limit := maxRepeats
 	if o.repeats > 0 {
 		limit = min(o.repeats, maxRepeats)
 	}
 	times := make([]time.Duration, limit)
+	// No collection of earlier garbage inside the timed calls; and none
+	// just before them either: the collection's workers run on every core,
+	// and the threads of the call are placed anew after it (measured here,
+	// tiny then ran at 0.3 ms for a few calls, its two threads on one core).
+	runtime.GC()
+
+	// Warm up by count and by time: a call of a fraction of a millisecond
+	// finds, after the previous case (or a peer's process), its weights out
+	// of the caches and the cores it ran on asleep; measured here, tiny's
+	// first calls took 0.4–0.7 ms where 0.15 ms is usual, and two warm-up
+	// calls left them in the median of nine.
+	warm, warmed := 0, time.Duration(0)
+	for ; warm < o.warmup || warmed < o.warmupTime; warm++ {
+		t0 := time.Now()
+		if err := call(); err != nil {
+			return r, nil, err
+		}
+		warmed += time.Since(t0)
+		if warm < o.warmup {
+			prog.tick()
+		}
+	}
+
 	var spent time.Duration
 	n := 0
 	for n < limit {
@@ -159,7 +174,7 @@ func benchLayer(p *problem, be blas.Backend, o *options, prog *progress) (Result
 		}
 	}
 	times = times[:n]
-	r.Warmup, r.Repeats, r.Rounds = o.warmup, n, 1
+	r.Warmup, r.Repeats, r.Rounds = warm, n, 1
 	r.SamplesMs = make([]float64, n)
 	for i, d := range times {
 		r.SamplesMs[i] = float64(d) / 1e6
