@@ -26,11 +26,11 @@ type options struct {
 	tileQ     int    // 0: the layer's default plan
 	tileKV    int
 
-	repeats int           // 0: adaptive, see budget
-	warmup  int           // untimed calls before timing, at least
+	repeats int // 0: adaptive, see budget
+	warmup  int // untimed calls before timing, at least
 	// warmupTime is the least time spent in untimed calls before timing.
 	warmupTime time.Duration
-	budget  time.Duration // adaptive repeats stop after this much timing
+	budget     time.Duration // adaptive repeats stop after this much timing
 
 	format string // table, json or csv
 	out    string // file for the report, "" for stdout
