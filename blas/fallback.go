@@ -26,3 +26,6 @@ func CheckEnv() error { return nil }
 
 // Variants returns nil: this build has no OpenBLAS backend.
 func Variants() []string { return nil }
+
+// CrewThreads returns 0: this build has no crew.
+func CrewThreads() int { return 0 }

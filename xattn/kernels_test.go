@@ -155,3 +155,31 @@ func TestBadSteps(t *testing.T) {
 		t.Fatalf("New with a backend of 0-row steps: %v, want ErrConfig naming the steps", err)
 	}
 }
+
+// TestCrewRuns checks that a layer's phases run on its backend's crew where
+// the backend has one (blas.CrewOf): after a forward pass on three threads,
+// at least two crew threads have started. The layer-level tests hold the
+// results of those phases against the float64 reference.
+func TestCrewRuns(t *testing.T) {
+	be := blas.Default()
+	if blas.CrewOf(be) == nil {
+		t.Skipf("backend %s (%s) has no crew", be.Name(), blas.Kernels(be))
+	}
+	cfg := xattn.Config{QueryDim: 256, Heads: 4, HeadDim: 64}
+	w, err := xattn.NewWeights(cfg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := xattn.New(cfg, w, xattn.WithThreads(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := xattn.Shape{Batch: 2, Tq: 16, Tk: 16}
+	x := make([]float32, s.Batch*s.Tq*cfg.QueryDim)
+	if _, err := l.Forward(x, x, s, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := blas.CrewThreads(); n < 2 {
+		t.Fatalf("CrewThreads() = %d after a forward pass on 3 threads, want at least 2", n)
+	}
+}
