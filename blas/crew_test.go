@@ -3,9 +3,9 @@
 package blas
 
 import (
+	"errors"
 	"fmt"
 	"math"
-	"sync"
 	"testing"
 
 	"github.com/xattn/xattn/internal/testutil"
@@ -173,36 +173,25 @@ func TestCrewProducts(t *testing.T) {
 // products right.
 func TestCrewConcurrent(t *testing.T) {
 	forCrews(t, func(t *testing.T, be Backend) {
-		const goroutines = 6
-		var wg sync.WaitGroup
-		errs := make(chan string, goroutines)
-		for gi := range goroutines {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				p := newCrewProducts(be, uint64(100+gi))
-				want := p.want(be)
-				cr := CrewOf(be)
+		testutil.Parallel(t, 6, func(gi int) func() error {
+			p := newCrewProducts(be, uint64(100+gi))
+			want := p.want(be)
+			cr := CrewOf(be)
+			return func() error {
 				for it := range 200 {
 					p.reset()
 					if !cr.Products(p.gs, p.chunks, 2+it%3) {
-						errs <- "Products = false"
-						return
+						return errors.New("Products = false")
 					}
 					for i := range p.gs {
 						if d := testutil.BitDiff(p.gs[i].C, want[i]); d >= 0 || !p.guards[i]() {
-							errs <- fmt.Sprintf("goroutine %d, round %d, product %d: C[%d] wrong or guards overwritten", gi, it, i, d)
-							return
+							return fmt.Errorf("goroutine %d, round %d, product %d: C[%d] wrong or guards overwritten", gi, it, i, d)
 						}
 					}
 				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for e := range errs {
-			t.Error(e)
-		}
+				return nil
+			}
+		})
 	})
 }
 
