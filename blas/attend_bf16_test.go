@@ -195,23 +195,7 @@ func testAttendBF16(t *testing.T, x *BF16, tc attnCase) {
 	// Statistics: the maximum to bf16 rounding of the scores, the sum to
 	// bf16 rounding of the scores (the exponent of each term moves by the
 	// score's error).
-	for i := 0; i < len(wantStats); i += 2 {
-		gm, gs := float64(a.Stats[i]), float64(a.Stats[i+1])
-		wm, ws := wantStats[i], wantStats[i+1]
-		if math.IsInf(wm, -1) {
-			if !math.IsInf(gm, -1) || gs != 0 {
-				t.Fatalf("Stats[%d:%d] = %v, %v, want -Inf, 0 for a row with no visible key", i, i+2, gm, gs)
-			}
-			continue
-		}
-		if d := math.Abs(gm - wm); !(d <= 2e-2*max(1, math.Abs(wm))) {
-			t.Fatalf("Stats[%d] = %v, want max %v", i, gm, wm)
-		}
-		ws *= math.Exp(wm - gm)
-		if d := math.Abs(gs - ws); !(d <= 4e-2*ws) {
-			t.Fatalf("Stats[%d] = %v, want sum %v", i+1, gs, ws)
-		}
-	}
+	checkStats(t, a.Stats, wantStats, 2e-2, 4e-2)
 }
 
 // TestBF16KernelsAgree holds the AMX and AVX512-BF16 kernels to the
@@ -415,20 +399,7 @@ func TestAttendBF16Concurrent(t *testing.T) {
 		orig := slices.Clone(a.O)
 		attendBF16(x, a, pk, 1)
 		want := slices.Clone(a.O)
-		stop := make(chan struct{})
-		for range 2 {
-			go func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-						runtime.Gosched()
-					}
-				}
-			}()
-		}
-		defer close(stop)
+		defer testutil.Spin(2)()
 		testutil.Parallel(t, 8, func(g int) func() error {
 			b := *a
 			b.O = slices.Clone(orig)

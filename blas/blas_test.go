@@ -803,20 +803,29 @@ func testAttend(t *testing.T, be Backend, tc attnCase) {
 	t.Logf("worst error %.3g of the tolerance", worst)
 	// The statistics: the maximum to float32 rounding of the scores, the sum
 	// relative to the maximum found, to the rounding of Tk exponentials.
-	for i := 0; i < len(wantStats); i += 2 {
-		gm, gs := float64(a.Stats[i]), float64(a.Stats[i+1])
-		wm, ws := wantStats[i], wantStats[i+1]
+	checkStats(t, a.Stats, wantStats, 1e-5, 1e-5*float64(max(a.Tk, 1)))
+}
+
+// checkStats holds the row statistics got (maximum, sum per row, as
+// Attention.Stats) to the float64 reference want: a row with no visible
+// key exactly −Inf, 0; else the maximum within maxTol·max(1, |max|), the sum
+// (rescaled to the maximum found) within sumTol of itself.
+func checkStats(t *testing.T, got []float32, want []float64, maxTol, sumTol float64) {
+	t.Helper()
+	for i := 0; i < len(want); i += 2 {
+		gm, gs := float64(got[i]), float64(got[i+1])
+		wm, ws := want[i], want[i+1]
 		if math.IsInf(wm, -1) {
 			if !math.IsInf(gm, -1) || gs != 0 {
 				t.Fatalf("Stats[%d:%d] = %v, %v, want -Inf, 0 for a row with no visible key", i, i+2, gm, gs)
 			}
 			continue
 		}
-		if d := math.Abs(gm - wm); !(d <= 1e-5*max(1, math.Abs(wm))) {
+		if d := math.Abs(gm - wm); !(d <= maxTol*max(1, math.Abs(wm))) {
 			t.Fatalf("Stats[%d] = %v, want max %v", i, gm, wm)
 		}
 		ws *= math.Exp(wm - gm)
-		if d := math.Abs(gs - ws); !(d <= 1e-5*float64(max(a.Tk, 1))*ws) {
+		if d := math.Abs(gs - ws); !(d <= sumTol*ws) {
 			t.Fatalf("Stats[%d] = %v, want sum %v", i+1, gs, ws)
 		}
 	}

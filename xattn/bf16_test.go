@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -301,24 +300,11 @@ func TestBF16Allocs(t *testing.T) {
 	for _, b := range bf16Backends(t) {
 		for _, serial := range []bool{true, false} {
 			t.Run(fmt.Sprintf("backend=%s/serial=%t", b.name, serial), func(t *testing.T) {
-				opts := []xattn.Option{xattn.WithBackend(b.be), xattn.WithThreads(2), xattn.WithTile(32, 32), xattn.WithSerialFLOPs(0)}
-				if serial {
-					opts = append(opts, xattn.WithSerialFLOPs(1e18))
-				}
-				l, err := xattn.New(cfg, d.w, opts...)
+				l, err := xattn.New(cfg, d.w, xattn.WithBackend(b.be), xattn.WithThreads(2), xattn.WithTile(32, 32), serialOpt(serial))
 				if err != nil {
 					t.Fatal(err)
 				}
-				y := make([]float32, 2*300*cfg.QueryDim)
-				run := func() {
-					if err := l.ForwardInto(y, d.xq, d.xk, c.shape, d.mask); err != nil {
-						t.Fatal(err)
-					}
-				}
-				run()
-				if n := testing.AllocsPerRun(20, run); n != 0 {
-					t.Fatalf("ForwardInto allocates %v times per call", n)
-				}
+				checkNoAllocs(t, l, c, &d, 20)
 			})
 		}
 	}
@@ -341,20 +327,7 @@ func TestBF16Concurrent(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			stop := make(chan struct{})
-			for range 2 {
-				go func() {
-					for {
-						select {
-						case <-stop:
-							return
-						default:
-							runtime.Gosched()
-						}
-					}
-				}()
-			}
-			defer close(stop)
+			defer testutil.Spin(2)()
 			const goroutines = 16
 			testutil.Parallel(t, goroutines, func(gi int) func() error {
 				c := sweepCase{cfg, xattn.Shape{Batch: 1 + gi%3, Tq: 5 + 7*gi, Tk: 17 + 9*gi}, routeCross, maskKind(gi % 6)}

@@ -439,28 +439,38 @@ func TestForwardIntoAllocs(t *testing.T) {
 		}{{true, 16}, {false, 16}, {false, 6}} {
 			serial := mode.serial
 			t.Run(fmt.Sprintf("backend=%s/serial=%t/qtile=%d", be.Name(), serial, mode.qTile), func(t *testing.T) {
-				opts := []xattn.Option{xattn.WithBackend(be), xattn.WithThreads(2), xattn.WithTile(mode.qTile, 32)}
-				if serial {
-					opts = append(opts, xattn.WithSerialFLOPs(1e18))
-				} else {
-					opts = append(opts, xattn.WithSerialFLOPs(0))
-				}
-				l, err := xattn.New(cfg, d.w, opts...)
+				l, err := xattn.New(cfg, d.w, xattn.WithBackend(be), xattn.WithThreads(2), xattn.WithTile(mode.qTile, 32), serialOpt(serial))
 				if err != nil {
 					t.Fatal(err)
 				}
-				y := make([]float32, 2*40*cfg.QueryDim)
-				run := func() {
-					if err := l.ForwardInto(y, d.xq, d.xk, c.shape, d.mask); err != nil {
-						t.Fatal(err)
-					}
-				}
-				run()
-				if n := testing.AllocsPerRun(50, run); n != 0 {
-					t.Fatalf("ForwardInto allocates %v times per call", n)
-				}
+				checkNoAllocs(t, l, c, &d, 50)
 			})
 		}
+	}
+}
+
+// serialOpt is the option that runs every call of a layer on the caller
+// (serial), or every call on the layer's threads.
+func serialOpt(serial bool) xattn.Option {
+	if serial {
+		return xattn.WithSerialFLOPs(1e18)
+	}
+	return xattn.WithSerialFLOPs(0)
+}
+
+// checkNoAllocs fails t unless ForwardInto of case c on l allocates
+// nothing once warm (runs calls counted).
+func checkNoAllocs(t *testing.T, l *xattn.Layer, c sweepCase, d *caseData, runs int) {
+	t.Helper()
+	y := make([]float32, c.shape.Batch*c.shape.Tq*l.Config().OutDim)
+	run := func() {
+		if err := l.ForwardInto(y, d.xq, d.xk, c.shape, d.mask); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run()
+	if n := testing.AllocsPerRun(runs, run); n != 0 {
+		t.Fatalf("ForwardInto allocates %v times per call", n)
 	}
 }
 

@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"runtime"
 	"sync"
 	"testing"
 )
@@ -27,4 +28,24 @@ func Parallel(t testing.TB, n int, setup func(g int) func() error) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// Spin starts n goroutines that yield to the scheduler in a loop, so that
+// the goroutines of a concurrency test are preempted and moved between
+// threads, and returns the function that stops them.
+func Spin(n int) (stop func()) {
+	done := make(chan struct{})
+	for range n {
+		go func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+					runtime.Gosched()
+				}
+			}
+		}()
+	}
+	return func() { close(done) }
 }
