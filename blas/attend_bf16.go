@@ -158,7 +158,7 @@ func (x *BF16) Attend(a *Attention, pk *BF16KV, t0, t1 int, scratch []float32) {
 			k_batch: C.int64_t(pk.kBatch), k_head: C.int64_t(pk.kHead), v_batch: C.int64_t(pk.vBatch), v_head: C.int64_t(pk.vHead)}
 		cpp = &cp
 	}
-	p := cAttention(a)
+	p := cAttentionInts(a)
 	lay := a.bf16Scratch()
 	l := C.xattn_bf16_layout{lds: C.int64_t(lay.lds), ldp: C.int64_t(lay.ldp), s: C.int64_t(lay.s), p: C.int64_t(lay.p),
 		kp: C.int64_t(lay.kp), vp: C.int64_t(lay.vp), q: C.int64_t(lay.q), o: C.int64_t(lay.o), st: C.int64_t(lay.st)}

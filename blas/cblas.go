@@ -327,11 +327,7 @@ func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 	if !checkAttention(a, t0, t1, scratch) {
 		return
 	}
-	p := cAttention(a)
-	kt := o.panels(a.KT)
-	if kt != nil {
-		p.kt_batch, p.kt_head = C.int64_t(a.KVHeads*a.KT.stride), C.int64_t(a.KT.stride)
-	}
+	p, kt := o.cAttention(a)
 	if o.k.blas {
 		enter()
 		defer leave()
@@ -345,9 +341,20 @@ func (o openBLAS) Attend(a *Attention, t0, t1 int, scratch []float32) {
 	}
 }
 
-// cAttention is the plain-integer part of a for C, with a's scratch
+// cAttention is the plain-integer part of a for C and the packed keys the
+// variant reads (nil: none), with their strides in it.
+func (o openBLAS) cAttention(a *Attention) (C.xattn_attention, []float32) {
+	p := cAttentionInts(a)
+	kt := o.panels(a.KT)
+	if kt != nil {
+		p.kt_batch, p.kt_head = C.int64_t(a.KVHeads*a.KT.stride), C.int64_t(a.KT.stride)
+	}
+	return p, kt
+}
+
+// cAttentionInts is the plain-integer part of a for C, with a's scratch
 // layout (Attention.scratch); the packed keys' strides are left zero.
-func cAttention(a *Attention) C.xattn_attention {
+func cAttentionInts(a *Attention) C.xattn_attention {
 	lay := a.scratch()
 	p := C.xattn_attention{
 		batch: C.int(a.Batch), heads: C.int(a.Heads), kv_heads: C.int(a.KVHeads),

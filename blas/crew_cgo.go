@@ -79,7 +79,7 @@ func (c *crew) Products(gs []Batch, chunks []Chunk, threads int) bool {
 		cc[i] = C.xattn_team_chunk{g: C.int(ch.G), r0: C.int(ch.R0), r1: C.int(ch.R1), c0: C.int(ch.C0), c1: C.int(ch.C1),
 			b_off: C.int64_t(v.off - g.Packed.off)}
 	}
-	C.xattn_team_gemms(c.t, C.int(max(threads, 1)), c.o.k.c, C.int(len(gs)), &c.gemms[0],
+	C.xattn_team_gemms(c.t, C.int(max(threads, 1)), c.o.k.c, &c.gemms[0],
 		a[0], b[0], out[0], bias[0], a[1], b[1], out[1], bias[1], a[2], b[2], out[2], bias[2],
 		&cc[0], C.int(len(cc)))
 	return true
@@ -105,11 +105,7 @@ func (c *crew) Attend(a *Attention, chunk, threads int, scratch []float32) bool 
 	for i := range ts {
 		ts[i] = cTask(a.task(i))
 	}
-	p := cAttention(a)
-	kt := c.o.panels(a.KT)
-	if kt != nil {
-		p.kt_batch, p.kt_head = C.int64_t(a.KVHeads*a.KT.stride), C.int64_t(a.KT.stride)
-	}
+	p, kt := c.o.cAttention(a)
 	C.xattn_team_attend(c.t, C.int(threads), c.o.k.c, &p, fptr(a.Q), fptr(a.K), fptr(a.V), fptr(a.O), bptr(a.Keep),
 		fptr(a.Bias), fptr(a.ALiBi), fptr(kt), fptr(a.Stats), fptr(scratch), C.int64_t(sn),
 		&ts[0], C.int(n), C.int(chunk))

@@ -201,13 +201,13 @@ typedef struct {
 } xattn_team_chunk;
 
 /*
- * xattn_team_gemms runs the nchunks chunks of the ngemm (≤ XATTN_TEAM_GEMMS)
+ * xattn_team_gemms runs the nchunks chunks of the (at most XATTN_TEAM_GEMMS)
  * products g, with pointers a_i, b_i, c_i and bias_i (NULL: none), on the
  * caller and up to threads−1 crew threads, with the GEMM kernel of kt (a
  * table whose info says packs); each chunk is xattn_gemm_packed with
  * alpha 1 and beta 0.
  */
-void xattn_team_gemms(xattn_team *t, int threads, const xattn_kernels *kt, int ngemm, const xattn_team_gemm *g,
+void xattn_team_gemms(xattn_team *t, int threads, const xattn_kernels *kt, const xattn_team_gemm *g,
 		const float *a0, const float *b0, float *c0, const float *bias0,
 		const float *a1, const float *b1, float *c1, const float *bias1,
 		const float *a2, const float *b2, float *c2, const float *bias2,

@@ -264,14 +264,13 @@ static void gemm_item(const void *ctx, int slot, int64_t i) {
 			bias != NULL ? bias + ch->c0 : NULL);
 }
 
-void xattn_team_gemms(xattn_team *t, int threads, const xattn_kernels *kt, int ngemm, const xattn_team_gemm *g,
+void xattn_team_gemms(xattn_team *t, int threads, const xattn_kernels *kt, const xattn_team_gemm *g,
 		const float *a0, const float *b0, float *c0, const float *bias0,
 		const float *a1, const float *b1, float *c1, const float *bias1,
 		const float *a2, const float *b2, float *c2, const float *bias2,
 		const xattn_team_chunk *chunks, int nchunks) {
 	gemms_ctx x = {.kt = kt, .g = g, .chunks = chunks,
 			.a = {a0, a1, a2}, .b = {b0, b1, b2}, .c = {c0, c1, c2}, .bias = {bias0, bias1, bias2}};
-	(void)ngemm;
 	run(t, nchunks, threads - 1, gemm_item, &x);
 }
 

@@ -693,12 +693,9 @@ func (p *pipeline) crewProducts() bool {
 	ws.crewed = ws.crewed[:0]
 	for i := range ws.gemms {
 		g := &ws.gemms[i]
-		ws.crewed = append(ws.crewed, blas.Batch{Count: 1, M: g.m, N: g.n, K: g.k, TransB: true, Alpha: 1,
-			A: g.a, LDA: g.lda, B: g.w, LDB: g.k, C: g.c, LDC: g.ldc, Bias: g.bias, Packed: g.packed})
+		ws.crewed = append(ws.crewed, g.batch(blas.Chunk{R1: g.m, C1: g.n}))
 	}
-	ok := cr.Products(ws.crewed, ws.chunks, p.threads)
-	clear(ws.crewed)
-	return ok
+	return cr.Products(ws.crewed, ws.chunks, p.threads) // release drops ws.crewed's references
 }
 
 // crewOf returns the crew of the call's backend when the call runs on more
@@ -721,8 +718,15 @@ const chunksPerWorker = 6
 // product runs chunk ch of g on worker slot.
 func (p *pipeline) product(slot int, g *gemm, ch blas.Chunk) {
 	bt := &p.ws.batches[slot]
+	*bt = g.batch(ch)
+	p.backend.Sgemm(bt)
+}
+
+// batch is chunk ch of g as one product (the whole of g for
+// Chunk{R1: g.m, C1: g.n}).
+func (g *gemm) batch(ch blas.Chunk) blas.Batch {
 	n := ch.C1 - ch.C0
-	*bt = blas.Batch{
+	bt := blas.Batch{
 		Count: 1, M: ch.R1 - ch.R0, N: n, K: g.k, TransB: true, Alpha: 1,
 		A: g.a[ch.R0*g.lda:], LDA: g.lda, LDB: g.k,
 		C: g.c[ch.R0*g.ldc+ch.C0:], LDC: g.ldc,
@@ -736,7 +740,7 @@ func (p *pipeline) product(slot int, g *gemm, ch blas.Chunk) {
 	// Columns [c0, c1) start a column step (gemmPhase), where the packed
 	// matrix has a view; without one the product reads B.
 	bt.Packed, _ = g.packed.Cols(ch.C0, n)
-	p.backend.Sgemm(bt)
+	return bt
 }
 
 // runItem runs item i of the current phase on worker slot.

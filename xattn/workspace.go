@@ -58,6 +58,8 @@ func (ws *workspace) release() {
 	ws.gemms = ws.gemms[:0]
 	ws.chunks = ws.chunks[:0]
 	clear(ws.batches[:cap(ws.batches)])
+	clear(ws.crewed[:cap(ws.crewed)])
+	ws.crewed = ws.crewed[:0]
 	clear(ws.parts[:cap(ws.parts)])
 	clear(ws.views[:cap(ws.views)])
 	if ws.bat != nil {
