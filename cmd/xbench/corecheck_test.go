@@ -96,9 +96,19 @@ func TestPeakISA(t *testing.T) {
 		{"unknown core", Result{Kind: "xattn", Impl: "openblas"}, ob("Frob"), "avx2"},
 		{"pure", Result{Kind: "xattn", Impl: "pure"}, xa, "sse"},
 		{"peer", Result{Kind: "peer", Impl: "torch"}, xa, "avx2"},
+		{"bf16 peer", Result{Kind: "peer", Impl: "torch-bf16", ISA: "bf16-torch"}, xa, "avx512bf16"},
+		{"amx", Result{Kind: "xattn", Impl: "openblas-bf16", ISA: "bf16-amx"}, xa, "amx-bf16"},
+		{"avx512bf16", Result{Kind: "xattn", Impl: "openblas-bf16", ISA: "bf16-avx512bf16"}, xa, "avx512bf16"},
+		{"rounded", Result{Kind: "xattn", Impl: "openblas-bf16", ISA: "bf16-rounded"}, xa, "avx512"},
+		{"rounded-scalar", Result{Kind: "xattn", Impl: "openblas-bf16", ISA: "bf16-rounded-scalar"}, xa, "sse"},
+		{"bf16 on pure", Result{Kind: "xattn", Impl: "pure-bf16", ISA: "bf16-pure"}, xa, "scalar"},
 	} {
-		if got := peakISA(&tc.r, tc.ob, "avx2"); got != tc.want {
+		if got := peakISA(&tc.r, tc.ob, bestISAs{FP32: "avx2", BF16: "avx512bf16"}); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
+	}
+	// A bf16 peer on a CPU with no bf16 loop: the best fp32 one.
+	if got := peakISA(&Result{Kind: "peer", ISA: "bf16-torch"}, xa, bestISAs{FP32: "avx2"}); got != "avx2" {
+		t.Errorf("bf16 peer, no bf16 loop: %q, want avx2", got)
 	}
 }

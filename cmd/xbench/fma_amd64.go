@@ -27,6 +27,9 @@ func mulAddSSE(n int64)
 func mulAddScalar(n int64)
 
 //go:noescape
+func dpbf16AVX512(n int64)
+
+//go:noescape
 func amxBF16(n int64, cfg, tiles *byte)
 
 func xgetbv0() (eax, edx uint32)
@@ -43,6 +46,12 @@ func fmaKernels() (ks []fmaKernel, skipped []string) {
 		} else {
 			ks = append(ks, amxKernel())
 		}
+	}
+	if c.Supports(cpuid.AVX512F, cpuid.AVX512BF16) {
+		ks = append(ks, fmaKernel{isa: "avx512bf16", precision: precBF16, flopsPerIter: 12 * 16 * 2 * 2, run: dpbf16AVX512,
+			what: "12 independent VDPBF16PS zmm chains"})
+	} else {
+		skipped = append(skipped, "avx512bf16: the CPU or OS has no AVX512-BF16")
 	}
 	if c.Supports(cpuid.AVX512F) {
 		ks = append(ks, fmaKernel{isa: "avx512", precision: "fp32", flopsPerIter: 12 * 16 * 2, run: fmaAVX512,
@@ -97,7 +106,7 @@ func amxKernel() fmaKernel {
 	for i := range tiles {
 		tiles[i] = 0x3a80 + uint16(i%7) // bf16 ≈ 1e-3: the sums stay finite
 	}
-	return fmaKernel{isa: "amx-bf16", precision: "bf16→fp32", flopsPerIter: 4 * 2 * 16 * 16 * 32,
+	return fmaKernel{isa: "amx-bf16", precision: precBF16, flopsPerIter: 4 * 2 * 16 * 16 * 32,
 		what: "4 independent TDPBF16PS tile chains, 16×16×32",
 		run: func(n int64) {
 			amxBF16(n, &cfg[0], (*byte)(unsafe.Pointer(&tiles[0])))

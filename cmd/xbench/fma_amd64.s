@@ -205,6 +205,53 @@ loopScalar:
 doneScalar:
 	RET
 
+// func dpbf16AVX512(n int64): fmaAVX512 with VDPBF16PS (AVX512-BF16) in
+// place of the FMA: 12 independent zmm chains, each instruction 16 lanes of
+// two bf16 products summed into an fp32 accumulator (64 FLOPs). The
+// instructions are BYTE-encoded (the Go assembler has no AVX512-BF16);
+// bytes from GNU as, objdump-checked:
+//
+//	62 92 0e 40 52 c7    vdpbf16ps %zmm31,%zmm30,%zmm0   (…cf, d7, … ff for zmm1…7)
+//	62 12 0e 40 52 c7    vdpbf16ps %zmm31,%zmm30,%zmm8   (…cf, d7, df for zmm9…11)
+TEXT ·dpbf16AVX512(SB), NOSPLIT, $0-8
+	MOVQ n+0(FP), CX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z30, Z30, Z30
+	VPXORD Z31, Z31, Z31
+	TESTQ CX, CX
+	JLE doneBF16
+
+loopBF16:
+	BYTE $0x62; BYTE $0x92; BYTE $0x0e; BYTE $0x40; BYTE $0x52; BYTE $0xc7
+	BYTE $0x62; BYTE $0x92; BYTE $0x0e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	BYTE $0x62; BYTE $0x92; BYTE $0x0e; BYTE $0x40; BYTE $0x52; BYTE $0xd7
+	BYTE $0x62; BYTE $0x92; BYTE $0x0e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	BYTE $0x62; BYTE $0x92; BYTE $0x0e; BYTE $0x40; BYTE $0x52; BYTE $0xe7
+	BYTE $0x62; BYTE $0x92; BYTE $0x0e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	BYTE $0x62; BYTE $0x92; BYTE $0x0e; BYTE $0x40; BYTE $0x52; BYTE $0xf7
+	BYTE $0x62; BYTE $0x92; BYTE $0x0e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	BYTE $0x62; BYTE $0x12; BYTE $0x0e; BYTE $0x40; BYTE $0x52; BYTE $0xc7
+	BYTE $0x62; BYTE $0x12; BYTE $0x0e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	BYTE $0x62; BYTE $0x12; BYTE $0x0e; BYTE $0x40; BYTE $0x52; BYTE $0xd7
+	BYTE $0x62; BYTE $0x12; BYTE $0x0e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	DECQ CX
+	JNZ  loopBF16
+
+doneBF16:
+	VZEROUPPER
+	RET
+
 // func amxBF16(n int64, cfg *byte, tiles *byte)
 //
 // Loads the tile configuration cfg (64 bytes, palette 1, eight tiles of

@@ -34,9 +34,11 @@
 // of the ISA its products run, at the same thread count (see Peak): a
 // register-only loop per vector ISA in amd64 assembly, independent of any
 // BLAS (12 chains of VFMADD231PS zmm for AVX-512, ymm for AVX2, multiplies
-// and adds for AVX, SSE and scalar code), and AMX BF16 tile products where
-// the CPU and OS allow them (on Linux after arch_prctl's permission; a
-// refusal is reported with its reason). xattn's products run on its own
+// and adds for AVX, SSE and scalar code), 12 chains of VDPBF16PS zmm where
+// the CPU has AVX512-BF16, and AMX BF16 tile products where the CPU and OS
+// allow them (on Linux after arch_prctl's permission; a refusal is reported
+// with its reason). A BF16 row is held against the loop of its kernel's
+// instructions, a bf16 peer against the CPU's best bf16 loop. xattn's products run on its own
 // AVX-512 kernel on AVX-512 CPUs, else on OpenBLAS's core; the pure
 // backend's on gonum's SSE loops. A row the layer ran in its absorbed form
 // is held to the absorbed form's work, not to what FLOPs counts; a %peak
@@ -283,7 +285,7 @@ func measure(o *options, cases []benchCase, backends []blas.Backend, stderr io.W
 				// others were busy reads low, never high.
 				prog.begin("peak probes")
 				probe.allFMA(r.Threads)
-				probe.again(peakISA(&r, rep.Env.OpenBLAS, probe.bestFP32()), be, r.Threads)
+				probe.again(peakISA(&r, rep.Env.OpenBLAS, probe.best()), be, r.Threads)
 				prog.end()
 				if ref == nil {
 					r.Agree, r.VsRef, r.YNorm = "ref", 1, maxAbs(y)
@@ -309,7 +311,7 @@ func measure(o *options, cases []benchCase, backends []blas.Backend, stderr io.W
 		for _, r := range peers.run(p, threads, warmup, repeats, refY, refMs, prog) {
 			if r.State == stateOK {
 				probe.allFMA(r.Threads)
-				probe.again(peakISA(&r, rep.Env.OpenBLAS, probe.bestFP32()), nil, r.Threads)
+				probe.again(peakISA(&r, rep.Env.OpenBLAS, probe.best()), nil, r.Threads)
 				failed = failed || r.Agree == "FAIL"
 			} else if r.State == stateError {
 				failed = true
@@ -331,7 +333,7 @@ func measure(o *options, cases []benchCase, backends []blas.Backend, stderr io.W
 // its products run (see peakISA), and the %gemm of an xattn result against
 // the GEMM probe of its backend, both as measured so far.
 func setPeak(r *Result, probe *peakProbe, env *Env) {
-	r.PeakISA = peakISA(r, env.OpenBLAS, probe.bestFP32())
+	r.PeakISA = peakISA(r, env.OpenBLAS, probe.best())
 	if pk := probe.fma(r.PeakISA, r.Threads); pk != nil {
 		r.PeakGFLOPs, r.PctPeak = pk.GFLOPs, 100*r.workGFLOPs()/pk.GFLOPs
 	}
@@ -350,18 +352,30 @@ func setPeak(r *Result, probe *peakProbe, env *Env) {
 // peakISA is the ISA of the kernels that run the products of r, whose
 // register-loop peak %peak holds it against: xattn's AVX-512 kernel on
 // AVX-512 CPUs (blas.Info.Kernel "xattn-avx512"), else the ISA of
-// OpenBLAS's core; AMX's tile loop for a BF16 row on the amx kernel (the
-// CPU's best FP32 loop for the other BF16 kernels); SSE for the pure backend (gonum's SGEMM multiplies and
-// adds with SSE); for a peer, whose kernels xbench cannot see, the best
-// fp32 ISA of the CPU.
-func peakISA(r *Result, ob OpenBLASEnv, best string) string {
+// OpenBLAS's core; for a BF16 row the loop of its kernel's instructions
+// (AMX's tile loop for the amx kernel, the VDPBF16PS loop for avx512bf16,
+// the fp32 loop of the code of the kernels that round and multiply in
+// fp32: avx512 for rounded, sse for rounded-scalar, scalar for pure);
+// SSE for the pure backend (gonum's SGEMM multiplies and adds with SSE);
+// for a peer, whose kernels xbench cannot see, the CPU's best loop of the
+// peer's precision (bf16 peers: the best bf16 loop, else the best fp32).
+func peakISA(r *Result, ob OpenBLASEnv, best bestISAs) string {
+	bf16 := strings.HasPrefix(r.ISA, "bf16-")
 	switch {
+	case r.Kind == "peer" && bf16 && best.BF16 != "":
+		return best.BF16
 	case r.Kind == "peer":
-		return best
+		return best.FP32
 	case r.ISA == "bf16-amx":
 		return "amx-bf16" // the tile loop's peak
-	case strings.HasPrefix(r.ISA, "bf16-"):
-		return best // no probe of VDPBF16PS: the CPU's best FP32 loop
+	case r.ISA == "bf16-avx512bf16":
+		return "avx512bf16" // the VDPBF16PS loop's
+	case r.ISA == "bf16-rounded":
+		return "avx512" // rounded operands, fp32 FMAs in AVX-512 C
+	case r.ISA == "bf16-rounded-scalar":
+		return "sse" // the same C for any x86-64: at best SSE
+	case r.ISA == "bf16-pure":
+		return "scalar" // Go's scalar multiplies and adds
 	case r.Impl == "pure":
 		return "sse"
 	case r.Impl == "openblas" && ob.Kernel == "xattn-avx512":
@@ -371,7 +385,7 @@ func peakISA(r *Result, ob OpenBLASEnv, best string) string {
 			return isa
 		}
 	}
-	return best
+	return best.FP32
 }
 
 // runPeaks is xbench -peaks: the probes alone at each thread count, as a

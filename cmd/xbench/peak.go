@@ -46,6 +46,10 @@ type Peak struct {
 	Machine bool `json:"machine,omitempty"`
 }
 
+// precBF16 is the Precision of the bf16 loops (bf16 products summed in
+// fp32).
+const precBF16 = "bf16→fp32"
+
 // kindFMA and kindGemm are the values of Peak.Kind.
 const (
 	kindFMA  = "fma"
@@ -127,18 +131,28 @@ func (pp *peakProbe) fma(isa string, threads int) *Peak {
 	return nil
 }
 
-// bestFP32 is the ISA of the fastest fp32 register loop of this CPU, "" if
-// none: what a peer's own kernels may use at best.
-func (pp *peakProbe) bestFP32() string {
+// bestISAs names the fastest register loop of this CPU in each precision,
+// "" where it has none: what a peer's own kernels may use at best.
+type bestISAs struct {
+	FP32, BF16 string
+}
+
+// best is the fastest register loop of each precision (the kernels are
+// listed best first), none if probing is off.
+func (pp *peakProbe) best() bestISAs {
+	var b bestISAs
 	if pp == nil {
-		return ""
+		return b
 	}
 	for _, k := range pp.kernels {
-		if k.precision == "fp32" {
-			return k.isa
+		switch {
+		case k.precision == "fp32" && b.FP32 == "":
+			b.FP32 = k.isa
+		case k.precision == precBF16 && b.BF16 == "":
+			b.BF16 = k.isa
 		}
 	}
-	return ""
+	return b
 }
 
 // gemm returns the GEMM probe of be at threads, measuring it on first use,

@@ -618,8 +618,11 @@ func writePeakNote(w io.Writer, rep *Report) {
 	var parts []string
 	for _, isa := range order {
 		kind := "fp32"
-		if isa == "amx-bf16" {
+		switch isa {
+		case "amx-bf16":
 			kind = "bf16 tile"
+		case "avx512bf16":
+			kind = "bf16 dot-product"
 		}
 		parts = append(parts, fmt.Sprintf("%s rows against the %s %s loop", strings.Join(isas[isa], ", "), isa, kind))
 	}
@@ -627,7 +630,7 @@ func writePeakNote(w io.Writer, rep *Report) {
 	if len(parts) > 0 {
 		fmt.Fprintf(w, ": %s", strings.Join(parts, "; "))
 	}
-	io.WriteString(w, ". The products of xattn on openblas run on the backend's AVX-512 kernel on AVX-512 CPUs, else on OpenBLAS's core; the pure backend's on gonum's SSE loops (multiply and add, no FMA); a peer's kernels are unknown to xbench, so it is held against the CPU's best.\n")
+	io.WriteString(w, ". The products of xattn on openblas run on the backend's AVX-512 kernel on AVX-512 CPUs, else on OpenBLAS's core; the pure backend's on gonum's SSE loops (multiply and add, no FMA); a peer's kernels are unknown to xbench, so it is held against the CPU's best loop of its precision (bf16 peers: the best bf16 loop).\n")
 	io.WriteString(w, "%gemm: against a large product in the kernel the row's backend runs its products on (gemm above).\n")
 }
 

@@ -148,7 +148,7 @@ func TestMeasurePeak(t *testing.T) {
 	if len(fp.list()) != len(fp.kernels) {
 		t.Errorf("%d register probes for %d loops", len(fp.list()), len(fp.kernels))
 	}
-	if best := fp.bestFP32(); best != "" && fp.fma(best, 1) == nil {
+	if best := fp.best().FP32; best != "" && fp.fma(best, 1) == nil {
 		t.Errorf("no probe of the best ISA %q", best)
 	}
 	// Measured again, the better reading is kept, and the runs counted.
