@@ -797,13 +797,24 @@ static const bf16_products *bf16_prod(int kind) {
 	return &prod_rounded;
 }
 
-int xattn_pack_bf16(int nb, int dk, int dv, const float *k, int64_t ldk, const float *v, int64_t ldv,
-		uint16_t *kp, uint16_t *vp) {
-	if (kp)
-		pack_k(nb, dk, ceil32(dk), k, ldk, kp);
-	if (vp)
-		return !pack_v(nb, dv, ceil32(dv), v, ldv, vp);
-	return 1;
+int xattn_pack_bf16(int kind, int tk, int j0, int j1, int heads, int dk, int dv, const float *k, int64_t ldk,
+		const float *v, int64_t ldv, uint16_t *kp, int64_t k_head, uint16_t *vp, int64_t v_head) {
+	const int native = kind == XATTN_BF16_AVX512BF16 || kind == XATTN_BF16_AMX;
+	void (*pack_keys)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_k_bf : pack_k;
+	int (*pack_values)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_v_bf : pack_v;
+	const int dkp = ceil32(dk), dvp = ceil32(dv);
+	int bad = 0;
+	for (int j = j0; j < j1; j += BF_ROWS) {
+		const int nb = tk - j < BF_ROWS ? tk - j : BF_ROWS;
+		for (int g = 0; g < heads; g++) {
+			if (kp)
+				pack_keys(nb, dk, dkp, k + (int64_t)j * ldk + (int64_t)g * dk, ldk, kp + g * k_head + (int64_t)j * dkp);
+			if (vp)
+				bad |= pack_values(nb, dv, dvp, v + (int64_t)j * ldv + (int64_t)g * dv, ldv,
+						vp + g * v_head + (int64_t)j * dvp);
+		}
+	}
+	return !bad;
 }
 
 void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention *p, const xattn_bf16_layout *lp,

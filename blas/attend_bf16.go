@@ -80,52 +80,100 @@ func bf16Head(tk, d int) int { return ceilDiv(tk, 32) * 32 * ceilDiv(d, 32) * 32
 // and packed for [BF16.Attend]; values with a non-finite element are left
 // unpacked (Attend then packs them per panel, to keep the non-finite rule).
 func (x *BF16) Pack(a *Attention) *BF16KV {
+	x.checkPack(a)
+	pk := new(BF16KV)
+	x.layoutKV(a, pk, nil)
+	finite := true
+	for i := range x.keyParts(a) {
+		finite = x.packPart(a, pk, i) && finite
+	}
+	if !finite {
+		pk.dropValues()
+	}
+	return pk
+}
+
+// checkPack panics, with the messages of Attend, where a's keys and values
+// cannot be packed: negative or huge sizes, K or V too short.
+func (x *BF16) checkPack(a *Attention) {
 	if a.Batch < 0 || a.KVHeads < 0 || a.Tk < 0 || a.DK < 0 || a.DV < 0 {
 		panic(errDim)
 	}
 	if a.Batch > maxC || a.KVHeads > maxC || a.Tk > maxC || a.DK > maxC || a.DV > maxC || a.LDK > maxC || a.LDV > maxC {
 		panic(errTooLarge)
 	}
-	pk := &BF16KV{batch: a.Batch, kvHeads: a.KVHeads, tk: a.Tk, dk: a.DK, dv: a.DV}
 	if a.Batch == 0 || a.KVHeads == 0 || a.Tk == 0 {
-		return pk
+		return
+	}
+	if a.DK > 0 && (a.LDK < a.KVHeads*a.DK || a.BatchK < 0 || need(a.Batch, a.BatchK, a.Tk, a.LDK, a.KVHeads*a.DK) > len(a.K)) {
+		panic(errShortK)
+	}
+	if a.DV > 0 && (a.LDV < a.KVHeads*a.DV || a.BatchV < 0 || need(a.Batch, a.BatchV, a.Tk, a.LDV, a.KVHeads*a.DV) > len(a.V)) {
+		panic(errShortV)
+	}
+}
+
+// layoutKV sets pk to the shape of a's packed keys and values, held in
+// buf (bf16 values, two to a float32, keys first) or, where buf is nil, in
+// new memory.
+func (x *BF16) layoutKV(a *Attention, pk *BF16KV, buf []uint16) {
+	*pk = BF16KV{batch: a.Batch, kvHeads: a.KVHeads, tk: a.Tk, dk: a.DK, dv: a.DV}
+	if a.Batch == 0 || a.KVHeads == 0 || a.Tk == 0 {
+		return
+	}
+	take := func(n int) []uint16 {
+		if buf == nil {
+			return make([]uint16, n)
+		}
+		s := buf[:n:n]
+		buf = buf[n:]
+		return s
 	}
 	if a.DK > 0 {
-		if a.LDK < a.KVHeads*a.DK || a.BatchK < 0 || need(a.Batch, a.BatchK, a.Tk, a.LDK, a.KVHeads*a.DK) > len(a.K) {
-			panic(errShortK)
-		}
 		pk.kHead = bf16Head(a.Tk, a.DK)
 		pk.kBatch = a.KVHeads * pk.kHead
-		pk.k = make([]uint16, a.Batch*pk.kBatch)
+		pk.k = take(a.Batch * pk.kBatch)
 	}
 	if a.DV > 0 {
-		if a.LDV < a.KVHeads*a.DV || a.BatchV < 0 || need(a.Batch, a.BatchV, a.Tk, a.LDV, a.KVHeads*a.DV) > len(a.V) {
-			panic(errShortV)
-		}
 		pk.vHead = bf16Head(a.Tk, a.DV)
 		pk.vBatch = a.KVHeads * pk.vHead
-		pk.v = make([]uint16, a.Batch*pk.vBatch)
+		pk.v = take(a.Batch * pk.vBatch)
 	}
-	finite := true
-	for b := range a.Batch {
-		for g := range a.KVHeads {
-			var kp, vp *C.uint16_t
-			var k, v *C.float
-			if pk.k != nil {
-				kp, k = u16ptr(pk.k[b*pk.kBatch+g*pk.kHead:]), fptr(a.K[b*a.BatchK+g*a.DK:])
-			}
-			if pk.v != nil {
-				vp, v = u16ptr(pk.v[b*pk.vBatch+g*pk.vHead:]), fptr(a.V[b*a.BatchV+g*a.DV:])
-			}
-			if C.xattn_pack_bf16(C.int(a.Tk), C.int(a.DK), C.int(a.DV), k, C.int64_t(a.LDK), v, C.int64_t(a.LDV), kp, vp) == 0 {
-				finite = false
-			}
-		}
+}
+
+// dropValues leaves pk's values unpacked (a value was not finite).
+func (pk *BF16KV) dropValues() { pk.v, pk.vBatch, pk.vHead = nil, 0, 0 }
+
+// packSpan is the keys a part of the packing takes, of every key/value
+// head of one batch: enough for a part to be worth a thread's start, few
+// enough for a long sequence to split over many threads.
+const packSpan = 512
+
+// keyParts is the parts packPart packs a's keys and values in: each
+// batch's keys in spans of packSpan.
+func (x *BF16) keyParts(a *Attention) int {
+	if a.Batch <= 0 || a.KVHeads <= 0 || a.Tk <= 0 || (a.DK <= 0 && a.DV <= 0) {
+		return 0
 	}
-	if !finite {
-		pk.v, pk.vBatch, pk.vHead = nil, 0, 0
+	return a.Batch * ceilDiv(a.Tk, packSpan)
+}
+
+// packPart packs part i of keyParts(a) into pk (laid out by layoutKV) and
+// reports whether its values were finite.
+func (x *BF16) packPart(a *Attention, pk *BF16KV, i int) bool {
+	per := ceilDiv(a.Tk, packSpan)
+	b, j0 := i/per, i%per*packSpan
+	j1 := min(j0+packSpan, a.Tk)
+	var kp, vp *C.uint16_t
+	var k, v *C.float
+	if pk.k != nil {
+		kp, k = u16ptr(pk.k[b*pk.kBatch:]), fptr(a.K[b*a.BatchK:])
 	}
-	return pk
+	if pk.v != nil {
+		vp, v = u16ptr(pk.v[b*pk.vBatch:]), fptr(a.V[b*a.BatchV:])
+	}
+	return C.xattn_pack_bf16(bf16C[x.kn.id], C.int(a.Tk), C.int(j0), C.int(j1), C.int(a.KVHeads), C.int(a.DK),
+		C.int(a.DV), k, C.int64_t(a.LDK), v, C.int64_t(a.LDV), kp, C.int64_t(pk.kHead), vp, C.int64_t(pk.vHead)) != 0
 }
 
 func u16ptr(s []uint16) *C.uint16_t {
@@ -193,7 +241,7 @@ func (kv *BF16KV) heads() int { return kv.kvHeads }
 // packKeys returns the keys and values of a packed by x (Pack) as a
 // Packed of layoutBF16KV: a BF16 backend's PackKeys.
 func (x *BF16) packKeys(a *Attention) Packed {
-	return Packed{layout: layoutBF16KV, kv: x.Pack(a), n: a.Tk, k: a.DK, items: a.Batch * a.KVHeads}
+	return Packed{layout: layoutBF16KV, kv: *x.Pack(a), n: a.Tk, k: a.DK, items: a.Batch * a.KVHeads}
 }
 
 // attendKT runs Attend with a.KT's keys and values where a.KT is of
@@ -205,7 +253,7 @@ func (x *BF16) attendKT(a *Attention, t0, t1 int, scratch []float32) {
 		x.Attend(a, nil, t0, t1, scratch)
 		return
 	}
-	kv := *p.kv // the view, on the stack
+	kv := p.kv // the view, on the stack
 	b0 := p.off / kv.kvHeads
 	kv.batch, kv.tk = p.items/kv.kvHeads, p.n
 	if kv.k != nil {
@@ -215,4 +263,41 @@ func (x *BF16) attendKT(a *Attention, t0, t1 int, scratch []float32) {
 		kv.v = kv.v[b0*kv.vBatch+p.col*ceilDiv(kv.dv, bf16Rows)*bf16Rows:]
 	}
 	x.Attend(a, &kv, t0, t1, scratch)
+}
+
+// packKeysPart packs part i of keyParts(a) into buf as packKeysIn lays
+// it out, and reports whether its values were finite.
+func (x *BF16) packKeysPart(a *Attention, buf []float32, i int) bool {
+	if i < 0 || i >= x.keyParts(a) {
+		panic(errKeyPart)
+	}
+	var pk BF16KV
+	x.layoutKV(a, &pk, x.keysBuf(a, buf))
+	return x.packPart(a, &pk, i)
+}
+
+// packKeysIn returns the keys and values packed in buf by every part of
+// packKeysPart as a Packed of layoutBF16KV, its values left out unless
+// finite.
+func (x *BF16) packKeysIn(a *Attention, buf []float32, finite bool) Packed {
+	var pk BF16KV
+	x.layoutKV(a, &pk, x.keysBuf(a, buf))
+	if !finite {
+		pk.dropValues()
+	}
+	return Packed{layout: layoutBF16KV, kv: pk, n: a.Tk, k: a.DK, items: a.Batch * a.KVHeads}
+}
+
+// keysBuf checks a for packing and returns buf as the bf16 values of its
+// packed keys and values, panicking where buf is shorter than packedLen.
+func (x *BF16) keysBuf(a *Attention, buf []float32) []uint16 {
+	x.checkPack(a)
+	n := x.packedLen(a.Batch*a.KVHeads, a.Tk, a.DK, a.DV)
+	if float64(len(buf)) < n {
+		panic(errKeysBuf)
+	}
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*uint16)(unsafe.Pointer(&buf[0])), 2*int(n))
 }

@@ -39,14 +39,19 @@ typedef struct {
 } xattn_bf16_packed;
 
 /*
- * xattn_pack_bf16 packs keys [0, nb) of K (nb×dk, leading dimension ldk)
- * to kp and values [0, nb) of V to vp (either NULL to skip) in the layouts
- * of attend_bf16.c, ⌈nb/32⌉·32 keys each, zero padded: kp holds
- * ⌈nb/32⌉·32·⌈dk/32⌉·32 bf16, vp ⌈nb/32⌉·32·⌈dv/32⌉·32. It returns 0 when
- * a value row is not finite (packed as zeros: vp is then unusable).
+ * xattn_pack_bf16 packs keys [j0, j1) of each of heads key/value heads of
+ * K (head g's keys from k + g·dk, leading dimension ldk; tk keys in all)
+ * to kp + g·k_head and the values of V to vp + g·v_head (either NULL to
+ * skip), in the whole-sequence layouts of attend_bf16.c from key 0: j0 is
+ * a multiple of 32, a head holds ⌈tk/32⌉·32·⌈d/32⌉·32 bf16, and keys past
+ * tk in the last group are zeros. The packers are those of the product
+ * kernel kind (an XATTN_BF16_* of bf16.h; every one writes the same bits).
+ * Keys are taken 32 at a time for every head in turn, so that rows shared
+ * by the heads are read from memory once. It returns 0 when a value row is
+ * not finite (packed as zeros: vp is then unusable).
  */
-int xattn_pack_bf16(int nb, int dk, int dv, const float *k, int64_t ldk, const float *v, int64_t ldv,
-		uint16_t *kp, uint16_t *vp);
+int xattn_pack_bf16(int kind, int tk, int j0, int j1, int heads, int dk, int dv, const float *k, int64_t ldk,
+		const float *v, int64_t ldv, uint16_t *kp, int64_t k_head, uint16_t *vp, int64_t v_head);
 
 /* xattn_amx_probe runs n steps of four independent TDPBF16PS tile chains (the caller holds the tile data permission). */
 void xattn_amx_probe(int64_t n);

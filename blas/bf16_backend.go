@@ -122,6 +122,33 @@ func (b bf16Backend) PackKeys(a *Attention) bool {
 	return true
 }
 
+// KeyParts returns the parts the C core packs a's keys and values in (each
+// batch's in spans of keys), 0 for the Go core, which reads them as they
+// are.
+func (b bf16Backend) KeyParts(a *Attention) int {
+	if b.core == nil {
+		return 0
+	}
+	return b.core.keyParts(a)
+}
+
+// PackKeysPart packs part i of a's keys and values for the C core into buf.
+func (b bf16Backend) PackKeysPart(a *Attention, buf []float32, i int) bool {
+	if b.core == nil {
+		panic(errKeyPart)
+	}
+	return b.core.packKeysPart(a, buf, i)
+}
+
+// PackedKeysIn returns the keys and values packed in buf as PackKeys sets
+// a.KT.
+func (b bf16Backend) PackedKeysIn(a *Attention, buf []float32, finite bool) Packed {
+	if b.core == nil {
+		return Packed{}
+	}
+	return b.core.packKeysIn(a, buf, finite)
+}
+
 func (b bf16Backend) packedKeysLen(items, tk, dk, dv int) float64 {
 	if b.core == nil {
 		return 0

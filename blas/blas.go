@@ -312,6 +312,27 @@ type Backend interface {
 	PackKeys(a *Attention) bool
 }
 
+// KeyPacker is a [Backend] that makes the keys (and values) of its
+// PackKeys in caller memory, in parts that may run at once on several
+// threads: a caller whose tasks read the same keys many times (many query
+// blocks or heads over one context) packs them once a call, allocating
+// nothing, instead of each task packing the panels it reads.
+type KeyPacker interface {
+	// KeyParts returns the parts PackKeysPart packs the keys of a in: 0
+	// where this backend reads K as it is (a.KT then stays zero).
+	KeyParts(a *Attention) int
+	// PackKeysPart packs part i, 0 ≤ i < KeyParts(a), of the keys of a
+	// into buf, of at least the PackedKeysLen of a's Batch·KVHeads, Tk,
+	// DK and DV, and reports whether the values it read were all finite.
+	// Parts write disjoint parts of buf.
+	PackKeysPart(a *Attention, buf []float32, i int) bool
+	// PackedKeysIn returns, once every part is packed, what PackKeys would
+	// have set a.KT to, its values in buf; finite says whether every part
+	// reported finite values (where not, the values are packed per panel
+	// by Attend, to keep the non-finite rule).
+	PackedKeysIn(a *Attention, buf []float32, finite bool) Packed
+}
+
 // Kernels names the kernels be runs: "pure" for [Pure], the variant for an
 // OpenBLAS backend ("rows=avx512,gemm=avx512", which [OpenBLASVariant]
 // reads), and Name for a backend of another package.

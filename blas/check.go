@@ -37,6 +37,8 @@ const (
 	errStats     = "blas: insufficient length of Stats"
 	errHeadBlock = "blas: HeadBlock does not divide the query heads of a key/value head"
 	errShortKT   = "blas: KT of too few keys or items, or of another depth than DK"
+	errKeyPart   = "blas: key part out of range of KeyParts"
+	errKeysBuf   = "blas: buffer of packed keys shorter than PackedKeysLen"
 	errPacked    = "blas: Packed with Count ≠ 1, without TransB, with LDB ≠ K, or of another shape than N×K"
 )
 

@@ -23,7 +23,7 @@ type Packed struct {
 	stride int        // values from one item to the next
 	panel  int        // columns of a panel
 	bf     BF16Packed // the values of layoutBF16
-	kv     *BF16KV    // the keys and values of layoutBF16KV
+	kv     BF16KV     // the keys and values of layoutBF16KV (a value: a Packed made in caller memory allocates nothing)
 	col    int        // the first key of a layoutBF16KV view (Cols)
 }
 

@@ -1,0 +1,153 @@
+//go:build cgo && !purego
+
+package blas
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/xattn/xattn/internal/testutil"
+)
+
+// keyPackCases are the BF16 attention cases with keys, and two whose keys
+// span several parts (Tk past packSpan, its last group short).
+func keyPackCases() []attnCase {
+	var cs []attnCase
+	for _, tc := range attnBF16Cases(true) {
+		if tc.tk > 0 {
+			cs = append(cs, tc)
+		}
+	}
+	return append(cs,
+		attnCase{name: "parts", b: 2, h: 4, kvh: 2, tq: 40, tk: 2*packSpan + 77, dk: 40, dv: 72, qb: 32, kvb: 256, chunks: 2},
+		attnCase{name: "parts-mqa-keylen", b: 3, h: 2, kvh: 1, tq: 3, tk: packSpan + 1, dk: 64, dv: 64, qb: 3, kvb: 512,
+			keyLen: []int32{513, 40, 300}, chunks: 1})
+}
+
+// packInParts packs a's keys through kp into a NaN-filled buffer, the parts
+// in reverse order, and returns the Packed and whether they were finite.
+func packInParts(t *testing.T, be Backend, a *Attention) (Packed, bool) {
+	t.Helper()
+	kp, ok := be.(KeyPacker)
+	if !ok {
+		t.Fatalf("%s is no KeyPacker", Kernels(be))
+	}
+	n, _ := PackedKeysLen(be, a.Batch*a.KVHeads, a.Tk, a.DK, a.DV)
+	buf := make([]float32, int(n))
+	for i := range buf {
+		buf[i] = nan32
+	}
+	parts := kp.KeyParts(a)
+	if parts <= 0 {
+		t.Fatalf("KeyParts = %d for Tk=%d", parts, a.Tk)
+	}
+	finite := true
+	for i := parts - 1; i >= 0; i-- {
+		finite = kp.PackKeysPart(a, buf, i) && finite
+	}
+	return kp.PackedKeysIn(a, buf, finite), finite
+}
+
+// TestKeyPacker: the keys and values a BF16 backend packs in parts into
+// caller memory are those of Pack, bit for bit, and attending over them
+// gives what attending over PackKeys' gives (which TestAttendBF16KV holds
+// to packing each panel), for every BF16 kernel and case.
+func TestKeyPacker(t *testing.T) {
+	forBF16(t, func(t *testing.T, x *BF16) {
+		be, err := WithBF16(openBLASBackend(), x.Kernel())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range keyPackCases() {
+			t.Run(tc.name, func(t *testing.T) {
+				a, _, _ := tc.attention(uint64(tc.tk*7 + len(tc.name)))
+				ref := x.Pack(a)
+				p, finite := packInParts(t, be, a)
+				if !finite {
+					t.Fatal("finite values reported as not")
+				}
+				if !slices.Equal(p.kv.k, ref.k) || !slices.Equal(p.kv.v, ref.v) {
+					t.Fatal("keys or values packed in parts differ from Pack's")
+				}
+				if p.N() != a.Tk || p.Count() != a.Batch*a.KVHeads || p.Bytes() != 2*(len(ref.k)+len(ref.v)) {
+					t.Fatalf("N %d, Count %d, Bytes %d", p.N(), p.Count(), p.Bytes())
+				}
+				a.Stats = make([]float32, 2*a.Batch*a.Heads*a.Tq)
+				scratch := make([]float32, be.ScratchLen(a))
+				o0 := slices.Clone(a.O) // NaN where Attend must not write
+				if !be.PackKeys(a) { // the same task map: a window's tasks start on a panel where keys are packed
+					t.Fatal("PackKeys packed nothing")
+				}
+				be.Attend(a, 0, a.Tasks(), scratch)
+				want, wantStats := slices.Clone(a.O), slices.Clone(a.Stats)
+				a.KT = p
+				copy(a.O, o0)
+				clear(a.Stats)
+				be.Attend(a, 0, a.Tasks(), scratch)
+				if d := testutil.BitDiff(a.O, want); d >= 0 {
+					t.Fatalf("O[%d] = %v over keys packed in parts, %v over PackKeys'", d, a.O[d], want[d])
+				}
+				if d := testutil.BitDiff(a.Stats, wantStats); d >= 0 {
+					t.Fatalf("Stats[%d] = %v over keys packed in parts, %v over PackKeys'", d, a.Stats[d], wantStats[d])
+				}
+			})
+		}
+	})
+}
+
+// TestKeyPackerNonFinite: a non-finite value in one part makes the values
+// unusable (finite false, PackedKeysIn without values), and the attention
+// over the keys still keeps the non-finite rule.
+func TestKeyPackerNonFinite(t *testing.T) {
+	forBF16(t, func(t *testing.T, x *BF16) {
+		be, _ := WithBF16(openBLASBackend(), x.Kernel())
+		tc := attnCase{name: "nf", b: 2, h: 2, kvh: 1, tq: 5, tk: packSpan + 70, dk: 8, dv: 8, qb: 5, kvb: 64, chunks: 1,
+			keyLen: []int32{packSpan + 70, 40}}
+		a, owned, _ := tc.attention(9)
+		a.V[a.BatchV+(packSpan+50)*a.LDV+3] = nan32 // batch 1, beyond its key length: reaches nothing
+		p, finite := packInParts(t, be, a)
+		if finite || p.kv.v != nil || p.kv.k == nil {
+			t.Fatalf("finite %v, values packed %v, keys packed %v", finite, p.kv.v != nil, p.kv.k != nil)
+		}
+		a.KT = p
+		be.Attend(a, 0, a.Tasks(), make([]float32, be.ScratchLen(a)))
+		for i, v := range a.O {
+			if owned[i] && v != v {
+				t.Fatalf("O[%d] = NaN from a value beyond the key length", i)
+			}
+		}
+	})
+}
+
+// TestKeyPackerErrors: a short buffer or a part out of range panics with
+// its message; a backend that reads keys as they are has no parts; packing
+// allocates nothing.
+func TestKeyPackerErrors(t *testing.T) {
+	forBF16(t, func(t *testing.T, x *BF16) {
+		be, _ := WithBF16(openBLASBackend(), x.Kernel())
+		kp := be.(KeyPacker)
+		tc := attnCase{name: "e", b: 1, h: 2, kvh: 2, tq: 5, tk: 70, dk: 16, dv: 16, qb: 5, kvb: 64, chunks: 1}
+		a, _, _ := tc.attention(3)
+		n, _ := PackedKeysLen(be, a.Batch*a.KVHeads, a.Tk, a.DK, a.DV)
+		buf := make([]float32, int(n))
+		mustPanic(t, errKeysBuf, func() { kp.PackKeysPart(a, buf[:len(buf)-1], 0) })
+		mustPanic(t, errKeyPart, func() { kp.PackKeysPart(a, buf, kp.KeyParts(a)) })
+		mustPanic(t, errKeyPart, func() { kp.PackKeysPart(a, buf, -1) })
+		mustPanic(t, errShortK, func() { b := *a; b.K = b.K[:5]; kp.PackKeysPart(&b, buf, 0) })
+		if allocs := testing.AllocsPerRun(5, func() {
+			kp.PackKeysPart(a, buf, 0)
+			a.KT = kp.PackedKeysIn(a, buf, true)
+		}); allocs != 0 {
+			t.Errorf("%v allocations a packing", allocs)
+		}
+		empty := *a
+		empty.Tk = 0
+		if p := kp.KeyParts(&empty); p != 0 {
+			t.Errorf("KeyParts = %d without keys", p)
+		}
+	})
+	pb, _ := WithBF16(Pure(), BF16Kernel{})
+	if p := pb.(KeyPacker).KeyParts(&Attention{Batch: 1, Heads: 1, KVHeads: 1, Tq: 1, Tk: 5, DK: 4, DV: 4}); p != 0 {
+		t.Errorf("the Go core's KeyParts = %d, want 0", p)
+	}
+}
