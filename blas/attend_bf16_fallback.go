@@ -23,13 +23,15 @@ func (*BF16) Attend(*Attention, *BF16KV, int, int, []float32) {
 	panic("blas: no BF16 core in this build")
 }
 
-func (*BF16) packedLen(int, int, int, int) float64     { return 0 }
-func (*BF16KV) bytes() int                             { return 0 }
-func (*BF16KV) heads() int                             { return 1 }
-func (*BF16) packKeys(*Attention) Packed               { panic("blas: no BF16 core in this build") }
-func (*BF16) keyParts(*Attention) int                  { return 0 }
+func (*BF16) packedLen(int, int, int, int) float64 { return 0 }
+func (*BF16KV) bytes() int                         { return 0 }
+func (*BF16KV) heads() int                         { return 1 }
+func (*BF16) packKeys(*Attention) Packed           { panic("blas: no BF16 core in this build") }
+func (*BF16) keyParts(*Attention) int              { return 0 }
 func (*BF16) packKeysPart(*Attention, []float32, int) bool {
 	panic("blas: no BF16 core in this build")
 }
-func (*BF16) packKeysIn(*Attention, []float32, bool) Packed { panic("blas: no BF16 core in this build") }
+func (*BF16) packKeysIn(*Attention, []float32, bool) Packed {
+	panic("blas: no BF16 core in this build")
+}
 func (*BF16) attendKT(*Attention, int, int, []float32) { panic("blas: no BF16 core in this build") }

@@ -75,7 +75,7 @@ func TestKeyPacker(t *testing.T) {
 				a.Stats = make([]float32, 2*a.Batch*a.Heads*a.Tq)
 				scratch := make([]float32, be.ScratchLen(a))
 				o0 := slices.Clone(a.O) // NaN where Attend must not write
-				if !be.PackKeys(a) { // the same task map: a window's tasks start on a panel where keys are packed
+				if !be.PackKeys(a) {    // the same task map: a window's tasks start on a panel where keys are packed
 					t.Fatal("PackKeys packed nothing")
 				}
 				be.Attend(a, 0, a.Tasks(), scratch)
