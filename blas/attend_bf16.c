@@ -597,7 +597,10 @@ static const row_steps steps_bf = {scale_row512, p_row_bf};
 /* row_finite512 reports whether the n floats at x are finite. */
 XATTN_AVX512 static inline int row_finite512(const float *x, int n) {
 	__mmask16 bad = 0;
-	for (int d = 0; d < n; d += 16) {
+	int d = 0;
+	for (; d + 16 <= n; d += 16)
+		bad |= _mm512_fpclass_ps_mask(_mm512_loadu_ps(x + d), 0x99);
+	if (d < n) {
 		__mmask16 mask = xattn_mask16(n - d);
 		bad |= _mm512_mask_fpclass_ps_mask(mask, _mm512_maskz_loadu_ps(mask, x + d), 0x99);
 	}
@@ -615,8 +618,7 @@ XATTN_AVX512BF16 static int pack_v_bf(int nb, int dv, int dvp, const float *v, i
 		bad |= (j < nb && !z0) || (j + 1 < nb && !z1);
 		uint16_t *c = vp + (int64_t)(j / 32) * 32 * dvp + ((j % 32) / 2) * 32;
 		for (int d = 0; d < dvp; d += 16) {
-			__mmask16 mask = xattn_mask16(dv - d);
-			__m512 a = _mm512_maskz_loadu_ps(z0 ? mask : 0, v0 + d), b = _mm512_maskz_loadu_ps(z1 ? mask : 0, v1 + d);
+			__m512 a = xattn_load16(v0 + d, z0 ? dv - d : 0), b = xattn_load16(v1 + d, z1 ? dv - d : 0);
 			__m512i w = (__m512i)_mm512_cvtne2ps_pbh(b, a);
 			_mm512_storeu_si512(c + (d / 16) * 512, _mm512_permutexvar_epi16(idx, w));
 		}
@@ -631,9 +633,7 @@ XATTN_AVX512BF16 static void pack_q_bf(int m, int dk, int dkp, const float *q, i
 		const float *qr = q + (int64_t)r * ldq;
 		for (int d = 0; d < dkp; d += 32) {
 			int rem = r < m ? dk - d : 0;
-			__mmask16 m0 = xattn_mask16(rem);
-			__mmask16 m1 = xattn_mask16(rem - 16);
-			__m512 x0 = _mm512_maskz_loadu_ps(m0, qr + d), x1 = _mm512_maskz_loadu_ps(m1, qr + d + 16);
+			__m512 x0 = xattn_load16(qr + d, rem), x1 = xattn_load16(qr + d + 16, rem - 16);
 			_mm512_storeu_si512(row + d, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
 		}
 	}
@@ -649,10 +649,8 @@ XATTN_AVX512 static void store_o512(int m, int dv, int dvp, const float *ob, con
 			continue;
 		}
 		const __m512 fr = _mm512_set1_ps(f[r]);
-		for (int d = 0; d < dv; d += 16) {
-			__mmask16 mask = xattn_mask16(dv - d);
-			_mm512_mask_storeu_ps(orow + d, mask, _mm512_mul_ps(_mm512_loadu_ps(src + d), fr));
-		}
+		for (int d = 0; d < dv; d += 16)
+			xattn_store16(orow + d, _mm512_mul_ps(_mm512_loadu_ps(src + d), fr), dv - d);
 	}
 }
 
@@ -682,13 +680,8 @@ XATTN_AVX512BF16 static void pack_k_bf(int nb, int dk, int dkp, const float *k, 
 			for (int i = 0; i < 16; i++) {
 				const int j = g * 16 + i;
 				const float *kj = k + (int64_t)j * ldk + t;
-				__mmask16 m0 = 0, m1 = 0;
-				if (j < nb) {
-					int rem = dk - t;
-					m0 = xattn_mask16(rem);
-					m1 = xattn_mask16(rem - 16);
-				}
-				__m512 x0 = _mm512_maskz_loadu_ps(m0, kj), x1 = _mm512_maskz_loadu_ps(m1, kj + 16);
+				const int rem = j < nb ? dk - t : 0;
+				__m512 x0 = xattn_load16(kj, rem), x1 = xattn_load16(kj + 16, rem - 16);
 				/* 32 bf16 in feature order: as 32-bit lanes, pair l = features t+2l, t+2l+1. */
 				r[i] = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
 			}
@@ -797,6 +790,14 @@ static const bf16_products *bf16_prod(int kind) {
 	return &prod_rounded;
 }
 
+/* prefetch_row asks for the cache lines of the n floats at x. */
+static inline void prefetch_row(const float *x, int n) {
+	for (int i = 0; i < n; i += 16)
+		__builtin_prefetch(x + i, 0, 3);
+	if (n > 0)
+		__builtin_prefetch(x + n - 1, 0, 3);
+}
+
 int xattn_pack_bf16(int kind, int tk, int j0, int j1, int heads, int dk, int dv, const float *k, int64_t ldk,
 		const float *v, int64_t ldv, uint16_t *kp, int64_t k_head, uint16_t *vp, int64_t v_head) {
 	const int native = kind == XATTN_BF16_AVX512BF16 || kind == XATTN_BF16_AMX;
@@ -806,6 +807,18 @@ int xattn_pack_bf16(int kind, int tk, int j0, int j1, int heads, int dk, int dv,
 	int bad = 0;
 	for (int j = j0; j < j1; j += BF_ROWS) {
 		const int nb = tk - j < BF_ROWS ? tk - j : BF_ROWS;
+		/*
+		 * The next group's rows ahead of their use: each row of K and V
+		 * starts a new page (a K|V row of the layer is 4 KiB and more),
+		 * where the hardware's prefetchers stop, and the packers stalled
+		 * on every row's first load without this (perceiver: 1 ns a value).
+		 */
+		for (int r = j + BF_ROWS; r < j + 2 * BF_ROWS && r < j1; r++) {
+			if (kp)
+				prefetch_row(k + (int64_t)r * ldk, heads * dk);
+			if (vp)
+				prefetch_row(v + (int64_t)r * ldv, heads * dv);
+		}
 		for (int g = 0; g < heads; g++) {
 			if (kp)
 				pack_keys(nb, dk, dkp, k + (int64_t)j * ldk + (int64_t)g * dk, ldk, kp + g * k_head + (int64_t)j * dkp);

@@ -11,7 +11,7 @@
  * held in L1 across the sweep of B), the strip in register blocks of up to
  * 12 rows × 32 columns (two panels of B): 24 zmm accumulators, 2 loads of B
  * and 12 broadcast pairs of A for 24 VDPBF16PS per pair of rows of B. The
- * results go to C directly with masks for the columns past n.
+ * results go to C directly, masked only for the columns past n.
  */
 #include "bf16_internal.h"
 
@@ -24,9 +24,8 @@ XATTN_AVX512BF16 void xattn_bf16_strip_avx512bf16(int rows, int rows_pad, int co
 		const float *s = a + (int64_t)r * lda;
 		int valid = r < rows ? cols : 0;
 		for (int c = 0; c < ld; c += 32) {
-			int left = valid - c, left1 = left - 16;
-			__mmask16 m0 = xattn_mask16(left), m1 = xattn_mask16(left1);
-			__m512 lo = _mm512_maskz_loadu_ps(m0, s + c), hi = _mm512_maskz_loadu_ps(m1, s + c + 16);
+			int left = valid - c;
+			__m512 lo = xattn_load16(s + c, left), hi = xattn_load16(s + c + 16, left - 16);
 			_mm512_storeu_si512((void *)(d + c), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 		}
 	}
@@ -41,7 +40,7 @@ XATTN_AVX512BF16 void xattn_bf16_strip_avx512bf16(int rows, int rows_pad, int co
  */
 static inline __attribute__((always_inline)) XATTN_AVX512BF16 void micro(const int MR, const int NP, int kb,
 		const uint16_t *ab, int ld, const uint16_t *b0, const uint16_t *b1, float alpha, float beta, float *c,
-		int64_t ldc, const float *bias, int first, __mmask16 m0, __mmask16 m1) {
+		int64_t ldc, const float *bias, int first, int n0, int n1) {
 	__m512 acc0[12], acc1[12];
 #pragma GCC unroll 12
 	for (int r = 0; r < MR; r++) {
@@ -65,24 +64,24 @@ static inline __attribute__((always_inline)) XATTN_AVX512BF16 void micro(const i
 	__m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 	__m512 bias0 = _mm512_setzero_ps(), bias1 = bias0;
 	if (first && bias) {
-		bias0 = _mm512_maskz_loadu_ps(m0, bias);
+		bias0 = xattn_load16(bias, n0);
 		if (NP > 1)
-			bias1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+			bias1 = xattn_load16(bias + 16, n1);
 	}
 #pragma GCC unroll 12
 	for (int r = 0; r < MR; r++) {
 		float *cr = c + (int64_t)r * ldc;
 		for (int h = 0; h < NP; h++) {
-			__mmask16 msk = h ? m1 : m0;
+			const int cnt = h ? n1 : n0;
 			__m512 x = _mm512_mul_ps(h ? acc1[r] : acc0[r], va);
 			if (!first)
-				x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(msk, cr + 16 * h));
+				x = _mm512_add_ps(x, xattn_load16(cr + 16 * h, cnt));
 			else {
 				if (beta != 0.0f)
-					x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(msk, cr + 16 * h), x);
+					x = _mm512_fmadd_ps(vb, xattn_load16(cr + 16 * h, cnt), x);
 				x = _mm512_add_ps(x, h ? bias1 : bias0);
 			}
-			_mm512_mask_storeu_ps(cr + 16 * h, msk, x);
+			xattn_store16(cr + 16 * h, x, cnt);
 		}
 	}
 }
@@ -90,9 +89,9 @@ static inline __attribute__((always_inline)) XATTN_AVX512BF16 void micro(const i
 #define MICRO_CASE(R)                                                                                              \
 	case R:                                                                                                        \
 		if (np2)                                                                                                   \
-			micro(R, 2, kb, ab, KB, b0, b1, alpha, beta, cb, ldc, bb, first, m0, m1);                              \
+			micro(R, 2, kb, ab, KB, b0, b1, alpha, beta, cb, ldc, bb, first, nc, nc - 16);                         \
 		else                                                                                                       \
-			micro(R, 1, kb, ab, KB, b0, b0, alpha, beta, cb, ldc, bb, first, m0, 0);                               \
+			micro(R, 1, kb, ab, KB, b0, b0, alpha, beta, cb, ldc, bb, first, nc, 0);                               \
 		break;
 
 XATTN_AVX512BF16 void xattn_gemm_bf16_avx512bf16(int m, int n, int k, float alpha, const float *a, int64_t lda,
@@ -109,7 +108,6 @@ XATTN_AVX512BF16 void xattn_gemm_bf16_avx512bf16(int m, int n, int k, float alph
 			for (int q = 0; q < np; q += 2) {
 				const uint16_t *b0 = b + (int64_t)q * kp * 16 + (int64_t)k0 * 16, *b1 = b0 + (int64_t)kp * 16;
 				int np2 = q + 1 < np, nc = n - q * 16;
-				__mmask16 m0 = xattn_mask16(nc), m1 = xattn_mask16(nc - 16);
 				const float *bb = bias ? bias + q * 16 : 0;
 				for (int r0 = 0; r0 < mr; r0 += 12) {
 					int rows = mr - r0 < 12 ? mr - r0 : 12;

@@ -22,6 +22,23 @@ static inline uint16_t xattn_mask16(int n) { return n >= 16 ? (uint16_t)0xffffu 
 
 #if defined(XATTN_X86)
 /*
+ * xattn_load16 loads the first n of the 16 floats at p, zeros for the
+ * rest (none read for n ≤ 0), and xattn_store16 stores them: plain
+ * instructions where all 16 are wanted, masked ones only for a tail. AMD's
+ * Zen 5 runs masked loads and stores slowly (measured: the BF16 packers
+ * twice as fast without them), and they give the same bits.
+ */
+__attribute__((target("avx512f"))) static inline __m512 xattn_load16(const float *p, int n) {
+	return n >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(xattn_mask16(n), p);
+}
+__attribute__((target("avx512f"))) static inline void xattn_store16(float *p, __m512 x, int n) {
+	if (n >= 16)
+		_mm512_storeu_ps(p, x);
+	else
+		_mm512_mask_storeu_ps(p, xattn_mask16(n), x);
+}
+
+/*
  * xattn_amx_begin loads the tile configuration every AMX kernel here uses:
  * palette 1, tiles 0–7 of 16 rows × 64 bytes (16×16 float32, 16×32 bf16 or
  * 16 pairs × 16 columns). The caller releases the tiles (_tile_release)

@@ -151,3 +151,31 @@ func TestKeyPackerErrors(t *testing.T) {
 		t.Errorf("the Go core's KeyParts = %d, want 0", p)
 	}
 }
+
+// BenchmarkKeyPack times packing the keys and values of perceiver's
+// attention (16384 keys of 8 heads × 64, K|V rows of 4 KiB as the layer's
+// projection writes them) in parts on one thread, in ns a value.
+func BenchmarkKeyPack(b *testing.B) {
+	be, err := WithBF16(openBLASBackend(), BF16Default())
+	if err != nil {
+		b.Skip(err)
+	}
+	kp, ok := be.(KeyPacker)
+	if !ok || kp.KeyParts(&Attention{Batch: 1, Heads: 1, KVHeads: 1, Tq: 1, Tk: 1, DK: 1, DV: 1}) == 0 {
+		b.Skip("no C core")
+	}
+	const tk, h, d = 16384, 8, 64
+	kv := make([]float32, tk*2*h*d)
+	testutil.Fill(newRand(1), kv, -1, 1)
+	a := &Attention{Batch: 1, Heads: h, KVHeads: h, Tq: 1, Tk: tk, DK: d, DV: d, K: kv, V: kv[h*d:], LDK: 2 * h * d, LDV: 2 * h * d,
+		BatchK: tk * 2 * h * d, BatchV: tk * 2 * h * d, QBlock: 1, KVBlock: 512}
+	n, _ := PackedKeysLen(be, h, tk, d, d)
+	buf := make([]float32, int(n))
+	parts := kp.KeyParts(a)
+	for b.Loop() {
+		for i := range parts {
+			kp.PackKeysPart(a, buf, i)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(2*tk*h*d), "ns/value")
+}

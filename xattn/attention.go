@@ -239,7 +239,13 @@ func (l *Layer) tileScratch(a *blas.Attention, s Shape) float64 {
 		DK: c.HeadDim, DV: c.ValueHeadDim, QBlock: qb, KVBlock: kb}
 	n := l.backend.ScratchLen(a)
 	*a = blas.Attention{}
-	return float64(p.Threads) * max(float64(n), float64(qb)*float64(kb))
+	tiles := float64(p.Threads) * max(float64(n), float64(qb)*float64(kb))
+	// The keys and values packed once a call (pipeline.packKeys).
+	if _, ok := l.backend.(blas.KeyPacker); ok {
+		kv, _ := blas.PackedKeysLen(l.backend, max(s.Batch, 1)*c.KVHeads, s.Tk, c.HeadDim, c.ValueHeadDim)
+		tiles += kv
+	}
+	return tiles
 }
 
 // check validates the shape, strides and lengths of a call and returns its

@@ -224,7 +224,12 @@ func nanInputs(seed uint64, s xattn.Shape, p nanPlacement) (clean, dirty [3][]fl
 	for i := range clean {
 		dirty[i] = append([]float32(nil), clean[i]...)
 	}
-	if p.in == nanContext { // one slice for keys and values: ForwardInto's single [Wk; Wv] product
+	// Keys and values from one slice where the clean call has them so: the
+	// layer then runs ForwardInto's single [Wk; Wv] product, on another
+	// kernel than two products of half the width (packed weights or not),
+	// and the two calls must take the same products to agree bit for bit
+	// (under OpenBLAS cores other than SkylakeX they sum in another order).
+	if &clean[1][0] == &clean[2][0] {
 		dirty[2] = dirty[1]
 	}
 	last := s.Batch - 1

@@ -13,6 +13,7 @@ import (
 type workspace struct {
 	q, kv, o []float32
 	scratch  []float32 // Threads tiles of the attention's ScratchLen()
+	keys     []float32 // the call's keys and values as the backend packs them (packKeys)
 	keyLen   []int32
 	slopes   []float32 // the standard ALiBi slopes, when a Mask asks for them (setMask)
 	rope     []float32 // a RoPE table of a call's positions, past the shared one (rope.cosSin)
@@ -72,7 +73,7 @@ func (ws *workspace) release() {
 // the lengths to 0, so that the next call's use is measured alone.
 func (ws *workspace) sizes() (used, held int) {
 	for _, f := range []*[]float32{&ws.q, &ws.kv, &ws.o, &ws.scratch, &ws.partO, &ws.partStats,
-		&ws.fq, &ws.fo, &ws.aq, &ws.ao, &ws.astats, &ws.slopes, &ws.rope} {
+		&ws.fq, &ws.fo, &ws.aq, &ws.ao, &ws.astats, &ws.slopes, &ws.rope, &ws.keys} {
 		used, held = used+4*len(*f), held+4*cap(*f)
 		*f = (*f)[:0]
 	}
