@@ -104,7 +104,12 @@ static int pack_v(int nb, int dv, int dvp, const float *v, int64_t ldv, uint16_t
 
 typedef struct {
 	const char *name;
-	void (*qk)(int dkp, int nbp, const uint16_t *q, const uint16_t *kp, float *s, int lds);
+	/*
+	 * qk and pv take the depths dk and dv beside their padded layouts:
+	 * a kernel may skip the zero padding past them (the pairs of Q·Kᵀ past
+	 * dk, the column groups of O past dv), which changes no result.
+	 */
+	void (*qk)(int dk, int dkp, int nbp, const uint16_t *q, const uint16_t *kp, float *s, int lds);
 	/*
 	 * qk_part, where not NULL, is qk in parts: the pairs of key groups
 	 * [p0, p1) (keys 32·p0 … 32·p1 − 1), called for p0 = 0, then on from
@@ -112,7 +117,7 @@ typedef struct {
 	 * fused row pass interleaves the parts with its rows).
 	 */
 	void (*qk_part)(int dkp, int nbp, int p0, int p1, const uint16_t *q, const uint16_t *kp, float *s, int lds);
-	void (*pv)(int dvp, int nbp, const uint16_t *p, int ldp, const uint16_t *vp, float *o);
+	void (*pv)(int dv, int dvp, int nbp, const uint16_t *p, int ldp, const uint16_t *vp, float *o);
 	/*
 	 * pv_part, where not NULL, is pv in parts: steps [t0, t1) of its
 	 * (dvp/32)·(nbp/32) steps (a pair of column tiles by a chunk of 32
@@ -127,7 +132,8 @@ typedef struct {
  * The rounded kernel: a product of two bf16 values is exact in FP32, so
  * each step is one FP32 rounding, as an FMA's.
  */
-static void qk_rounded(int dkp, int nbp, const uint16_t *q, const uint16_t *kp, float *s, int lds) {
+static void qk_rounded(int dk, int dkp, int nbp, const uint16_t *q, const uint16_t *kp, float *s, int lds) {
+	(void)dk;
 	for (int g = 0; g < nbp / 16; g++) {
 		const uint16_t *kg = kp + (int64_t)g * 16 * dkp;
 		for (int r = 0; r < BF_ROWS; r++) {
@@ -144,7 +150,8 @@ static void qk_rounded(int dkp, int nbp, const uint16_t *q, const uint16_t *kp, 
 	}
 }
 
-static void pv_rounded(int dvp, int nbp, const uint16_t *p, int ldp, const uint16_t *vp, float *o) {
+static void pv_rounded(int dv, int dvp, int nbp, const uint16_t *p, int ldp, const uint16_t *vp, float *o) {
+	(void)dv;
 	for (int r = 0; r < BF_ROWS; r++) {
 		const uint16_t *pr = p + (int64_t)r * ldp;
 		for (int e = 0; e < dvp / 16; e++) {
@@ -171,9 +178,10 @@ static const bf16_products prod_rounded = {.name = "rounded", .qk = qk_rounded, 
 /* pair512 broadcasts the bf16 pair at p (32 bits) to 16 lanes. */
 #define PAIR512(p) ((__m512bh)_mm512_set1_epi32(*(const int32_t *)(const void *)(p)))
 
-/* qk_avx512bf16: 8 query rows × 2 key groups of 16 per step, 16 accumulators. */
-XATTN_AVX512BF16 static void qk_avx512bf16(int dkp, int nbp, const uint16_t *q, const uint16_t *kp, float *s,
+/* qk_avx512bf16: 8 query rows × 2 key groups of 16 per step, 16 accumulators, over the ⌈dk/2⌉ pairs that are not padding. */
+XATTN_AVX512BF16 static void qk_avx512bf16(int dk, int dkp, int nbp, const uint16_t *q, const uint16_t *kp, float *s,
 		int lds) {
+	const int pairs = (dk + 1) / 2;
 	for (int g = 0; g < nbp / 16; g += 2) {
 		const uint16_t *k0 = kp + (int64_t)g * 16 * dkp, *k1 = k0 + 16 * dkp;
 		for (int r = 0; r < BF_ROWS; r += 8) {
@@ -182,7 +190,7 @@ XATTN_AVX512BF16 static void qk_avx512bf16(int dkp, int nbp, const uint16_t *q, 
 			for (int i = 0; i < 8; i++)
 				a[i][0] = a[i][1] = _mm512_setzero_ps();
 			const uint16_t *qr = q + (int64_t)r * dkp;
-			for (int kk = 0; kk < dkp / 2; kk++) {
+			for (int kk = 0; kk < pairs; kk++) {
 				__m512bh b0 = (__m512bh)_mm512_loadu_si512(k0 + kk * 32);
 				__m512bh b1 = (__m512bh)_mm512_loadu_si512(k1 + kk * 32);
 				_Pragma("GCC unroll 8")
@@ -201,38 +209,56 @@ XATTN_AVX512BF16 static void qk_avx512bf16(int dkp, int nbp, const uint16_t *q, 
 	}
 }
 
-/* pv_avx512bf16: 8 rows × 2 column groups per step over all chunks. */
-XATTN_AVX512BF16 static void pv_avx512bf16(int dvp, int nbp, const uint16_t *p, int ldp, const uint16_t *vp,
-		float *o) {
-	for (int e = 0; e < dvp / 16; e += 2) {
-		for (int r = 0; r < BF_ROWS; r += 8) {
-			__m512 a[8][2];
+/*
+ * pv_group computes NG (1 or 2) column groups of 16 from group e of O for
+ * 8 rows from r, over all chunks of keys.
+ */
+static inline __attribute__((always_inline)) XATTN_AVX512BF16 void pv_group(const int NG, int e, int r, int dvp,
+		int nbp, const uint16_t *p, int ldp, const uint16_t *vp, float *o) {
+	__m512 a[8][2];
+	_Pragma("GCC unroll 8")
+	for (int i = 0; i < 8; i++) {
+		a[i][0] = _mm512_loadu_ps(o + (int64_t)(r + i) * dvp + e * 16);
+		a[i][1] = NG > 1 ? _mm512_loadu_ps(o + (int64_t)(r + i) * dvp + e * 16 + 16) : a[i][0];
+	}
+	for (int c = 0; c < nbp / 32; c++) {
+		const uint16_t *v0 = vp + (int64_t)c * 32 * dvp + e * 512, *v1 = v0 + 512;
+		const uint16_t *pr = p + (int64_t)r * ldp + c * 32;
+		for (int jj = 0; jj < 16; jj++) {
+			__m512bh b0 = (__m512bh)_mm512_loadu_si512(v0 + jj * 32);
+			__m512bh b1 = NG > 1 ? (__m512bh)_mm512_loadu_si512(v1 + jj * 32) : b0;
 			_Pragma("GCC unroll 8")
 			for (int i = 0; i < 8; i++) {
-				a[i][0] = _mm512_loadu_ps(o + (int64_t)(r + i) * dvp + e * 16);
-				a[i][1] = _mm512_loadu_ps(o + (int64_t)(r + i) * dvp + e * 16 + 16);
-			}
-			for (int c = 0; c < nbp / 32; c++) {
-				const uint16_t *v0 = vp + (int64_t)c * 32 * dvp + e * 512, *v1 = v0 + 512;
-				const uint16_t *pr = p + (int64_t)r * ldp + c * 32;
-				for (int jj = 0; jj < 16; jj++) {
-					__m512bh b0 = (__m512bh)_mm512_loadu_si512(v0 + jj * 32);
-					__m512bh b1 = (__m512bh)_mm512_loadu_si512(v1 + jj * 32);
-					_Pragma("GCC unroll 8")
-					for (int i = 0; i < 8; i++) {
-						__m512bh pa = PAIR512(pr + (int64_t)i * ldp + 2 * jj);
-						a[i][0] = _mm512_dpbf16_ps(a[i][0], pa, b0);
-						a[i][1] = _mm512_dpbf16_ps(a[i][1], pa, b1);
-					}
-				}
-			}
-			_Pragma("GCC unroll 8")
-			for (int i = 0; i < 8; i++) {
-				_mm512_storeu_ps(o + (int64_t)(r + i) * dvp + e * 16, a[i][0]);
-				_mm512_storeu_ps(o + (int64_t)(r + i) * dvp + e * 16 + 16, a[i][1]);
+				__m512bh pa = PAIR512(pr + (int64_t)i * ldp + 2 * jj);
+				a[i][0] = _mm512_dpbf16_ps(a[i][0], pa, b0);
+				if (NG > 1)
+					a[i][1] = _mm512_dpbf16_ps(a[i][1], pa, b1);
 			}
 		}
 	}
+	_Pragma("GCC unroll 8")
+	for (int i = 0; i < 8; i++) {
+		_mm512_storeu_ps(o + (int64_t)(r + i) * dvp + e * 16, a[i][0]);
+		if (NG > 1)
+			_mm512_storeu_ps(o + (int64_t)(r + i) * dvp + e * 16 + 16, a[i][1]);
+	}
+}
+
+/*
+ * pv_avx512bf16: 8 rows × 2 column groups per step over all chunks, one
+ * group for the last of an odd count; the groups past dv (padding, never
+ * stored) are left alone.
+ */
+XATTN_AVX512BF16 static void pv_avx512bf16(int dv, int dvp, int nbp, const uint16_t *p, int ldp, const uint16_t *vp,
+		float *o) {
+	const int ng = (dv + 15) / 16;
+	for (int e = 0; e < ng; e += 2)
+		for (int r = 0; r < BF_ROWS; r += 8) {
+			if (e + 1 < ng)
+				pv_group(2, e, r, dvp, nbp, p, ldp, vp, o);
+			else
+				pv_group(1, e, r, dvp, nbp, p, ldp, vp, o);
+		}
 }
 
 static const bf16_products prod_avx512bf16 = {.name = "avx512bf16", .qk = qk_avx512bf16, .pv = pv_avx512bf16};
@@ -307,7 +333,8 @@ XATTN_AMX static void qk_amx_part(int dkp, int nbp, int p0, int p1, const uint16
 	}
 }
 
-XATTN_AMX static void qk_amx(int dkp, int nbp, const uint16_t *q, const uint16_t *kp, float *s, int lds) {
+XATTN_AMX static void qk_amx(int dk, int dkp, int nbp, const uint16_t *q, const uint16_t *kp, float *s, int lds) {
+	(void)dk; /* tiles of 32 features: the padding is computed */
 	qk_amx_part(dkp, nbp, 0, nbp / 32, q, kp, s, lds);
 }
 
@@ -341,7 +368,8 @@ XATTN_AMX static void pv_amx_part(int dvp, int nbp, int t0, int t1, const uint16
 	}
 }
 
-XATTN_AMX static void pv_amx(int dvp, int nbp, const uint16_t *p, int ldp, const uint16_t *vp, float *o) {
+XATTN_AMX static void pv_amx(int dv, int dvp, int nbp, const uint16_t *p, int ldp, const uint16_t *vp, float *o) {
+	(void)dv;
 	pv_amx_part(dvp, nbp, 0, dvp / 32 * (nbp / 32), p, ldp, vp, o);
 }
 
@@ -918,7 +946,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 			const int npv = dvp / 32 * (nbp / 32);
 			int pending = -1; /* the block whose P·V is still to run */
 			if (p->dk > 0)
-				prod->qk(dkp, nbp, qbuf, kp, sbuf[0], lds);
+				prod->qk(p->dk, dkp, nbp, qbuf, kp, sbuf[0], lds);
 			for (int x = 0; x < nblocks; x++) {
 				const int i = x / nch, c = x % nch, h = h0 + i;
 				const int m = mq - c * BF_ROWS < BF_ROWS ? mq - c * BF_ROWS : BF_ROWS;
@@ -947,7 +975,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 					rows_fast(kt, m, nb, p->scale, s, lds, pb, ldp, mx, sum, corr, tj.npv || tj.nqk ? &tj : NULL);
 				} else {
 					if (pending >= 0)
-						prod->pv(dvp, nbp, tj.p, ldp, vp, tj.o);
+						prod->pv(p->dv, dvp, nbp, tj.p, ldp, vp, tj.o);
 					if (fast_rows && (!rm.causal || rm.lim0 >= nb) &&
 							(rm.window <= 0 || rm.lim0 + m - 1 - rm.window <= 0) && rm.slope == 0.0f)
 						rows_fast(kt, m, nb, p->scale, s, lds, pb, ldp, mx, sum, corr, NULL);
@@ -955,7 +983,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 						rows_generic(steps, kt, m, BF_ROWS, nb, p->scale, s, lds, pb, ldp, bb,
 								(int)p->bias_stride[2], kk, (int)p->keep_stride[2], &rm, mx, sum, corr);
 					if (next)
-						prod->qk(dkp, nbp, tj.q, kp, tj.s, lds);
+						prod->qk(p->dk, dkp, nbp, tj.q, kp, tj.s, lds);
 				}
 				pending = -1;
 				if (p->dv == 0)
@@ -966,7 +994,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 					pending = x;
 					continue;
 				}
-				prod->pv(dvp, nbp, pb, ldp, vp, ob);
+				prod->pv(p->dv, dvp, nbp, pb, ldp, vp, ob);
 				if (fix)
 					fix_pv_bf16(m, nb, p->dv, dvp, pb, ldp, vin, p->ldv, bb, (int)p->bias_stride[2], kk,
 							(int)p->keep_stride[2], &rm, ob);
