@@ -249,8 +249,8 @@ func nanInputs(seed uint64, s xattn.Shape, p nanPlacement) (clean, dirty [3][]fl
 
 // TestNonFiniteRule holds the cross-attention paths — serial, fused,
 // phased, packed keys, split keys, absorbed, absorbed with split keys,
-// and the same calls through a projected Context — on every backend and
-// every mask kind to the rule, for NaN, +Inf and −Inf in a context row, a
+// and the same calls through a projected Context — on every backend, in
+// FP32 and BF16, and every mask kind to the rule, for NaN, +Inf and −Inf in a context row, a
 // value row and a query row.
 func TestNonFiniteRule(t *testing.T) {
 	w, err := xattn.NewWeights(nanCfg, 5)
@@ -259,49 +259,51 @@ func TestNonFiniteRule(t *testing.T) {
 	}
 	r := resolved(nanCfg)
 	for _, be := range blas.All() {
-		for _, path := range nanPaths() {
-			l, err := xattn.New(nanCfg, w, append([]xattn.Option{xattn.WithBackend(be)}, path.opts...)...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s := path.shape
-			if l.Absorbs(s) != path.absorb {
-				t.Fatalf("path %s: Absorbs(%v) = %t", path.name, s, !path.absorb)
-			}
-			for mk := maskNone; mk <= maskAll; mk++ {
-				for pi, p := range placements(s) {
-					name := fmt.Sprintf("backend=%s/path=%s/mask=%v/%v", be.Name(), path.name, mk, p)
-					t.Run(name, func(t *testing.T) {
-						rng := rand.New(rand.NewPCG(uint64(pi), uint64(mk)))
-						m := nanMask(rng, mk, s, r.Heads, p.nanKey(s))
-						clean, dirty := nanInputs(uint64(pi+10*int(mk)), s, p)
-						run := func(in [3][]float32) []float32 {
-							y := make([]float32, s.Batch*s.Tq*r.OutDim)
-							if err := l.ForwardQKV(y, in[0], in[1], in[2], s, m); err != nil {
-								t.Fatal(err)
+		for _, prec := range []xattn.Precision{xattn.FP32, xattn.BF16} {
+			for _, path := range nanPaths() {
+				l, err := xattn.New(nanCfg, w, append([]xattn.Option{xattn.WithBackend(be), xattn.WithPrecision(prec)}, path.opts...)...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := path.shape
+				if l.Absorbs(s) != path.absorb {
+					t.Fatalf("path %s: Absorbs(%v) = %t", path.name, s, !path.absorb)
+				}
+				for mk := maskNone; mk <= maskAll; mk++ {
+					for pi, p := range placements(s) {
+						name := fmt.Sprintf("backend=%s/precision=%v/path=%s/mask=%v/%v", be.Name(), prec, path.name, mk, p)
+						t.Run(name, func(t *testing.T) {
+							rng := rand.New(rand.NewPCG(uint64(pi), uint64(mk)))
+							m := nanMask(rng, mk, s, r.Heads, p.nanKey(s))
+							clean, dirty := nanInputs(uint64(pi+10*int(mk)), s, p)
+							run := func(in [3][]float32) []float32 {
+								y := make([]float32, s.Batch*s.Tq*r.OutDim)
+								if err := l.ForwardQKV(y, in[0], in[1], in[2], s, m); err != nil {
+									t.Fatal(err)
+								}
+								return y
 							}
-							return y
-						}
-						reached := reachedBy(p, m, s, r.Heads, 0)
-						nan := p.val != p.val || p.in != nanValue
-						checkRows(t, run(dirty), run(clean), s.Batch, s.Tq, r.OutDim, nan, reached)
-						if path.absorb {
-							return
-						}
-						// The same keys and values through a Context.
-						ctxRun := func(in [3][]float32) []float32 {
-							ctx, err := l.ProjectKV(in[1], in[2], s.Batch, s.Tk)
-							if err != nil {
-								t.Fatal(err)
+							reached := reachedBy(p, m, s, r.Heads, 0)
+							nan := p.val != p.val || p.in != nanValue
+							checkRows(t, run(dirty), run(clean), s.Batch, s.Tq, r.OutDim, nan, reached)
+							if path.absorb {
+								return
 							}
-							y := make([]float32, s.Batch*s.Tq*r.OutDim)
-							if err := l.ForwardContext(y, in[0], ctx, s.Tq, m); err != nil {
-								t.Fatal(err)
+							// The same keys and values through a Context.
+							ctxRun := func(in [3][]float32) []float32 {
+								ctx, err := l.ProjectKV(in[1], in[2], s.Batch, s.Tk)
+								if err != nil {
+									t.Fatal(err)
+								}
+								y := make([]float32, s.Batch*s.Tq*r.OutDim)
+								if err := l.ForwardContext(y, in[0], ctx, s.Tq, m); err != nil {
+									t.Fatal(err)
+								}
+								return y
 							}
-							return y
-						}
-						checkRows(t, ctxRun(dirty), ctxRun(clean), s.Batch, s.Tq, r.OutDim, nan, reached)
-					})
+							checkRows(t, ctxRun(dirty), ctxRun(clean), s.Batch, s.Tq, r.OutDim, nan, reached)
+						})
+					}
 				}
 			}
 		}
