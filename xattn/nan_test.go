@@ -157,6 +157,8 @@ func nanPaths() []nanPath {
 		{"fused", xattn.Shape{Batch: 2, Tq: 30, Tk: 40}, []xattn.Option{off, xattn.WithThreads(2), xattn.WithTile(4, 16), xattn.WithSerialFLOPs(0)}, false},
 		{"phased", xattn.Shape{Batch: 2, Tq: 9, Tk: 40}, []xattn.Option{off, xattn.WithThreads(2), xattn.WithTile(64, 16), xattn.WithSerialFLOPs(0)}, false},
 		{"kv=64", xattn.Shape{Batch: 2, Tq: 7, Tk: 130}, []xattn.Option{off, xattn.WithThreads(2), xattn.WithTile(6, 64), xattn.WithSerialFLOPs(0)}, false},
+		// Query blocks of whole BF16 row steps (32): the keys are packed once a call.
+		{"keys-once", xattn.Shape{Batch: 2, Tq: 70, Tk: 40}, []xattn.Option{off, xattn.WithThreads(2), xattn.WithTile(32, 16), xattn.WithSerialFLOPs(0)}, false},
 		{"split", xattn.Shape{Batch: 2, Tq: 2, Tk: 100}, []xattn.Option{off, xattn.WithThreads(8), xattn.WithTile(4, 16), xattn.WithSerialFLOPs(0)}, false},
 		{"absorbed", xattn.Shape{Batch: 2, Tq: 2, Tk: 100}, []xattn.Option{xattn.WithThreads(2), xattn.WithTile(4, 16), xattn.WithSerialFLOPs(0)}, true},
 		{"absorbed-split", xattn.Shape{Batch: 2, Tq: 1, Tk: 1000}, []xattn.Option{xattn.WithThreads(8), xattn.WithSerialFLOPs(0)}, true},
@@ -248,7 +250,7 @@ func nanInputs(seed uint64, s xattn.Shape, p nanPlacement) (clean, dirty [3][]fl
 }
 
 // TestNonFiniteRule holds the cross-attention paths — serial, fused,
-// phased, packed keys, split keys, absorbed, absorbed with split keys,
+// phased, packed keys, keys packed once a call, split keys, absorbed, absorbed with split keys,
 // and the same calls through a projected Context — on every backend, in
 // FP32 and BF16, and every mask kind to the rule, for NaN, +Inf and −Inf in a context row, a
 // value row and a query row.
