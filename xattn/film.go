@@ -134,6 +134,10 @@ type FiLM struct {
 	// w is [Wγ; Wβ], 2·Dim × CondDim; b is [bγ; bβ] with the 1 of
 	// GammaPlusOne folded into bγ, or nil when both are zero.
 	w, b []float32
+	// pw is w packed in bf16 for a BF16 FiLM (w is then nil), whose column
+	// blocks start on multiples of colStep (the backend's panels).
+	pw      blas.Packed
+	colStep int
 
 	free freeList[filmScratch] // the scratch of finished calls
 }
@@ -169,13 +173,20 @@ func NewFiLM(cfg FiLMConfig, w *FiLMWeights, opts ...Option) (*FiLM, error) {
 	if s.plan.QBlock != 0 || s.plan.KVBlock != 0 {
 		return nil, fmt.Errorf("%w: WithTile(%d, %d) does not apply to FiLM", ErrConfig, s.plan.QBlock, s.plan.KVBlock)
 	}
-	if _, bf := blas.BF16KernelOf(s.backend); bf || s.precision != FP32 {
-		// Its products are a few rows against 2·Dim weights, memory-bound:
-		// bf16 would save little, and it has no BF16 path.
-		return nil, fmt.Errorf("%w: FiLM has no BF16 precision (WithPrecision(%v), backend %s)", ErrConfig, s.precision, blas.Kernels(s.backend))
+	if err := s.resolvePrecision(); err != nil {
+		return nil, err
 	}
 	f := &FiLM{cfg: c, backend: s.backend, plan: s.plan}
 	f.w = slices.Concat(w.Gamma, w.Beta) // one allocation
+	if s.precision == BF16 {
+		// The projection reads the weights packed in bf16 only (half the
+		// memory of FP32: its products are a few rows against 2·Dim
+		// weights, bound by reading them); the FP32 copy goes.
+		f.plan.Precision = BF16
+		f.pw = s.backend.Pack(f.w, 2*c.Dim, c.CondDim)
+		f.w = nil
+		_, f.colStep = s.backend.Steps()
+	}
 	if c.Bias || c.GammaPlusOne {
 		f.b = make([]float32, 2*c.Dim)
 		if c.Bias {
@@ -397,6 +408,9 @@ func (ws *filmScratch) run(f *FiLM, y, x, cond []float32, batch, t int) {
 	helpers := 0
 	if threads > 1 && 2*float64(batch)*float64(n)*float64(f.cfg.CondDim) >= f.plan.SerialFLOPs {
 		ws.colStep = max(filmMinCols, ceilDiv(ceilDiv(n, 2*threads), 16)*16)
+		if cs := f.colStep; cs > 0 {
+			ws.colStep = ceilDiv(ws.colStep, cs) * cs // a BF16 block starts a panel
+		}
 		helpers = threads - 1
 	}
 	ws.phase = filmPhaseProject
@@ -426,9 +440,13 @@ func (ws *filmScratch) runItem(slot, i int) {
 		bt := &ws.batches[slot]
 		*bt = blas.Batch{
 			Count: 1, M: ws.batch, N: n1 - n0, K: k, TransB: true, Alpha: 1,
-			A: ws.cond, LDA: k,
-			B: f.w[n0*k:], LDB: k,
+			A: ws.cond, LDA: k, LDB: k,
 			C: ws.gb[n0:], LDC: n,
+		}
+		if f.w != nil {
+			bt.B = f.w[n0*k:]
+		} else {
+			bt.Packed, _ = f.pw.Cols(n0, n1-n0) // colStep keeps n0 on a panel
 		}
 		if f.b != nil {
 			bt.Bias = f.b[n0:n1]
