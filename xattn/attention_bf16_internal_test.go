@@ -11,6 +11,7 @@ import (
 // longer than the FP32 core's) for every thread, and leaves the descriptor
 // it uses zero.
 func TestTileScratchBF16(t *testing.T) {
+	skipForcedBF16Missing(t)
 	cfg := AttentionConfig{Heads: 4, HeadDim: 72}
 	s := Shape{Batch: 2, Tq: 300, Tk: 500}
 	fp, err := NewAttention(cfg, WithThreads(2), WithTile(256, 32))

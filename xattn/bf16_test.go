@@ -221,6 +221,7 @@ func TestBF16Routes(t *testing.T) {
 
 // TestBF16Plan checks what a BF16 layer reports and refuses.
 func TestBF16Plan(t *testing.T) {
+	xattn.SkipForcedBF16Missing(t)
 	cfg := xattn.Config{QueryDim: 8, ContextDim: 8, Heads: 2, HeadDim: 4, OutDim: 8}
 	w := mustWeights(t, cfg)
 	l, err := xattn.New(cfg, w, xattn.WithPrecision(xattn.BF16))
