@@ -122,7 +122,7 @@ func (w *FiLMWeights) check(c FiLMConfig) error {
 // first (diffusers' SiLU before the projection) is the caller's.
 //
 // γ and β of all sequences are one product c·[Wγ; Wβ]ᵀ on the layer's
-// backend; the modulation is a pass in Go over x. A FiLM is immutable once
+// backend (in BF16 for a BF16 FiLM); the modulation is a pass in Go over x. A FiLM is immutable once
 // built and safe for concurrent use by any number of goroutines; the scratch
 // of a call comes from a pool, so a steady stream of calls with the same
 // shapes allocates nothing.
@@ -152,7 +152,10 @@ const filmSerialFLOPs = 1 << 17
 // [WithThreads] and [WithSerialFLOPs] apply as for [New] (the serial
 // threshold defaults to about 0.13 MFLOP here: the modulation is bound by
 // memory, not arithmetic); [WithTile] has no meaning for FiLM and is an
-// error wrapping ErrConfig.
+// error wrapping ErrConfig. [WithPrecision](BF16), or a BF16 backend, makes
+// a BF16 FiLM: [Wγ; Wβ] packed in bf16 only (half the memory), the
+// conditioning rounded to bf16 on its way into the product, FP32 sums, γ,
+// β and modulation.
 func NewFiLM(cfg FiLMConfig, w *FiLMWeights, opts ...Option) (*FiLM, error) {
 	c, err := cfg.resolve()
 	if err != nil {

@@ -28,7 +28,9 @@ const (
 	// The absorbed form ([WithAbsorb]) runs in BF16 too: its weights (Wk
 	// per head transposed, Wv per head) are packed in bf16 at New, from
 	// the FP32 weights before they go, up to half again the bf16 weights'
-	// memory; WithAbsorb(false) saves it. [FiLM] has no BF16 precision.
+	// memory; WithAbsorb(false) saves it. A BF16 [FiLM] holds [Wγ; Wβ]
+	// in bf16 only and rounds the conditioning on its way into the
+	// product; its sums and the modulation are FP32.
 	BF16
 )
 
