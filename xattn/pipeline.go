@@ -492,9 +492,9 @@ func (p *pipeline) attendCore(op *operands, s Shape) {
 // and some key is read by more than one task (several query blocks, or
 // heads in several tasks, over one key/value head): otherwise each task
 // packs the panels it reads, and a key read by n tasks is packed n times,
-// each time from a row of K read again from memory (measured: the BF16
-// core of perceiver, 16 tasks over 8 heads, packed 2× and spent 40% of the
-// layer there, one 4 KiB row a key and head).
+// each time from a row of K read again from memory (measured on perceiver
+// in BF16, 16 tasks over 8 heads: the per-task packers took 40% of the
+// layer's time, 18% once packed once, and its time fell 44 → 36 ms).
 func (p *pipeline) packKeys() {
 	a := &p.att
 	kp, ok := p.backend.(blas.KeyPacker)
