@@ -29,9 +29,9 @@ func TestTileScratchBF16(t *testing.T) {
 	}
 	want := blas.Attention{Batch: 2, Heads: 4, KVHeads: 4, Tq: 300, Tk: 500, DK: 72, DV: 72, QBlock: 256, KVBlock: 32}
 	// Each thread's tiles, and the keys and values packed once a call
-	// (pipeline.packKeys).
+	// (pipeline.packKeys; none for the Go core of the pure kernel).
 	kv, _ := blas.PackedKeysLen(bf.l.backend, 2*4, 500, 72, 72)
-	if got := float64(2*bf.l.backend.ScratchLen(&want)) + kv; nb != got || nb <= nf || kv <= 0 {
+	if got := float64(2*bf.l.backend.ScratchLen(&want)) + kv; nb != got || nb <= nf {
 		t.Fatalf("BF16 tile scratch %v, want 2·ScratchLen + packed keys %v = %v, above the FP32 one's %v", nb, kv, got, nf)
 	}
 	t.Logf("tile scratch: FP32 %v, BF16 %v floats (2 threads)", nf, nb)
