@@ -116,10 +116,7 @@ func roundedCopy(a *Attention) *Attention {
 	round := func(s []float32) []float32 {
 		out := make([]float32, len(s))
 		for i, v := range s {
-			if math.Abs(float64(v)) < 0x1p-126 {
-				v = 0
-			}
-			out[i] = float32(testutil.Round16Ref64(float64(v), true))
+			out[i] = testutil.RoundBF16Flush(v)
 		}
 		return out
 	}
@@ -351,11 +348,7 @@ func TestBF16CoreRound(t *testing.T) {
 			}
 			continue
 		}
-		w := x
-		if math.Abs(float64(w)) < 0x1p-126 {
-			w = 0 // subnormals flush, as the dot products read them
-		}
-		want := float32(testutil.Round16Ref64(float64(w), true))
+		want := testutil.RoundBF16Flush(x) // subnormals flush, as the dot products read them
 		if math.Float32bits(got[i])&0x7fffffff != math.Float32bits(want)&0x7fffffff || (want != 0 && got[i] != want) {
 			t.Fatalf("round(%g) = %g, want %g", x, got[i], want)
 		}

@@ -1,9 +1,7 @@
 package xattn_test
 
 import (
-	"fmt"
 	"math"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/xattn/xattn/internal/testutil"
@@ -66,10 +64,7 @@ func TestFiLMBF16(t *testing.T) {
 func round16(x []float32) []float32 {
 	out := make([]float32, len(x))
 	for i, v := range x {
-		if math.Abs(float64(v)) < 0x1p-126 {
-			v = 0
-		}
-		out[i] = float32(testutil.Round16Ref64(float64(v), true))
+		out[i] = testutil.RoundBF16Flush(v)
 	}
 	return out
 }
@@ -88,24 +83,7 @@ func TestFiLMBF16Concurrent(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			testutil.Parallel(t, 16, func(gi int) func() error {
-				batch, tokens := 1+gi%4, 3+5*gi
-				rng := rand.New(rand.NewPCG(uint64(gi), 9))
-				x, cond := randn(rng, batch*tokens*cfg.Dim), randn(rng, batch*cfg.CondDim)
-				want := filmRef64(cfg, w, x, cond, batch, tokens)
-				return func() error {
-					y := make([]float32, len(x))
-					for rep := 0; rep < 10; rep++ {
-						if err := f.ForwardInto(y, x, cond, batch, tokens); err != nil {
-							return err
-						}
-						if diff, norm := maxAbsDiff(y, want); diff > bf16Tolerance(norm) {
-							return fmt.Errorf("goroutine %d rep %d: max diff %.3g", gi, rep, diff)
-						}
-					}
-					return nil
-				}
-			})
+			filmConcurrently(t, f, w, 10, bf16Tolerance)
 			if raceEnabled {
 				return
 			}

@@ -434,27 +434,35 @@ func TestFiLMConcurrent(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			const goroutines = 16
-			testutil.Parallel(t, goroutines, func(gi int) func() error {
-				batch, tokens := 1+gi%4, 3+5*gi
-				rng := rand.New(rand.NewPCG(uint64(gi), 9))
-				x, cond := randn(rng, batch*tokens*cfg.Dim), randn(rng, batch*cfg.CondDim)
-				want := filmRef64(cfg, w, x, cond, batch, tokens)
-				return func() error {
-					y := make([]float32, len(x))
-					for rep := 0; rep < 20; rep++ {
-						if err := f.ForwardInto(y, x, cond, batch, tokens); err != nil {
-							return err
-						}
-						if diff, norm := maxAbsDiff(y, want); diff > tolerance(norm) {
-							return fmt.Errorf("goroutine %d rep %d: max diff %.3g", gi, rep, diff)
-						}
-					}
-					return nil
-				}
-			})
+			filmConcurrently(t, f, w, 20, tolerance)
 		})
 	}
+}
+
+// filmConcurrently runs f from 16 goroutines at once, reps calls each on
+// its own shape and inputs, each call against the float64 reference of w
+// within bound.
+func filmConcurrently(t *testing.T, f *xattn.FiLM, w *xattn.FiLMWeights, reps int, bound func(norm float64) float64) {
+	t.Helper()
+	cfg := f.Config()
+	testutil.Parallel(t, 16, func(gi int) func() error {
+		batch, tokens := 1+gi%4, 3+5*gi
+		rng := rand.New(rand.NewPCG(uint64(gi), 9))
+		x, cond := randn(rng, batch*tokens*cfg.Dim), randn(rng, batch*cfg.CondDim)
+		want := filmRef64(cfg, w, x, cond, batch, tokens)
+		return func() error {
+			y := make([]float32, len(x))
+			for rep := range reps {
+				if err := f.ForwardInto(y, x, cond, batch, tokens); err != nil {
+					return err
+				}
+				if diff, norm := maxAbsDiff(y, want); diff > bound(norm) {
+					return fmt.Errorf("goroutine %d rep %d: max diff %.3g", gi, rep, diff)
+				}
+			}
+			return nil
+		}
+	})
 }
 
 // TestFiLMForwardIntoAllocs shows the steady state of ForwardInto allocates

@@ -23,3 +23,13 @@ func Round16Ref64(v float64, bf bool) float64 {
 	}
 	return r
 }
+
+// RoundBF16Flush is v rounded to bfloat16 as the BF16 products read their
+// operands: subnormals flushed to zero (keeping no sign), then
+// Round16Ref64's nearest even.
+func RoundBF16Flush(v float32) float32 {
+	if math.Abs(float64(v)) < 0x1p-126 {
+		v = 0
+	}
+	return float32(Round16Ref64(float64(v), true))
+}
