@@ -122,10 +122,10 @@ func (w *FiLMWeights) check(c FiLMConfig) error {
 // first (diffusers' SiLU before the projection) is the caller's.
 //
 // γ and β of all sequences are one product c·[Wγ; Wβ]ᵀ on the layer's
-// backend (in BF16 for a BF16 FiLM); the modulation is a pass in Go over x. A FiLM is immutable once
-// built and safe for concurrent use by any number of goroutines; the scratch
-// of a call comes from a pool, so a steady stream of calls with the same
-// shapes allocates nothing.
+// backend (in BF16 for a BF16 FiLM); the modulation is a pass in Go over
+// x. A FiLM is immutable once built and safe for concurrent use by any
+// number of goroutines; the scratch of a call comes from a pool, so a
+// steady stream of calls with the same shapes allocates nothing.
 type FiLM struct {
 	cfg     FiLMConfig
 	backend blas.Backend
