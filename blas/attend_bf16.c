@@ -818,40 +818,31 @@ static const bf16_products *bf16_prod(int kind) {
 	return &prod_rounded;
 }
 
-/* prefetch_row asks for the cache lines of the n floats at x. */
-static inline void prefetch_row(const float *x, int n) {
-	for (int i = 0; i < n; i += 16)
-		__builtin_prefetch(x + i, 0, 3);
-	if (n > 0)
-		__builtin_prefetch(x + n - 1, 0, 3);
+/* bf16_native says whether the product kernel kind has AVX512-BF16 (VCVTNE2PS2BF16 for the packers and the row pass). */
+static inline int bf16_native(int kind) { return kind == XATTN_BF16_AVX512BF16 || kind == XATTN_BF16_AMX; }
+
+/* The packers of keys and values for a product kernel: every kernel's write the same bits. */
+typedef struct {
+	void (*keys)(int nb, int dk, int dkp, const float *k, int64_t ldk, uint16_t *kp);
+	int (*values)(int nb, int dv, int dvp, const float *v, int64_t ldv, uint16_t *vp);
+} kv_packers;
+
+static kv_packers kv_packers_of(int kind) {
+	return bf16_native(kind) ? (kv_packers){pack_k_bf, pack_v_bf} : (kv_packers){pack_k, pack_v};
 }
 
 int xattn_pack_bf16(int kind, int tk, int j0, int j1, int heads, int dk, int dv, const float *k, int64_t ldk,
 		const float *v, int64_t ldv, uint16_t *kp, int64_t k_head, uint16_t *vp, int64_t v_head) {
-	const int native = kind == XATTN_BF16_AVX512BF16 || kind == XATTN_BF16_AMX;
-	void (*pack_keys)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_k_bf : pack_k;
-	int (*pack_values)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_v_bf : pack_v;
+	const kv_packers pk = kv_packers_of(kind);
 	const int dkp = ceil32(dk), dvp = ceil32(dv);
 	int bad = 0;
 	for (int j = j0; j < j1; j += BF_ROWS) {
 		const int nb = tk - j < BF_ROWS ? tk - j : BF_ROWS;
-		/*
-		 * The next group's rows ahead of their use: each row of K and V
-		 * starts a new page (a K|V row of the layer is 4 KiB and more),
-		 * where the hardware's prefetchers stop, and the packers stalled
-		 * on every row's first load without this (perceiver: 1 ns a value).
-		 */
-		for (int r = j + BF_ROWS; r < j + 2 * BF_ROWS && r < j1; r++) {
-			if (kp)
-				prefetch_row(k + (int64_t)r * ldk, heads * dk);
-			if (vp)
-				prefetch_row(v + (int64_t)r * ldv, heads * dv);
-		}
 		for (int g = 0; g < heads; g++) {
 			if (kp)
-				pack_keys(nb, dk, dkp, k + (int64_t)j * ldk + (int64_t)g * dk, ldk, kp + g * k_head + (int64_t)j * dkp);
+				pk.keys(nb, dk, dkp, k + (int64_t)j * ldk + (int64_t)g * dk, ldk, kp + g * k_head + (int64_t)j * dkp);
 			if (vp)
-				bad |= pack_values(nb, dv, dvp, v + (int64_t)j * ldv + (int64_t)g * dv, ldv,
+				bad |= pk.values(nb, dv, dvp, v + (int64_t)j * ldv + (int64_t)g * dv, ldv,
 						vp + g * v_head + (int64_t)j * dvp);
 		}
 	}
@@ -876,11 +867,10 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 	/* The fused row pass where the panel allows it (see rows_fast_body); AVX512-BF16 where the products have it. */
 	const int fast_rows = rows_fast_ok && kt->rows == xattn_rows_avx512 && !keep && !bias && p->scale > 0 &&
 			p->scale <= 1;
-	const int native = kind == XATTN_BF16_AVX512BF16 || kind == XATTN_BF16_AMX;
+	const int native = bf16_native(kind);
+	const kv_packers packers = kv_packers_of(kind);
 	void (*rows_fast)(const xattn_kernels *, int, int, float, float *, int, uint16_t *, int, float *, float *,
 			float *, const tile_jobs *) = native ? rows_fast512bf : rows_fast512;
-	void (*pack_keys)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_k_bf : pack_k;
-	int (*pack_values)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_v_bf : pack_v;
 	void (*pack_rows)(int, int, int, const float *, int64_t, uint16_t *) = native ? pack_q_bf : pack_q;
 	void (*store)(int, int, int, const float *, const float *, float *, int64_t) = native ? store_o512 : store_o;
 	const row_steps *steps = native ? &steps_bf : &steps_c;
@@ -922,7 +912,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 				if (use_pk && pk->k)
 					kp = pk->k + pk->k_batch * b + pk->k_head * g + k0 * dkp;
 				else
-					pack_keys(nb, p->dk, dkp, k + kb + k0 * p->ldk, p->ldk, kbuf);
+					packers.keys(nb, p->dk, dkp, k + kb + k0 * p->ldk, p->ldk, kbuf);
 			}
 			int fix = 0;
 			if (p->dv > 0) {
@@ -930,7 +920,7 @@ void xattn_attend_bf16(const xattn_kernels *kt, int kind, const xattn_attention 
 				if (use_pk && pk->v)
 					vp = pk->v + pk->v_batch * b + pk->v_head * g + k0 * dvp;
 				else
-					fix = pack_values(nb, p->dv, dvp, vin, p->ldv, vbuf);
+					fix = packers.values(nb, p->dv, dvp, vin, p->ldv, vbuf);
 			}
 			/*
 			 * Block x (head h0 + x/nch, rows 32·(x%nch) on) scores into
