@@ -38,10 +38,9 @@ type bf16Backend struct {
 func bf16Backends(t testing.TB) []bf16Backend {
 	t.Helper()
 	names := blas.BF16Kernels()
+	xattn.SkipForcedBF16Missing(t)
 	if env := os.Getenv("XATTN_BF16"); env != "" {
-		if _, err := blas.BF16KernelNamed(env); errors.Is(err, blas.ErrUnsupported) {
-			t.Skipf("XATTN_BF16=%s: %v", env, err)
-		} else if err != nil {
+		if _, err := blas.BF16KernelNamed(env); err != nil {
 			t.Fatalf("XATTN_BF16=%s: %v", env, err)
 		}
 		names = []string{blas.BF16Default().Name()}
