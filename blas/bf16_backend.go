@@ -78,7 +78,41 @@ func (b bf16Backend) Pack(w []float32, n, k int) Packed {
 	if err != nil {
 		panic("blas: " + err.Error()) // checkPack checked the sizes
 	}
-	return Packed{layout: layoutBF16, bf: bf, n: n, k: k, items: 1, panel: BF16Panel}
+	return bf16Weights(bf)
+}
+
+// PackFunc is [Backend.Pack] for the n×k matrix w given one element at a
+// time, at(r, c) = w[r·k+c], on a backend whose packed weights replace w
+// (a BF16 backend of [WithBF16]): it returns what be.Pack(w, n, k) would,
+// the same bits, without a float32 copy of w (for weights that load as bf16
+// or float16), and true. Every other backend's products read w itself, so
+// there it returns the zero Packed and false without calling at. It panics
+// on a negative or too large size or a nil at, as Pack does on its sizes.
+func PackFunc(be Backend, n, k int, at func(r, c int) float32) (Packed, bool) {
+	if _, ok := be.(bf16Backend); !ok {
+		return Packed{}, false
+	}
+	switch {
+	case n < 0 || k < 0:
+		panic(errDim)
+	case n > maxC || k > maxC:
+		panic(errTooLarge)
+	case at == nil:
+		panic("blas: PackFunc: nil element function")
+	}
+	if n == 0 || k == 0 {
+		return Packed{}, true
+	}
+	bf, err := PackBF16Func(k, n, func(r, j int) float32 { return at(j, r) })
+	if err != nil {
+		panic("blas: " + err.Error()) // checkPack checked the sizes
+	}
+	return bf16Weights(bf), true
+}
+
+// bf16Weights wraps packed bf16 weights as a Packed (layoutBF16).
+func bf16Weights(bf BF16Packed) Packed {
+	return Packed{layout: layoutBF16, bf: bf, n: bf.n, k: bf.k, items: 1, panel: BF16Panel}
 }
 
 // Steps returns the BF16 cut: blocks of bf16Rows rows, panels of BF16Panel columns.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -615,5 +616,34 @@ func TestGemmBF16Chunks(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestPackFunc checks that PackFunc packs, from an element function, the
+// bits Pack packs from the float32 matrix on every BF16 backend, on shapes
+// with partial panels and padded depth, and that the FP32 backends decline
+// without calling the function.
+func TestPackFunc(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, be := range All() {
+		b, err := WithBF16(be, BF16Kernel{bf16Pure})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := PackFunc(be, 3, 3, func(int, int) float32 { t.Fatal("an FP32 backend called at"); return 0 }); ok {
+			t.Errorf("%s: PackFunc on an FP32 backend reports packed weights", Kernels(be))
+		}
+		for _, nk := range [][2]int{{1, 1}, {16, 32}, {17, 33}, {40, 77}, {5, 0}} {
+			n, k := nk[0], nk[1]
+			w := make([]float32, n*k)
+			for i := range w {
+				w[i] = float32(rng.NormFloat64())
+			}
+			got, ok := PackFunc(b, n, k, func(r, c int) float32 { return w[r*k+c] })
+			want := b.Pack(w, n, k)
+			if !ok || got.layout != want.layout || got.n != want.n || got.k != want.k || !slices.Equal(got.bf.data, want.bf.data) {
+				t.Errorf("%s %d×%d: PackFunc = %v (ok %t), Pack = %v", Kernels(b), n, k, got.bf.data, ok, want.bf.data)
+			}
+		}
 	}
 }

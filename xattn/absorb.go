@@ -61,7 +61,7 @@ func (l *Layer) Absorbs(s Shape) bool {
 const absorbMinSaved = 16
 
 // absorbedWeights are the weights of the absorbed form, made on first use
-// (in BF16, at New, before the FP32 weights are dropped; wkT is then nil):
+// (in BF16 at New, from the weights as given, and wkT is nil):
 // per key/value head g, Wk_g transposed (Dc×dk, for Q̃_h = Q_h·Wk_g as a
 // product with a transposed right-hand side) and both as the backend packs
 // them, with Wv_g (dv×Dv rows of Wv; views into the layer's packed Wv when
@@ -74,30 +74,47 @@ type absorbedWeights struct {
 func (l *Layer) absorbed() *absorbedWeights {
 	l.absOnce.Do(func() {
 		c := &l.cfg
-		dk, dv, dc, dx := c.HeadDim, c.ValueHeadDim, c.ContextDim, c.ValueDim
-		w := &l.abs
+		l.makeAbsorbed(weightMat{rows: c.KVHeads * c.HeadDim, cols: c.ContextDim, f32: l.wk},
+			weightMat{rows: c.KVHeads * c.ValueHeadDim, cols: c.ValueDim, f32: l.wv})
+	})
+	return &l.abs
+}
+
+// makeAbsorbed makes the absorbed form's weights from the key and value
+// weights wk and wv. A BF16 layer packs Wk_gᵀ from wk's values as they are
+// and keeps no float32 copy (wkT stays nil).
+func (l *Layer) makeAbsorbed(wk, wv weightMat) {
+	c := &l.cfg
+	dk, dv, dc := c.HeadDim, c.ValueHeadDim, c.ContextDim
+	w := &l.abs
+	w.pkT = make([]blas.Packed, c.KVHeads)
+	w.pvh = make([]blas.Packed, c.KVHeads)
+	bf16 := l.plan.Precision == BF16
+	if !bf16 {
 		w.wkT = make([]float32, c.KVHeads*dc*dk)
-		w.pkT = make([]blas.Packed, c.KVHeads)
-		w.pvh = make([]blas.Packed, c.KVHeads)
-		for g := range c.KVHeads {
+	}
+	for g := range c.KVHeads {
+		// Wk_gᵀ, dc×dk: row j holds column j of head g's rows of Wk.
+		kT := weightMat{rows: dc, cols: dk, at: func(i int) float32 { return wk.elem(g*dk+i%dk, i/dk) }}
+		if !bf16 {
 			t := w.wkT[g*dc*dk:][:dc*dk]
 			for d := range dk {
-				for j, v := range l.wk[(g*dk+d)*dc:][:dc] {
+				for j, v := range wk.f32[(g*dk+d)*dc:][:dc] {
 					t[j*dk+d] = v
 				}
 			}
-			w.pkT[g] = l.backend.Pack(t, dc, dk)
-			// Head g's rows of Wv: a view of the packed Wv where they
-			// are whole column steps, else packed apart (and maybe not
-			// packed: the backend decides for a few rows).
-			pv, ok := l.pv.Cols(g*dv, dv)
-			if !ok || dv%l.colStep != 0 {
-				pv = l.backend.Pack(l.wv[g*dv*dx:][:dv*dx], dv, dx)
-			}
-			w.pvh[g] = pv
+			kT = weightMat{rows: dc, cols: dk, f32: t}
 		}
-	})
-	return &l.abs
+		w.pkT[g] = kT.pack(l.backend)
+		// Head g's rows of Wv: a view of the packed Wv where they are
+		// whole column steps, else packed apart (and maybe not packed:
+		// the backend decides for a few rows).
+		pv, ok := l.pv.Cols(g*dv, dv)
+		if !ok || dv%l.colStep != 0 {
+			pv = wv.slice(g*dv, dv).pack(l.backend)
+		}
+		w.pvh[g] = pv
+	}
 }
 
 // The stages of the absorbed form (pipeline.run): after the queries,

@@ -71,26 +71,26 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 	if err := w.check(c); err != nil {
 		return nil, err
 	}
-	s := settings{backend: blas.Default(), plan: defaultPlan(c.HeadDim, c.ValueHeadDim)}
-	if err := s.apply(opts); err != nil {
+	l, err := newLayer(c, opts)
+	if err != nil {
 		return nil, err
 	}
-	if err := s.resolvePrecision(); err != nil {
-		return nil, err
+	if l.plan.Precision == BF16 {
+		l.packBF16(w.mats(&c))
+	} else {
+		l.setFP32(w, false)
 	}
-	if s.precision == BF16 {
-		s.plan.Precision = BF16
+	return l, nil
+}
+
+// setFP32 sets and packs the weights of an FP32 layer: copies of w's, or
+// w's own when own is set (w is then the layer's).
+func (l *Layer) setFP32(w *Weights, own bool) {
+	c := &l.cfg
+	clone := clone
+	if own {
+		clone = func(s []float32) []float32 { return s }
 	}
-	l := &Layer{cfg: c, backend: s.backend, plan: s.plan}
-	if l.rope, err = newRoPE(s.rope, c.HeadDim); err != nil {
-		return nil, err
-	}
-	l.rowStep, l.colStep = s.backend.Steps()
-	if l.rowStep < 1 || l.colStep < 1 {
-		return nil, fmt.Errorf("%w: backend %s cuts work in steps of %d rows and %d columns, want positive ones",
-			ErrConfig, s.backend.Name(), l.rowStep, l.colStep)
-	}
-	l.plan.Kernels = blas.Kernels(s.backend)
 	l.wq = clone(w.Q)
 	l.wo = clone(w.Out)
 	if w.OutBias != nil {
@@ -113,19 +113,36 @@ func New(cfg Config, w *Weights, opts ...Option) (*Layer, error) {
 		}
 	}
 	l.pack()
-	if s.precision == BF16 {
-		// The products read the packed bf16 weights only (blas.WithBF16):
-		// the absorbed form's are made now, from the FP32 ones, which
-		// then go.
-		if l.plan.Absorb {
-			l.absorbed().wkT = nil
-		}
-		l.wq, l.wk, l.wv, l.wo, l.wkv = nil, nil, nil, nil, nil
+}
+
+// newLayer returns a layer with the resolved Config c and the options
+// opts, without its weights.
+func newLayer(c Config, opts []Option) (*Layer, error) {
+	s := settings{backend: blas.Default(), plan: defaultPlan(c.HeadDim, c.ValueHeadDim)}
+	if err := s.apply(opts); err != nil {
+		return nil, err
 	}
+	if err := s.resolvePrecision(); err != nil {
+		return nil, err
+	}
+	if s.precision == BF16 {
+		s.plan.Precision = BF16
+	}
+	l := &Layer{cfg: c, backend: s.backend, plan: s.plan}
+	var err error
+	if l.rope, err = newRoPE(s.rope, c.HeadDim); err != nil {
+		return nil, err
+	}
+	l.rowStep, l.colStep = s.backend.Steps()
+	if l.rowStep < 1 || l.colStep < 1 {
+		return nil, fmt.Errorf("%w: backend %s cuts work in steps of %d rows and %d columns, want positive ones",
+			ErrConfig, s.backend.Name(), l.rowStep, l.colStep)
+	}
+	l.plan.Kernels = blas.Kernels(s.backend)
 	return l, nil
 }
 
-// pack prepares the weights for the backend's products.
+// pack prepares the weights of an FP32 layer for the backend's products.
 func (l *Layer) pack() {
 	c, be := &l.cfg, l.backend
 	nk, nv, nq := c.KVHeads*c.HeadDim, c.KVHeads*c.ValueHeadDim, c.Heads*c.HeadDim
@@ -135,15 +152,49 @@ func (l *Layer) pack() {
 		l.pkv = be.Pack(l.wkv, nk+nv, c.ContextDim)
 		// The packed Wk and Wv are views of the packed [Wk; Wv] where the
 		// layout has them (Wv's rows start a column step).
-		pk, okk := l.pkv.Cols(0, nk)
-		pv, okv := l.pkv.Cols(nk, nv)
-		if okk && okv {
-			l.pk, l.pv = pk, pv
+		if l.viewKV(nk, nv) {
 			return
 		}
 	}
 	l.pk = be.Pack(l.wk, nk, c.ContextDim)
 	l.pv = be.Pack(l.wv, nv, c.ValueDim)
+}
+
+// viewKV sets the packed Wk and Wv to views of the packed [Wk; Wv] (nk and
+// nv rows), and reports whether the layout has them.
+func (l *Layer) viewKV(nk, nv int) bool {
+	pk, okk := l.pkv.Cols(0, nk)
+	pv, okv := l.pkv.Cols(nk, nv)
+	if okk && okv {
+		l.pk, l.pv = pk, pv
+	}
+	return okk && okv
+}
+
+// packBF16 packs the weights w of a BF16 layer: its products read the packed
+// bf16 weights only (blas.WithBF16), so no float32 copy of them is kept, nor
+// made when w reads them from a file (SafetensorsFile.Layer). The absorbed
+// form's weights are made now, from w. The biases stay float32.
+func (l *Layer) packBF16(w layerWeights) {
+	c, be := &l.cfg, l.backend
+	l.bq, l.bo = w.qBias, w.outBias
+	if c.Bias {
+		l.bkv = slices.Concat(w.kBias, w.vBias)
+		l.bk, l.bv = l.bkv[:len(w.kBias)], l.bkv[len(w.kBias):]
+	}
+	l.pq = w.q.pack(be)
+	l.po = w.out.pack(be)
+	viewed := false
+	if c.ContextDim == c.ValueDim {
+		l.pkv = stackMats(w.k, w.v).pack(be)
+		viewed = l.viewKV(w.k.rows, w.v.rows)
+	}
+	if !viewed {
+		l.pk, l.pv = w.k.pack(be), w.v.pack(be)
+	}
+	if l.plan.Absorb {
+		l.absOnce.Do(func() { l.makeAbsorbed(w.k, w.v) })
+	}
 }
 
 func clone(s []float32) []float32 { return append([]float32(nil), s...) }

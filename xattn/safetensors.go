@@ -174,19 +174,40 @@ func (m Mapping) String() string {
 }
 
 // param is one tensor of a mapping: its name and the [rows, cols] shape it
-// must have (cols 0 for a vector). dst receives it when loading; data is
-// written when saving.
+// must have (cols 0 for a vector), and the part of Weights it holds (the
+// caller splits TorchMHA's packed in_proj tensors, whose part is partNone).
 type param struct {
 	name       string
 	rows, cols int
 	required   bool
-	dst        *[]float32
+	part       weightPartID
+}
+
+// weightPartID names a part of [Weights].
+type weightPartID int
+
+const (
+	partNone weightPartID = iota
+	partQ
+	partK
+	partV
+	partOut
+	partQBias
+	partKBias
+	partVBias
+	partOutBias
+	numParts
+)
+
+// part returns the field of w that part i names.
+func (w *Weights) part(i weightPartID) *[]float32 {
+	return [numParts]*[]float32{nil, &w.Q, &w.K, &w.V, &w.Out, &w.QBias, &w.KBias, &w.VBias, &w.OutBias}[i]
 }
 
 // params lists the tensors of mapping m for the resolved Config c, with
 // names relative to the prefix. For TorchMHA, the packed in_proj tensors are
-// described with dst nil; the caller splits them.
-func (m Mapping) params(c Config, w *Weights) ([]param, error) {
+// described with part partNone; the caller splits them.
+func (m Mapping) params(c Config) ([]param, error) {
 	hq, hk, hv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim, c.KVHeads*c.ValueHeadDim
 	ho := c.Heads * c.ValueHeadDim
 	var q, k, v, o string
@@ -202,29 +223,29 @@ func (m Mapping) params(c Config, w *Weights) ([]param, error) {
 				ErrConfig, c)
 		}
 		ps := []param{
-			{"out_proj.weight", c.OutDim, ho, true, &w.Out},
-			{"out_proj.bias", c.OutDim, 0, false, &w.OutBias},
+			{"out_proj.weight", c.OutDim, ho, true, partOut},
+			{"out_proj.bias", c.OutDim, 0, false, partOutBias},
 		}
 		if c.Bias {
-			ps = append(ps, param{"in_proj_bias", hq + hk + hv, 0, true, nil})
+			ps = append(ps, param{"in_proj_bias", hq + hk + hv, 0, true, partNone})
 		}
 		return ps, nil
 	default:
 		return nil, fmt.Errorf("%w: unknown Mapping %d", ErrConfig, int(m))
 	}
 	ps := []param{
-		{q + "weight", hq, c.QueryDim, true, &w.Q},
-		{k + "weight", hk, c.ContextDim, true, &w.K},
-		{v + "weight", hv, c.ValueDim, true, &w.V},
-		{o + "weight", c.OutDim, ho, true, &w.Out},
-		{o + "bias", c.OutDim, 0, false, &w.OutBias},
+		{q + "weight", hq, c.QueryDim, true, partQ},
+		{k + "weight", hk, c.ContextDim, true, partK},
+		{v + "weight", hv, c.ValueDim, true, partV},
+		{o + "weight", c.OutDim, ho, true, partOut},
+		{o + "bias", c.OutDim, 0, false, partOutBias},
 	}
 	if c.Bias {
 		ps = append(ps,
-			param{q + "bias", hq, 0, true, &w.QBias},
+			param{q + "bias", hq, 0, true, partQBias},
 			// Plain's k_proj.bias may be absent, as in Whisper (see Mapping).
-			param{k + "bias", hk, 0, m != Plain, &w.KBias},
-			param{v + "bias", hv, 0, true, &w.VBias})
+			param{k + "bias", hk, 0, m != Plain, partKBias},
+			param{v + "bias", hv, 0, true, partVBias})
 	}
 	return ps, nil
 }
@@ -266,16 +287,12 @@ func LoadWeights(r io.ReaderAt, size int64, cfg Config, m Mapping, prefix string
 // LoadWeightsFile is [LoadWeights] for the file at path. An error opening
 // the file is returned as os.Open gives it (an *fs.PathError).
 func LoadWeightsFile(path string, cfg Config, m Mapping, prefix string) (*Weights, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	st, err := fh.Stat()
-	if err != nil {
-		return nil, err
-	}
-	return LoadWeights(fh, st.Size(), cfg, m, prefix)
+	var w *Weights
+	err := withFile(path, func(r io.ReaderAt, size int64) (err error) {
+		w, err = LoadWeights(r, size, cfg, m, prefix)
+		return err
+	})
+	return w, err
 }
 
 // Weights reads the weights of a layer from f; see [LoadWeights]. Use it to
@@ -285,62 +302,15 @@ func (f *SafetensorsFile) Weights(cfg Config, m Mapping, prefix string) (*Weight
 	if err != nil {
 		return nil, err
 	}
-	w := &Weights{}
-	ps, err := m.params(c, w)
+	parts, err := f.parts(c, m, prefix)
 	if err != nil {
 		return nil, err
 	}
-	prefix = normPrefix(prefix)
-	used := map[string]bool{}
-	load := func(p param) ([]float32, error) {
-		name := prefix + p.name
-		info, ok := f.f.Info(name)
-		if !ok {
-			if p.required {
-				return nil, fmt.Errorf("%w: %s weights need tensor %q, which the file lacks", ErrWeights, m, name)
-			}
-			return nil, nil
-		}
-		used[name] = true
-		want := []int{p.rows, p.cols}
-		if p.cols == 0 {
-			want = want[:1]
-		}
-		if !slices.Equal(info.Shape, want) {
-			return nil, fmt.Errorf("%w: tensor %q has shape %v, want %v for %v", ErrWeights, name, info.Shape, want, c)
-		}
-		t, err := f.Tensor(name)
-		return t.Data, err
-	}
-	if m == TorchMHA {
-		hq, hk, hv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim, c.KVHeads*c.ValueHeadDim
-		if _, packed := f.f.Info(prefix + "in_proj_weight"); packed {
-			if c.ContextDim != c.QueryDim || c.ValueDim != c.QueryDim {
-				return nil, fmt.Errorf("%w: in_proj_weight needs QueryDim = ContextDim = ValueDim; have %v", ErrWeights, c)
-			}
-			all, err := load(param{name: "in_proj_weight", rows: hq + hk + hv, cols: c.QueryDim, required: true})
-			if err != nil {
-				return nil, err
-			}
-			d := c.QueryDim
-			w.Q, w.K, w.V = all[:hq*d:hq*d], all[hq*d:(hq+hk)*d:(hq+hk)*d], all[(hq+hk)*d:]
-		} else {
-			ps = append(ps,
-				param{"q_proj_weight", hq, c.QueryDim, true, &w.Q},
-				param{"k_proj_weight", hk, c.ContextDim, true, &w.K},
-				param{"v_proj_weight", hv, c.ValueDim, true, &w.V})
-		}
-	}
-	for _, p := range ps {
-		data, err := load(p)
-		if err != nil {
+	w := &Weights{}
+	r := tensorReader{f: f.f}
+	for i := partQ; i < numParts; i++ {
+		if *w.part(i), err = r.float32s(parts[i]); err != nil {
 			return nil, err
-		}
-		if p.dst != nil {
-			*p.dst = data
-		} else if data != nil { // TorchMHA's in_proj_bias
-			hq, hk := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
-			w.QBias, w.KBias, w.VBias = data[:hq:hq], data[hq:hq+hk:hq+hk], data[hq+hk:]
 		}
 	}
 	if w.OutBias == nil {
@@ -349,15 +319,244 @@ func (f *SafetensorsFile) Weights(cfg Config, m Mapping, prefix string) (*Weight
 	if c.Bias && w.KBias == nil {
 		w.KBias = make([]float32, c.KVHeads*c.HeadDim)
 	}
-	for _, name := range f.f.Names() {
-		if len(name) >= len(prefix) && name[:len(prefix)] == prefix && !used[name] {
-			return nil, fmt.Errorf("%w: tensor %q is not part of %s weights for %v", ErrWeights, name, m, c)
-		}
-	}
 	if err := w.check(c); err != nil {
 		return nil, err
 	}
 	return w, nil
+}
+
+// Layer returns the layer that [New](cfg, w, opts...) makes of the weights
+// w of mapping m under prefix in f (see [LoadWeights]). For a BF16 layer
+// ([WithPrecision](BF16), or a BF16 backend) it makes no float32 copy of
+// the weight matrices: it reads them one tensor at a time, as the file
+// stores them (2 bytes a value for BF16 and F16), and rounds and packs them
+// from there; the layer is New's, bit for bit. For an FP32 layer it is New
+// of [SafetensorsFile.Weights], without New's copy. The biases are float32
+// in every layer.
+//
+// Errors are those of LoadWeights and New; the options are checked before
+// the file is read.
+func (f *SafetensorsFile) Layer(cfg Config, m Mapping, prefix string, opts ...Option) (*Layer, error) {
+	c, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	l, err := newLayer(c, opts)
+	if err != nil {
+		return nil, err
+	}
+	if l.plan.Precision != BF16 {
+		w, err := f.Weights(cfg, m, prefix)
+		if err != nil {
+			return nil, err
+		}
+		l.setFP32(w, true)
+		return l, nil
+	}
+	parts, err := f.parts(c, m, prefix)
+	if err != nil {
+		return nil, err
+	}
+	r := tensorReader{f: f.f}
+	var lw layerWeights
+	for _, b := range [...]struct {
+		dst *[]float32
+		id  weightPartID
+	}{{&lw.qBias, partQBias}, {&lw.kBias, partKBias}, {&lw.vBias, partVBias}, {&lw.outBias, partOutBias}} {
+		if *b.dst, err = r.float32s(parts[b.id]); err != nil {
+			return nil, err
+		}
+	}
+	if c.Bias && lw.kBias == nil {
+		lw.kBias = make([]float32, c.KVHeads*c.HeadDim)
+	}
+	hq, hk, hv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim, c.KVHeads*c.ValueHeadDim
+	mat := func(id weightPartID, rows, cols int) (weightMat, error) {
+		at, err := r.at(parts[id])
+		return weightMat{rows: rows, cols: cols, at: at}, err
+	}
+	if lw.q, err = mat(partQ, hq, c.QueryDim); err != nil {
+		return nil, err
+	}
+	if lw.k, err = mat(partK, hk, c.ContextDim); err != nil {
+		return nil, err
+	}
+	if lw.v, err = mat(partV, hv, c.ValueDim); err != nil {
+		return nil, err
+	}
+	if lw.out, err = mat(partOut, c.OutDim, c.Heads*c.ValueHeadDim); err != nil {
+		return nil, err
+	}
+	if err := lw.check(); err != nil {
+		return nil, err
+	}
+	l.packBF16(lw)
+	return l, nil
+}
+
+// LoadLayer is [SafetensorsFile.Layer] for the safetensors file that r
+// holds, of size bytes.
+func LoadLayer(r io.ReaderAt, size int64, cfg Config, m Mapping, prefix string, opts ...Option) (*Layer, error) {
+	f, err := ReadSafetensors(r, size)
+	if err != nil {
+		return nil, err
+	}
+	return f.Layer(cfg, m, prefix, opts...)
+}
+
+// LoadLayerFile is [LoadLayer] for the file at path. An error opening the
+// file is returned as os.Open gives it (an *fs.PathError).
+func LoadLayerFile(path string, cfg Config, m Mapping, prefix string, opts ...Option) (*Layer, error) {
+	var l *Layer
+	err := withFile(path, func(r io.ReaderAt, size int64) (err error) {
+		l, err = LoadLayer(r, size, cfg, m, prefix, opts...)
+		return err
+	})
+	return l, err
+}
+
+// withFile calls use with the file at path open, and its size.
+func withFile(path string, use func(r io.ReaderAt, size int64) error) error {
+	fh, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		return err
+	}
+	return use(fh, st.Size())
+}
+
+// fileTensor is n values of a tensor of a file, from element off on: one
+// part of a layer's weights (SafetensorsFile.parts). The zero fileTensor is
+// a part the file lacks.
+type fileTensor struct {
+	name   string
+	off, n int
+}
+
+// tensorReader reads the tensors of fileTensors from f, each tensor once
+// (TorchMHA's in_proj tensors hold three parts).
+type tensorReader struct {
+	f    *safetensors.File
+	read map[string]safetensors.Floats
+}
+
+// at returns the function that gives value i of t, nil for a part the
+// file lacks.
+func (r *tensorReader) at(t fileTensor) (func(i int) float32, error) {
+	if t.name == "" {
+		return nil, nil
+	}
+	fl, ok := r.read[t.name]
+	if !ok {
+		var err error
+		if fl, err = r.f.Floats(t.name); err != nil {
+			return nil, weightsError(err)
+		}
+		if r.read == nil {
+			r.read = map[string]safetensors.Floats{}
+		}
+		r.read[t.name] = fl
+	}
+	return func(i int) float32 { return fl.At(t.off + i) }, nil
+}
+
+// float32s returns the values of t as float32, nil for a part the file
+// lacks.
+func (r *tensorReader) float32s(t fileTensor) ([]float32, error) {
+	at, err := r.at(t)
+	if at == nil || err != nil {
+		return nil, err
+	}
+	v := make([]float32, t.n)
+	for i := range v {
+		v[i] = at(i)
+	}
+	return v, nil
+}
+
+// parts finds the tensors of the weights of mapping m under prefix in f,
+// for the resolved Config c, and checks their names, shapes and dtypes
+// (see [LoadWeights]); it reads no tensor.
+func (f *SafetensorsFile) parts(c Config, m Mapping, prefix string) ([numParts]fileTensor, error) {
+	var parts [numParts]fileTensor
+	ps, err := m.params(c)
+	if err != nil {
+		return parts, err
+	}
+	prefix = normPrefix(prefix)
+	used := map[string]bool{}
+	load := func(p param) (fileTensor, error) {
+		name := prefix + p.name
+		info, ok := f.f.Info(name)
+		if !ok {
+			if p.required {
+				return fileTensor{}, fmt.Errorf("%w: %s weights need tensor %q, which the file lacks", ErrWeights, m, name)
+			}
+			return fileTensor{}, nil
+		}
+		used[name] = true
+		want := []int{p.rows, p.cols}
+		if p.cols == 0 {
+			want = want[:1]
+		}
+		if !slices.Equal(info.Shape, want) {
+			return fileTensor{}, fmt.Errorf("%w: tensor %q has shape %v, want %v for %v", ErrWeights, name, info.Shape, want, c)
+		}
+		switch info.DType {
+		case "F32", "F16", "BF16", "F64":
+		default:
+			return fileTensor{}, fmt.Errorf("%w: tensor %q has dtype %s, want F32, F16, BF16 or F64", ErrWeights, name, info.DType)
+		}
+		return fileTensor{name: name, n: info.Len()}, nil
+	}
+	// split sets the parts in order from consecutive values of t, n[i]
+	// values each.
+	split := func(t fileTensor, order []weightPartID, n ...int) {
+		for i, id := range order {
+			parts[id] = fileTensor{name: t.name, off: t.off, n: n[i]}
+			t.off += n[i]
+		}
+	}
+	hq, hk, hv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim, c.KVHeads*c.ValueHeadDim
+	if m == TorchMHA {
+		if _, packed := f.f.Info(prefix + "in_proj_weight"); packed {
+			if c.ContextDim != c.QueryDim || c.ValueDim != c.QueryDim {
+				return parts, fmt.Errorf("%w: in_proj_weight needs QueryDim = ContextDim = ValueDim; have %v", ErrWeights, c)
+			}
+			all, err := load(param{name: "in_proj_weight", rows: hq + hk + hv, cols: c.QueryDim, required: true})
+			if err != nil {
+				return parts, err
+			}
+			d := c.QueryDim
+			split(all, []weightPartID{partQ, partK, partV}, hq*d, hk*d, hv*d)
+		} else {
+			ps = append(ps,
+				param{"q_proj_weight", hq, c.QueryDim, true, partQ},
+				param{"k_proj_weight", hk, c.ContextDim, true, partK},
+				param{"v_proj_weight", hv, c.ValueDim, true, partV})
+		}
+	}
+	for _, p := range ps {
+		t, err := load(p)
+		if err != nil {
+			return parts, err
+		}
+		if p.part != partNone {
+			parts[p.part] = t
+		} else if t.n != 0 { // TorchMHA's in_proj_bias
+			split(t, []weightPartID{partQBias, partKBias, partVBias}, hq, hk, hv)
+		}
+	}
+	for _, name := range f.f.Names() {
+		if len(name) >= len(prefix) && name[:len(prefix)] == prefix && !used[name] {
+			return parts, fmt.Errorf("%w: tensor %q is not part of %s weights for %v", ErrWeights, name, m, c)
+		}
+	}
+	return parts, nil
 }
 
 // Tensors returns the parameters in w under the names of mapping m preceded
@@ -375,8 +574,7 @@ func (w *Weights) Tensors(cfg Config, m Mapping, prefix string) ([]Tensor, error
 		return nil, err
 	}
 	prefix = normPrefix(prefix)
-	src := *w // params reads through the pointers, never writes
-	ps, err := m.params(c, &src)
+	ps, err := m.params(c)
 	if err != nil {
 		return nil, err
 	}
@@ -399,14 +597,14 @@ func (w *Weights) Tensors(cfg Config, m Mapping, prefix string) ([]Tensor, error
 		}
 	}
 	for _, p := range ps {
-		if p.dst == nil {
+		if p.part == partNone {
 			add(p.name, p.rows, 0, slices.Concat(w.QBias, w.KBias, w.VBias))
 			continue
 		}
 		if m == TorchMHA && p.name == "out_proj.bias" && !c.Bias && !slices.ContainsFunc(w.OutBias, func(v float32) bool { return v != 0 }) {
 			continue
 		}
-		data := *p.dst
+		data := *w.part(p.part)
 		if data == nil { // a nil OutBias, the only part check lets be nil here
 			data = make([]float32, p.rows)
 		}

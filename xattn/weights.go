@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+
+	"github.com/xattn/xattn/blas"
 )
 
 // Weights holds the parameters of a layer in PyTorch's nn.Linear layout: a
@@ -103,10 +106,125 @@ func checkParts(flag string, parts []weightPart) error {
 				ErrWeights, x.name, len(x.data), x.rows, x.cols, x.rows*x.cols)
 		}
 		for i, v := range x.data {
-			if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
-				return fmt.Errorf("%w: %s[%d] = %v", ErrWeights, x.name, i, v)
+			if err := finiteWeight(x.name, i, v); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
+}
+
+// finiteWeight returns an error wrapping ErrWeights if v, value i of the
+// part called name, is a NaN or an infinity.
+func finiteWeight(name string, i int, v float32) error {
+	if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+		return fmt.Errorf("%w: %s[%d] = %v", ErrWeights, name, i, v)
+	}
+	return nil
+}
+
+// weightMat is one weight matrix of a layer, rows×cols in the layout of
+// [Weights], as a BF16 layer packs it: float32 values, or values read one at
+// a time from a file's tensor (SafetensorsFile.Layer), which are never
+// copied to float32 as a whole.
+type weightMat struct {
+	rows, cols int
+	f32        []float32           // the rows·cols values, unless at is set
+	at         func(i int) float32 // value i (row i/cols), for values from a file
+}
+
+// elem returns the value in row r, column c.
+func (m weightMat) elem(r, c int) float32 {
+	if m.at != nil {
+		return m.at(r*m.cols + c)
+	}
+	return m.f32[r*m.cols+c]
+}
+
+// slice returns rows [r0, r0+n) of m.
+func (m weightMat) slice(r0, n int) weightMat {
+	if m.at == nil {
+		return weightMat{rows: n, cols: m.cols, f32: m.f32[r0*m.cols:][:n*m.cols]}
+	}
+	at, off := m.at, r0*m.cols
+	return weightMat{rows: n, cols: m.cols, at: func(i int) float32 { return at(off + i) }}
+}
+
+// stackMats returns [a; b], a's rows then b's, of matrices with the same
+// columns: for float32 values a new slice (one allocation), else a view.
+func stackMats(a, b weightMat) weightMat {
+	if a.at == nil && b.at == nil {
+		return weightMat{rows: a.rows + b.rows, cols: a.cols, f32: slices.Concat(a.f32, b.f32)}
+	}
+	n := a.rows * a.cols
+	return weightMat{rows: a.rows + b.rows, cols: a.cols, at: func(i int) float32 {
+		if i < n {
+			return a.elem(0, i)
+		}
+		return b.elem(0, i-n)
+	}}
+}
+
+// pack returns m packed by be (blas.Backend.Pack), which must be a BF16
+// backend for values from a file: only its packed weights replace them
+// (blas.PackFunc).
+func (m weightMat) pack(be blas.Backend) blas.Packed {
+	if m.at == nil {
+		return be.Pack(m.f32, m.rows, m.cols)
+	}
+	p, ok := blas.PackFunc(be, m.rows, m.cols, func(r, c int) float32 { return m.elem(r, c) })
+	if !ok {
+		panic("xattn: weights from a file packed for the float32 backend " + blas.Kernels(be))
+	}
+	return p
+}
+
+// layerWeights are the weights a BF16 layer packs (Layer.packBF16): the
+// matrices as weightMats, the biases as float32 values of the layer's own
+// (nil where Config.Bias is false; a nil outBias is no output bias).
+type layerWeights struct {
+	q, k, v, out                 weightMat
+	qBias, kBias, vBias, outBias []float32
+}
+
+// mats returns w, checked against the resolved c, as layerWeights: the
+// matrices read from w, the biases copied (see packBF16).
+func (w *Weights) mats(c *Config) layerWeights {
+	hq, hk, hv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim, c.KVHeads*c.ValueHeadDim
+	lw := layerWeights{
+		q:   weightMat{rows: hq, cols: c.QueryDim, f32: w.Q},
+		k:   weightMat{rows: hk, cols: c.ContextDim, f32: w.K},
+		v:   weightMat{rows: hv, cols: c.ValueDim, f32: w.V},
+		out: weightMat{rows: c.OutDim, cols: c.Heads * c.ValueHeadDim, f32: w.Out},
+	}
+	if w.OutBias != nil {
+		lw.outBias = clone(w.OutBias)
+	}
+	if c.Bias {
+		// packBF16 copies the key and value biases into the stacked [bk; bv].
+		lw.qBias, lw.kBias, lw.vBias = clone(w.QBias), w.KBias, w.VBias
+	}
+	return lw
+}
+
+// check returns an error wrapping ErrWeights for the first NaN or infinity
+// in w, named as [Weights] names its parts; the sizes are right by
+// construction (SafetensorsFile.Layer).
+func (w *layerWeights) check() error {
+	for _, m := range [...]struct {
+		name string
+		m    weightMat
+	}{{"Q", w.q}, {"K", w.k}, {"V", w.v}, {"Out", w.out}} {
+		for i := range m.m.rows * m.m.cols {
+			if err := finiteWeight(m.name, i, m.m.elem(0, i)); err != nil {
+				return err
+			}
+		}
+	}
+	vec := func(name string, v []float32) weightPart {
+		return weightPart{name, v, len(v), 1, v != nil}
+	}
+	return checkParts("Config.Bias", []weightPart{
+		vec("QBias", w.qBias), vec("KBias", w.kBias), vec("VBias", w.vBias), vec("OutBias", w.outBias),
+	})
 }

@@ -29,25 +29,24 @@ var dtypes = func() []string {
 
 // decodeFloats converts the little-endian values b of the given dtype to dst.
 func decodeFloats(dst []float32, b []byte, dtype string) {
+	for i := range dst {
+		dst[i] = decodeFloat(b, dtype, i)
+	}
+}
+
+// decodeFloat returns element i of the little-endian values b of dtype F32,
+// F16, BF16 or F64 as float32: exactly, or rounded to nearest from F64.
+func decodeFloat(b []byte, dtype string, i int) float32 {
 	le := binary.LittleEndian
 	switch dtype {
 	case "F32":
-		for i := range dst {
-			dst[i] = math.Float32frombits(le.Uint32(b[4*i:]))
-		}
+		return math.Float32frombits(le.Uint32(b[4*i:][:4]))
 	case "F16":
-		for i := range dst {
-			dst[i] = f16to32(le.Uint16(b[2*i:]))
-		}
+		return f16to32(le.Uint16(b[2*i:][:2]))
 	case "BF16":
-		for i := range dst {
-			dst[i] = math.Float32frombits(uint32(le.Uint16(b[2*i:])) << 16)
-		}
-	case "F64":
-		for i := range dst {
-			dst[i] = float32(math.Float64frombits(le.Uint64(b[8*i:])))
-		}
+		return math.Float32frombits(uint32(le.Uint16(b[2*i:][:2])) << 16)
 	}
+	return float32(math.Float64frombits(le.Uint64(b[8*i:][:8])))
 }
 
 // f16to32 converts an IEEE 754 binary16 value to float32, exactly.

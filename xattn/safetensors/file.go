@@ -100,6 +100,53 @@ type Tensor struct {
 	Data  []float32
 }
 
+// Floats is the data of a float tensor as the file stores it (F32, F16,
+// BF16 or F64), read from the file once and converted to float32 one
+// element at a time ([Floats.At]): for a caller that lays the values out in
+// a form of its own, such as bf16 weights packed for a product, without a
+// float32 copy of the whole tensor. It holds the file's bytes: for a BF16 or
+// F16 tensor half the memory of the float32 one.
+type Floats struct {
+	Name  string
+	Shape []int
+	DType string
+	b     []byte
+}
+
+// Len returns the number of elements of t.
+func (t Floats) Len() int {
+	if size := dtypeSize[t.DType]; size > 0 {
+		return len(t.b) / size
+	}
+	return 0 // the zero Floats
+}
+
+// At returns element i of t (row-major, 0 ≤ i < Len) converted to float32
+// as [File.Tensor] converts it: F32, F16 and BF16 exactly, F64 rounded to
+// nearest. It panics if i is out of range, as a slice index does.
+func (t Floats) At(i int) float32 { return decodeFloat(t.b, t.DType, i) }
+
+// Floats reads the tensor called name for [Floats.At]. It returns an error
+// wrapping [ErrTensor] if there is no such tensor or it holds a dtype other
+// than F32, F16, BF16 or F64, and one wrapping [ErrFormat] if the reader
+// fails.
+func (f *File) Floats(name string) (Floats, error) {
+	t, ok := f.tensorInfo(name)
+	if !ok {
+		return Floats{}, fmt.Errorf("%w: no tensor %q in the file", ErrTensor, name)
+	}
+	switch t.DType {
+	case "F32", "F16", "BF16", "F64":
+	default:
+		return Floats{}, fmt.Errorf("%w: tensor %q has dtype %s, want F32, F16, BF16 or F64", ErrTensor, name, t.DType)
+	}
+	b, err := f.Bytes(name)
+	if err != nil {
+		return Floats{}, err
+	}
+	return Floats{Name: name, Shape: slices.Clone(t.Shape), DType: t.DType, b: b}, nil
+}
+
 // Tensor reads the tensor called name and converts it to float32. F32 is
 // copied; F16 and BF16 convert exactly (every value of theirs is a float32);
 // F64 rounds to nearest. It returns an error wrapping [ErrTensor] if there
@@ -110,16 +157,11 @@ func (f *File) Tensor(name string) (Tensor, error) {
 	if !ok {
 		return Tensor{}, fmt.Errorf("%w: no tensor %q in the file", ErrTensor, name)
 	}
-	switch t.DType {
-	case "F32", "F16", "BF16", "F64":
-	default:
-		return Tensor{}, fmt.Errorf("%w: tensor %q has dtype %s, want F32, F16, BF16 or F64", ErrTensor, name, t.DType)
-	}
-	b, err := f.Bytes(name)
+	fl, err := f.Floats(name)
 	if err != nil {
 		return Tensor{}, err
 	}
-	out := Tensor{Name: name, Shape: slices.Clone(t.Shape), Data: make([]float32, t.Len())}
-	decodeFloats(out.Data, b, t.DType)
+	out := Tensor{Name: name, Shape: fl.Shape, Data: make([]float32, t.Len())}
+	decodeFloats(out.Data, fl.b, t.DType)
 	return out, nil
 }

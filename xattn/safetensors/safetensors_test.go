@@ -416,3 +416,67 @@ func TestWriteSafetensorsErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestFloats checks Floats.At against Tensor's conversion, element by
+// element and bit for bit, for every float dtype, and its errors.
+func TestFloats(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	data := make([]float32, 6*5)
+	for i := range data {
+		data[i] = float32(rng.NormFloat64())
+	}
+	data[3] = float32(math.Inf(-1))
+	for _, dtype := range []string{"F32", "F16", "BF16"} {
+		var buf bytes.Buffer
+		if err := safetensors.Write(&buf, []safetensors.Tensor{{Name: "w", Shape: []int{6, 5}, Data: data}}, dtype, nil); err != nil {
+			t.Fatal(err)
+		}
+		f, err := readBytes(buf.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := f.Tensor("w")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fl, err := f.Floats("w")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fl.Name != "w" || fl.DType != dtype || !slices.Equal(fl.Shape, []int{6, 5}) || fl.Len() != len(data) {
+			t.Fatalf("%s: Floats = %q %s %v, %d values", dtype, fl.Name, fl.DType, fl.Shape, fl.Len())
+		}
+		for i, v := range want.Data {
+			if got := fl.At(i); math.Float32bits(got) != math.Float32bits(v) {
+				t.Fatalf("%s: At(%d) = %v, Tensor has %v", dtype, i, got, v)
+			}
+		}
+	}
+	// F64, written by hand: rounded to nearest as Tensor rounds it.
+	var raw []byte
+	for _, v := range []float64{1.0 / 3, -2.5e300, math.SmallestNonzeroFloat64} {
+		raw = binary.LittleEndian.AppendUint64(raw, math.Float64bits(v))
+	}
+	f, err := readBytes(testutil.RawSafetensors(`{"d":{"dtype":"F64","shape":[3],"data_offsets":[0,24]},"i":{"dtype":"I32","shape":[0],"data_offsets":[24,24]}}`, raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl, err := f.Floats("d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []float32{1.0 / 3, float32(math.Inf(-1)), 0} {
+		if got := fl.At(i); got != want {
+			t.Errorf("F64 At(%d) = %v, want %v", i, got, want)
+		}
+	}
+	if _, err := f.Floats("i"); !errors.Is(err, safetensors.ErrTensor) || !strings.Contains(err.Error(), "I32") {
+		t.Errorf("Floats of an I32 tensor: %v, want ErrTensor naming the dtype", err)
+	}
+	if _, err := f.Floats("nope"); !errors.Is(err, safetensors.ErrTensor) {
+		t.Errorf("Floats of a missing tensor: %v, want ErrTensor", err)
+	}
+	if n := (safetensors.Floats{}).Len(); n != 0 {
+		t.Errorf("zero Floats has Len %d", n)
+	}
+}
