@@ -328,9 +328,9 @@ func (f *SafetensorsFile) Weights(cfg Config, m Mapping, prefix string) (*Weight
 // Layer returns the layer that [New](cfg, w, opts...) makes of the weights
 // w of mapping m under prefix in f (see [LoadWeights]). For a BF16 layer
 // ([WithPrecision](BF16), or a BF16 backend) it makes no float32 copy of
-// the weight matrices: it reads them one tensor at a time, as the file
-// stores them (2 bytes a value for BF16 and F16), and rounds and packs them
-// from there; the layer is New's, bit for bit. For an FP32 layer it is New
+// the weight matrices: it reads the layer's tensors as the file stores them
+// (2 bytes a value for BF16 and F16), and rounds and packs them from there,
+// one value at a time; the layer is New's, bit for bit. For an FP32 layer it is New
 // of [SafetensorsFile.Weights], without New's copy. The biases are float32
 // in every layer.
 //
