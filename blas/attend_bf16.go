@@ -163,7 +163,35 @@ func (x *BF16) keyParts(a *Attention) int {
 func (x *BF16) packPart(a *Attention, pk *BF16KV, i int) bool {
 	per := ceilDiv(a.Tk, packSpan)
 	b, j0 := i/per, i%per*packSpan
-	j1 := min(j0+packSpan, a.Tk)
+	return x.packRange(a, pk, b, j0, min(j0+packSpan, a.Tk))
+}
+
+// packKeysSpan packs keys [j0, j1) of a, of a.Tk keys so far, into buf
+// laid out for capacity keys, from the start of j0's group of bf16Rows
+// keys (KeyAppender.PackKeysSpan), and reports whether their values were
+// finite.
+func (x *BF16) packKeysSpan(a *Attention, capacity, j0, j1 int, buf []float32) bool {
+	if j0 < 0 || j0 > j1 || j1 > a.Tk || a.Tk > capacity {
+		panic(fmt.Sprintf("blas: PackKeysSpan: keys [%d, %d) of %d, capacity %d", j0, j1, a.Tk, capacity))
+	}
+	c := *a
+	c.Tk = capacity
+	var pk BF16KV
+	x.layoutKV(&c, &pk, x.keysBuf(&c, buf))
+	if j0 == j1 {
+		return true
+	}
+	finite := true
+	for b := range a.Batch {
+		finite = x.packRange(a, &pk, b, j0/bf16Rows*bf16Rows, j1) && finite
+	}
+	return finite
+}
+
+// packRange packs keys [j0, j1) of batch b of a, j0 a multiple of
+// bf16Rows, into pk as groups of bf16Rows keys (the last one's keys past
+// a.Tk zero), and reports whether their values were finite.
+func (x *BF16) packRange(a *Attention, pk *BF16KV, b, j0, j1 int) bool {
 	var kp, vp *C.uint16_t
 	var k, v *C.float
 	if pk.k != nil {

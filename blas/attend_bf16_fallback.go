@@ -31,6 +31,9 @@ func (*BF16) keyParts(*Attention) int              { return 0 }
 func (*BF16) packKeysPart(*Attention, []float32, int) bool {
 	panic("blas: no BF16 core in this build")
 }
+func (*BF16) packKeysSpan(*Attention, int, int, int, []float32) bool {
+	panic("blas: no BF16 core in this build")
+}
 func (*BF16) packKeysIn(*Attention, []float32, bool) Packed {
 	panic("blas: no BF16 core in this build")
 }

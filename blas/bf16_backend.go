@@ -166,6 +166,15 @@ func (b bf16Backend) KeyParts(a *Attention) int {
 	return b.core.keyParts(a)
 }
 
+// PackKeysSpan packs keys [j0, j1) of a for the C core into buf, laid out
+// for capacity keys.
+func (b bf16Backend) PackKeysSpan(a *Attention, capacity, j0, j1 int, buf []float32) bool {
+	if b.core == nil {
+		panic(errKeyPart)
+	}
+	return b.core.packKeysSpan(a, capacity, j0, j1, buf)
+}
+
 // PackKeysPart packs part i of a's keys and values for the C core into buf.
 func (b bf16Backend) PackKeysPart(a *Attention, buf []float32, i int) bool {
 	if b.core == nil {

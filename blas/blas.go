@@ -333,6 +333,23 @@ type KeyPacker interface {
 	PackedKeysIn(a *Attention, buf []float32, finite bool) Packed
 }
 
+// KeyAppender is a [KeyPacker] whose packed keys and values can be made a
+// span at a time in caller memory laid out for more keys than there are
+// yet: a KV cache packs the keys of each step as it appends them, and its
+// attention reads the packed keys of every step before (a view
+// Cols(0, Tk) of them).
+type KeyAppender interface {
+	KeyPacker
+	// PackKeysSpan packs keys [j0, j1) of a, whose a.Tk keys are those
+	// there so far (0 ≤ j0 ≤ j1 ≤ a.Tk ≤ capacity; K and V hold capacity
+	// keys a batch), into buf laid out as PackKeysPart lays out capacity
+	// keys (PackedKeysIn of a with Tk = capacity), and reports whether the
+	// values it read were all finite. It packs from the start of j0's group
+	// of [BF16KeyStep] keys, and zeroes the group's keys past a.Tk. Where
+	// KeyParts(a) is 0 there is nothing to pack, and it panics.
+	PackKeysSpan(a *Attention, capacity, j0, j1 int, buf []float32) bool
+}
+
 // Kernels names the kernels be runs: "pure" for [Pure], the variant for an
 // OpenBLAS backend ("rows=avx512,gemm=avx512", which [OpenBLASVariant]
 // reads), and Name for a backend of another package.

@@ -179,3 +179,73 @@ func BenchmarkKeyPack(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(2*tk*h*d), "ns/value")
 }
+
+// TestKeyAppender packs a's keys a span at a time, as a KV cache appends
+// them, into a NaN-filled buffer laid out for all of them: after every
+// span, attending over the view of the keys so far gives the bits of
+// attending over PackKeys of those keys (so the group a span starts in is
+// packed again, and its keys past the span zeroed), and at the end the
+// buffer holds Pack's keys and values.
+func TestKeyAppender(t *testing.T) {
+	forBF16(t, func(t *testing.T, x *BF16) {
+		be, err := WithBF16(openBLASBackend(), x.Kernel())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ap := be.(KeyAppender)
+		for _, tc := range []attnCase{
+			{name: "gqa", b: 2, h: 4, kvh: 2, tq: 5, tk: packSpan + 77, dk: 40, dv: 72, qb: 5, kvb: 256, chunks: 1},
+			{name: "step", b: 1, h: 2, kvh: 1, tq: 1, tk: 100, dk: 64, dv: 64, qb: 1, kvb: 64, chunks: 1},
+			{name: "odd", b: 3, h: 3, kvh: 3, tq: 2, tk: 70, dk: 8, dv: 12, qb: 2, kvb: 32, chunks: 1},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				full, _, _ := tc.attention(uint64(tc.tk))
+				n, _ := PackedKeysLen(be, full.Batch*full.KVHeads, full.Tk, full.DK, full.DV)
+				buf := make([]float32, int(n))
+				for i := range buf {
+					buf[i] = nan32
+				}
+				scratch := make([]float32, be.ScratchLen(full))
+				o0 := slices.Clone(full.O)
+				for j0, i := 0, 0; j0 < full.Tk; i++ {
+					j1 := min(j0+[]int{1, 5, 37, 1, 30, 64, 2}[i%7], full.Tk)
+					a := *full
+					a.Tk = j1
+					if !ap.PackKeysSpan(&a, full.Tk, j0, j1, buf) {
+						t.Fatal("finite values reported as not")
+					}
+					c := *full
+					kt, ok := ap.PackedKeysIn(&c, buf, true).Cols(0, j1)
+					if !ok {
+						t.Fatalf("no view of keys [0, %d)", j1)
+					}
+					run := func(kt Packed) []float32 {
+						a.KT = kt
+						copy(a.O, o0)
+						be.Attend(&a, 0, a.Tasks(), scratch)
+						return slices.Clone(a.O)
+					}
+					got := run(kt)
+					a.KT = Packed{}
+					if !be.PackKeys(&a) {
+						t.Fatal("PackKeys packed nothing")
+					}
+					if d := testutil.BitDiff(got, run(a.KT)); d >= 0 {
+						t.Fatalf("keys [0, %d) appended up to %d: O[%d] differs from attending over PackKeys'", j1, j0, d)
+					}
+					j0 = j1
+				}
+				ref := x.Pack(full)
+				p := ap.PackedKeysIn(full, buf, true)
+				if !slices.Equal(p.kv.k, ref.k) || !slices.Equal(p.kv.v, ref.v) {
+					t.Fatal("keys or values packed a span at a time differ from Pack's")
+				}
+				mustPanic(t, "blas: PackKeysSpan: keys [5, 4) of 10, capacity 70", func() {
+					a := *full
+					a.Tk = 10
+					ap.PackKeysSpan(&a, 70, 5, 4, buf)
+				})
+			})
+		}
+	})
+}

@@ -215,7 +215,10 @@ func (l *Layer) ForwardContext(y, x []float32, ctx *Context, tq int, m *Mask) er
 // A KVCache has a fixed capacity, chosen at [Layer.NewKVCache], and never
 // grows: its memory, Batch·Cap·KVHeads·(HeadDim+ValueHeadDim) values, is
 // allocated once, steps allocate nothing, and a step that does not fit is an
-// error that leaves the cache as it was. [KVCache.Reset] empties it for the
+// error that leaves the cache as it was. A BF16 layer's cache on the C core
+// holds the keys and values again rounded to bf16 and packed for the core
+// (half as much again, head sizes padded to 32), each step packing the
+// positions it appends, so that steps read the packed ones. [KVCache.Reset] empties it for the
 // next sequence, [KVCache.Truncate] drops the last positions.
 //
 // A KVCache belongs to the layer that made it. It is not for concurrent
@@ -229,6 +232,16 @@ type KVCache struct {
 	ldkv          int       // nk+nv, the values of one position
 	stride        int       // cap·ldkv, the values of one sequence
 	kv            []float32 // [batch, cap, ldkv]: the keys, then the values of each position
+	// packed holds the keys and values again as the backend packs them
+	// for its attention core, laid out for cap positions and packed as
+	// steps append them (blas.KeyAppender: a BF16 layer on the C core),
+	// nil where the backend reads kv as it is. kt views it; ktKeys is
+	// its keys alone, for a cache whose values from position bad on
+	// hold a non-finite value (bad = cap: none), which the core packs
+	// per panel from kv (the non-finite rule).
+	packed     []float32
+	kt, ktKeys blas.Packed
+	bad        int
 }
 
 // NewKVCache returns an empty cache for batch sequences of up to capacity
@@ -251,10 +264,35 @@ func (l *Layer) NewKVCache(batch, capacity int) (*KVCache, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: KV cache [%d, %d, %d] overflows", ErrShape, batch, capacity, ldkv)
 	}
-	if err := checkMem(fmt.Sprintf("a KV cache of [%d, %d, %d]", batch, capacity, ldkv), float64(n)); err != nil {
+	kv := &KVCache{layer: l, batch: batch, cap: capacity, ldkv: ldkv, stride: capacity * ldkv, bad: capacity}
+	ap, _ := l.backend.(blas.KeyAppender)
+	var packed float64
+	if ap != nil && n > 0 {
+		a := kv.attention(capacity)
+		if ap.KeyParts(&a) > 0 {
+			packed, _ = blas.PackedKeysLen(l.backend, batch*c.KVHeads, capacity, c.HeadDim, c.ValueHeadDim)
+		}
+	}
+	if err := checkMem(fmt.Sprintf("a KV cache of [%d, %d, %d]", batch, capacity, ldkv), float64(n)+packed); err != nil {
 		return nil, err
 	}
-	return &KVCache{layer: l, batch: batch, cap: capacity, ldkv: ldkv, stride: capacity * ldkv, kv: make([]float32, n)}, nil
+	kv.kv = make([]float32, n)
+	if packed > 0 {
+		kv.packed = make([]float32, int(packed))
+		a := kv.attention(capacity)
+		kv.kt = ap.PackedKeysIn(&a, kv.packed, true)
+		kv.ktKeys = ap.PackedKeysIn(&a, kv.packed, false)
+	}
+	return kv, nil
+}
+
+// attention describes the cache's first tk positions as the keys and
+// values of an attention (the fields blas.KeyPacker reads).
+func (kv *KVCache) attention(tk int) blas.Attention {
+	c := &kv.layer.cfg
+	nk := c.KVHeads * c.HeadDim
+	return blas.Attention{Batch: kv.batch, KVHeads: c.KVHeads, Tk: tk, DK: c.HeadDim, DV: c.ValueHeadDim,
+		K: kv.kv, LDK: kv.ldkv, BatchK: kv.stride, V: kv.kv[min(nk, len(kv.kv)):], LDV: kv.ldkv, BatchV: kv.stride}
 }
 
 // Len returns the number of positions cached, the same for every sequence
@@ -287,7 +325,7 @@ func (kv *KVCache) Batch() int {
 // nothing. Like Truncate, it must not run during a step.
 func (kv *KVCache) Reset() {
 	if kv != nil {
-		kv.n = 0
+		kv.n, kv.bad = 0, kv.cap
 	}
 }
 
@@ -307,6 +345,9 @@ func (kv *KVCache) Truncate(n int) error {
 		return fmt.Errorf("%w: Truncate(%d) of a KV cache holding %d positions", ErrShape, n, kv.n)
 	}
 	kv.n = n
+	if kv.bad >= n {
+		kv.bad = kv.cap
+	}
 	return nil
 }
 
@@ -382,11 +423,28 @@ func (l *Layer) ForwardStep(y, x []float32, kv *KVCache, tq int, m *Mask) error 
 }
 
 // append appends the projected keys and values of a step, tq positions of
-// each sequence (kv holds Batch·tq rows), to the cache.
-func (kv *KVCache) append(rows []float32) {
+// each sequence (kv holds Batch·tq rows), to the cache, packs them where
+// the cache holds packed keys, and returns the keys of the step's
+// attention: every position cached.
+func (kv *KVCache) append(rows []float32) keys {
 	n := len(rows) / kv.batch
 	for i := range kv.batch {
 		copy(kv.kv[i*kv.stride+kv.n*kv.ldkv:][:n], rows[i*n:][:n])
 	}
+	n0 := kv.n
 	kv.n += n / kv.ldkv
+	k := keys{kv: kv.kv, stride: kv.stride}
+	if kv.packed == nil {
+		return k
+	}
+	a := kv.attention(kv.n)
+	if !kv.layer.backend.(blas.KeyAppender).PackKeysSpan(&a, kv.cap, n0, kv.n, kv.packed) {
+		kv.bad = min(kv.bad, n0/blas.BF16KeyStep*blas.BF16KeyStep) // the span packed from its group's start
+	}
+	pk := kv.kt
+	if kv.bad < kv.n {
+		pk = kv.ktKeys
+	}
+	k.kt, _ = pk.Cols(0, kv.n)
+	return k
 }

@@ -389,20 +389,25 @@ func TestNonFiniteSelfAndCache(t *testing.T) {
 }
 
 // forNaNLayers calls f with a layer of nanCfg, weights drawn from seed, for
-// every backend and every plan of planOptions, and the sub-test name of the
-// pair.
+// every backend (FP32, and BF16 on each BF16 kernel: a BF16 KV cache packs
+// its keys and values as steps append them) and every plan of planOptions,
+// and the sub-test name of the pair.
 func forNaNLayers(t *testing.T, seed uint64, f func(l *xattn.Layer, name string)) {
 	w, err := xattn.NewWeights(nanCfg, seed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, be := range blas.All() {
+	backends := blas.All()
+	for _, b := range bf16Backends(t) {
+		backends = append(backends, b.be)
+	}
+	for _, be := range backends {
 		for pname, opts := range planOptions(be) {
 			l, err := xattn.New(nanCfg, w, opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
-			f(l, fmt.Sprintf("backend=%s/plan=%s", be.Name(), pname))
+			f(l, fmt.Sprintf("backend=%s/plan=%s", blas.Kernels(be), pname))
 		}
 	}
 }
@@ -578,5 +583,66 @@ func TestNonFiniteKernels(t *testing.T) {
 				t.Fatalf("%v\n%s", err, out)
 			}
 		})
+	}
+}
+
+// TestNonFiniteCacheValues caches a position whose value overflows to
+// infinity while its key stays finite (Wk = 0, Wv = 0.25, the position's
+// input 3e38),
+// and runs a step whose queries see it, but for one that a Keep mask hides
+// it from: those that see it must be non-finite, the other equal to the
+// step with that input zeroed. A BF16 cache that packs its values for the
+// core (non-finite rows as zeros) must leave such values to the core's
+// panels, which apply the rule.
+func TestNonFiniteCacheValues(t *testing.T) {
+	r := resolved(nanCfg)
+	d := r.QueryDim
+	w, err := xattn.NewWeights(nanCfg, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(w.K)
+	for i := range w.V {
+		w.V[i] = 0.25 // every value of an input row of 3e38s overflows
+	}
+	backends := blas.All()
+	for _, b := range bf16Backends(t) {
+		backends = append(backends, b.be)
+	}
+	for _, be := range backends {
+		for pname, opts := range planOptions(be) {
+			t.Run(fmt.Sprintf("backend=%s/plan=%s", blas.Kernels(be), pname), func(t *testing.T) {
+				l, err := xattn.New(nanCfg, w, opts...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				const b, t1, t2 = 2, 5, 3
+				rng := rand.New(rand.NewPCG(8, 8))
+				x1, x2 := randn(rng, b*t1*d), randn(rng, b*t2*d)
+				// Keys 0…7: key 1 hidden from query 0 of the second step.
+				keep := make([]bool, t2*(t1+t2))
+				for i := range keep {
+					keep[i] = i != 1
+				}
+				m := &xattn.Mask{Keep: &xattn.KeepMask{Data: keep, Batch: 1, Heads: 1, Rows: t2}}
+				run := func(v float32) []float32 {
+					kv, err := l.NewKVCache(b, t1+t2)
+					if err != nil {
+						t.Fatal(err)
+					}
+					x := append([]float32(nil), x1...)
+					setRow(x, t1, d, 0, 1, v)
+					if err := l.ForwardStep(make([]float32, b*t1*r.OutDim), x, kv, t1, nil); err != nil {
+						t.Fatal(err)
+					}
+					y := make([]float32, b*t2*r.OutDim)
+					if err := l.ForwardStep(y, x2, kv, t2, m); err != nil {
+						t.Fatal(err)
+					}
+					return y
+				}
+				checkRows(t, run(3e38), run(0), b, t2, r.OutDim, false, func(b, i int) bool { return b == 0 && i > 0 })
+			})
+		}
 	}
 }

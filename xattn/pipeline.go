@@ -187,7 +187,7 @@ func (p *pipeline) run(l *Layer, c *call) {
 		p.rotate(c)
 	}
 	if c.cache != nil {
-		c.cache.append(c.kvOut)
+		c.keys = c.cache.append(c.kvOut)
 	}
 	if c.x == nil {
 		return
