@@ -54,6 +54,9 @@ type options struct {
 	fmaProbe   bool // run the register-only peak probes of %peak
 	peaksOnly  bool // run the peak probes alone, at 1…threads threads
 
+	ref64  bool   // check every row against a float64 reference of the case
+	inputs string // uniform or normal: how the weights and inputs are drawn
+
 	rounds   int     // rounds over all cases; each case's samples span them
 	requests int     // requests of the batch serving preset
 	alpha    float64 // significance level of -compare's rank test
@@ -130,6 +133,8 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.alpha, "alpha", 0.05, "-compare calls a difference only when the rank test's p-value is below this")
 	fs.StringVar(&o.progress, "progress", "auto", "progress bar on stderr: auto (when a terminal), on or off")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the weights and inputs")
+	fs.BoolVar(&o.ref64, "ref64", false, "compute each case's output in float64 (the FP32 layer's function, on all CPUs: seconds for the large presets) and report every row's max|y−ref|/max(1,‖ref‖∞) as f64 in its output column")
+	fs.StringVar(&o.inputs, "inputs", "uniform", "uniform: weights as PyTorch's nn.Linear draws them and inputs in [−1, 1]; normal: inputs N(0,1) and weights N(0,1)/√fan-in")
 	fs.StringVar(&o.heatmap, "heatmap", "", "instead of measuring, write the attention map of a small example layer (see the package doc) to this .png file")
 	fs.IntVar(&o.heatmapHead, "heatmap-head", 0, fmt.Sprintf("head of the -heatmap, 0…%d, or -1 for the mean over heads", len(heatmapHeads)-1))
 	fs.IntVar(&o.heatmapBatch, "heatmap-batch", 0, fmt.Sprintf("batch element of the -heatmap, 0…%d (batch 1 has its keys padded)", heatmapBatch-1))
@@ -188,6 +193,9 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.repeats < 0 || o.warmup < 0 || o.warmupTime < 0 {
 		return nil, errors.New("-repeats, -warmup and -warmup-time must not be negative")
+	}
+	if o.inputs != "uniform" && o.inputs != "normal" {
+		return nil, fmt.Errorf("-inputs=%q: want uniform or normal", o.inputs)
 	}
 	if o.budget <= 0 {
 		return nil, fmt.Errorf("-budget=%v: must be positive", o.budget)

@@ -230,6 +230,14 @@ func measure(o *options, cases []benchCase, backends []blas.Backend, stderr io.W
 			failed = true
 			continue
 		}
+		if o.inputs == "normal" {
+			normalProblem(p)
+		}
+		if o.ref64 && c.mode == "" {
+			prog.begin(c.name + " float64 reference")
+			p.ref64 = reference64(p)
+			prog.end()
+		}
 		probs[i] = p
 	}
 	// Rounds: every case on every backend once per round, so that each
@@ -287,6 +295,7 @@ func measure(o *options, cases []benchCase, backends []blas.Backend, stderr io.W
 				probe.allFMA(r.Threads)
 				probe.again(peakISA(&r, rep.Env.OpenBLAS, probe.best()), be, r.Threads)
 				prog.end()
+				setRef64(&r, p, y)
 				if ref == nil {
 					r.Agree, r.VsRef, r.YNorm = "ref", 1, maxAbs(y)
 				} else {

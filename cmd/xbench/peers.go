@@ -217,7 +217,9 @@ func (ps *peerSet) run(p *problem, threads, warmup, repeats int, ref []float32, 
 			}
 		}
 		if rerr == nil {
-			rerr = readPeer(dir, name, &r, ref)
+			var y []float32
+			y, rerr = readPeer(dir, name, &r, ref)
+			setRef64(&r, p, y)
 		}
 		if rerr != nil {
 			r.State, r.Detail = stateError, rerr.Error()
@@ -235,19 +237,19 @@ func (ps *peerSet) run(p *problem, threads, warmup, repeats int, ref []float32, 
 	return out
 }
 
-// readPeer reads a peer's timings and output into r and checks the output
-// against ref.
-func readPeer(dir, name string, r *Result, ref []float32) error {
+// readPeer reads a peer's timings and output into r, checks the output
+// against ref, and returns it.
+func readPeer(dir, name string, r *Result, ref []float32) ([]float32, error) {
 	data, err := os.ReadFile(filepath.Join(dir, name+".result.json"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var pr peerResult
 	if err := json.Unmarshal(data, &pr); err != nil {
-		return fmt.Errorf("%s.result.json: %w", name, err)
+		return nil, fmt.Errorf("%s.result.json: %w", name, err)
 	}
 	if pr.MedianMs <= 0 || len(pr.TimesMs) == 0 {
-		return fmt.Errorf("%s.result.json has no timings", name)
+		return nil, fmt.Errorf("%s.result.json has no timings", name)
 	}
 	r.MedianMs, r.MinMs, r.MaxMs = pr.MedianMs, pr.MinMs, pr.MaxMs
 	r.Repeats, r.Rounds, r.SamplesMs = len(pr.TimesMs), 1, pr.TimesMs
@@ -257,10 +259,10 @@ func readPeer(dir, name string, r *Result, ref []float32) error {
 	r.Detail = pr.Note
 	y, err := readF32(filepath.Join(dir, name+".out.f32"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	setAgreement(r, ref, y)
-	return nil
+	return y, nil
 }
 
 // writeProblem writes the manifest and the tensors of p into dir.

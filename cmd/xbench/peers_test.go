@@ -70,14 +70,14 @@ func TestPeerResult(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "torch.result.json"),
 		[]byte(`{"peer":"torch","version":"1.13","threads":2,"times_ms":[3,1,2],"median_ms":2,"min_ms":1,"max_ms":3,"note":"n"}`), 0o644)
 	var r Result
-	if err := readPeer(dir, "torch", &r, ref); err != nil {
+	if _, err := readPeer(dir, "torch", &r, ref); err != nil {
 		t.Fatal(err)
 	}
 	if r.MedianMs != 2 || r.MinMs != 1 || r.MaxMs != 3 || r.Repeats != 3 || r.Threads != 2 || r.Agree != "ok" || r.Detail != "n" {
 		t.Errorf("result = %+v", r)
 	}
 	os.WriteFile(filepath.Join(dir, "ort.result.json"), []byte(`{"peer":"ort","times_ms":[]}`), 0o644)
-	if err := readPeer(dir, "ort", &r, ref); err == nil {
+	if _, err := readPeer(dir, "ort", &r, ref); err == nil {
 		t.Error("a result without timings accepted")
 	}
 }

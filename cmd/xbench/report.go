@@ -106,6 +106,9 @@ type Result struct {
 	Tol        float64 `json:"tol,omitempty"`
 	// YNorm is ‖y‖∞ of the reference's output (reference rows only).
 	YNorm float64 `json:"y_norm,omitempty"`
+	// Ref64Err is max|y − ref| / max(1, ‖ref‖∞) against the float64
+	// reference of the FP32 layer's function (-ref64).
+	Ref64Err float64 `json:"ref64_err,omitempty"`
 	// Speedup, on a serving result, is the median time of the plain call
 	// it replaces (PlainMs) over its own: above 1 the serving call is
 	// faster.
@@ -316,6 +319,7 @@ var csvColumns = []csvColumn{
 		func(r *Result) *float64 { return &r.MaxAbsDiff }),
 	opt("tol", func(r *Result) *float64 { return &r.Tol }),
 	opt("y_norm", func(r *Result) *float64 { return &r.YNorm }),
+	opt("ref64_err", func(r *Result) *float64 { return &r.Ref64Err }),
 	opt("speedup", func(r *Result) *float64 { return &r.Speedup }),
 	opt("plain_ms", func(r *Result) *float64 { return &r.PlainMs }),
 	strCol("sweep", func(r *Result) *string { return &r.Sweep }),
@@ -573,7 +577,7 @@ func writeTable(w io.Writer, rep *Report) error {
 				r.displayCase(), r.WorkFLOPs/1e9, r.FLOPs/1e9, r.workGFLOPs())
 		}
 	}
-	fmt.Fprintln(w, "×xattn: median time over the first xattn backend's (above 1 is slower than xattn). output: max|Δ| against that backend's y, bound 1e-4·max(1,‖y‖∞), or 2e-2·max(1,‖y‖∞) for a BF16 row (isa bf16-…).")
+	fmt.Fprintln(w, "×xattn: median time over the first xattn backend's (above 1 is slower than xattn). output: max|Δ| against that backend's y, bound 1e-4·max(1,‖y‖∞), or 2e-2·max(1,‖y‖∞) for a BF16 row (isa bf16-…); f64 (-ref64): max|y−ref|/max(1,‖ref‖∞) against the case computed in float64.")
 	if rep.Env.RSSSource != "" {
 		fmt.Fprintf(w, "peak RSS: %s.\n", rep.Env.RSSSource)
 	}
@@ -706,12 +710,19 @@ func fmtRatio(x float64) string {
 
 // fmtAgree formats the output check of r: "ref", or the verdict and max|Δ|.
 func fmtAgree(r *Result) string {
+	s := "-"
 	switch r.Agree {
 	case "":
-		return "-"
 	case "ref":
-		return "ref"
+		s = "ref"
 	default:
-		return fmt.Sprintf("%s %.1e", r.Agree, r.MaxAbsDiff)
+		s = fmt.Sprintf("%s %.1e", r.Agree, r.MaxAbsDiff)
 	}
+	switch {
+	case r.Ref64Err < 0:
+		s += " f64 NaN"
+	case r.Ref64Err > 0:
+		s += fmt.Sprintf(" f64 %.1e", r.Ref64Err)
+	}
+	return s
 }

@@ -27,6 +27,8 @@ type problem struct {
 	// selfSeq holds B sequences of Tk+Tq rows of QueryDim features, the
 	// self-attention input of the decode-step modes.
 	selfSeq []float32
+	// ref64 is the output computed in float64 (-ref64), or nil.
+	ref64 []float64
 }
 
 // newProblem draws the weights (PyTorch's nn.Linear distribution) and inputs
