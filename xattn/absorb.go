@@ -95,8 +95,10 @@ func (l *Layer) makeAbsorbed(wk, wv weightMat) {
 	}
 	for g := range c.KVHeads {
 		// Wk_gᵀ, dc×dk: row j holds column j of head g's rows of Wk.
-		kT := weightMat{rows: dc, cols: dk, at: func(i int) float32 { return wk.elem(g*dk+i%dk, i/dk) }}
-		if !bf16 {
+		var kT weightMat
+		if bf16 {
+			kT = weightMat{rows: dc, cols: dk, at: func(i int) float32 { return wk.elem(g*dk+i%dk, i/dk) }}
+		} else {
 			t := w.wkT[g*dc*dk:][:dc*dk]
 			for d := range dk {
 				for j, v := range wk.f32[(g*dk+d)*dc:][:dc] {

@@ -506,9 +506,7 @@ func (f *SafetensorsFile) parts(c Config, m Mapping, prefix string) ([numParts]f
 		if !slices.Equal(info.Shape, want) {
 			return fileTensor{}, fmt.Errorf("%w: tensor %q has shape %v, want %v for %v", ErrWeights, name, info.Shape, want, c)
 		}
-		switch info.DType {
-		case "F32", "F16", "BF16", "F64":
-		default:
+		if !info.IsFloat() {
 			return fileTensor{}, fmt.Errorf("%w: tensor %q has dtype %s, want F32, F16, BF16 or F64", ErrWeights, name, info.DType)
 		}
 		return fileTensor{name: name, n: info.Len()}, nil

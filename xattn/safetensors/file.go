@@ -100,6 +100,16 @@ type Tensor struct {
 	Data  []float32
 }
 
+// IsFloat reports whether t holds floats that [File.Tensor] and
+// [File.Floats] convert to float32: F32, F16, BF16 or F64.
+func (t TensorInfo) IsFloat() bool {
+	switch t.DType {
+	case "F32", "F16", "BF16", "F64":
+		return true
+	}
+	return false
+}
+
 // Floats is the data of a float tensor as the file stores it (F32, F16,
 // BF16 or F64), read from the file once and converted to float32 one
 // element at a time ([Floats.At]): for a caller that lays the values out in
@@ -135,9 +145,7 @@ func (f *File) Floats(name string) (Floats, error) {
 	if !ok {
 		return Floats{}, fmt.Errorf("%w: no tensor %q in the file", ErrTensor, name)
 	}
-	switch t.DType {
-	case "F32", "F16", "BF16", "F64":
-	default:
+	if !t.IsFloat() {
 		return Floats{}, fmt.Errorf("%w: tensor %q has dtype %s, want F32, F16, BF16 or F64", ErrTensor, name, t.DType)
 	}
 	b, err := f.Bytes(name)

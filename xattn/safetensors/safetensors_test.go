@@ -470,6 +470,11 @@ func TestFloats(t *testing.T) {
 			t.Errorf("F64 At(%d) = %v, want %v", i, got, want)
 		}
 	}
+	for name, want := range map[string]bool{"d": true, "i": false} {
+		if info, _ := f.Info(name); info.IsFloat() != want {
+			t.Errorf("%s (%s): IsFloat = %t", name, info.DType, !want)
+		}
+	}
 	if _, err := f.Floats("i"); !errors.Is(err, safetensors.ErrTensor) || !strings.Contains(err.Error(), "I32") {
 		t.Errorf("Floats of an I32 tensor: %v, want ErrTensor naming the dtype", err)
 	}
